@@ -1,0 +1,416 @@
+"""Reading the configuration file.
+
+Syntax (Exim's): main options first, then sections opened by ``begin NAME``.
+Lines ending in a backslash continue on the next line (its leading white
+space dropped; comment lines in between are skipped); lines whose first
+non-blank character is ``#`` are comments.  ``NAME = value`` with a capital
+first letter defines a macro, substituted (as a whole word) in every later
+line; ``-D NAME=value`` on the command line overrides a definition in the
+file, and ``NAME == value`` redefines one.  ``.include FILE``,
+``.include_if_exists FILE``, ``.ifdef NAME`` / ``.ifndef NAME`` /
+``.elifdef`` / ``.else`` / ``.endif`` are directives.
+
+Every error raises ConfigError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+from collections.abc import Iterator
+
+from mta.config.main import MainOptions
+from mta.config.options import OptionSetting, build_options
+from mta.errors import ConfigError
+
+SECTIONS = ("acl", "directors", "routers", "transports", "retry", "rewrite", "authenticators", "local_scan")
+DRIVER_SECTIONS = ("directors", "routers", "transports", "authenticators")
+LIST_TYPES = ("domainlist", "hostlist", "addresslist", "localpartlist")
+
+_MACRO_DEF = re.compile(r"([A-Z][A-Za-z0-9_]*)\s*(==?)\s*(.*)$", re.S)
+_MACRO_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")
+_OPTION = re.compile(r"(hide\s+)?([a-z][a-z0-9_]*)\s*(?:=\s*(.*))?$", re.S)
+_NAMED_LIST = re.compile(r"(domainlist|hostlist|addresslist|localpartlist)(?:_cache)?\s+([A-Za-z0-9_]+)\s*=\s*(.*)$", re.S)
+_INSTANCE = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.-]*)\s*:\s*(.*)$", re.S)
+_BEGIN = re.compile(r"begin\s+([A-Za-z_]+)\s*$", re.I)
+_MAX_INCLUDE_DEPTH = 20
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SourceLine:
+    text: str
+    path: str
+    line: int
+
+
+@dataclasses.dataclass(slots=True)
+class NamedList:
+    list_type: str  # domainlist, hostlist, addresslist, localpartlist
+    name: str
+    value: str
+    path: str
+    line: int
+
+
+@dataclasses.dataclass(slots=True)
+class DriverSpec:
+    """A driver instance as written: its name, where, and its option lines."""
+
+    section: str
+    name: str
+    path: str
+    line: int
+    settings: list[OptionSetting] = dataclasses.field(default_factory=list)
+
+    @property
+    def driver(self) -> str | None:
+        for s in self.settings:
+            if s.name == "driver":
+                return (s.value or "").strip()
+        return None
+
+
+@dataclasses.dataclass(slots=True)
+class Config:
+    """A parsed configuration file.
+
+    `main` holds the main options; `named_lists`, `acls`, `retry_rules`,
+    `rewrite_rules` and `drivers` hold the rest as read, for the modules that
+    own those parts to interpret.
+    """
+
+    path: str
+    main: MainOptions
+    main_hidden: set[str]
+    macros: dict[str, str]
+    named_lists: dict[str, NamedList]
+    acls: dict[str, list[SourceLine]]
+    retry_rules: list[SourceLine]
+    rewrite_rules: list[SourceLine]
+    drivers: dict[str, list[DriverSpec]]
+    primary_hostname: str = ""
+    qualify_domain: str = ""
+    qualify_recipient: str = ""
+
+    @property
+    def spool_directory(self) -> str:
+        return self.main.spool_directory
+
+    def named_list(self, list_type: str, name: str) -> str | None:
+        entry = self.named_lists.get(name)
+        if entry is None or entry.list_type != list_type:
+            return None
+        return entry.value
+
+    @property
+    def local_domains(self) -> str:
+        named = self.named_list("domainlist", "local_domains")
+        return named if named is not None else self.main.local_domains
+
+
+def unquote_value(text: str) -> str:
+    """Remove surrounding double quotes and process backslash escapes inside them."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        return _process_escapes(text[1:-1])
+    return text
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "$": "\\$", "{": "\\{", "}": "\\}"}
+
+
+def _process_escapes(s: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c != "\\" or i + 1 == len(s):
+            out.append(c)
+            i += 1
+            continue
+        nxt = s[i + 1]
+        if nxt in _ESCAPES:
+            out.append(_ESCAPES[nxt])
+            i += 2
+        elif nxt in "01234567":
+            j = i + 1
+            while j < len(s) and j < i + 4 and s[j] in "01234567":
+                j += 1
+            out.append(chr(int(s[i + 1 : j], 8)))
+            i = j
+        elif nxt == "x" and i + 2 < len(s) and s[i + 2] in "0123456789abcdefABCDEF":
+            j = i + 2
+            while j < len(s) and j < i + 4 and s[j] in "0123456789abcdefABCDEF":
+                j += 1
+            out.append(chr(int(s[i + 2 : j], 16)))
+            i = j
+        else:
+            out.append(nxt)
+            i += 2
+    return "".join(out)
+
+
+class _Reader:
+    """Produces logical lines: includes spliced, conditionals applied, macros substituted."""
+
+    def __init__(self, cli_macros: dict[str, str]) -> None:
+        self.macros: dict[str, str] = dict(cli_macros)
+        self.cli_macros = set(cli_macros)
+        self.stack_depth = 0
+
+    def read(self, path: str) -> Iterator[SourceLine]:
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                physical = f.read().split("\n")
+        except FileNotFoundError:
+            raise ConfigError("configuration file not found", path) from None
+        except IsADirectoryError:
+            raise ConfigError("configuration file is a directory", path) from None
+        except PermissionError:
+            raise ConfigError("configuration file is not readable (permission denied)", path) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file: {exc.strerror}", path) from None
+        yield from self._logical(physical, path)
+
+    def _logical(self, physical: list[str], path: str) -> Iterator[SourceLine]:
+        # Conditional stack: each entry is (active, any_branch_taken).
+        conds: list[tuple[bool, bool]] = []
+        i = 0
+        n = len(physical)
+        while i < n:
+            start = i
+            text = physical[i].rstrip("\r")
+            i += 1
+            stripped = text.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            # Continuation lines.
+            while text.rstrip().endswith("\\") and i < n:
+                text = text.rstrip()[:-1]
+                nxt = physical[i].rstrip("\r")
+                i += 1
+                if nxt.strip().startswith("#"):
+                    text += "\\"  # comment in the middle: keep continuing
+                    continue
+                text += nxt.lstrip()
+            if text.rstrip().endswith("\\"):
+                text = text.rstrip()[:-1]
+            line_no = start + 1
+            stripped = text.strip()
+            active = all(c[0] for c in conds)
+            if stripped.startswith("."):
+                word, _, arg = stripped.partition(" ")
+                arg = arg.strip()
+                if word in (".ifdef", ".ifndef"):
+                    cond = (arg in self.macros) == (word == ".ifdef")
+                    conds.append((cond, cond))
+                    continue
+                if word in (".elifdef", ".elifndef"):
+                    if not conds:
+                        raise ConfigError(f"{word} without .ifdef", path, line_no)
+                    _cur, taken = conds[-1]
+                    cond = not taken and ((arg in self.macros) == (word == ".elifdef"))
+                    conds[-1] = (cond, taken or cond)
+                    continue
+                if word == ".else":
+                    if not conds:
+                        raise ConfigError(".else without .ifdef", path, line_no)
+                    _cur, taken = conds[-1]
+                    conds[-1] = (not taken, True)
+                    continue
+                if word == ".endif":
+                    if not conds:
+                        raise ConfigError(".endif without .ifdef", path, line_no)
+                    conds.pop()
+                    continue
+                if not active:
+                    continue
+                if word in (".include", ".include_if_exists"):
+                    yield from self._include(word, self.substitute(arg), path, line_no)
+                    continue
+                raise ConfigError(f'unknown directive "{word}"', path, line_no)
+            if not active:
+                continue
+            m = _MACRO_DEF.match(stripped)
+            if m:
+                self._define(m.group(1), m.group(2), m.group(3).strip(), path, line_no)
+                continue
+            yield SourceLine(self.substitute(text), path, line_no)
+        if conds:
+            raise ConfigError(".ifdef without .endif", path, n)
+
+    def _include(self, word: str, target: str, path: str, line_no: int) -> Iterator[SourceLine]:
+        target = unquote_value(target)
+        if not target:
+            raise ConfigError(f"{word} needs a file name", path, line_no)
+        if not os.path.isabs(target):
+            target = os.path.join(os.path.dirname(os.path.abspath(path)), target)
+        if word == ".include_if_exists" and not os.path.exists(target):
+            return
+        if self.stack_depth >= _MAX_INCLUDE_DEPTH:
+            raise ConfigError(".include nested too deeply (loop?)", path, line_no)
+        if not os.path.exists(target):
+            raise ConfigError(f"included file {target} does not exist", path, line_no)
+        self.stack_depth += 1
+        try:
+            yield from self.read(target)
+        finally:
+            self.stack_depth -= 1
+
+    def _define(self, name: str, op: str, value: str, path: str, line_no: int) -> None:
+        if name in self.cli_macros:
+            return  # -D on the command line wins over the file
+        if name in self.macros and op == "=":
+            raise ConfigError(f'macro "{name}" is already defined (use == to redefine)', path, line_no)
+        self.macros[name] = self.substitute(value)
+
+    def substitute(self, text: str) -> str:
+        if not self.macros or not any(c.isupper() for c in text):
+            return text
+
+        def repl(m: re.Match[str]) -> str:
+            return self.macros.get(m.group(0), m.group(0))
+
+        # Whole words only, and not inside a longer identifier such as $h_X.
+        return re.sub(r"(?<![A-Za-z0-9_$])[A-Z][A-Za-z0-9_]*", repl, text)
+
+
+def default_config_path() -> str:
+    return os.environ.get("MTA_CONFIG") or "/etc/mta/mta.conf"
+
+
+def parse_macro_override(text: str) -> tuple[str, str]:
+    """Parse a ``-D NAME=value`` argument (value may be omitted: empty)."""
+    name, _, value = text.partition("=")
+    name = name.strip()
+    if not _MACRO_NAME.fullmatch(name):
+        raise ConfigError(f'-D{text}: macro names start with a capital letter and contain only letters, digits and _')
+    return name, value
+
+
+def load_config(path: str | None = None, macros: dict[str, str] | None = None) -> Config:
+    """Read and check the configuration file at `path`; raise ConfigError on any problem."""
+    path = path or default_config_path()
+    reader = _Reader(macros or {})
+    section = "main"
+    main_settings: list[OptionSetting] = []
+    named_lists: dict[str, NamedList] = {}
+    acls: dict[str, list[SourceLine]] = {}
+    current_acl: list[SourceLine] | None = None
+    retry_rules: list[SourceLine] = []
+    rewrite_rules: list[SourceLine] = []
+    drivers: dict[str, list[DriverSpec]] = {s: [] for s in DRIVER_SECTIONS}
+    current_driver: DriverSpec | None = None
+    seen_sections: set[str] = set()
+
+    for src in reader.read(path):
+        stripped = src.text.strip()
+        begin = _BEGIN.match(stripped)
+        if begin:
+            name = begin.group(1).lower()
+            if name not in SECTIONS:
+                raise ConfigError(f'unknown section "begin {begin.group(1)}"', src.path, src.line)
+            if name in seen_sections:
+                raise ConfigError(f'section "{name}" appears twice', src.path, src.line)
+            seen_sections.add(name)
+            section = name
+            current_driver = None
+            current_acl = None
+            continue
+        if section == "main":
+            m = _NAMED_LIST.match(stripped)
+            if m:
+                list_type, list_name, value = m.group(1), m.group(2), unquote_value(m.group(3).strip())
+                if list_name in named_lists:
+                    raise ConfigError(f'named list "{list_name}" is defined twice', src.path, src.line)
+                named_lists[list_name] = NamedList(list_type, list_name, value, src.path, src.line)
+                continue
+            main_settings.append(_option_setting(stripped, src))
+        elif section in DRIVER_SECTIONS:
+            m = _INSTANCE.match(stripped)
+            if m and "=" not in stripped.split(":", 1)[0]:
+                name = m.group(1)
+                if any(d.name == name for d in drivers[section]):
+                    raise ConfigError(f'{section[:-1]} "{name}" is defined twice', src.path, src.line)
+                current_driver = DriverSpec(section, name, src.path, src.line)
+                drivers[section].append(current_driver)
+                rest = m.group(2).strip()
+                if rest:
+                    current_driver.settings.append(_option_setting(rest, src))
+                continue
+            if current_driver is None:
+                raise ConfigError(
+                    f'option line before the first {section[:-1]} name (expected "name:")', src.path, src.line
+                )
+            current_driver.settings.append(_option_setting(stripped, src))
+        elif section == "acl":
+            m = _INSTANCE.match(stripped)
+            if m and not m.group(2).strip() and " " not in m.group(1):
+                name = m.group(1)
+                if name in acls:
+                    raise ConfigError(f'ACL "{name}" is defined twice', src.path, src.line)
+                current_acl = acls[name] = []
+                continue
+            if current_acl is None:
+                raise ConfigError('ACL statement before the first ACL name (expected "name:")', src.path, src.line)
+            current_acl.append(src)
+        elif section == "retry":
+            retry_rules.append(src)
+        elif section == "rewrite":
+            rewrite_rules.append(src)
+        # begin local_scan: options of a local_scan function we do not have; ignored as Exim does
+        # when none is compiled in.
+
+    for spec in (d for section_drivers in drivers.values() for d in section_drivers):
+        if not spec.driver:
+            raise ConfigError(f'{spec.section[:-1]} "{spec.name}" has no "driver =" option', spec.path, spec.line)
+
+    main, hidden = build_options(MainOptions, main_settings, "the main section")
+    if "local_domains" in named_lists and any(s.name == "local_domains" for s in main_settings):
+        nl = named_lists["local_domains"]
+        raise ConfigError("local_domains is set both as a main option and as a named domainlist", nl.path, nl.line)
+    config = Config(
+        path=path,
+        main=main,
+        main_hidden=hidden,
+        macros=reader.macros,
+        named_lists=named_lists,
+        acls=acls,
+        retry_rules=retry_rules,
+        rewrite_rules=rewrite_rules,
+        drivers=drivers,
+    )
+    config.primary_hostname = main.primary_hostname or default_primary_hostname()
+    config.qualify_domain = main.qualify_domain or config.primary_hostname
+    config.qualify_recipient = main.qualify_recipient or config.qualify_domain
+    if not os.path.isabs(main.spool_directory):
+        raise ConfigError(f"spool_directory must be an absolute path, not {main.spool_directory!r}", path)
+    return config
+
+
+def default_primary_hostname() -> str:
+    name = os.uname().nodename
+    if "." not in name:
+        # Only ask the resolver when the node name is not qualified; it may be slow.
+        try:
+            fqdn = socket.getfqdn(name)
+        except OSError:
+            fqdn = name
+        if "." in fqdn and not fqdn.startswith("localhost"):
+            return fqdn.lower()
+    return name.lower()
+
+
+def _option_setting(text: str, src: SourceLine) -> OptionSetting:
+    m = _OPTION.match(text.strip())
+    if m is None:
+        raise ConfigError(f'cannot understand "{_shorten(text.strip())}" (expected "name = value")', src.path, src.line)
+    value = m.group(3)
+    if value is not None:
+        value = unquote_value(value.strip())
+    return OptionSetting(m.group(2), value, src.path, src.line, hidden=bool(m.group(1)))
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

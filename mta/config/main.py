@@ -1,0 +1,165 @@
+"""The main section's option table.
+
+Each option is declared here once: its type, default and documentation.
+The loader, `mta -bP` and docs/config-reference.md are all made from it.
+Options whose default is computed at start-up (primary_hostname and the
+qualify domains) are declared unset here and resolved by the Config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from mta.drivers import Kind, option
+
+DEFAULT_RECEIVED_HEADER_TEXT = (
+    "Received: "
+    "${if def:sender_rcvhost {from $sender_rcvhost\\n\\t}"
+    "{${if def:sender_ident {from $sender_ident }}"
+    "${if def:sender_helo_name {(helo=$sender_helo_name)\\n\\t}}}}"
+    "by $primary_hostname "
+    "${if def:received_protocol {with $received_protocol }}"
+    "${if def:tls_cipher {($tls_cipher)\\n\\t}}"
+    "(mta $version_number)\\n\\t"
+    "${if def:sender_address {(envelope-from <$sender_address>)\\n\\t}}"
+    "id $message_exim_id"
+    "${if def:received_for {\\n\\tfor $received_for}}"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MainOptions:
+    """Options of the main section (before the first ``begin``)."""
+
+    _generic: ClassVar[bool] = True
+
+    # -- identity -------------------------------------------------------
+    primary_hostname: str | None = option(
+        None, Kind.STRING, "This host's fully qualified name. Default: the system's node name."
+    )
+    qualify_domain: str | None = option(
+        None, Kind.STRING, "Domain added to unqualified sender addresses. Default: primary_hostname."
+    )
+    qualify_recipient: str | None = option(
+        None, Kind.STRING, "Domain added to unqualified recipient addresses. Default: qualify_domain."
+    )
+    local_domains: str = option(
+        "@",
+        Kind.LIST,
+        "Domains delivered by the directors; `@` is the primary host name. "
+        "The named list `domainlist local_domains = ...` means the same.",
+    )
+    mta_user: str = option("mail", Kind.STRING, "Unprivileged user for remote deliveries and the daemon's work.")
+    mta_group: str = option("mail", Kind.STRING, "Group of mta_user.")
+    trusted_users: str = option(
+        "", Kind.LIST, "Users (besides root and mta_user) who may set the sender with -f and fake host data."
+    )
+    trusted_groups: str = option("", Kind.LIST, "Groups whose members are trusted, as trusted_users.")
+    admin_groups: str = option("", Kind.LIST, "Groups whose members are administrators (queue listing, -M...).")
+    never_users: str = option("root", Kind.LIST, "Local deliveries are never run as these users.")
+    untrusted_set_sender: str = option(
+        "",
+        Kind.LIST,
+        "Address list of envelope senders that untrusted users may set with -f. "
+        "`*` lets them set any sender; `:` (an empty item) only the empty sender `<>`.",
+    )
+    local_from_check: bool = option(
+        True,
+        Kind.BOOL,
+        "For untrusted local submissions whose From: is not the caller, add a Sender: header naming the caller.",
+    )
+    queue_list_requires_admin: bool = option(True, Kind.BOOL, "Only administrators may list the queue.")
+    prod_requires_admin: bool = option(True, Kind.BOOL, "Only administrators may start deliveries (-M, -q).")
+
+    # -- spool and logs -------------------------------------------------
+    spool_directory: str = option("/var/spool/mta", Kind.STRING, "Where messages, hints and (by default) logs live.")
+    split_spool_directory: bool = option(
+        False, Kind.BOOL, "Spread input/ and msglog/ over 62 sub-directories named by the 6th id character."
+    )
+    log_file_path: str = option(
+        "",
+        Kind.LIST,
+        "Log file names, `%s` standing for main, reject and panic, `%D` for the date; "
+        "or `syslog`. Unset: `<spool_directory>/log/%slog`.",
+    )
+    log_selector: str = option(
+        "", Kind.STRING, "Optional log items switched on (+name) or off (-name), e.g. `+received_recipients`."
+    )
+    log_timezone: bool = option(False, Kind.BOOL, "Append the time zone offset to log time stamps.")
+    timezone: str | None = option(None, Kind.STRING, "Time zone for logs and headers (TZ value). Default: the system's.")
+    message_logs: bool = option(True, Kind.BOOL, "Keep a per-message log in msglog/.")
+    preserve_message_logs: bool = option(False, Kind.BOOL, "Move message logs to msglog.OLD/ instead of removing them.")
+    write_rejectlog: bool = option(True, Kind.BOOL, "Write rejections to the reject log as well as the main log.")
+
+    # -- reception ------------------------------------------------------
+    message_size_limit: int = option(50 * 1024 * 1024, Kind.SIZE, "Largest message accepted; 0 means no limit.")
+    header_maxsize: int = option(1024 * 1024, Kind.SIZE, "Largest header block accepted.")
+    header_line_maxsize: int = option(0, Kind.SIZE, "Longest single header line accepted; 0 means no limit.")
+    message_reject_nul: bool = option(
+        False, Kind.BOOL, "Refuse messages with NUL bytes in the body instead of storing them as they are."
+    )
+    received_header_text: str = option(
+        DEFAULT_RECEIVED_HEADER_TEXT, Kind.STRING, "The Received: header added to every message.", expand=True
+    )
+    received_headers_max: int = option(
+        30, Kind.INT, "A message with more Received: headers than this is refused as a mail loop.", minimum=1
+    )
+    message_id_header_domain: str | None = option(
+        None, Kind.STRING, "Domain of the Message-ID: header added to messages that lack one.", expand=True
+    )
+    message_id_header_text: str | None = option(
+        None, Kind.STRING, "Text put before the message id in an added Message-ID: header.", expand=True
+    )
+    extract_addresses_remove_arguments: bool = option(
+        True, Kind.BOOL, "With -t, addresses on the command line are removed from those found in the headers."
+    )
+    receive_timeout: int = option(0, Kind.TIME, "Time allowed to read a locally submitted message; 0 means none.")
+    recipients_max: int = option(50000, Kind.INT, "Most recipients a message may have; 0 means no limit.")
+
+    # -- queueing and delivery -----------------------------------------
+    queue_only: bool = option(False, Kind.BOOL, "Queue every arriving message; deliver only in queue runs.")
+    queue_smtp_domains: str = option(
+        "", Kind.LIST, "Domains whose SMTP deliveries wait for a queue run even when local ones go at once."
+    )
+    queue_run_max: int = option(5, Kind.INT, "Most queue runner processes at once.", minimum=1)
+    remote_max_parallel: int = option(2, Kind.INT, "Most remote hosts one delivery talks to at once.", minimum=1)
+    deliver_drop_privilege: bool = option(
+        False, Kind.BOOL, "Drop to mta_user for everything but local deliveries that need another user."
+    )
+    delay_warning: int = option(
+        24 * 3600, Kind.TIME, "Send a warning to the sender when a message has waited this long; 0 means never."
+    )
+    ignore_bounce_errors_after: int = option(
+        10 * 7 * 86400, Kind.TIME, "Discard a frozen bounce after this long (it is tried once more, then dropped)."
+    )
+    timeout_frozen_after: int = option(0, Kind.TIME, "Remove (bouncing if possible) messages frozen this long; 0 never.")
+    auto_thaw: int = option(0, Kind.TIME, "Thaw frozen messages after this long; 0 means never.")
+    freeze_tell: str = option("", Kind.LIST, "Addresses told when a bounce is frozen.")
+    bounce_return_message: bool = option(True, Kind.BOOL, "Include the original message (or its headers) in bounces.")
+    bounce_return_body: bool = option(True, Kind.BOOL, "Include the body of the original message in bounces.")
+    bounce_return_size_limit: int = option(
+        100 * 1024, Kind.SIZE, "Most of the original message returned in a bounce; longer ones are cut."
+    )
+    errors_reply_to: str | None = option(None, Kind.STRING, "Reply-To: of bounce messages.", expand=True)
+    mua_wrapper: bool = option(
+        False,
+        Kind.BOOL,
+        "Run as a non-queueing client: one synchronous SMTP delivery to a smart host, exit 1 on any failure.",
+    )
+
+    # -- retry ----------------------------------------------------------
+    retry_data_expire: int = option(7 * 86400, Kind.TIME, "Retry records older than this are ignored.")
+    retry_interval_max: int = option(
+        24 * 3600, Kind.TIME, "Cap on any retry interval.", maximum=24 * 3600, minimum=1
+    )
+
+    # -- DNS ------------------------------------------------------------
+    dns_servers: str = option(
+        "", Kind.LIST, "Name servers to query (`ip` or `ip.port`); unset: those in /etc/resolv.conf."
+    )
+    dns_retrans: int = option(0, Kind.TIME, "Time to wait for one DNS answer; 0 means the resolver's default.")
+    dns_retry: int = option(0, Kind.INT, "Times to retry a DNS query; 0 means the resolver's default.")
+
+    # -- commands -------------------------------------------------------
+    bi_command: str = option("", Kind.STRING, "Command run by `mta -bi` (newaliases).")

@@ -1,0 +1,179 @@
+"""Turning option lines into option tables, and tables back into text.
+
+The same walk over an options dataclass serves the parser (`build_options`),
+`mta -bP` (`format_option`) and the generated configuration reference
+(`reference_markdown`), so the three cannot disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from mta.drivers import Kind, OptionSpec, is_generic, option_specs
+from mta.errors import ConfigError
+from mta.values import (
+    format_size,
+    format_time,
+    parse_bool,
+    parse_octal,
+    parse_size,
+    parse_time,
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OptionSetting:
+    """One option line as read from the file: ``name = value`` or a bare boolean."""
+
+    name: str
+    value: str | None  # None for a bare "name" / "no_name"
+    path: str
+    line: int
+    hidden: bool = False  # "hide name = value"
+
+
+def convert_value(name: str, spec: OptionSpec, text: str) -> Any:
+    """Convert the text of one option to its typed value; ValueError says why not."""
+    kind = spec.kind
+    if kind is Kind.BOOL:
+        return parse_bool(text)
+    if kind in (Kind.INT, Kind.OCTAL, Kind.TIME, Kind.SIZE):
+        if kind is Kind.INT:
+            try:
+                value = int(text.strip(), 0) if text.strip().startswith("0x") else int(text.strip())
+            except ValueError:
+                raise ValueError(f'"{text}" is not an integer') from None
+        elif kind is Kind.OCTAL:
+            value = parse_octal(text)
+        elif kind is Kind.TIME:
+            value = parse_time(text)
+        else:
+            value = parse_size(text)
+        if spec.minimum is not None and value < spec.minimum:
+            raise ValueError(f"{name} must be at least {spec.minimum}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise ValueError(f"{name} must be at most {spec.maximum}")
+        return value
+    if spec.choices is not None and not spec.expand and text not in spec.choices:
+        raise ValueError(f'"{text}" is not one of: {", ".join(spec.choices)}')
+    return text
+
+
+def _lookup_spec(specs: dict[str, OptionSpec], raw_name: str) -> tuple[str, OptionSpec, bool | None]:
+    """Resolve ``no_x``/``not_x`` prefixes; return (name, spec, forced bool)."""
+    if raw_name in specs:
+        return raw_name, specs[raw_name], None
+    for prefix in ("no_", "not_"):
+        if raw_name.startswith(prefix):
+            base = raw_name[len(prefix) :]
+            spec = specs.get(base)
+            if spec is not None and spec.kind is Kind.BOOL:
+                return base, spec, False
+    raise KeyError(raw_name)
+
+
+def build_options(
+    cls: type,
+    settings: Iterable[OptionSetting],
+    what: str,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[Any, set[str]]:
+    """Build an options instance of `cls` from option lines.
+
+    `what` names the thing being configured for error messages ("router
+    smarthost", "main").  Returns the instance and the set of option names
+    marked ``hide``.  Raises ConfigError with file and line for an unknown
+    option, a value of the wrong type, or an option set twice.
+    """
+    specs = {name: spec for name, spec, _default, _owner in option_specs(cls)}
+    values: dict[str, Any] = dict(overrides or {})
+    seen: dict[str, OptionSetting] = {}
+    hidden: set[str] = set()
+    for setting in settings:
+        try:
+            name, spec, forced = _lookup_spec(specs, setting.name)
+        except KeyError:
+            raise ConfigError(f'unknown option "{setting.name}" for {what}', setting.path, setting.line) from None
+        if name in seen:
+            first = seen[name]
+            raise ConfigError(
+                f'"{name}" is set twice for {what} (first at {first.path}:{first.line})',
+                setting.path,
+                setting.line,
+            )
+        seen[name] = setting
+        if setting.hidden:
+            hidden.add(name)
+        if forced is not None:
+            if setting.value is not None:
+                raise ConfigError(f'"{setting.name}" takes no value', setting.path, setting.line)
+            values[name] = forced
+            continue
+        if setting.value is None:
+            if spec.kind is not Kind.BOOL:
+                raise ConfigError(f'"{name}" needs a value ("{name} = ...")', setting.path, setting.line)
+            values[name] = True
+            continue
+        try:
+            values[name] = convert_value(name, spec, setting.value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}", setting.path, setting.line) from None
+    return cls(**values), hidden
+
+
+def format_value(spec: OptionSpec, value: Any) -> str:
+    if value is None:
+        return ""
+    kind = spec.kind
+    if kind is Kind.TIME:
+        return format_time(value)
+    if kind is Kind.SIZE:
+        return format_size(value)
+    if kind is Kind.OCTAL:
+        return "0" + format(value, "o") if value else "0"
+    return str(value)
+
+
+def format_option(name: str, spec: OptionSpec, value: Any, hide_value: bool = False, with_name: bool = True) -> str:
+    """One line of -bP output, in Exim's form (``no_x`` for false booleans)."""
+    if spec.kind is Kind.BOOL:
+        return name if value else f"no_{name}"
+    text = "<value not displayable>" if hide_value else format_value(spec, value)
+    return f"{name} = {text}" if with_name else text
+
+
+def format_all(instance: Any, hidden: set[str] | None = None, show_hidden: bool = True) -> list[str]:
+    """All options of an instance for -bP: generic ones first, then private, each sorted."""
+    hidden = hidden or set()
+    rows: list[tuple[bool, str, str]] = []
+    for name, spec, _default, owner in option_specs(type(instance)):
+        value = getattr(instance, name)
+        masked = (name in hidden or spec.hidden) and not show_hidden
+        rows.append((not is_generic(owner), name, format_option(name, spec, value, masked)))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return [text for _g, _n, text in rows]
+
+
+def reference_markdown(title: str, cls: type, intro: str = "", private_only: bool = False) -> str:
+    """A Markdown table of every option of `cls`: name, type, default, description."""
+    lines = [f"### {title}", ""]
+    if intro:
+        lines += [intro, ""]
+    lines += ["| option | type | default | description |", "| --- | --- | --- | --- |"]
+    for name, spec, default, owner in sorted(option_specs(cls), key=lambda r: r[0]):
+        if private_only and is_generic(owner):
+            continue
+        kind = spec.kind.value + (", expanded" if spec.expand else "")
+        if spec.kind is Kind.BOOL:
+            shown = "true" if default else "false"
+        else:
+            shown = format_value(spec, default)
+            shown = f"`{shown}`" if shown else "unset"
+        doc = spec.doc.replace("|", "\\|")
+        if spec.choices:
+            doc += " One of: " + ", ".join(f"`{c}`" for c in spec.choices) + "."
+        lines.append(f"| `{name}` | {kind} | {shown.replace('|', chr(92) + '|')} | {doc} |")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""Exim value syntax: booleans, times, sizes and separated lists.
+
+These are the scalar types of the configuration file (and of retry rules and
+`-bP` output).  Parsing and formatting live together so that a value printed
+by `-bP` reads back as the same value.
+"""
+
+from __future__ import annotations
+
+import re
+
+TRUE_WORDS = frozenset({"true", "yes"})
+FALSE_WORDS = frozenset({"false", "no"})
+
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TIME_PART = re.compile(r"(\d+)([smhdw])")
+_SIZE_RE = re.compile(r"(\d+)\s*([KkMmGg]?)")
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
+
+
+def parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f'"{text}" is not a boolean (use true, false, yes or no)')
+
+
+def parse_time(text: str) -> int:
+    """Parse an Exim time such as ``30s``, ``1h30m`` or a bare number of seconds."""
+    s = text.strip()
+    if not s:
+        raise ValueError("empty time value")
+    if s.isdigit():
+        return int(s)
+    pos = 0
+    total = 0
+    while pos < len(s):
+        m = _TIME_PART.match(s, pos)
+        if m is None:
+            raise ValueError(f'"{text}" is not a time (examples: 30s, 15m, 2h, 4d, 1w, 1h30m)')
+        total += int(m.group(1)) * _TIME_UNITS[m.group(2)]
+        pos = m.end()
+    return total
+
+
+def format_time(seconds: int) -> str:
+    """Format seconds the way Exim's -bP does: ``1h30m``, ``4d``, ``0s``."""
+    if seconds <= 0:
+        return "0s"
+    parts = []
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            n, seconds = divmod(seconds, size)
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
+
+
+def parse_size(text: str) -> int:
+    """Parse a size such as ``50M``, ``1K`` or ``1024``."""
+    m = _SIZE_RE.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f'"{text}" is not a size (examples: 1024, 64K, 50M, 1G)')
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+
+
+def format_size(size: int) -> str:
+    """Format a size as -bP does: the largest exact unit."""
+    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def parse_octal(text: str) -> int:
+    s = text.strip()
+    try:
+        return int(s, 8)
+    except ValueError:
+        raise ValueError(f'"{text}" is not an octal number (example: 0600)') from None
+
+
+def split_list(text: str, default_sep: str = ":") -> list[str]:
+    """Split an Exim list into its items.
+
+    Items are separated by `default_sep` (``:`` unless told otherwise); a
+    doubled separator stands for one literal separator character; a leading
+    ``<c`` (for example ``<;`` or ``<,``) changes the separator to ``c``.
+    Leading and trailing white space of each item is removed, and a list that
+    is empty or only white space has no items.  An empty item between two
+    separators is kept (``a : : b`` has three items): in host lists an empty
+    item means "local submission".
+    """
+    s = text.strip()
+    sep = default_sep
+    if len(s) >= 2 and s[0] == "<" and not s[1].isalnum() and not s[1].isspace():
+        sep = s[1]
+        s = s[2:].lstrip()
+    if not s:
+        return []
+    items: list[str] = []
+    current: list[str] = []
+    i = 0
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == sep:
+            if i + 1 < n and s[i + 1] == sep:
+                current.append(sep)
+                i += 2
+                continue
+            items.append("".join(current).strip())
+            current = []
+            i += 1
+            continue
+        current.append(c)
+        i += 1
+    items.append("".join(current).strip())
+    return items
+
+
+def join_list(items: list[str], sep: str = ":") -> str:
+    """Inverse of split_list for simple items: double any separator inside."""
+    return f" {sep} ".join(item.replace(sep, sep + sep) for item in items)
