@@ -101,7 +101,7 @@ class DriverOptions:
     )
 
 
-class Driver(ABC):
+class Driver(ABC):  # noqa: B024 - each kind's base adds the abstract method
     """Base of directors, routers, transports and authenticators.
 
     `name` is the instance name from the configuration, `options` the parsed

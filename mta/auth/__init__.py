@@ -1,0 +1,7 @@
+"""Authenticators: SMTP AUTH mechanisms, server and client side.
+
+The registry maps each ``driver =`` name to "module:Class"; classes are
+imported only when a configuration uses them.
+"""
+
+AUTHENTICATORS: dict[str, str] = {}

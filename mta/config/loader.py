@@ -32,7 +32,9 @@ LIST_TYPES = ("domainlist", "hostlist", "addresslist", "localpartlist")
 _MACRO_DEF = re.compile(r"([A-Z][A-Za-z0-9_]*)\s*(==?)\s*(.*)$", re.S)
 _MACRO_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")
 _OPTION = re.compile(r"(hide\s+)?([a-z][a-z0-9_]*)\s*(?:=\s*(.*))?$", re.S)
-_NAMED_LIST = re.compile(r"(domainlist|hostlist|addresslist|localpartlist)(?:_cache)?\s+([A-Za-z0-9_]+)\s*=\s*(.*)$", re.S)
+_NAMED_LIST = re.compile(
+    r"(domainlist|hostlist|addresslist|localpartlist)(?:_cache)?\s+([A-Za-z0-9_]+)\s*=\s*(.*)$", re.S
+)
 _INSTANCE = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.-]*)\s*:\s*(.*)$", re.S)
 _BEGIN = re.compile(r"begin\s+([A-Za-z_]+)\s*$", re.I)
 _MAX_INCLUDE_DEPTH = 20

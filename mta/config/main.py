@@ -87,7 +87,9 @@ class MainOptions:
         "", Kind.STRING, "Optional log items switched on (+name) or off (-name), e.g. `+received_recipients`."
     )
     log_timezone: bool = option(False, Kind.BOOL, "Append the time zone offset to log time stamps.")
-    timezone: str | None = option(None, Kind.STRING, "Time zone for logs and headers (TZ value). Default: the system's.")
+    timezone: str | None = option(
+        None, Kind.STRING, "Time zone for logs and headers (TZ value). Default: the system's."
+    )
     message_logs: bool = option(True, Kind.BOOL, "Keep a per-message log in msglog/.")
     preserve_message_logs: bool = option(False, Kind.BOOL, "Move message logs to msglog.OLD/ instead of removing them.")
     write_rejectlog: bool = option(True, Kind.BOOL, "Write rejections to the reject log as well as the main log.")
@@ -133,7 +135,9 @@ class MainOptions:
     ignore_bounce_errors_after: int = option(
         10 * 7 * 86400, Kind.TIME, "Discard a frozen bounce after this long (it is tried once more, then dropped)."
     )
-    timeout_frozen_after: int = option(0, Kind.TIME, "Remove (bouncing if possible) messages frozen this long; 0 never.")
+    timeout_frozen_after: int = option(
+        0, Kind.TIME, "Remove (bouncing if possible) messages frozen this long; 0 never."
+    )
     auto_thaw: int = option(0, Kind.TIME, "Thaw frozen messages after this long; 0 means never.")
     freeze_tell: str = option("", Kind.LIST, "Addresses told when a bounce is frozen.")
     bounce_return_message: bool = option(True, Kind.BOOL, "Include the original message (or its headers) in bounces.")

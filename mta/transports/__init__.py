@@ -1,0 +1,7 @@
+"""Transports: drivers that move a message to its destination.
+
+The registry maps each ``driver =`` name to "module:Class"; classes are
+imported only when a configuration uses them.
+"""
+
+TRANSPORTS: dict[str, str] = {}

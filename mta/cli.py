@@ -1,0 +1,197 @@
+"""The `mta` command (also installed as `sendmail`, `mailq`, `newaliases`).
+
+Parses the sendmail/Exim command line and runs one mode.  Every mode's
+work lives in a lower floor; this module only chooses, reports errors as
+one line on stderr, and sets the exit status.  Imports are done inside the
+mode functions so that each mode loads only what it uses (start-up time is
+a feature of a sendmail replacement).
+
+Exit status: 0 success; 1 error (bad option, bad configuration, message
+refused); 2 for -bt/-bv addresses that fail, as Exim.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from mta.cli_args import Invocation, UsageError, parse_command_line
+from mta.errors import ConfigError, MtaError
+
+PROGRAM = "mta"
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(f"{PROGRAM}: {text}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    global PROGRAM
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "mta"
+    if argv is None:
+        argv = sys.argv[1:]
+    if prog in ("sendmail", "mailq", "newaliases", "rmail", "runq"):
+        PROGRAM = prog
+    if prog == "mailq":
+        argv = ["-bp", *argv]
+    elif prog == "newaliases":
+        argv = ["-bi", *argv]
+    elif prog == "rmail":
+        argv = ["-i", "-oee", *argv]
+    elif prog == "runq":
+        argv = ["-q", *argv]
+    try:
+        inv = parse_command_line(argv, prog)
+    except UsageError as exc:
+        _err(exc.message)
+        return 1
+    except ConfigError as exc:
+        _err(str(exc))
+        return 1
+    handler = MODES.get(inv.mode)
+    if handler is None:
+        _err(f"the -{inv.mode} mode is not available in this version of mta")
+        return 1
+    try:
+        return handler(inv)
+    except ConfigError as exc:
+        _err(f"configuration error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into something that went away (mailq | head).
+        return 0
+
+
+def mailq_main() -> int:
+    return main(["-bp", *sys.argv[1:]])
+
+
+def newaliases_main() -> int:
+    return main(["-bi", *sys.argv[1:]])
+
+
+def _load(inv: Invocation):  # type: ignore[no-untyped-def]
+    from mta.config.loader import load_config
+
+    return load_config(inv.config_file, inv.macros)
+
+
+# -- modes ------------------------------------------------------------------
+
+
+def mode_version(inv: Invocation) -> int:
+    import platform
+
+    from mta import __version__
+
+    print(f"mta version {__version__} (Python {platform.python_version()})")
+    print("Lookups: lsearch wildlsearch nwildlsearch dsearch lmdb")
+    config = _load(inv)
+    from mta.runtime import check_config
+
+    summary = check_config(config)
+    for line in summary:
+        print(line)
+    print(f"Configuration file is {config.path}")
+    return 0
+
+
+def mode_print_options(inv: Invocation) -> int:
+    from mta.config.show import show_options
+    from mta.runtime import driver_option_lines
+
+    config = _load(inv)
+    admin = _caller_is_admin(config)
+    lines, status = show_options(config, inv.args, lambda spec: driver_option_lines(config, spec, admin), admin)
+    for line in lines:
+        print(line)
+    return status
+
+
+def mode_expand(inv: Invocation) -> int:
+    from mta.config.variables import expansion_context
+    from mta.errors import ExpansionError
+    from mta.expand.expander import expand
+
+    config = _load(inv)
+    ctx = expansion_context(config)
+    strings = list(inv.args)
+    if not strings:
+        strings = [line.rstrip("\n") for line in sys.stdin]
+    status = 0
+    for text in strings:
+        try:
+            print(expand(text, ctx))
+        except ExpansionError as exc:
+            sys.stderr.write(f"Failed: {exc.message}\n")
+            status = 1
+    return status
+
+
+def mode_submit(inv: Invocation) -> int:
+    from mta.receive.local import submit_from_command_line
+
+    config = _load(inv)
+    try:
+        return submit_from_command_line(config, inv, sys.stdin.buffer)
+    except MtaError as exc:
+        _err(str(exc))
+        return 1
+
+
+def mode_queue_list(inv: Invocation) -> int:
+    from spool_tools.queue_list import list_queue
+
+    config = _load(inv)
+    if config.main.queue_list_requires_admin and not _caller_is_admin(config):
+        _err("permission denied: only administrators may list the queue")
+        return 1
+    try:
+        return list_queue(config, inv.mode_flags, inv.args, sys.stdout)
+    except MtaError as exc:
+        _err(str(exc))
+        return 1
+
+
+def mode_help(inv: Invocation) -> int:
+    print(
+        "usage: mta [options] [recipient ...]\n"
+        "  -bm (default)  read a message on stdin and send it to the recipients\n"
+        "  -t             take recipients from To:, Cc:, Bcc:;  -i / -oi: a lone dot does not end input\n"
+        "  -f addr        envelope sender (trusted users);  -F name: sender's full name\n"
+        "  -odi / -odq    deliver before returning / only queue the message\n"
+        "  -bp[c|r|u]     list the queue (mailq);  -bpc: count\n"
+        "  -bt addr       test routing of an address;  -bv addr: verify it\n"
+        "  -M id          deliver a message now\n"
+        "  -bP [name]     print configuration options;  -bV: version and configuration check\n"
+        "  -be 'string'   test string expansion\n"
+        "  -C file        use another configuration file;  -D NAME=value: override a macro"
+    )
+    return 0
+
+
+def _caller_is_admin(config) -> bool:  # type: ignore[no-untyped-def]
+    from mta.config.caller import current_caller, is_admin, is_trusted
+
+    caller = current_caller()
+    m = config.main
+    trusted = is_trusted(caller, m.trusted_users, m.trusted_groups, m.mta_user)
+    return is_admin(caller, m.admin_groups, m.mta_group, trusted)
+
+
+MODES: dict[str, Callable[[Invocation], int]] = {
+    "bV": mode_version,
+    "bP": mode_print_options,
+    "be": mode_expand,
+    "bm": mode_submit,
+    "t": mode_submit,
+    "bp": mode_queue_list,
+    "help": mode_help,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Who called us: the invoking user, and whether they are trusted or an admin.
+
+Trusted (may set the envelope sender with -f and fake host data): root,
+mta_user, `trusted_users`, members of `trusted_groups`.  Administrators
+(may list and manage the queue): root, mta_user, members of mta_group or
+`admin_groups`, and trusted users.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import grp
+import os
+import pwd
+
+from mta.values import split_list
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Caller:
+    uid: int
+    gid: int
+    login: str
+    gecos: str
+    home: str
+    groups: frozenset[int]
+
+
+def current_caller() -> Caller:
+    uid = os.getuid()
+    gid = os.getgid()
+    try:
+        pw = pwd.getpwuid(uid)
+        login, gecos, home = pw.pw_name, pw.pw_gecos.split(",")[0], pw.pw_dir
+    except KeyError:
+        # A uid with no passwd entry (containers): Exim names it by number.
+        login, gecos, home = str(uid), "", "/"
+    return Caller(uid, gid, login, gecos, home, frozenset(os.getgroups()) | {gid})
+
+
+def _user_id(name: str) -> int | None:
+    if name.isdigit():
+        return int(name)
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+
+
+def _group_id(name: str) -> int | None:
+    if name.isdigit():
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+def is_trusted(caller: Caller, trusted_users: str, trusted_groups: str, mta_user: str) -> bool:
+    if caller.uid == 0 or caller.uid == _user_id(mta_user):
+        return True
+    if any(_user_id(u) == caller.uid for u in split_list(trusted_users) if u):
+        return True
+    group_ids = (_group_id(g) for g in split_list(trusted_groups) if g)
+    return any(gid in caller.groups for gid in group_ids if gid is not None)
+
+
+def is_admin(caller: Caller, admin_groups: str, mta_group: str, trusted: bool) -> bool:
+    if trusted:
+        return True
+    names = [g for g in split_list(admin_groups) if g] + [mta_group]
+    return any(gid in caller.groups for gid in (_group_id(g) for g in names) if gid is not None)

@@ -1,0 +1,42 @@
+"""Backslash escapes, as Exim's string_interpret_escape() reads them.
+
+Shared by the expander (``\\n`` in an expansion string) and by the lsearch
+reader (escapes inside a double-quoted key), so both agree on what a
+backslash sequence means.
+"""
+
+from __future__ import annotations
+
+_SIMPLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_OCTAL = "01234567"
+_HEX = "0123456789abcdefABCDEF"
+
+
+def interpret_escape(text: str, pos: int) -> tuple[str, int]:
+    """Decode the escape whose backslash is at ``text[pos]``.
+
+    Returns the character it stands for and the index just after the
+    sequence.  ``\\ddd`` is up to three octal digits, ``\\xhh`` up to two hex
+    digits, ``\\b \\f \\n \\r \\t \\v`` the usual controls, and a backslash
+    before anything else stands for that character.  A backslash at the very
+    end stands for itself.
+    """
+    nxt = pos + 1
+    if nxt >= len(text):
+        return "\\", nxt
+    ch = text[nxt]
+    if ch in _OCTAL:
+        end = nxt + 1
+        while end < len(text) and end < nxt + 3 and text[end] in _OCTAL:
+            end += 1
+        return chr(int(text[nxt:end], 8)), end
+    if ch == "x":
+        end = nxt + 1
+        while end < len(text) and end < nxt + 3 and text[end] in _HEX:
+            end += 1
+        if end == nxt + 1:
+            # Exim would yield NUL here; a lone "\x" is far more likely a typo,
+            # and a NUL in an expanded string only causes trouble later.
+            return "x", end
+        return chr(int(text[nxt + 1 : end], 16)), end
+    return _SIMPLE.get(ch, ch), nxt + 1

@@ -1,0 +1,284 @@
+"""Exim-format main, reject and panic logs.
+
+Line format: ``YYYY-MM-DD HH:MM:SS [message-id ]text``.  Files are named by
+`log_file_path` (a list; ``%s`` becomes main/reject/panic, ``%D`` the date
+as YYYYMMDD, ``%M`` as YYYYMM; the item ``syslog`` sends lines to syslog's
+mail facility); unset, they are ``<spool>/log/mainlog`` and so on.
+
+Diagnostics: a log write that fails is written to the panic log, and if
+that fails too, to stderr.  Logging never raises: a full log disk must not
+turn an accepted message into a lost one.
+
+Security: text that came from a client is passed through `escape()` by the
+caller, so that a CR or LF in it cannot start a forged log line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable
+
+MAIN = "main"
+REJECT = "reject"
+PANIC = "panic"
+
+# Log flags (field 3 of a message line).
+ARRIVAL = "<="
+DELIVERY = "=>"
+DELIVERY_MORE = "->"
+FAILURE = "**"
+DEFERRAL = "=="
+FAKE_DELIVERY = "*>"
+
+# Optional items on by default, as Exim's log_selector defaults.
+DEFAULT_SELECTORS = frozenset(
+    {
+        "acl_warn_skipped",
+        "connection_reject",
+        "delay_delivery",
+        "dnslist_defer",
+        "etrn",
+        "host_lookup_failed",
+        "lost_incoming_connection",
+        "msg_id",
+        "queue_run",
+        "rejected_header",
+        "retry_defer",
+        "sender_verify_fail",
+        "size_reject",
+        "skip_delivery",
+        "smtp_confirmation",
+        "tls_certificate_verified",
+        "tls_cipher",
+    }
+)
+KNOWN_SELECTORS = DEFAULT_SELECTORS | frozenset(
+    {
+        "address_rewrite",
+        "all_parents",
+        "arguments",
+        "deliver_time",
+        "delivery_size",
+        "incoming_interface",
+        "incoming_port",
+        "millisec",
+        "outgoing_interface",
+        "outgoing_port",
+        "pid",
+        "queue_time",
+        "queue_time_overall",
+        "received_recipients",
+        "received_sender",
+        "receive_time",
+        "return_path_on_delivery",
+        "sender_on_delivery",
+        "smtp_connection",
+        "smtp_incomplete_transaction",
+        "smtp_no_mail",
+        "smtp_protocol_error",
+        "smtp_syntax_error",
+        "subject",
+        "tls_peerdn",
+        "tls_sni",
+        "unknown_in_list",
+    }
+)
+
+
+def parse_selector(text: str) -> frozenset[str]:
+    """Apply a log_selector setting (``+name -name``, ``+all``, ``-all``) to the defaults.
+
+    Raises ValueError naming an unknown selector.
+    """
+    selected = set(DEFAULT_SELECTORS)
+    for word in text.split():
+        if word[0] not in "+-":
+            raise ValueError(f'log_selector item "{word}" must start with + or -')
+        name = word[1:]
+        if name == "all":
+            selected = set(KNOWN_SELECTORS) if word[0] == "+" else set()
+            continue
+        if name not in KNOWN_SELECTORS:
+            raise ValueError(f'unknown log_selector item "{name}"')
+        if word[0] == "+":
+            selected.add(name)
+        else:
+            selected.discard(name)
+    return frozenset(selected)
+
+
+def escape(text: str) -> str:
+    """Make client-supplied text safe for one log line (Exim's string_printing)."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif not ch.isprintable():
+            code = ord(ch)
+            out.append(f"\\{code:03o}" if code < 256 else f"\\x{{{code:x}}}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def log_timestamp(now: float | None = None, with_zone: bool = False, millisec: bool = False) -> str:
+    now = time.time() if now is None else now
+    lt = time.localtime(now)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", lt)
+    if millisec:
+        stamp += f".{int((now % 1) * 1000):03d}"
+    if with_zone:
+        stamp += " " + time.strftime("%z", lt)
+    return stamp
+
+
+class Logger:
+    """Writes the three logs of one process.
+
+    `paths` is the log_file_path setting (already split into items); an
+    empty list means `<spool_directory>/log/%slog`.
+    """
+
+    def __init__(
+        self,
+        spool_directory: str,
+        paths: Iterable[str] = (),
+        selectors: frozenset[str] = DEFAULT_SELECTORS,
+        log_timezone: bool = False,
+        write_rejectlog: bool = True,
+        stderr_echo: bool = False,
+    ) -> None:
+        items = [p for p in paths if p]
+        self.use_syslog = "syslog" in items
+        files = [p for p in items if p != "syslog"]
+        if not items:
+            files = [os.path.join(spool_directory, "log", "%slog")]
+        self.file_templates = files
+        self.selectors = selectors
+        self.log_timezone = log_timezone
+        self.write_rejectlog = write_rejectlog
+        # -v: echo main log lines to stderr as well.
+        self.stderr_echo = stderr_echo
+        self._fds: dict[str, tuple[int, int, int]] = {}  # path -> (fd, dev, ino)
+
+    def selected(self, name: str) -> bool:
+        return name in self.selectors
+
+    # -- public writers ---------------------------------------------------
+    def main(self, text: str, message_id: str | None = None, now: float | None = None) -> None:
+        self._emit(MAIN, self._line(text, message_id, now))
+
+    def reject(self, text: str, detail_lines: Iterable[str] = (), now: float | None = None) -> None:
+        """A rejection: one line in the main log; the same line plus details in the reject log."""
+        line = self._line(text, None, now)
+        self._emit(MAIN, line)
+        if self.write_rejectlog:
+            self._emit(REJECT, line + "".join(d + "\n" for d in detail_lines))
+
+    def panic(self, text: str, message_id: str | None = None, now: float | None = None) -> None:
+        """A serious problem: written to the panic log and the main log."""
+        line = self._line(text, message_id, now)
+        self._emit(PANIC, line)
+        self._emit(MAIN, line)
+
+    # -- internals --------------------------------------------------------
+    def _line(self, text: str, message_id: str | None, now: float | None) -> str:
+        stamp = log_timestamp(now, self.log_timezone, "millisec" in self.selectors)
+        if "pid" in self.selectors:
+            stamp += f" [{os.getpid()}]"
+        return f"{stamp} {message_id} {text}\n" if message_id else f"{stamp} {text}\n"
+
+    def path_for(self, which: str, now: float | None = None) -> list[str]:
+        lt = time.localtime(now)
+        return [
+            t.replace("%s", which).replace("%D", time.strftime("%Y%m%d", lt)).replace("%M", time.strftime("%Y%m", lt))
+            for t in self.file_templates
+        ]
+
+    def _emit(self, which: str, line: str) -> None:
+        if which == MAIN and self.stderr_echo:
+            sys.stderr.write(line)
+        if self.use_syslog:
+            self._syslog(which, line)
+        for path in self.path_for(which):
+            try:
+                self._append(path, line)
+            except OSError as exc:
+                self._write_failed(which, path, line, exc)
+
+    def _append(self, path: str, line: str) -> None:
+        data = line.encode("utf-8", "surrogateescape")
+        fd = self._open(path)
+        # One write(2) of the whole line on an O_APPEND descriptor, so lines
+        # from concurrent processes never interleave.
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(28, f"short write ({written} of {len(data)} bytes)")
+
+    def _open(self, path: str) -> int:
+        cached = self._fds.get(path)
+        if cached is not None:
+            fd, dev, ino = cached
+            try:
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == (dev, ino):
+                    return fd
+            except FileNotFoundError:
+                pass
+            # Rotated or removed: reopen by name.
+            os.close(fd)
+            del self._fds[path]
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        st = os.fstat(fd)
+        self._fds[path] = (fd, st.st_dev, st.st_ino)
+        return fd
+
+    def _write_failed(self, which: str, path: str, line: str, exc: OSError) -> None:
+        note = f"cannot write {which} log {path}: {exc.strerror or exc}"
+        if which != PANIC:
+            stamp = log_timestamp(None, self.log_timezone)
+            panic_line = f"{stamp} {note}\n{line}"
+            for panic_path in self.path_for(PANIC):
+                try:
+                    self._append(panic_path, panic_line)
+                    return
+                except OSError:
+                    continue
+        # Last resort: stderr (never raise from logging).
+        try:
+            sys.stderr.write(f"mta: {note}\nmta: {line}")
+        except OSError:
+            return
+
+    def _syslog(self, which: str, line: str) -> None:
+        import syslog
+
+        priority = {MAIN: syslog.LOG_INFO, REJECT: syslog.LOG_NOTICE, PANIC: syslog.LOG_ALERT}[which]
+        syslog.openlog("mta", syslog.LOG_PID, syslog.LOG_MAIL)
+        # Strip the time stamp: syslog adds its own.
+        text = line.rstrip("\n").split(" ", 2)[-1]
+        for chunk in text.split("\n"):
+            syslog.syslog(priority, chunk)
+
+    def close(self) -> None:
+        for fd, _dev, _ino in self._fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                continue
+        self._fds.clear()
+

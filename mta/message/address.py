@@ -1,0 +1,660 @@
+"""Mail addresses: parsing (RFC 5321 envelopes, RFC 5322 headers) and helpers.
+
+Public API::
+
+    parse_envelope_address(text, strip_trailing_dot=False) -> str
+    parse_header_addresses(value, errors=None) -> list[HeaderAddress]
+    HeaderAddress(address, display_name, group)
+    split_address(address) -> (local_part, domain)       # local part unquoted
+    unquote_local_part(local_part) -> str
+    quote_local_part(local_part) -> str
+    qualify(address, domain) -> str
+    normalise_domain(domain) -> str
+    is_ip_literal(domain) -> str | None
+    address_key(address, caseful=False) -> str
+    strip_affix(local_part, prefixes, suffixes, prefix_optional=False,
+                suffix_optional=False) -> (prefix, core, suffix) | None
+
+The internal form of an address, as the spool, the logs and the routers see
+it, is ``local_part@domain`` with the local part quoted only when it has to
+be (`quote_local_part`): ``"john"@x`` becomes ``john@x`` and
+``"john doe"@x`` stays quoted.  The null sender is the empty string.  An
+address without ``@`` is unqualified (``root``); `qualify` adds a domain.
+The case of both halves is kept as written: Exim compares domains caselessly
+and local parts caselessly unless ``caseful_local_part`` is set, but delivers
+to the local part as written.  `address_key` gives the comparison key.
+
+`split_address` gives the local part *unquoted* (Exim's $local_part:
+``"a b"@x`` gives ``a b``); rebuild an address with
+``quote_local_part(local_part) + "@" + domain``.
+
+Errors are AddressError whose message is the reason, for example
+``unterminated quoted string``, ``missing > at the end of the address``,
+``empty local part``, ``empty label in domain``, ``space in address outside
+quotes``, ``local part longer than 64 characters``.
+
+Security: both parsers refuse CR, LF and NUL anywhere, so an address that
+passed them can be written to the spool and to SMTP without a second check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import string
+
+from mta.errors import AddressError
+
+MAX_LOCAL_PART = 64  # octets, RFC 5321 4.5.3.1.1
+MAX_DOMAIN = 255  # octets, RFC 5321 4.5.3.1.2
+MAX_LABEL = 63
+
+_ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
+_SPECIALS = frozenset('()<>[]:;@\\,."')
+_DOMAIN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
+_WSP = " \t"
+_FOLD = re.compile(r"\n(?=[ \t])")
+
+
+def _is_atext(c: str) -> bool:
+    return c in _ATEXT or ord(c) >= 0x80
+
+
+def _is_control(c: str) -> bool:
+    return (ord(c) < 32 and c != "\t") or ord(c) == 127
+
+
+# -- tokens (RFC 5322 lexical level) -----------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: str  # atom, qstr, literal, comment, or the special character itself
+    value: str  # atom text, unquoted string content, "[...]" as written, comment text
+    space: bool  # white space (or a comment) came before it
+
+
+def _tokenize(text: str) -> list[_Tok]:
+    if any(c in "\r\n\0" for c in text):
+        raise AddressError("address contains CR, LF or NUL")
+    toks: list[_Tok] = []
+    i, n, space = 0, len(text), False
+    while i < n:
+        c = text[i]
+        if c in _WSP:
+            space, i = True, i + 1
+        elif c == '"':
+            value, i = _quoted(text, i)
+            toks.append(_Tok("qstr", value, space))
+            space = False
+        elif c == "(":
+            value, i = _comment(text, i)
+            toks.append(_Tok("comment", value, space))
+            space = True
+        elif c == "[":
+            end = i + 1
+            while end < n and text[end] not in "[]":
+                if text[end] == "\\":
+                    end += 1
+                end += 1
+            if end >= n or text[end] != "]":
+                raise AddressError("unterminated domain literal (missing ])")
+            toks.append(_Tok("literal", text[i : end + 1], space))
+            space, i = False, end + 1
+        elif c == ")":
+            raise AddressError("unbalanced parentheses: ) without (")
+        elif c == "]":
+            raise AddressError("unexpected ] outside a domain literal")
+        elif c == "\\":
+            raise AddressError("backslash outside quotes")
+        elif c in _SPECIALS:
+            toks.append(_Tok(c, c, space))
+            space, i = False, i + 1
+        elif _is_control(c):
+            raise AddressError(f"control character 0x{ord(c):02x} in address")
+        else:  # every other character is atext (ASCII atext or non-ASCII)
+            end = i
+            while end < n and _is_atext(text[end]):
+                end += 1
+            toks.append(_Tok("atom", text[i:end], space))
+            space, i = False, end
+    return toks
+
+
+def _quoted(text: str, i: int) -> tuple[str, int]:
+    """The content of the quoted string starting at text[i] == '"', and the index after it."""
+    out: list[str] = []
+    i += 1
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            return "".join(out), i + 1
+        if c == "\\":
+            i += 1
+            if i >= len(text):
+                break
+            c = text[i]
+        if _is_control(c):
+            raise AddressError(f"control character 0x{ord(c):02x} in quoted string")
+        out.append(c)
+        i += 1
+    raise AddressError("unterminated quoted string")
+
+
+def _comment(text: str, i: int) -> tuple[str, int]:
+    depth, start = 0, i
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i], i + 1
+        i += 1
+    raise AddressError("unterminated comment (unbalanced parentheses)")
+
+
+# -- addr-spec over tokens -------------------------------------------------------
+
+
+class _Parser:
+    """A cursor over tokens with comments set aside."""
+
+    def __init__(self, toks: list[_Tok], strip_trailing_dot: bool = False) -> None:
+        self.strip_trailing_dot = strip_trailing_dot
+        self.comments = [t.value for t in toks if t.kind == "comment"]
+        self.toks = [t for t in toks if t.kind != "comment"]
+        self.pos = 0
+
+    def peek(self) -> _Tok | None:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.pos]
+        self.pos += 1
+        return tok
+
+    def at(self, kind: str) -> bool:
+        tok = self.peek()
+        return tok is not None and tok.kind == kind
+
+    def addr_spec(self) -> tuple[str, str | None]:
+        """local-part ["@" domain]; returns the unquoted local part and the domain."""
+        words: list[str] = []
+        while True:
+            tok = self.peek()
+            if tok is None or tok.kind not in ("atom", "qstr"):
+                raise AddressError(_bad_word(tok, first=not words))
+            words.append(self.take().value)
+            if not self.at("."):
+                break
+            self.take()
+        local_part = ".".join(words)
+        if not local_part:
+            raise AddressError("empty local part")
+        if not self.at("@"):
+            return local_part, None
+        self.take()
+        return local_part, self.domain()
+
+    def domain(self) -> str:
+        tok = self.peek()
+        if tok is None or tok.kind in (">", ",", ";", "@"):
+            raise AddressError("missing domain after @")
+        if tok.kind == "literal":
+            self.take()
+            return _check_domain(tok.value)
+        parts: list[str] = []
+        while True:
+            tok = self.peek()
+            if tok is not None and tok.kind == "qstr":
+                raise AddressError("quoted string in domain")
+            if tok is None or tok.kind not in ("atom", "."):
+                break
+            if tok.kind == "atom" and parts and parts[-1] != ".":
+                break  # a second word in a row is not part of the domain
+            parts.append(self.take().value)
+        return _check_domain("".join(parts), self.strip_trailing_dot)
+
+
+def _bad_word(tok: _Tok | None, first: bool) -> str:
+    """Why a word of a local part is missing at `tok`."""
+    if first:
+        if tok is None or tok.kind == "@":
+            return "empty local part"
+        if tok.kind == ".":
+            return "local part starts with a dot"
+        return _unexpected(tok, "empty local part")
+    if tok is not None and tok.kind == ".":
+        return "consecutive dots in local part"
+    if tok is None or tok.kind == "@":
+        return "local part ends with a dot"
+    return _unexpected(tok, "local part ends with a dot")
+
+
+def _unexpected(tok: _Tok | None, default: str) -> str:
+    if tok is None:
+        return default
+    if tok.kind in ("<", ">"):
+        return "unbalanced angle brackets"
+    if tok.kind == ".":
+        return "local part starts with a dot"
+    text = tok.value if tok.kind != "qstr" else f'"{tok.value}"'
+    return f'unexpected "{text}" in address'
+
+
+def _check_domain(domain: str, strip_trailing_dot: bool = False) -> str:
+    """Validate a domain (name or IP literal) and return it as written."""
+    if domain.startswith("["):
+        if is_ip_literal(domain) is None:
+            raise AddressError(f"bad IP literal {domain}")
+        return domain
+    if strip_trailing_dot and domain.endswith(".") and len(domain) > 1:
+        domain = domain[:-1]
+    if not domain:
+        raise AddressError("missing domain after @")
+    labels = domain.split(".")
+    if labels[-1] == "" and all(labels[:-1]):
+        raise AddressError("domain ends with a dot")
+    for label in labels:
+        if not label:
+            raise AddressError("empty label in domain")
+        bad = next((c for c in label if c not in _DOMAIN_CHARS and ord(c) < 0x80), None)
+        if bad is not None:
+            raise AddressError(f'bad character "{bad}" in domain')
+        if len(label.encode()) > MAX_LABEL:
+            raise AddressError(f"domain label longer than {MAX_LABEL} characters")
+    if len(domain.encode()) > MAX_DOMAIN:
+        raise AddressError(f"domain longer than {MAX_DOMAIN} characters")
+    return domain
+
+
+def _build(local_part: str, domain: str | None) -> str:
+    quoted = quote_local_part(local_part)
+    if len(quoted.encode()) > MAX_LOCAL_PART:
+        raise AddressError(f"local part longer than {MAX_LOCAL_PART} characters")
+    return quoted if domain is None else f"{quoted}@{domain}"
+
+
+# -- envelope ------------------------------------------------------------------
+
+
+def parse_envelope_address(text: str, strip_trailing_dot: bool = False) -> str:
+    """Parse a MAIL FROM / RCPT TO path or a command-line address.
+
+    Accepts ``<a@b>``, ``a@b``, ``<@r1,@r2:a@b>`` (the source route is
+    dropped, as RFC 5321 allows), quoted local parts and unqualified local
+    parts; ``<>`` gives ``""``.  ESMTP parameters must be removed first.
+    Returns the internal form (see the module docstring).  Raises
+    AddressError with the reason.
+    """
+    s = text.strip(_WSP)
+    if not s:
+        if any(c in "\r\n\0" for c in text):
+            raise AddressError("address contains CR, LF or NUL")
+        raise AddressError("empty address")
+    toks = _tokenize(s)
+    if any(t.kind == "comment" for t in toks):
+        raise AddressError("comment (parentheses) in envelope address")
+    if toks[0].kind == "<":
+        close = next((i for i, t in enumerate(toks) if t.kind == ">"), None)
+        if close is None:
+            raise AddressError("missing > at the end of the address")
+        if close != len(toks) - 1:
+            raise AddressError("unexpected text after >")
+        inner = toks[1:close]
+        if not inner:
+            return ""
+        if inner[0].kind == "@":
+            inner = _drop_route(inner)
+    else:
+        inner = toks
+    for t in inner:
+        if t.kind in ("<", ">"):
+            raise AddressError("unbalanced angle brackets")
+    if any(t.space for t in inner[1:]):
+        raise AddressError("space in address outside quotes")
+    p = _Parser(inner, strip_trailing_dot)
+    local_part, domain = p.addr_spec()
+    if p.peek() is not None:
+        raise AddressError(_unexpected(p.peek(), "unexpected text after address"))
+    return _build(local_part, domain)
+
+
+def _drop_route(toks: list[_Tok]) -> list[_Tok]:
+    """Remove an RFC 5321 source route ``@a,@b:`` from the front of toks."""
+    p = _Parser(toks)
+    while p.at("@"):
+        p.take()
+        p.domain()
+        if not p.at(","):
+            break
+        p.take()
+    if not p.at(":"):
+        raise AddressError("source route not ended by a colon")
+    p.take()
+    return p.toks[p.pos :]
+
+
+# -- header address lists ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeaderAddress:
+    """One mailbox from a To:/Cc:/From: ... header.
+
+    `address` is the addr-spec in internal form (maybe unqualified);
+    `display_name` the phrase before ``<...>``, or the comment of an
+    obsolete ``a@b (Name)`` form, else ""; `group` the name of the group it
+    was listed in, if any.
+    """
+
+    address: str
+    display_name: str = ""
+    group: str | None = None
+
+
+def parse_header_addresses(value: str, errors: list[AddressError] | None = None) -> list[HeaderAddress]:
+    """Parse an RFC 5322 address list (mailboxes and groups).
+
+    Strict by default: the first malformed mailbox raises AddressError, whose
+    message names the problem and the mailbox.  With an `errors` list, bad
+    mailboxes are skipped, their errors appended, and the good ones returned
+    (the lenient mode, for headers that are only being looked at).  `value`
+    may be a raw header value: folds (LF before space or tab) and a final LF
+    are white space; any other CR, LF or NUL is an error.
+    """
+    # Folding white space: a header value may keep its folds and final newline.
+    text = value.replace("\r\n", "\n")
+    text = _FOLD.sub(" ", text[:-1] if text.endswith("\n") else text)
+    try:
+        toks = _tokenize(text)
+    except AddressError as exc:
+        if errors is None:
+            raise
+        errors.append(exc)
+        return []
+    out: list[HeaderAddress] = []
+    for element in _split_top(toks, ","):
+        if not [t for t in element if t.kind != "comment"]:
+            continue  # empty list member, allowed by RFC 5322 obs-addr-list
+        try:
+            out.extend(_parse_element(element))
+        except AddressError as exc:
+            reason = AddressError(f"{exc.message} in {_text_of(element)!r}")
+            if errors is None:
+                raise reason from None
+            errors.append(reason)
+    return out
+
+
+def _split_top(toks: list[_Tok], sep: str) -> list[list[_Tok]]:
+    """Split at `sep`, except inside <...> and inside a group (name: ... ;)."""
+    parts: list[list[_Tok]] = [[]]
+    in_angle = in_group = False
+    for t in toks:
+        if t.kind == "<":
+            in_angle = True
+        elif t.kind == ">":
+            in_angle = False
+        elif t.kind == ":" and not in_angle and not in_group:
+            in_group = not any(x.kind in ("@", "<") for x in parts[-1])
+        elif t.kind == ";" and not in_angle:
+            in_group = False
+        if t.kind == sep and not in_angle and not in_group:
+            parts.append([])
+        else:
+            parts[-1].append(t)
+    return parts
+
+
+def _parse_element(toks: list[_Tok], group: str | None = None) -> list[HeaderAddress]:
+    real = [t for t in toks if t.kind != "comment"]
+    first = next((t.kind for t in real if t.kind in (":", "<", "@")), None)
+    if first != ":":
+        return [_mailbox(toks, group)]
+    if group is not None:
+        raise AddressError("nested group")
+    colon = next(i for i, t in enumerate(real) if t.kind == ":")
+    name = _phrase(real[:colon])
+    body = real[colon + 1 :]
+    if body and body[-1].kind == ";":
+        body = body[:-1]  # a missing final ; is tolerated
+    if any(t.kind == ";" for t in body):
+        raise AddressError("unexpected text after the ; that ends the group")
+    members: list[HeaderAddress] = []
+    for member in _split_top(body, ","):
+        if member:
+            members.extend(_parse_element(member, name))
+    return members
+
+
+def _mailbox(toks: list[_Tok], group: str | None) -> HeaderAddress:
+    p = _Parser(toks)
+    angle = next((i for i, t in enumerate(p.toks) if t.kind == "<"), None)
+    if angle is None:
+        local_part, domain = p.addr_spec()
+        if p.peek() is not None:
+            raise AddressError(_after_address(p.peek()))
+        display = p.comments[-1].strip() if p.comments else ""
+        return HeaderAddress(_build(local_part, domain), " ".join(display.split()), group)
+    if not any(t.kind == ">" for t in p.toks[angle:]):
+        raise AddressError("missing > after address")
+    display = _phrase(p.toks[:angle])
+    p.pos = angle + 1
+    if p.at(">"):
+        raise AddressError("empty address <>")
+    if p.at("@"):
+        p.toks = p.toks[: p.pos] + _drop_route(p.toks[p.pos :])
+    local_part, domain = p.addr_spec()
+    if not p.at(">"):
+        tok = p.peek()
+        raise AddressError("missing > after address" if tok is None else _after_address(tok))
+    p.take()
+    if p.peek() is not None:
+        raise AddressError(_after_address(p.peek()))
+    if not display and p.comments:
+        display = " ".join(p.comments[-1].split())
+    return HeaderAddress(_build(local_part, domain), display, group)
+
+
+def _after_address(tok: _Tok | None) -> str:
+    if tok is None:
+        return "unexpected end of address"
+    if tok.kind in ("<", ">"):
+        return "unbalanced angle brackets"
+    text = tok.value if tok.kind != "qstr" else f'"{tok.value}"'
+    return f'unexpected "{text}" after address (missing comma or angle brackets?)'
+
+
+def _phrase(toks: list[_Tok]) -> str:
+    """A display name: words joined as written, quotes removed, spaces collapsed."""
+    out: list[str] = []
+    for t in toks:
+        if t.kind in ("<", ">", ";"):
+            raise AddressError("unbalanced angle brackets" if t.kind != ";" else 'unexpected ";"')
+        if out and t.space:
+            out.append(" ")
+        out.append(t.value)
+    return " ".join("".join(out).split())
+
+
+def _text_of(toks: list[_Tok]) -> str:
+    out: list[str] = []
+    for t in toks:
+        if out and t.space:
+            out.append(" ")
+        if t.kind == "qstr":
+            out.append('"' + t.value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        elif t.kind == "comment":
+            out.append(f"({t.value})")
+        else:
+            out.append(t.value)
+    return "".join(out)
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _is_dot_atom(text: str) -> bool:
+    return bool(text) and all(word and all(_is_atext(c) for c in word) for word in text.split("."))
+
+
+def quote_local_part(local_part: str) -> str:
+    """The local part as it must be written: as is if a dot-atom, else quoted."""
+    if _is_dot_atom(local_part):
+        return local_part
+    for c in local_part:
+        if _is_control(c):
+            raise AddressError(f"control character 0x{ord(c):02x} in local part")
+    return '"' + local_part.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unquote_local_part(local_part: str) -> str:
+    """Remove the quoting of a local part as written: ``"a b".c`` -> ``a b.c``."""
+    if '"' not in local_part and "\\" not in local_part:
+        return local_part
+    out: list[str] = []
+    i, in_quotes = 0, False
+    while i < len(local_part):
+        c = local_part[i]
+        if c == '"':
+            in_quotes = not in_quotes
+        elif c == "\\" and in_quotes and i + 1 < len(local_part):
+            i += 1
+            out.append(local_part[i])
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _last_at(address: str) -> int:
+    """Index of the last @ outside quotes, or -1."""
+    pos, in_quotes, i = -1, False, 0
+    while i < len(address):
+        c = address[i]
+        if c == '"':
+            in_quotes = not in_quotes
+        elif c == "\\" and in_quotes:
+            i += 1
+        elif c == "@" and not in_quotes:
+            pos = i
+        i += 1
+    return pos
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """(local part unquoted, domain); the domain is "" for an unqualified address."""
+    if address in ("", "<>"):
+        return "", ""
+    at = _last_at(address)
+    if at < 0:
+        return unquote_local_part(address), ""
+    return unquote_local_part(address[:at]), address[at + 1 :]
+
+
+def qualify(address: str, domain: str) -> str:
+    """Append @domain to an unqualified address; the null sender stays empty."""
+    if address in ("", "<>"):
+        return ""
+    return address if _last_at(address) >= 0 else f"{address}@{domain}"
+
+
+def normalise_domain(domain: str) -> str:
+    """Lower case, without a trailing dot."""
+    d = domain.lower()
+    return d[:-1] if d.endswith(".") and len(d) > 1 else d
+
+
+def is_ip_literal(domain: str) -> str | None:
+    """The IP address of a domain literal (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``), else None."""
+    if len(domain) < 3 or domain[0] != "[" or domain[-1] != "]":
+        return None
+    inner = domain[1:-1]
+    try:
+        if inner[:5].lower() == "ipv6:":
+            return str(ipaddress.IPv6Address(inner[5:]))
+        return str(ipaddress.IPv4Address(inner))
+    except ValueError:
+        return None
+
+
+def address_key(address: str, caseful: bool = False) -> str:
+    """The key for comparing and de-duplicating addresses.
+
+    The domain is lower-cased (and loses a trailing dot); the local part too
+    unless `caseful` (Exim's caseful_local_part).  Quoting is canonical, so
+    ``"john"@X`` and ``John@x`` have the same key.
+    """
+    local_part, domain = split_address(address)
+    if not local_part and not domain:
+        return ""
+    lp = quote_local_part(local_part if caseful else local_part.lower()) if local_part else '""'
+    return f"{lp}@{normalise_domain(domain)}" if domain else lp
+
+
+def strip_affix(
+    local_part: str,
+    prefixes: list[str],
+    suffixes: list[str],
+    prefix_optional: bool = False,
+    suffix_optional: bool = False,
+) -> tuple[str, str, str] | None:
+    """Remove a local_part_prefix and a local_part_suffix, as an Exim router does.
+
+    Each list is tried in order and the first pattern that matches wins;
+    comparison is caseless.  A prefix may start with ``*`` (``*-``: any text
+    up to and including the *last* ``-``) and a suffix may end with ``*``
+    (``-*``, ``+*``: the *first* ``-`` or ``+`` and all after it).  The suffix
+    is looked for in what the prefix left.  Returns (prefix, core, suffix),
+    with "" for an affix that is not configured or optional and absent; None
+    when a required prefix or suffix is missing (the router is skipped).
+    """
+    prefix = ""
+    if prefixes:
+        prefix = _find_prefix(local_part, prefixes)
+        if not prefix and not prefix_optional:
+            return None
+    rest = local_part[len(prefix) :]
+    suffix = ""
+    if suffixes:
+        suffix = _find_suffix(rest, suffixes)
+        if not suffix and not suffix_optional:
+            return None
+    return prefix, rest[: len(rest) - len(suffix)], suffix
+
+
+def _find_prefix(local_part: str, prefixes: list[str]) -> str:
+    lower = local_part.lower()
+    for pattern in prefixes:
+        if not pattern:
+            continue
+        if pattern.startswith("*"):
+            fixed = pattern[1:].lower()
+            pos = lower.rfind(fixed)  # route_check_prefix scans from the right
+            if pos >= 0:
+                return local_part[: pos + len(fixed)]
+        elif lower.startswith(pattern.lower()):
+            return local_part[: len(pattern)]
+    return ""
+
+
+def _find_suffix(local_part: str, suffixes: list[str]) -> str:
+    lower = local_part.lower()
+    for pattern in suffixes:
+        if not pattern:
+            continue
+        if pattern.endswith("*"):
+            fixed = pattern[:-1].lower()
+            pos = lower.find(fixed)  # route_check_suffix scans from the left
+            if pos >= 0:
+                return local_part[pos:]
+        elif len(local_part) > len(pattern) and lower.endswith(pattern.lower()):
+            return local_part[len(local_part) - len(pattern) :]
+    return ""

@@ -1,0 +1,385 @@
+"""Local submission: `mta -bm addr...`, `mta -t`, i.e. `sendmail` as cron and MUAs use it.
+
+Reads a message on stdin (LF or CRLF line ends, 8-bit allowed), decides the
+envelope sender by the caller's trust, qualifies unqualified addresses, adds
+the headers a local message lacks (From:, Date:, Message-ID:, and Sender:
+for an untrusted caller who claims another From:), and puts the message on
+the spool.
+
+Security: the caller is trusted only if root, mta_user, or in
+trusted_users/trusted_groups; an untrusted -f is honoured only when
+`untrusted_set_sender` allows it, otherwise the caller's own address is the
+sender and a Sender: header records who really sent the message.
+
+Diagnostics: every refusal is a SubmissionError with a one-line reason;
+nothing is left on the spool after a refusal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import signal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, BinaryIO
+
+from mta.config.caller import Caller, current_caller, is_trusted
+from mta.errors import AddressError, SubmissionError
+from mta.message.address import parse_envelope_address, parse_header_addresses, qualify, split_address
+from mta.message.headers import Header, find, is_header_line, make_header, parse_header_block
+from mta.receive.body import CHUNK_SIZE, LocalBodyWriter
+from mta.receive.reception import Arrival, Received, Reception
+
+if TYPE_CHECKING:
+    from mta.cli_args import Invocation
+    from mta.config.loader import Config
+    from mta.runtime import Runtime
+
+# Headers whose addresses are qualified in locally submitted messages.
+_ADDRESS_HEADERS = ("from", "to", "cc", "bcc", "sender", "reply-to", "resent-from", "resent-to", "resent-cc",
+                    "resent-bcc", "resent-sender", "resent-reply-to")
+_FROM_LINE = re.compile(rb"From \S")
+
+
+@dataclasses.dataclass(slots=True)
+class HeaderBlock:
+    lines: list[str]  # header lines as text, each ending "\n"
+    body_start: bytes  # first bytes of the body already read (a non-header line)
+    message_ended: bool  # a lone dot (or EOF) ended the message within the headers
+    from_line: str | None  # a leading mbox "From " line, removed
+
+
+def read_header_block(stream: BinaryIO, header_maxsize: int, dot_ends: bool) -> HeaderBlock:
+    """Read header lines from stdin until a blank line, a non-header line, or the end.
+
+    Memory is bounded by header_maxsize; a header block that does not end
+    within it is refused (usually a message with no blank line after
+    binary data in its "headers").
+    """
+    lines: list[str] = []
+    used = 0
+    from_line: str | None = None
+    first = True
+    while True:
+        raw = stream.readline(header_maxsize - used + 1)
+        if not raw:
+            return HeaderBlock(lines, b"", True, from_line)
+        used += len(raw)
+        if used > header_maxsize:
+            raise SubmissionError(
+                f"header section is larger than header_maxsize ({header_maxsize} bytes): "
+                "is the blank line after the headers missing?"
+            )
+        line = raw[:-2] + b"\n" if raw.endswith(b"\r\n") else raw
+        if first and _FROM_LINE.match(line) and b":" not in line.split(b" ", 1)[0]:
+            first = False
+            from_line = line.decode("utf-8", "surrogateescape").rstrip("\n")
+            continue
+        first = False
+        if line in (b"\n",):
+            return HeaderBlock(lines, b"", False, from_line)
+        if dot_ends and line in (b".\n", b"."):
+            return HeaderBlock(lines, b"", True, from_line)
+        if b"\0" in line:
+            raise SubmissionError(f"NUL character in header line {len(lines) + 1}")
+        text = line.decode("utf-8", "surrogateescape")
+        if not text.endswith("\n"):
+            text += "\n"  # the input ended in the middle of a line
+        if is_header_line(text) or (lines and text[0] in " \t"):
+            lines.append(text)
+            if not line.endswith(b"\n"):
+                return HeaderBlock(lines, b"", True, from_line)
+            continue
+        # Not a header: the body starts here, without a blank line (Exim does the same).
+        return HeaderBlock(lines, raw, False, from_line)
+
+
+def _body_chunks(stream: BinaryIO) -> Iterator[bytes]:
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        chunk = read(CHUNK_SIZE)
+        if not chunk:
+            return
+        yield chunk
+
+
+def parse_recipient_arguments(args: list[str], qualify_domain: str) -> list[str]:
+    """Command-line recipients: each argument may hold a comma-separated list."""
+    result: list[str] = []
+    for arg in args:
+        for part in _split_commas(arg):
+            if not part.strip():
+                continue
+            try:
+                address = parse_envelope_address(part.strip())
+            except AddressError as exc:
+                raise SubmissionError(f'bad recipient address "{part.strip()}": {exc.message}') from None
+            if not address:
+                raise SubmissionError("bad recipient address <>: an empty address cannot be a recipient")
+            result.append(qualify(address, qualify_domain))
+    return result
+
+
+def _split_commas(text: str) -> list[str]:
+    """Split at commas outside double quotes and angle brackets."""
+    parts, current, quoted, depth = [], [], False, 0
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "<":
+            depth += 1
+        elif not quoted and ch == ">":
+            depth = max(0, depth - 1)
+        elif ch == "," and not quoted and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def extract_recipients(headers: list[Header], qualify_domain: str) -> list[str]:
+    """-t: recipients from To:, Cc:, Bcc: (or the Resent- ones if any exist); Bcc: is removed."""
+    live = [h for h in headers if h.flag != "*"]
+    resent = any(h.name.lower().startswith("resent-") for h in live)
+    names = ("resent-to", "resent-cc", "resent-bcc") if resent else ("to", "cc", "bcc")
+    recipients: list[str] = []
+    for h in live:
+        lname = h.name.lower()
+        if lname not in names:
+            continue
+        value = h.text.split(":", 1)[1]
+        try:
+            found = parse_header_addresses(value)
+        except AddressError as exc:
+            raise SubmissionError(f"bad address in {h.name}: header: {exc.message}") from None
+        for entry in found:
+            if entry.address:
+                recipients.append(qualify(entry.address, qualify_domain))
+        if lname.endswith("bcc"):
+            h.flag = "*"
+    return recipients
+
+
+def qualify_header_addresses(headers: list[Header], domain: str) -> None:
+    """Qualify bare local parts in address headers of a local message (``To: root``)."""
+    for index, h in enumerate(headers):
+        if h.flag == "*" or h.name.lower() not in _ADDRESS_HEADERS:
+            continue
+        value = h.text.split(":", 1)[1]
+        try:
+            entries = parse_header_addresses(value)
+        except AddressError:
+            continue  # left as written; -t reports unusable recipient headers itself
+        if all(not e.address or "@" in e.address for e in entries):
+            continue
+        rebuilt = []
+        for e in entries:
+            address = qualify(e.address, domain) if e.address else e.address
+            rebuilt.append(f"{e.display_name} <{address}>" if e.display_name else address)
+        new = make_header(h.name, ", ".join(rebuilt))
+        new.flag = h.flag
+        headers[index] = new
+
+
+@dataclasses.dataclass(slots=True)
+class SenderDecision:
+    sender_address: str
+    set_untrusted: bool  # an untrusted caller's -f was honoured (untrusted_set_sender)
+
+
+def decide_sender(
+    requested: str | None, caller: Caller, trusted: bool, config: Config
+) -> SenderDecision:
+    own = qualify(caller.login, config.qualify_domain)
+    if requested is None:
+        return SenderDecision(own, False)
+    text = requested.strip()
+    try:
+        address = parse_envelope_address(text) if text not in ("", "<>") else ""
+    except AddressError as exc:
+        raise SubmissionError(f'bad sender address "{text}": {exc.message}') from None
+    address = qualify(address, config.qualify_domain) if address else ""
+    if trusted or address == "":
+        return SenderDecision(address, False)
+    allowed = config.main.untrusted_set_sender
+    if allowed:
+        from mta.config.lists import match_address
+        from mta.config.variables import list_context
+
+        if match_address(address, allowed, list_context(config)).matched:
+            return SenderDecision(address, True)
+    return SenderDecision(own, False)
+
+
+def fix_local_headers(
+    headers: list[Header], caller: Caller, trusted: bool, sender: str, sender_name: str | None, config: Config
+) -> None:
+    own = qualify(caller.login, config.qualify_domain)
+    froms = find(headers, "from")
+    if not froms:
+        name = sender_name if sender_name is not None else caller.gecos
+        address = sender if (trusted and sender) else own
+        headers.append(make_header("From", f"{_display(name)} <{address}>" if name else address))
+        return
+    if trusted or not config.main.local_from_check:
+        return
+    for h in find(headers, "sender"):
+        h.flag = "*"  # an untrusted caller's own Sender: is not believed
+    try:
+        addresses = [e.address for e in parse_header_addresses(froms[0].text.split(":", 1)[1])]
+    except AddressError:
+        addresses = []
+    if [a.lower() for a in addresses] != [own.lower()]:
+        name = sender_name if sender_name is not None else caller.gecos
+        headers.append(make_header("Sender", f"{_display(name)} <{own}>" if name else own))
+
+
+def _display(name: str) -> str:
+    """A display name, quoted when it holds RFC 5322 specials."""
+    if re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ .-]+", name) and not name.startswith("."):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def receive_local(
+    runtime: Runtime,
+    stream: BinaryIO,
+    *,
+    caller: Caller,
+    trusted: bool,
+    recipients: list[str],
+    extract: bool,
+    dot_ends: bool,
+    sender: SenderDecision,
+    sender_name: str | None,
+    protocol: str = "local",
+) -> Received:
+    """Read one message from `stream` and spool it; raise SubmissionError on refusal."""
+    config = runtime.config
+    block = read_header_block(stream, config.main.header_maxsize, dot_ends)
+    own = qualify(caller.login, config.qualify_domain)
+    if block.from_line is not None and trusted and sender.sender_address == own:
+        # A trusted caller's mbox-style "From sender date" line sets the sender (Exim does this).
+        parts = block.from_line.split()
+        if len(parts) > 1:
+            candidate = parts[1]
+            try:
+                sender = SenderDecision(qualify(parse_envelope_address(candidate), config.qualify_domain), False)
+            except AddressError:
+                pass
+    headers = parse_header_block("".join(block.lines)) if block.lines else []
+    line_limit = config.main.header_line_maxsize
+    if line_limit and any(len(h.text) > line_limit for h in headers):
+        raise SubmissionError(f"a header line is longer than header_line_maxsize ({line_limit})")
+    reception = Reception(runtime)
+    try:
+        writer = LocalBodyWriter(reception.data_file, config.main.message_size_limit, dot_ends)
+        if block.body_start:
+            writer.feed(block.body_start)
+        if not block.message_ended:
+            for chunk in _body_chunks(stream):
+                writer.feed(chunk)
+                if writer.ended:
+                    break
+        stats = writer.finish()
+        if stats.zero_count and config.main.message_reject_nul:
+            raise SubmissionError(
+                f"message body contains {stats.zero_count} NUL byte(s); refused (message_reject_nul is set)"
+            )
+        all_recipients = list(recipients)
+        if extract:
+            found = extract_recipients(headers, config.qualify_recipient)
+            if config.main.extract_addresses_remove_arguments and recipients:
+                removed = {r.lower() for r in recipients}
+                found = [r for r in found if r.lower() not in removed]
+                all_recipients = found
+            else:
+                all_recipients = found + all_recipients
+            if not all_recipients:
+                raise SubmissionError("no recipients found in To:, Cc: or Bcc: (with -t)")
+        if not all_recipients:
+            raise SubmissionError("no recipients given")
+        limit = config.main.recipients_max
+        if limit and len(all_recipients) > limit:
+            raise SubmissionError(f"too many recipients ({len(all_recipients)}; recipients_max is {limit})")
+        qualify_header_addresses(headers, config.qualify_domain)
+        fix_local_headers(headers, caller, trusted, sender.sender_address, sender_name, config)
+        arrival = Arrival(
+            sender_address=sender.sender_address,
+            recipients=_dedupe(all_recipients),
+            received_protocol=protocol,
+            caller_login=caller.login,
+            caller_uid=caller.uid,
+            caller_gid=caller.gid,
+            ident=caller.login,
+            local=True,
+            sender_set_untrusted=sender.set_untrusted,
+            allow_unqualified=True,
+        )
+        return reception.accept(arrival, headers, stats)
+    except BaseException:
+        reception.abort()
+        raise
+    finally:
+        if reception.finished:
+            reception.close()
+
+
+def _dedupe(addresses: list[str]) -> list[str]:
+    seen: set[str] = set()
+    result = []
+    for address in addresses:
+        local, domain = split_address(address)
+        key = f"{local}@{domain.lower()}"
+        if key not in seen:
+            seen.add(key)
+            result.append(address)
+    return result
+
+
+def _timeout_handler(signum: int, frame: object) -> None:
+    raise SubmissionError("timed out while reading the message from standard input")
+
+
+def submit_from_command_line(config: Config, inv: Invocation, stream: BinaryIO) -> int:
+    """The -bm / -t mode: receive, then (later) deliver; returns the exit status."""
+    from mta.runtime import build_runtime
+    from mta.values import parse_time
+
+    runtime = build_runtime(config, verbose=inv.verbose)
+    caller = current_caller()
+    m = config.main
+    trusted = is_trusted(caller, m.trusted_users, m.trusted_groups, m.mta_user)
+    recipients = parse_recipient_arguments(inv.args, config.qualify_recipient)
+    if not inv.extract_recipients and not recipients:
+        raise SubmissionError("no recipients given on the command line (use -t to take them from the headers)")
+    sender = decide_sender(inv.sender, caller, trusted, config)
+    timeout = m.receive_timeout
+    if inv.receive_timeout:
+        try:
+            timeout = parse_time(inv.receive_timeout)
+        except ValueError as exc:
+            raise SubmissionError(f"-or: {exc}") from None
+    if timeout:
+        signal.signal(signal.SIGALRM, _timeout_handler)
+        signal.alarm(timeout)
+    try:
+        received = receive_local(
+            runtime,
+            stream,
+            caller=caller,
+            trusted=trusted,
+            recipients=recipients,
+            extract=inv.extract_recipients,
+            dot_ends=inv.dot_ends,
+            sender=sender,
+            sender_name=inv.sender_name,
+            protocol=inv.receive_protocol if (trusted and inv.receive_protocol) else "local",
+        )
+    finally:
+        if timeout:
+            signal.alarm(0)
+    del received
+    return 0

@@ -1,0 +1,265 @@
+"""Reception: from headers + a streamed body to a message on the spool.
+
+Shared by local submission (-bm, -t, -bs) and the SMTP daemon.  The caller
+streams the body into `Reception.data_file`, then calls `accept()` with the
+envelope facts and the header list; `accept()` adds the Received: header
+(and Message-ID:/Date: when missing), writes -H, fsyncs and renames it into
+place, and only then logs the arrival.  Until `accept()` returns, nothing
+may be acknowledged; on any error the caller calls `abort()`, which leaves
+no file behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import BinaryIO
+
+from mta import __version__
+from mta.config.variables import expansion_context
+from mta.errors import ExpansionError, SpoolError, SubmissionError
+from mta.expand.expander import expand
+from mta.log import ARRIVAL, escape
+from mta.message.headers import Header, find, make_header, rfc822_date
+from mta.receive.body import BodyStats
+from mta.spool.format import Envelope, HostAddress, Recipient, SpoolHeader
+from mta.spool.ids import new_message_id
+
+
+@dataclasses.dataclass(slots=True)
+class Arrival:
+    """Envelope and origin of a message being received."""
+
+    sender_address: str
+    recipients: list[str]
+    received_protocol: str
+    caller_login: str
+    caller_uid: int
+    caller_gid: int
+    ident: str | None = None
+    host_address: str | None = None
+    host_port: int | None = None
+    host_name: str | None = None
+    helo_name: str | None = None
+    interface_address: str | None = None
+    interface_port: int | None = None
+    authenticator: str | None = None
+    auth_id: str | None = None
+    auth_sender: str | None = None
+    tls_cipher: str | None = None
+    local: bool = True
+    sender_set_untrusted: bool = False
+    # Addresses that are not to be qualified later (local submissions).
+    allow_unqualified: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class Received:
+    """The result of a successful reception."""
+
+    message_id: str
+    size: int
+    envelope: Envelope
+
+
+def sender_rcvhost(arrival: Arrival) -> str | None:
+    """The ``from`` part of Received: for a remote host, as Exim builds $sender_rcvhost."""
+    if arrival.host_address is None:
+        return None
+    text = f"[{arrival.host_address}]"
+    if arrival.host_name:
+        text = f"{arrival.host_name} {text}"
+    if arrival.helo_name and arrival.helo_name != arrival.host_name:
+        text += f" (helo={arrival.helo_name})"
+    return text
+
+
+class Reception:
+    """One message being received onto the spool."""
+
+    def __init__(self, runtime, now: float | None = None) -> None:  # type: ignore[no-untyped-def]
+        self.runtime = runtime
+        self.config = runtime.config
+        self.started = time.time() if now is None else now
+        self.message_id = new_message_id()
+        self.writer = runtime.spool.new_message(self.message_id)
+        self.finished = False
+
+    @property
+    def data_file(self) -> BinaryIO:
+        return self.writer.data_file
+
+    def abort(self) -> None:
+        """Forget the message: remove every file written so far."""
+        if not self.finished:
+            self.finished = True
+            self.writer.abort()
+
+    def release(self):  # type: ignore[no-untyped-def]
+        """After accept(): hand over the -D lock (for an immediate delivery), or None if closed."""
+        return self.writer.detach_lock()
+
+    def close(self) -> None:
+        """After accept(): let go of the message (its lock) for a queue runner to find."""
+        self.writer.close()
+
+    # -- header work --------------------------------------------------------
+    def received_header(self, arrival: Arrival) -> Header:
+        received_for = arrival.recipients[0] if len(arrival.recipients) == 1 else None
+        variables = {
+            "sender_rcvhost": sender_rcvhost(arrival),
+            "sender_ident": arrival.ident,
+            "sender_helo_name": arrival.helo_name if arrival.host_address is None else None,
+            "sender_host_address": arrival.host_address,
+            "sender_host_name": arrival.host_name,
+            "received_protocol": arrival.received_protocol,
+            "tls_cipher": arrival.tls_cipher,
+            "sender_address": arrival.sender_address,
+            "message_exim_id": self.message_id,
+            "message_id": self.message_id,
+            "received_for": received_for,
+            "version_number": __version__,
+            "authenticated_id": arrival.auth_id,
+        }
+        ctx = expansion_context(self.config, variables)
+        try:
+            text = expand(self.config.main.received_header_text, ctx)
+        except ExpansionError as exc:
+            if exc.forced:
+                text = ""
+            else:
+                # A broken received_header_text must not lose the message; Exim
+                # logs to the panic log and uses a minimal header.
+                self.runtime.logger.panic(f"expansion of received_header_text failed: {exc.message}")
+                text = f"Received: by {self.config.primary_hostname} id {self.message_id}"
+        name, _, value = text.partition(":")
+        date = rfc822_date(self.started)
+        return make_header(name.strip() or "Received", f"{value.strip()};\n\t{date}")
+
+    def add_missing_headers(self, headers: list[Header]) -> None:
+        """Message-ID: and Date: when the message lacks them (Exim does so for all messages)."""
+        if not find(headers, "message-id"):
+            domain = self.config.primary_hostname
+            if self.config.main.message_id_header_domain:
+                domain = expand(self.config.main.message_id_header_domain, expansion_context(self.config))
+            text = f"E{self.message_id}"
+            if self.config.main.message_id_header_text:
+                text = expand(self.config.main.message_id_header_text, expansion_context(self.config)) + "." + text
+            headers.append(make_header("Message-Id", f"<{text}@{domain}>"))
+        if not find(headers, "date"):
+            headers.append(make_header("Date", rfc822_date(self.started)))
+
+    # -- completion -------------------------------------------------------
+    def accept(self, arrival: Arrival, headers: list[Header], body: BodyStats) -> Received:
+        """Put the message on the spool for good; raise SpoolError/SubmissionError if that fails."""
+        if not arrival.recipients:
+            raise SubmissionError("no recipients")
+        max_received = self.config.main.received_headers_max
+        if len(find(headers, "received")) >= max_received:
+            raise SubmissionError(
+                f"too many Received: headers ({len(find(headers, 'received'))}; "
+                f"limit {max_received}): suspected mail loop"
+            )
+        # Longest line as received (Exim's max_received_linelength): before our additions.
+        max_line = max(
+            [body.max_line_length] + [len(line) for h in headers for line in h.text.rstrip("\n").split("\n")]
+        )
+        self.add_missing_headers(headers)
+        all_headers = [self.received_header(arrival), *headers]
+        header_size = sum(len(h.text.encode("utf-8", "surrogateescape")) for h in all_headers if h.flag != "*")
+        # Exim's message size: live headers, the blank line, and the body.
+        size = header_size + 1 + body.size
+        limit = self.config.main.message_size_limit
+        if limit and size > limit:
+            raise SubmissionError(f"message too big (size {size}, limit {limit})")
+        envelope = Envelope(
+            message_id=self.message_id,
+            originator_login=arrival.caller_login,
+            originator_uid=arrival.caller_uid,
+            originator_gid=arrival.caller_gid,
+            sender_address=arrival.sender_address,
+            received_time=int(self.started),
+            received_time_usec=int((self.started % 1) * 1_000_000),
+            received_time_complete=_seconds_usec(time.time()),
+            warning_count=0,
+            helo_name=arrival.helo_name,
+            host_address=HostAddress(arrival.host_address, arrival.host_port or 0) if arrival.host_address else None,
+            host_name=arrival.host_name,
+            interface_address=(
+                HostAddress(arrival.interface_address, arrival.interface_port or 0)
+                if arrival.interface_address
+                else None
+            ),
+            ident=arrival.ident,
+            received_protocol=arrival.received_protocol,
+            body_linecount=body.linecount,
+            max_received_linelength=max_line,
+            body_zerocount=body.zero_count or None,
+            auth_id=arrival.auth_id,
+            auth_sender=arrival.auth_sender,
+            host_auth=arrival.authenticator,
+            tls_cipher=arrival.tls_cipher,
+            allow_unqualified_recipient=arrival.allow_unqualified,
+            allow_unqualified_sender=arrival.allow_unqualified,
+            deliver_firsttime=True,
+            local=arrival.local,
+            sender_set_untrusted=arrival.sender_set_untrusted,
+            recipients=[Recipient(address=r) for r in arrival.recipients],
+            headers=[SpoolHeader(h.flag, h.text) for h in all_headers],
+        )
+        self.writer.commit(envelope)
+        self.finished = True
+        self._log_arrival(arrival, envelope, size, all_headers)
+        return Received(self.message_id, size, envelope)
+
+    def _log_arrival(self, arrival: Arrival, envelope: Envelope, size: int, headers: list[Header]) -> None:
+        logger = self.runtime.logger
+        fields = [escape(arrival.sender_address) if arrival.sender_address else "<>"]
+        if arrival.host_address:
+            # Exim's form: H=name (helo) [ip], leaving out what is unknown or the same.
+            host = f"[{arrival.host_address}]"
+            if arrival.helo_name and arrival.helo_name != arrival.host_name:
+                host = f"({escape(arrival.helo_name)}) {host}"
+            if arrival.host_name:
+                host = f"{escape(arrival.host_name)} {host}"
+            fields.append(f"H={host}")
+        if arrival.local or arrival.ident:
+            fields.append(f"U={arrival.ident or arrival.caller_login}")
+        fields.append(f"P={arrival.received_protocol}")
+        if arrival.tls_cipher and logger.selected("tls_cipher"):
+            fields.append(f"X={arrival.tls_cipher}")
+        if arrival.authenticator:
+            fields.append(f"A={arrival.authenticator}" + (f":{escape(arrival.auth_id)}" if arrival.auth_id else ""))
+        fields.append(f"S={size}")
+        msgid = find(headers, "message-id")
+        if msgid and logger.selected("msg_id"):
+            value = msgid[0].text.split(":", 1)[1].strip()
+            if value.startswith("<") and value.endswith(">"):
+                value = value[1:-1]
+            fields.append(f"id={escape(value)}")
+        if logger.selected("subject"):
+            subject = find(headers, "subject")
+            if subject:
+                fields.append(f'T="{escape(subject[0].text.split(":", 1)[1].strip())}"')
+        if logger.selected("received_recipients"):
+            fields.append("for " + " ".join(escape(r) for r in arrival.recipients))
+        text = " ".join(fields)
+        logger.main(f"{ARRIVAL} {text}", self.message_id, now=self.started)
+        if self.config.main.message_logs:
+            try:
+                self.runtime.spool.append_msglog(
+                    self.message_id, _stamp(self.started) + f" Received from {text}"
+                )
+            except SpoolError as exc:
+                logger.main(f"cannot write message log: {exc}", self.message_id)
+
+
+def _seconds_usec(now: float) -> tuple[int, int]:
+    seconds = int(now)
+    return seconds, int((now - seconds) * 1_000_000)
+
+
+def _stamp(now: float) -> str:
+    from mta.log import log_timestamp
+
+    return log_timestamp(now)

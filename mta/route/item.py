@@ -1,0 +1,153 @@
+"""AddressItem: one address on its way through routing and delivery.
+
+Exim's address_item.  A top-level recipient from the -H file is an item
+with no parent; aliasing and forwarding create children whose `parent`
+points back, which is how loop detection, `$parent_local_part` and the log
+line's ``<original>`` part are found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mta.taint import Tainted
+
+
+@dataclasses.dataclass(eq=False)
+class Host:
+    """A host a remote delivery may go to; `address` is one IP (None until resolved)."""
+
+    name: str
+    address: str | None = None
+    port: int | None = None
+    mx: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.address}]" if self.address else self.name
+
+
+@dataclasses.dataclass(eq=False)
+class AddressItem:
+    """An address being routed or delivered.
+
+    `address` is the full address as it will be delivered, case preserved.
+    `local_part` and `domain` are set by the engine before each driver is
+    tried (the local part without any prefix or suffix the driver removed).
+    """
+
+    address: str
+    parent: AddressItem | None = None
+    # Index of the top-level recipient in the -H recipients list (Exim's pno).
+    original_index: int = -1
+    local_part: str = ""
+    domain: str = ""
+    prefix: str = ""
+    suffix: str = ""
+    # Data set by directors and routers.
+    errors_to: str | None = None
+    home: str | None = None
+    address_data: str | None = None
+    local_part_data: str | None = None
+    domain_data: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    initgroups: bool = False
+    # "|command" and "/file" items from alias or forward files.
+    pipe_command: str | None = None
+    file_path: str | None = None
+    # Outcome of routing.
+    router_name: str | None = None
+    transport_name: str | None = None
+    hosts: list[Host] = dataclasses.field(default_factory=list)
+    fallback_hosts: list[Host] = dataclasses.field(default_factory=list)
+    headers_add: list[str] = dataclasses.field(default_factory=list)
+    headers_remove: list[str] = dataclasses.field(default_factory=list)
+    # The drivers that handled an address of this same text on the way down (loop safety).
+    handled_by: set[str] = dataclasses.field(default_factory=set)
+    message: str | None = None  # failure or deferral text
+    # Extra per-driver data (e.g. a queryprogram's DATA=).
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def is_pipe(self) -> bool:
+        return self.pipe_command is not None
+
+    @property
+    def is_file(self) -> bool:
+        return self.file_path is not None
+
+    @property
+    def top(self) -> AddressItem:
+        item = self
+        while item.parent is not None:
+            item = item.parent
+        return item
+
+    def ancestors(self) -> list[AddressItem]:
+        chain = []
+        item = self.parent
+        while item is not None:
+            chain.append(item)
+            item = item.parent
+        return chain
+
+    @property
+    def depth(self) -> int:
+        return len(self.ancestors())
+
+    def unique_key(self, caseful: bool = False) -> str:
+        """The text that identifies this address for de-duplication and -J records.
+
+        Pipes and files are unique per (item, parent), as in Exim, so that
+        the same pipe reached from two aliases runs once per alias.
+        """
+        if self.pipe_command is not None or self.file_path is not None:
+            parent = self.parent.address if self.parent else ""
+            return f"{self.address}:{parent}"
+        local, _, domain = self.address.rpartition("@")
+        return f"{local if caseful else local.lower()}@{domain.lower()}"
+
+    def variables(self) -> dict[str, str | None]:
+        """The expansion variables this address defines."""
+        parent = self.parent
+        top = self.top
+        top_local, _, top_domain = top.address.rpartition("@")
+        return {
+            "local_part": self.local_part,
+            "domain": self.domain,
+            "local_part_prefix": self.prefix,
+            "local_part_suffix": self.suffix,
+            "local_part_data": self.local_part_data,
+            "domain_data": self.domain_data,
+            "home": self.home,
+            "address_data": self.address_data,
+            "original_local_part": Tainted(top_local) if top is not self else self.local_part,
+            "original_domain": Tainted(top_domain) if top is not self else self.domain,
+            "parent_local_part": parent.local_part if parent else None,
+            "parent_domain": parent.domain if parent else None,
+            "address_pipe": self.pipe_command,
+            "address_file": self.file_path,
+        }
+
+    def log_name(self, as_local: bool = False) -> str:
+        """The address as a delivery log line shows it.
+
+        Local deliveries (Exim's log_as_local) show the final local part and
+        always the original address in angle brackets: ``alice <sales@x>``.
+        Remote ones show the full address, and the original only if it differs.
+        """
+        if self.pipe_command is not None:
+            shown = self.pipe_command
+        elif self.file_path is not None:
+            shown = self.file_path
+        elif as_local:
+            shown = self.address.rpartition("@")[0] or self.address
+        else:
+            shown = self.address
+        top = self.top
+        if as_local or self.pipe_command is not None or self.file_path is not None:
+            return f"{shown} <{top.address}>"
+        if top.address.lower() == self.address.lower():
+            return shown
+        return f"{shown} <{top.address}>"

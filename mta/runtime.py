@@ -1,0 +1,136 @@
+"""Assembling a loaded configuration into working parts.
+
+`load_config` (floor 2) reads the file; this module turns its driver
+sections into driver instances through the registries of floor 3, checks
+the links between them (a director's transport must exist), and makes the
+spool and logger a process uses.  Every problem is a ConfigError naming the
+file and line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from mta.config.loader import Config, DriverSpec
+from mta.config.options import build_options, format_all
+from mta.drivers import Driver, load_driver_class
+from mta.errors import ConfigError
+from mta.log import Logger, parse_selector
+from mta.values import split_list
+
+
+def _registries() -> dict[str, Mapping[str, str]]:
+    from mta.auth import AUTHENTICATORS
+    from mta.route.directors import DIRECTORS
+    from mta.route.routers import ROUTERS
+    from mta.transports import TRANSPORTS
+
+    return {
+        "directors": DIRECTORS,
+        "routers": ROUTERS,
+        "transports": TRANSPORTS,
+        "authenticators": AUTHENTICATORS,
+    }
+
+
+def driver_class(spec: DriverSpec) -> type[Driver]:
+    registry = _registries()[spec.section]
+    cls = load_driver_class(registry, spec.driver or "")
+    if cls is None:
+        known = ", ".join(sorted(registry)) or "none"
+        raise ConfigError(
+            f'{spec.section[:-1]} "{spec.name}": unknown driver "{spec.driver}" (known: {known})',
+            spec.path,
+            spec.line,
+        )
+    return cls
+
+
+def build_driver(spec: DriverSpec) -> tuple[Driver, set[str]]:
+    cls = driver_class(spec)
+    options, hidden = build_options(cls.options_class, spec.settings, f'{spec.section[:-1]} "{spec.name}"')
+    return cls(spec.name, options, (spec.path, spec.line)), hidden
+
+
+def driver_option_lines(config: Config, spec: DriverSpec, admin: bool) -> list[str]:
+    driver, hidden = build_driver(spec)
+    return format_all(driver.options, hidden, show_hidden=admin)
+
+
+@dataclasses.dataclass
+class Runtime:
+    """A configuration made ready for use by one process."""
+
+    config: Config
+    directors: list[Any]
+    routers: list[Any]
+    transports: dict[str, Any]
+    authenticators: list[Any]
+    log_selectors: frozenset[str]
+    verbose: bool = False
+
+    @cached_property
+    def logger(self) -> Logger:
+        m = self.config.main
+        return Logger(
+            m.spool_directory,
+            split_list(m.log_file_path),
+            self.log_selectors,
+            log_timezone=m.log_timezone,
+            write_rejectlog=m.write_rejectlog,
+            stderr_echo=self.verbose,
+        )
+
+    @cached_property
+    def spool(self) -> Any:
+        from mta.spool.store import Spool
+
+        return Spool(self.config.main.spool_directory, split=self.config.main.split_spool_directory)
+
+
+def build_runtime(config: Config, verbose: bool = False) -> Runtime:
+    """Instantiate and cross-check every driver; raise ConfigError on any problem."""
+    built: dict[str, list[Driver]] = {}
+    for section in ("directors", "routers", "transports", "authenticators"):
+        built[section] = [build_driver(spec)[0] for spec in config.drivers[section]]
+    try:
+        selectors = parse_selector(config.main.log_selector)
+    except ValueError as exc:
+        raise ConfigError(f"log_selector: {exc}", config.path) from None
+    runtime = Runtime(
+        config=config,
+        directors=built["directors"],
+        routers=built["routers"],
+        transports={t.name: t for t in built["transports"]},
+        authenticators=built["authenticators"],
+        log_selectors=selectors,
+        verbose=verbose,
+    )
+    for driver in (*runtime.directors, *runtime.routers, *runtime.transports.values(), *runtime.authenticators):
+        driver.check(runtime)
+    _check_retry_rules(config)
+    return runtime
+
+
+def _check_retry_rules(config: Config) -> None:
+    from mta.hints.retry import parse_retry_rules
+
+    parse_retry_rules(config.retry_rules)
+
+
+def check_config(config: Config) -> list[str]:
+    """Everything -bV checks; returns summary lines of the drivers in use."""
+    runtime = build_runtime(config)
+    lines = []
+    for label, drivers in (
+        ("Directors", runtime.directors),
+        ("Routers", runtime.routers),
+        ("Transports", list(runtime.transports.values())),
+        ("Authenticators", runtime.authenticators),
+    ):
+        if drivers:
+            lines.append(f"{label}: " + " ".join(f"{d.name}({d.options.driver})" for d in drivers))
+    return lines

@@ -1,0 +1,295 @@
+"""Low-level spool file operations: durable writes, atomic -H install, locks.
+
+Everything here turns OSError into SpoolError (naming the file and what was
+being done), so the layers above see only mta's error types.
+
+Locking.  A message's lock is an exclusive fcntl lock on the first line of
+its -D file, the byte range Exim locks, so Exim's tools and ours see each
+other's locks.  On Linux it is an open-file-description lock (F_OFD_SETLK):
+it belongs to the open file, not to the process, so closing some other
+descriptor of the same file (after reading the body, say) does not drop it,
+and a second lock attempt from the same process is refused like any other.
+Elsewhere classic POSIX locks are used, with their per-process caveats.  A
+forked child shares the parent's open file and so its lock: the lock ends
+when the last descriptor of that open file is closed.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from mta.errors import LockedError, SpoolError
+from mta.spool.format import HEADER_SUFFIX
+
+SPOOL_MODE = 0o640
+DIRECTORY_MODE = 0o750
+HEADER_TEMP_PREFIX = "hdr."  # input/hdr.ID: an -H being written
+
+
+class NoSuchMessage(SpoolError):
+    """The message is not on the spool (never was, or has been removed)."""
+
+
+def os_error(action: str, path: Path | str, exc: OSError) -> SpoolError:
+    return SpoolError(f"spool file {path}: {action} failed: {exc.strerror or exc}")
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def file_exists(path: Path) -> bool:
+    """Path.exists(), but an error other than "not there" is a SpoolError."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise os_error("stat", path, exc) from exc
+    return True
+
+
+def is_directory(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise os_error("stat", path, exc) from exc
+
+
+def unlink(path: Path) -> bool:
+    """Remove `path`; False if it was not there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise os_error("unlink", path, exc) from exc
+    return True
+
+
+def unlink_quietly(path: Path) -> None:
+    """Cleanup on a failure path, where the original error is the one to
+    report; anything left is removed later by Spool.tidy_temporaries."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the directory's entries (creations, renames, unlinks) durable.
+
+    Linux does not sync a directory when a file in it is synced.  Some file
+    systems (NFS) cannot sync a directory and say EINVAL; as Exim does, we
+    accept that.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise os_error("directory open", path, exc) from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise os_error("directory sync", path, exc) from exc
+    finally:
+        os.close(fd)
+
+
+def make_directory(path: Path) -> None:
+    """Create `path` (and missing parents) with DIRECTORY_MODE, making each
+    new entry durable in its parent."""
+    if is_directory(path):
+        return
+    make_directory(path.parent)
+    try:
+        os.mkdir(path, DIRECTORY_MODE)
+    except FileExistsError:
+        if not is_directory(path):
+            raise SpoolError(f"spool directory {path} exists and is not a directory") from None
+        return  # made by another process meanwhile
+    except OSError as exc:
+        raise SpoolError(f"spool directory {path.parent} is not writable: {exc.strerror}") from exc
+    try:
+        os.chmod(path, DIRECTORY_MODE)  # the umask may have taken bits away
+    except OSError as exc:
+        raise os_error("chmod", path, exc) from exc
+    fsync_directory(path.parent)
+
+
+# ---------------------------------------------------------------------------
+# Writing -H atomically (Exim's spool_write_header): temporary file, fsync,
+# rename over -H, fsync of the directory.  Readers see the old file or the
+# new one, never a mixture.  Two halves, so that a test can stop between.
+
+
+def stage_header(directory: Path, message_id: str, header: bytes) -> None:
+    """Write `header` to hdr.ID and make its contents durable."""
+    temp = directory / (HEADER_TEMP_PREFIX + message_id)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    staged = False
+    try:
+        try:
+            fd = os.open(temp, flags, SPOOL_MODE)
+        except FileExistsError:
+            # Left by a crash: only the lock holder writes hdr.ID, and that
+            # is our caller, so it is stale.  One go at removing it, as Exim.
+            unlink(temp)
+            fd = os.open(temp, flags, SPOOL_MODE)
+        try:
+            os.fchmod(fd, SPOOL_MODE)
+            write_all(fd, header)
+            os.fsync(fd)  # the contents are on disk before the rename can be
+        finally:
+            os.close(fd)
+        staged = True
+    except OSError as exc:
+        raise os_error("header write", temp, exc) from exc
+    finally:
+        if not staged:
+            unlink_quietly(temp)
+
+
+def publish_header(directory: Path, message_id: str) -> None:
+    """Rename hdr.ID over ID-H and make the rename durable."""
+    temp = directory / (HEADER_TEMP_PREFIX + message_id)
+    final = directory / (message_id + HEADER_SUFFIX)
+    try:
+        os.rename(temp, final)  # atomic: the old -H or the new, never neither
+    except OSError as exc:
+        unlink_quietly(temp)
+        raise os_error("rename", final, exc) from exc
+    fsync_directory(directory)
+
+
+def install_header(directory: Path, message_id: str, header: bytes) -> None:
+    """Write -H atomically.  On failure the temporary is removed and the
+    old -H (if any) is untouched, unless the rename had happened."""
+    stage_header(directory, message_id, header)
+    publish_header(directory, message_id)
+
+
+# ---------------------------------------------------------------------------
+# Locks
+
+_FLOCK = "@hhqqixxxx"  # struct flock on Linux: type, whence, start, len, pid, padding
+_use_ofd = sys.platform.startswith("linux") and hasattr(fcntl, "F_OFD_SETLK")
+
+
+def lock_length(message_id: str) -> int:
+    return len(message_id) + 3  # "ID-D\n": the range Exim locks, and where the body starts
+
+
+def take_lock(fd: int, message_id: str, path: Path) -> None:
+    """Exclusive, non-blocking lock on the first line of the -D file open
+    (for writing) as `fd`.  LockedError if anyone else holds it."""
+    global _use_ofd
+    request = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, lock_length(message_id), 0)
+    try:
+        if _use_ofd:
+            try:
+                fcntl.fcntl(fd, fcntl.F_OFD_SETLK, request)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                _use_ofd = False  # kernel older than 3.15
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, lock_length(message_id), 0, os.SEEK_SET)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            raise LockedError(f"spool file {path} is locked (the message is being handled)") from exc
+        raise os_error("lock", path, exc) from exc
+
+
+def lock_is_held(fd: int, message_id: str, path: Path) -> bool:
+    """True if some lock would stop us taking the message's lock."""
+    command = fcntl.F_OFD_GETLK if _use_ofd else fcntl.F_GETLK
+    request = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, lock_length(message_id), 0)
+    try:
+        answer = fcntl.fcntl(fd, command, request)
+    except OSError as exc:
+        raise os_error("lock test", path, exc) from exc
+    return struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK
+
+
+class MessageLock:
+    """A held lock on a message: the open -D file.  Release it (or leave the
+    `with` block) when done; closing the descriptor is what releases it."""
+
+    def __init__(
+        self, message_id: str, fd: int, path: Path, on_release: Callable[[MessageLock], None] | None = None
+    ) -> None:
+        self.message_id = message_id
+        self.path = path  # the -D file
+        self._fd: int | None = fd
+        self._on_release = on_release
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"lock on {self.message_id} has been released")
+        return self._fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        if self._on_release is not None:
+            self._on_release(self)
+        os.close(fd)
+
+    def __enter__(self) -> MessageLock:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def open_and_lock(message_id: str, path: Path, on_release: Callable[[MessageLock], None]) -> MessageLock:
+    """Open an existing -D file and lock it.  NoSuchMessage if it is gone
+    (before or while we took the lock), LockedError if it is busy."""
+    try:
+        # Read-write, as a write lock needs; append, so that a stray write
+        # through this descriptor could never damage the body (Exim).
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NoSuchMessage(f"message {message_id} is not on the spool") from None
+    except OSError as exc:
+        raise os_error("open", path, exc) from exc
+    lock = MessageLock(message_id, fd, path, on_release)
+    ok = False
+    try:
+        take_lock(fd, message_id, path)
+        # The previous holder may have removed the message between our open
+        # and our lock: then we would hold the lock of a deleted file.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise NoSuchMessage(f"message {message_id} was removed")
+        ok = True
+    except OSError as exc:
+        raise os_error("stat", path, exc) from exc
+    finally:
+        if not ok:
+            lock.release()
+    return lock

@@ -1,0 +1,460 @@
+"""The spool directory: every file operation on a queued message.
+
+Layout (Exim's), under `spool_directory`:
+
+    input/ID-D        body; first line "ID-D"; its fcntl lock = "message busy"
+    input/ID-H        envelope and headers; a message exists iff this exists
+    input/ID-J        journal of addresses delivered in the current attempt
+    input/hdr.ID      an -H being written (temporary)
+    msglog/ID         per-message log;  msglog.OLD/ID when preserved
+    db/  log/         hints databases, log files (owned by other modules)
+
+With split_spool_directory, input/ and msglog/ have one sub-directory per
+base-62 digit, chosen by the 6th character of the id; a message is still
+found in the other place (left there before the setting changed).
+
+Durability: what a crash at each step leaves ("dir" = fsync of the
+directory; the writing of a new message is in mta.spool.writer):
+
+  commit   fsync ID-D; hdr.ID, fsync;   -> before the rename: ID-D (+ hdr.ID),
+           rename to ID-H; dir             not a message; tidied.  After: the
+                                           whole message
+  rewrite  hdr.ID, fsync, rename, dir   -> the old ID-H or the new one
+  journal  append "address\n", fsync,   -> a torn last line, ignored (see
+           dir if the file is new          mta.spool.format.read_journal)
+  remove   unlink ID-H, dir; then ID-J, -> no ID-H: no message; leftovers
+           msglog, ID-D                    are tidied
+
+Only the holder of a message's lock rewrites its -H or touches its -J; the
+methods that do so check that this Spool holds the lock (ValueError if not:
+that is a bug in the caller, not a condition of the spool).
+
+Errors: every OSError becomes SpoolError naming the file and the action;
+NoSuchMessage (a SpoolError) when the message is not (or no longer) there;
+LockedError when another process (or another lock in this one) holds the
+lock.  Passing something that is not a message id is a programmer error
+(ValueError); it also guarantees that an id never names a file outside the
+spool.  The methods do blocking file I/O (fsync): the daemon calls them from
+a worker thread, never on its event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from mta.errors import LockedError, SpoolError, SpoolFormatError
+from mta.spool.envelope import Envelope
+from mta.spool.files import (
+    HEADER_TEMP_PREFIX,
+    SPOOL_MODE,
+    MessageLock,
+    NoSuchMessage,
+    file_exists,
+    fsync_directory,
+    install_header,
+    lock_is_held,
+    lock_length,
+    make_directory,
+    open_and_lock,
+    os_error,
+    unlink,
+    write_all,
+)
+from mta.spool.format import (
+    DATA_SUFFIX,
+    HEADER_SUFFIX,
+    JOURNAL_SUFFIX,
+    format_journal_line,
+    read_header_file,
+    read_journal,
+    write_header_file,
+)
+from mta.spool.ids import BASE62_DIGITS, check_message_id, id_split_char, is_message_id, message_time
+from mta.spool.writer import MessageWriter
+
+__all__ = ["MessageLock", "MessageWriter", "NoSuchMessage", "Spool"]
+
+INPUT = "input"
+MSGLOG = "msglog"
+MSGLOG_OLD = "msglog.OLD"
+SUBDIRECTORIES = (INPUT, MSGLOG, "db", "log")
+
+
+class Spool:
+    """All file operations on one spool directory."""
+
+    def __init__(self, spool_directory: str | os.PathLike[str], split: bool = False) -> None:
+        self.directory = Path(spool_directory)
+        self.split = split
+        # Locks this object holds, by message id (for the checks that only
+        # the lock holder rewrites -H or touches -J).
+        self._held: dict[str, MessageLock] = {}
+
+    # -- layout ------------------------------------------------------------
+
+    def ensure_directories(self) -> None:
+        """Create input/, msglog/, db/ and log/ (mode 0750) if missing and
+        check that the spool can be written."""
+        for name in SUBDIRECTORIES:
+            make_directory(self.directory / name)
+        for name in (INPUT, MSGLOG):
+            if not os.access(self.directory / name, os.W_OK | os.X_OK):
+                raise SpoolError(f"spool directory {self.directory / name} is not writable")
+
+    def _places(self, area: str, message_id: str) -> tuple[Path, Path]:
+        """(where a message's files go now, the other place it may be)."""
+        flat = self.directory / area
+        split = flat / id_split_char(message_id)
+        return (split, flat) if self.split else (flat, split)
+
+    def message_directory(self, message_id: str) -> Path:
+        """The input directory holding the message (by its -H, else its -D)."""
+        check_message_id(message_id)
+        places = self._places(INPUT, message_id)
+        for suffix in (HEADER_SUFFIX, DATA_SUFFIX):
+            for directory in places:
+                if file_exists(directory / (message_id + suffix)):
+                    return directory
+        raise NoSuchMessage(f"message {message_id} is not on the spool")
+
+    def exists(self, message_id: str) -> bool:
+        """True if the message's -H exists (the message is complete)."""
+        check_message_id(message_id)
+        return any(file_exists(d / (message_id + HEADER_SUFFIX)) for d in self._places(INPUT, message_id))
+
+    # -- creating ----------------------------------------------------------
+
+    def new_message(self, message_id: str) -> MessageWriter:
+        """Start spooling a new message (see MessageWriter)."""
+        check_message_id(message_id)
+        if message_id in self._held:
+            raise LockedError(f"message {message_id} is already locked by this process")
+        directory = self._places(INPUT, message_id)[0]
+        make_directory(directory)
+        writer = MessageWriter(message_id, directory, self._forget_lock)
+        self._held[message_id] = writer.lock
+        return writer
+
+    # -- locks -------------------------------------------------------------
+
+    def lock(self, message_id: str) -> MessageLock:
+        """Lock a message for delivery or modification.  Raises LockedError
+        if another process (or another lock in this one) has it, and
+        NoSuchMessage if it is gone."""
+        if message_id in self._held:
+            raise LockedError(f"message {message_id} is already locked by this process")
+        path = self.message_directory(message_id) / (message_id + DATA_SUFFIX)
+        lock = self._lock_path(message_id, path)
+        self._held[message_id] = lock
+        return lock
+
+    def _lock_path(self, message_id: str, path: Path) -> MessageLock:
+        return open_and_lock(message_id, path, self._forget_lock)
+
+    def _forget_lock(self, lock: MessageLock) -> None:
+        if self._held.get(lock.message_id) is lock:
+            del self._held[lock.message_id]
+
+    def is_locked(self, message_id: str) -> bool:
+        """True if any process (this one included) holds the message's lock."""
+        path = self.message_directory(message_id) / (message_id + DATA_SUFFIX)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NoSuchMessage(f"message {message_id} is not on the spool") from None
+        except OSError as exc:
+            raise os_error("open", path, exc) from exc
+        try:
+            return lock_is_held(fd, message_id, path)
+        finally:
+            os.close(fd)
+
+    def _held_lock(self, message_id: str, action: str) -> MessageLock:
+        lock = self._held.get(message_id)
+        if lock is None or not lock.held:
+            raise ValueError(f"{action} needs the lock on message {message_id}")
+        return lock
+
+    # -- reading and rewriting ---------------------------------------------
+
+    def read_envelope(self, message_id: str) -> Envelope:
+        """Read and strictly parse the message's -H (SpoolFormatError if bad)."""
+        path = self.message_directory(message_id) / (message_id + HEADER_SUFFIX)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise NoSuchMessage(f"message {message_id} is not on the spool") from None
+        except OSError as exc:
+            raise os_error("read", path, exc) from exc
+        return read_header_file(data, message_id)
+
+    def rewrite_envelope(self, envelope: Envelope) -> None:
+        """Replace the -H atomically.  The caller must hold the message's lock
+        (Exim's rule: only the process working on a message rewrites it)."""
+        lock = self._held_lock(envelope.message_id, "rewrite_envelope")
+        header = write_header_file(envelope)
+        install_header(lock.path.parent, envelope.message_id, header)
+
+    def open_body(self, message_id: str) -> BinaryIO:
+        """The -D file, opened for reading and positioned at the body."""
+        path = self.message_directory(message_id) / (message_id + DATA_SUFFIX)
+        try:
+            body = open(path, "rb")  # noqa: SIM115 - returned to the caller
+        except FileNotFoundError:
+            raise NoSuchMessage(f"message {message_id} is not on the spool") from None
+        except OSError as exc:
+            raise os_error("open", path, exc) from exc
+        try:
+            first = body.readline(lock_length(message_id))
+        except OSError as exc:
+            body.close()
+            raise os_error("read", path, exc) from exc
+        if first != (message_id + DATA_SUFFIX + "\n").encode():
+            body.close()
+            raise SpoolFormatError(f"spool file {path}: first line is {first[:40]!r}, not {message_id}-D")
+        return body
+
+    def body_size(self, message_id: str) -> int:
+        """Bytes of body in -D (the file less its first line)."""
+        path = self.message_directory(message_id) / (message_id + DATA_SUFFIX)
+        try:
+            size = path.stat().st_size - lock_length(message_id)
+        except FileNotFoundError:
+            raise NoSuchMessage(f"message {message_id} is not on the spool") from None
+        except OSError as exc:
+            raise os_error("stat", path, exc) from exc
+        if size < 0:
+            raise SpoolFormatError(f"spool file {path} is shorter than its first line")
+        return size
+
+    # -- journal -----------------------------------------------------------
+
+    def append_journal(self, message_id: str, address: str) -> None:
+        """Record a successful delivery; durable when this returns, so that a
+        crash can never lead to delivering to `address` again.  Needs the lock."""
+        lock = self._held_lock(message_id, "append_journal")
+        line = format_journal_line(address)
+        path = lock.path.parent / (message_id + JOURNAL_SUFFIX)
+        created = False
+        try:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            except FileNotFoundError:
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                fd = os.open(path, flags, SPOOL_MODE)
+                created = True
+            try:
+                write_all(fd, line)  # one write(): a crash tears at most this line
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise os_error("journal write", path, exc) from exc
+        if created:
+            fsync_directory(path.parent)  # a new file's entry must survive too
+
+    def read_journal(self, message_id: str) -> list[str]:
+        """Addresses delivered in an interrupted attempt ([] if no -J)."""
+        path = self.message_directory(message_id) / (message_id + JOURNAL_SUFFIX)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise os_error("read", path, exc) from exc
+        return read_journal(data)
+
+    def remove_journal(self, message_id: str) -> None:
+        """Drop -J once its addresses are in a rewritten -H.  Needs the lock."""
+        lock = self._held_lock(message_id, "remove_journal")
+        unlink(lock.path.parent / (message_id + JOURNAL_SUFFIX))
+
+    # -- msglog ------------------------------------------------------------
+
+    def _msglog_path(self, message_id: str) -> Path:
+        check_message_id(message_id)
+        places = self._places(MSGLOG, message_id)
+        for directory in places:
+            if file_exists(directory / message_id):
+                return directory / message_id
+        return places[0] / message_id
+
+    def append_msglog(self, message_id: str, line: str) -> None:
+        """Append one line (already timestamped by the caller).  Not fsynced:
+        like Exim's, the msglog is a convenience copy of log lines."""
+        text = line[:-1] if line.endswith("\n") else line
+        if "\n" in text or "\r" in text or "\0" in text:
+            raise SpoolFormatError(f"msglog line contains CR, LF or NUL: {line!r}")
+        path = self._msglog_path(message_id)
+        make_directory(path.parent)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, SPOOL_MODE)
+            try:
+                write_all(fd, (text + "\n").encode("utf-8", "surrogateescape"))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise os_error("msglog write", path, exc) from exc
+
+    def read_msglog(self, message_id: str) -> str | None:
+        """The message log's text, or None if there is none."""
+        path = self._msglog_path(message_id)
+        try:
+            return path.read_bytes().decode("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise os_error("read", path, exc) from exc
+
+    def remove_msglog(self, message_id: str, preserve: bool = False) -> None:
+        """Delete the msglog, or with `preserve` (preserve_message_logs) move
+        it to msglog.OLD/ID."""
+        path = self._msglog_path(message_id)
+        if not preserve:
+            unlink(path)
+            return
+        if not file_exists(path):
+            return
+        old = self.directory / MSGLOG_OLD
+        make_directory(old)
+        try:
+            os.replace(path, old / message_id)
+        except OSError as exc:
+            raise os_error("rename", path, exc) from exc
+
+    # -- listing, removing, tidying ----------------------------------------
+
+    def _input_directories(self) -> list[Path]:
+        """input/ and its existing single-character sub-directories."""
+        top = self.directory / INPUT
+        found = [top]
+        try:
+            with os.scandir(top) as entries:
+                for entry in entries:
+                    is_subdirectory = len(entry.name) == 1 and entry.name in BASE62_DIGITS
+                    if is_subdirectory and entry.is_dir(follow_symlinks=False):
+                        found.append(Path(entry.path))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise os_error("directory read", top, exc) from exc
+        return found
+
+    def list_message_ids(self) -> list[str]:
+        """Every complete message (its -H exists), oldest first, whether in
+        input/ or in its split sub-directory.  Temporaries, -D files without
+        -H (unfinished), and files in a sub-directory that does not match
+        their id (unreachable) are not listed."""
+        ids: set[str] = set()
+        top = self.directory / INPUT
+        for directory in self._input_directories():
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise os_error("directory read", directory, exc) from exc
+            for name in names:
+                message_id = name[: -len(HEADER_SUFFIX)]
+                if not name.endswith(HEADER_SUFFIX) or not is_message_id(message_id):
+                    continue
+                if directory == top or directory.name == id_split_char(message_id):
+                    ids.add(message_id)
+        return sorted(ids, key=lambda message_id: (message_time(message_id), message_id))
+
+    def remove_message(self, message_id: str, preserve_msglog: bool = False) -> None:
+        """Remove every file of a message.  Uses this process's lock if it
+        holds one, else takes it (LockedError if another process has it).
+
+        Order: -H first, made durable, so that from then on there is no
+        message (a crash leaves only leftovers that tidy_temporaries
+        removes, never an -H without its -D, and never an -H that comes
+        back without the -J that records deliveries already made); then -J,
+        the msglog, and -D last because it carries the lock."""
+        taken: MessageLock | None = None
+        lock = self._held.get(message_id)
+        if lock is None:
+            try:
+                lock = taken = self.lock(message_id)
+            except NoSuchMessage:
+                lock = None  # no -D: nobody can be working on it; clear what is left
+        try:
+            directory = lock.path.parent if lock is not None else self.message_directory(message_id)
+            if unlink(directory / (message_id + HEADER_SUFFIX)):
+                fsync_directory(directory)
+            unlink(directory / (message_id + JOURNAL_SUFFIX))
+            self.remove_msglog(message_id, preserve=preserve_msglog)
+            unlink(directory / (HEADER_TEMP_PREFIX + message_id))
+            unlink(directory / (message_id + DATA_SUFFIX))
+        finally:
+            if taken is not None:
+                taken.release()
+
+    def tidy_temporaries(self, max_age: float, now: float | None = None) -> list[Path]:
+        """Remove leftovers of crashes older than `max_age` seconds: hdr.ID
+        temporaries, -D files without -H (a reception that never committed),
+        and -J files of messages that are gone.  A file whose message is
+        locked is being worked on and is left alone.  Returns what was
+        removed."""
+        now = time.time() if now is None else now
+        removed: list[Path] = []
+        for directory in self._input_directories():
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError as exc:
+                raise os_error("directory read", directory, exc) from exc
+            for name in names:
+                path = directory / name
+                message_id, kind = _classify(name)
+                if message_id is None or kind == HEADER_SUFFIX:
+                    continue
+                try:
+                    if now - path.stat().st_mtime < max_age:
+                        continue
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise os_error("stat", path, exc) from exc
+                removed.extend(self._tidy_one(directory, message_id, kind))
+        return removed
+
+    def _tidy_one(self, directory: Path, message_id: str, kind: str) -> list[Path]:
+        data = directory / (message_id + DATA_SUFFIX)
+        header = directory / (message_id + HEADER_SUFFIX)
+        targets = {
+            HEADER_TEMP_PREFIX: [directory / (HEADER_TEMP_PREFIX + message_id)],
+            DATA_SUFFIX: [data, directory / (message_id + JOURNAL_SUFFIX)],
+            JOURNAL_SUFFIX: [directory / (message_id + JOURNAL_SUFFIX)],
+        }[kind]
+        if message_id in self._held:
+            return []
+        try:
+            lock: MessageLock | None = self._lock_path(message_id, data)
+        except (LockedError, NoSuchMessage):
+            if file_exists(data):
+                return []  # locked: someone is working on it
+            lock = None  # no -D at all: nobody can hold the message
+        try:
+            # Decide only while holding the lock: a commit may have renamed
+            # the -H into place just before we took it.
+            if kind != HEADER_TEMP_PREFIX and file_exists(header):
+                return []
+            if kind == JOURNAL_SUFFIX and file_exists(data):
+                return []
+            return [path for path in targets if unlink(path)]
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+def _classify(name: str) -> tuple[str | None, str]:
+    """(message id, kind) for spool file names; (None, "") for others."""
+    if name.startswith(HEADER_TEMP_PREFIX) and is_message_id(name[len(HEADER_TEMP_PREFIX) :]):
+        return name[len(HEADER_TEMP_PREFIX) :], HEADER_TEMP_PREFIX
+    for suffix in (HEADER_SUFFIX, DATA_SUFFIX, JOURNAL_SUFFIX):
+        if name.endswith(suffix) and is_message_id(name[: -len(suffix)]):
+            return name[: -len(suffix)], suffix
+    return None, ""

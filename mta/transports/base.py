@@ -1,0 +1,134 @@
+"""Transports: the contract between delivery and the drivers that move mail.
+
+Local transports (appendfile, pipe) deliver one address at a time, in a
+child process that has already dropped to the delivery user's uid/gid:
+
+    transport.deliver(message, item, env)   # returns on success
+
+Remote transports (smtp) take a batch of addresses that share a host list
+and sender, and return one outcome per address:
+
+    outcomes = await transport.deliver_batch(message, items, env)
+
+Both raise or return `DeferError` (temporary: keep the address, retry) and
+`FailError` (permanent: bounce) — never a bare string, never a swallowed
+exception.  A transport never touches the spool's -H/-J files or the log:
+the delivery code records outcomes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+
+from mta.drivers import Driver, DriverOptions, Kind, option
+from mta.errors import DeferError, FailError
+
+if TYPE_CHECKING:
+    from mta.message.headers import Header
+    from mta.route.item import AddressItem
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TransportOptions(DriverOptions):
+    """Options every transport has."""
+
+    _generic: ClassVar[bool] = True
+
+    user: str | None = option(None, Kind.STRING, "User to run the delivery as (local transports).", expand=True)
+    group: str | None = option(None, Kind.STRING, "Group to run the delivery as.", expand=True)
+    initgroups: bool = option(False, Kind.BOOL, "Also set the supplementary groups of `user`.")
+    home_directory: str | None = option(
+        None, Kind.STRING, "Home directory for the delivery ($home); default: the director's.", expand=True
+    )
+    current_directory: str | None = option(None, Kind.STRING, "Working directory of the delivery process.", expand=True)
+    headers_add: str | None = option(None, Kind.STRING, "Header lines added to each message sent.", expand=True)
+    headers_remove: str | None = option(
+        None, Kind.LIST, "Names of headers removed from each message sent.", expand=True
+    )
+    return_path: str | None = option(
+        None, Kind.STRING, "Envelope sender to use instead of the message's (bounces go there).", expand=True
+    )
+    return_path_add: bool = option(False, Kind.BOOL, "Add a Return-path: header (final delivery only).")
+    envelope_to_add: bool = option(False, Kind.BOOL, "Add an Envelope-to: header listing the original recipients.")
+    delivery_date_add: bool = option(False, Kind.BOOL, "Add a Delivery-date: header.")
+    body_only: bool = option(False, Kind.BOOL, "Send only the body.")
+    headers_only: bool = option(False, Kind.BOOL, "Send only the headers.")
+    message_size_limit: int = option(0, Kind.SIZE, "Larger messages fail for this transport; 0 means no limit.")
+    retry_use_local_part: bool | None = option(
+        None, Kind.BOOL, "Key retry data by the whole address (default: true for local transports)."
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class OutgoingMessage:
+    """A spooled message as transports see it."""
+
+    message_id: str
+    sender_address: str
+    headers: list[Header]
+    received_time: float
+    size: int
+    open_body: Callable[[], BinaryIO]  # a binary file positioned at the start of the body
+    body_linecount: int = 0
+    received_protocol: str = "local"
+    variables: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def header_value(self, name: str) -> str | None:
+        """Raw value of the first live header called `name` (case-insensitive), or None."""
+        lname = name.lower()
+        values = [h.text.split(":", 1)[1] for h in self.headers if h.flag != "*" and h.name.lower() == lname]
+        if not values:
+            return None
+        return "\n".join(v.strip() for v in values)
+
+
+@dataclasses.dataclass(slots=True)
+class DeliveryEnv:
+    """What a transport may use besides the message: expansion, identity, time."""
+
+    expand: Callable[..., str]  # expand(text, item=None, extra=None) -> str
+    primary_hostname: str
+    qualify_domain: str
+    now: float
+    # Delivery user/group resolved by the delivery code (local transports).
+    uid: int | None = None
+    gid: int | None = None
+    home: str | None = None
+    # Extra fields a remote transport needs (authenticators, TLS settings ...).
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+Outcome = DeferError | FailError | None  # None = delivered
+
+
+class Transport(Driver):
+    kind_name: ClassVar[str] = "transport"
+    options: TransportOptions
+    options_class: ClassVar[type[DriverOptions]] = TransportOptions
+    is_local: ClassVar[bool] = True
+
+
+class LocalTransport(Transport):
+    is_local: ClassVar[bool] = True
+
+    @abstractmethod
+    def deliver(self, message: OutgoingMessage, item: AddressItem, env: DeliveryEnv) -> None:
+        """Deliver one address; return on success, raise DeferError or FailError.
+
+        Runs in a child process already running as the delivery user.  A
+        failure must leave the destination as it was (a partly written mbox
+        message is truncated away before returning).
+        """
+
+
+class RemoteTransport(Transport):
+    is_local: ClassVar[bool] = False
+
+    @abstractmethod
+    async def deliver_batch(
+        self, message: OutgoingMessage, items: list[AddressItem], env: DeliveryEnv
+    ) -> dict[AddressItem, Outcome]:
+        """Deliver a batch sharing hosts and sender; one outcome per item."""
