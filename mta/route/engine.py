@@ -1,0 +1,290 @@
+"""The routing engine: every address through the directors or routers.
+
+An address whose domain is in local_domains goes to the directors, any
+other to the routers, each list tried in order until one accepts.  New
+addresses from aliasing and forwarding start again from the top.  The same
+engine serves delivery, -bt (address test) and -bv / ACL verification
+(verify mode skips drivers with ``no_verify`` and runs ``verify_only`` ones).
+
+Loop safety, as in Exim: a driver is skipped for an address if an ancestor
+with the same address was handled by that same driver.  An alias loop
+a -> b -> a therefore ends at the next driver (typically localuser, which
+fails an unknown user) instead of going round for ever; a tree deeper than
+MAX_DEPTH fails cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import deque
+from collections.abc import Sequence
+
+from mta.config.lists import match_address, match_domain, match_local_part
+from mta.errors import ConfigError, DeferError, ExpansionError, FailError
+from mta.message.address import split_address, strip_affix
+from mta.route.base import Accept, Decline, Director, Pass, Redirect, RoutingDriver
+from mta.route.context import RoutingContext
+from mta.route.item import AddressItem
+from mta.values import split_list
+
+MAX_DEPTH = 100
+DEFAULT_CANNOT_ROUTE = "Unrouteable address"
+
+
+@dataclasses.dataclass
+class RoutingOutcome:
+    accepted: list[AddressItem] = dataclasses.field(default_factory=list)
+    failed: list[tuple[AddressItem, FailError]] = dataclasses.field(default_factory=list)
+    deferred: list[tuple[AddressItem, DeferError]] = dataclasses.field(default_factory=list)
+    discarded: list[AddressItem] = dataclasses.field(default_factory=list)  # :blackhole:
+    # Final addresses that duplicate an accepted one: delivered with it.
+    duplicates: list[tuple[AddressItem, AddressItem]] = dataclasses.field(default_factory=list)
+
+
+def _truthy(value: str) -> bool:
+    """Exim's rule for `condition`: empty, 0, no and false are false."""
+    return value.strip().lower() not in ("", "0", "no", "false")
+
+
+class RoutingEngine:
+    def __init__(self, directors: Sequence[RoutingDriver], routers: Sequence[RoutingDriver], config) -> None:  # type: ignore[no-untyped-def]
+        self.directors = list(directors)
+        self.routers = list(routers)
+        self.config = config
+
+    # -- public -------------------------------------------------------------
+    def route(self, items: Sequence[AddressItem], ctx: RoutingContext, done: set[str] | None = None) -> RoutingOutcome:
+        """Route `items` to the end; `done` holds unique keys already delivered (skipped)."""
+        outcome = RoutingOutcome()
+        queue: deque[tuple[AddressItem, int]] = deque((item, 0) for item in items)
+        seen_final: dict[str, AddressItem] = {}
+        done = done or set()
+        while queue:
+            item, start = queue.popleft()
+            if item.is_pipe or item.is_file:
+                # Pipes and files from a redirection are not routed again: the
+                # director that produced them named their transport.
+                if not item.transport_name:
+                    kind = "pipe" if item.is_pipe else "file"
+                    exc = FailError(f"no {kind}_transport is set for this {kind} delivery")
+                    item.message = exc.message
+                    outcome.failed.append((item, exc))
+                    continue
+                if item.unique_key() not in done:
+                    outcome.accepted.append(item)
+                continue
+            try:
+                result = self._route_one(item, ctx, start)
+            except FailError as exc:
+                item.message = exc.message
+                outcome.failed.append((item, exc))
+                continue
+            except DeferError as exc:
+                item.message = exc.message
+                outcome.deferred.append((item, exc))
+                continue
+            driver, index, verdict = result
+            if isinstance(verdict, Redirect):
+                if verdict.discard:
+                    outcome.discarded.append(item)
+                    continue
+                for child in verdict.children:
+                    child.parent = item
+                    child.original_index = item.original_index
+                    if child.errors_to is None:
+                        child.errors_to = item.errors_to
+                    child.headers_add = item.headers_add + child.headers_add
+                    child.headers_remove = item.headers_remove + child.headers_remove
+                    queue.append((child, 0))
+                continue
+            # Accepted.
+            key = item.unique_key(caseful=driver.options.caseful_local_part)
+            if driver.options.unseen:
+                copy = dataclasses.replace(item, hosts=[], headers_add=list(item.headers_add),
+                                           headers_remove=list(item.headers_remove), handled_by=set(item.handled_by))
+                queue.append((copy, index + 1))
+            if key in done:
+                continue  # delivered in an earlier attempt
+            first = seen_final.get(key)
+            if first is not None and first.transport_name == item.transport_name:
+                outcome.duplicates.append((item, first))
+                continue
+            seen_final[key] = item
+            outcome.accepted.append(item)
+        return outcome
+
+    def is_local_domain(self, domain: str, ctx: RoutingContext) -> bool:
+        return bool(match_domain(domain, self.config.local_domains, ctx.list_context))
+
+    # -- one address --------------------------------------------------------
+    def _route_one(
+        self, item: AddressItem, ctx: RoutingContext, start: int
+    ) -> tuple[RoutingDriver, int, Accept | Redirect]:
+        if item.depth > MAX_DEPTH:
+            raise FailError(f"too many levels of aliasing or forwarding (more than {MAX_DEPTH}): loop?")
+        local_part, domain = split_address(item.address)
+        if not domain:
+            raise FailError(f"unqualified address {item.address} cannot be routed")
+        drivers = self.directors if self.is_local_domain(domain, ctx) else self.routers
+        last_message: str | None = None
+        for index in range(start, len(drivers)):
+            driver = drivers[index]
+            if not self._preconditions(driver, item, local_part, domain, ctx):
+                continue
+            opts = driver.options
+            if opts.cannot_route_message:
+                last_message = ctx.expand_or_defer(opts.cannot_route_message, item, "cannot_route_message")
+            ctx.trace(f"{driver.kind_name} {driver.name}: considering {item.address}")
+            if opts.debug_print:
+                ctx.trace(ctx.expand_or_defer(opts.debug_print, item, "debug_print") or "")
+            if isinstance(driver, Director):
+                verdict = driver.direct(item, ctx)
+            else:
+                verdict = driver.route(item, ctx)  # type: ignore[attr-defined]
+            if isinstance(verdict, Pass):
+                continue
+            if isinstance(verdict, Decline):
+                if not opts.more:
+                    raise FailError(last_message or DEFAULT_CANNOT_ROUTE)
+                continue
+            item.handled_by.add(driver.name)
+            self._apply_generic(driver, item, ctx)
+            if isinstance(verdict, Accept):
+                self._accept(driver, item, verdict, ctx)
+            return driver, index, verdict
+        raise FailError(last_message or DEFAULT_CANNOT_ROUTE)
+
+    def _preconditions(
+        self, driver: RoutingDriver, item: AddressItem, local_part: str, domain: str, ctx: RoutingContext
+    ) -> bool:
+        opts = driver.options
+        # Loop safety: skip if an ancestor with this same address was handled by this driver.
+        key = item.unique_key(caseful=opts.caseful_local_part)
+        for ancestor in item.ancestors():
+            if driver.name in ancestor.handled_by and ancestor.unique_key(caseful=opts.caseful_local_part) == key:
+                return False
+        if ctx.verify is not None:
+            if not opts.verify:
+                return False
+            if ctx.verify == "recipient" and not opts.verify_recipient:
+                return False
+            if ctx.verify == "sender" and not opts.verify_sender:
+                return False
+        elif opts.verify_only:
+            return False
+        # Prefix and suffix are removed before the local_parts check.
+        prefixes = split_list(opts.local_part_prefix) if opts.local_part_prefix else []
+        suffixes = split_list(opts.local_part_suffix) if opts.local_part_suffix else []
+        if prefixes or suffixes:
+            affixed = strip_affix(
+                local_part, prefixes, suffixes, opts.local_part_prefix_optional, opts.local_part_suffix_optional
+            )
+            if affixed is None:
+                return False
+            item.prefix, core, item.suffix = affixed
+        else:
+            item.prefix, core, item.suffix = "", local_part, ""
+        item.local_part = core
+        item.domain = domain
+        item.local_part_data = None
+        item.domain_data = None
+        lists = ctx.list_context
+        try:
+            if opts.domains:
+                m = match_domain(domain, self._expand_list(opts.domains, item, ctx, "domains"), lists)
+                if not m:
+                    return False
+                item.domain_data = m.data
+            if opts.local_parts:
+                m = match_local_part(
+                    core, self._expand_list(opts.local_parts, item, ctx, "local_parts"), lists,
+                    caseful=opts.caseful_local_part,
+                )
+                if not m:
+                    return False
+                item.local_part_data = m.data
+            if opts.senders:
+                if not match_address(ctx.sender_address, self._expand_list(opts.senders, item, ctx, "senders"), lists):
+                    return False
+        except ExpansionError as exc:
+            raise DeferError(f"{driver.kind_name} {driver.name}: {exc.message}") from None
+        except ConfigError as exc:
+            raise DeferError(f"{driver.kind_name} {driver.name}: {exc}") from None
+        if opts.require_files and not self._require_files(opts.require_files, item, ctx):
+            return False
+        if opts.condition is not None:
+            value = ctx.expand_or_defer(opts.condition, item, f"condition of {driver.name}")
+            if value is None or not _truthy(value):
+                return False
+        if opts.address_data is not None:
+            data = ctx.expand_or_defer(opts.address_data, item, f"address_data of {driver.name}")
+            if data is None:
+                return False
+            item.address_data = data
+        return True
+
+    @staticmethod
+    def _expand_list(text: str, item: AddressItem, ctx: RoutingContext, what: str) -> str:
+        return ctx.expand(text, item) if "$" in text else text
+
+    @staticmethod
+    def _require_files(text: str, item: AddressItem, ctx: RoutingContext) -> bool:
+        expanded = ctx.expand_or_defer(text, item, "require_files")
+        if expanded is None:
+            return False
+        for entry in split_list(expanded):
+            if not entry:
+                continue
+            negate = entry.startswith("!")
+            path = entry[1:] if negate else entry
+            ignore_eacces = path.startswith("+")
+            path = path.lstrip("+")
+            if not path.startswith("/"):
+                continue  # user:group: prefixes are not supported; treat as not a file test
+            try:
+                exists = os.path.exists(path) if not ignore_eacces else _exists_or_eacces(path)
+            except OSError as exc:
+                raise DeferError(f"require_files: cannot check {path}: {exc.strerror}") from None
+            if exists == negate:
+                return False
+        return True
+
+    @staticmethod
+    def _apply_generic(driver: RoutingDriver, item: AddressItem, ctx: RoutingContext) -> None:
+        opts = driver.options
+        if opts.errors_to is not None:
+            value = ctx.expand_or_defer(opts.errors_to, item, "errors_to")
+            if value is not None:
+                item.errors_to = "" if value.strip() in ("<>", "") else value.strip()
+        if opts.headers_add is not None:
+            value = ctx.expand_or_defer(opts.headers_add, item, "headers_add")
+            if value:
+                item.headers_add.extend(line for line in value.split("\n") if line.strip())
+        if opts.headers_remove is not None:
+            value = ctx.expand_or_defer(opts.headers_remove, item, "headers_remove")
+            if value:
+                item.headers_remove.extend(h for h in split_list(value) if h)
+
+    @staticmethod
+    def _accept(driver: RoutingDriver, item: AddressItem, verdict: Accept, ctx: RoutingContext) -> None:
+        item.router_name = driver.name
+        transport = verdict.transport
+        if transport is None and driver.options.transport is not None:
+            transport = ctx.expand_or_defer(driver.options.transport, item, "transport")
+        if not transport and not (ctx.verify or ctx.address_test):
+            raise DeferError(f"{driver.kind_name} {driver.name} accepted {item.address} but has no transport")
+        if transport and ctx.transports and transport not in ctx.transports:
+            raise DeferError(f'{driver.kind_name} {driver.name}: transport "{transport}" is not defined')
+        item.transport_name = transport
+        item.hosts = list(verdict.hosts)
+
+
+def _exists_or_eacces(path: str) -> bool:
+    try:
+        os.stat(path)
+    except PermissionError:
+        return True
+    except FileNotFoundError:
+        return False
+    return True
