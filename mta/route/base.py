@@ -42,10 +42,11 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mta.drivers import Driver, DriverOptions, Kind, option
-from mta.route.item import AddressItem, Host
+from mta.route.item import AddressItem
 
 if TYPE_CHECKING:
     from mta.route.context import RoutingContext
+    from mta.route.dns import Host
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

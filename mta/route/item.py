@@ -9,22 +9,12 @@ line's ``<original>`` part are found.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mta.taint import Tainted
 
-
-@dataclasses.dataclass(eq=False)
-class Host:
-    """A host a remote delivery may go to; `address` is one IP (None until resolved)."""
-
-    name: str
-    address: str | None = None
-    port: int | None = None
-    mx: int | None = None
-
-    def __str__(self) -> str:
-        return f"{self.name} [{self.address}]" if self.address else self.name
+if TYPE_CHECKING:
+    from mta.route.dns import Host
 
 
 @dataclasses.dataclass(eq=False)
