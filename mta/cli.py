@@ -142,6 +142,55 @@ def mode_submit(inv: Invocation) -> int:
         return 1
 
 
+def mode_address_test(inv: Invocation) -> int:
+    from mta.deliver.address_test import run_address_test
+    from mta.runtime import build_runtime
+
+    runtime = build_runtime(_load(inv), verbose=inv.verbose)
+    if not inv.args:
+        _err(f"-{inv.mode}: no addresses given")
+        return 1
+    verify = {"bt": None, "bv": "recipient", "bvs": "sender"}[inv.mode]
+    sender = inv.sender or ""
+    return run_address_test(runtime, inv.args, sys.stdout, sender=sender, verify=verify)
+
+
+def mode_message_action(inv: Invocation) -> int:
+    """-M and friends: act on spooled messages by id."""
+    from mta.runtime import build_runtime
+    from mta.spool.ids import is_message_id
+
+    config = _load(inv)
+    if config.main.prod_requires_admin and not _caller_is_admin(config):
+        _err("permission denied: only administrators may do that")
+        return 1
+    if not inv.args:
+        _err(f"-M{inv.mode_flags}: no message ids given")
+        return 1
+    bad = [a for a in inv.args if not is_message_id(a)]
+    if bad:
+        _err(f"{bad[0]} is not a message id")
+        return 1
+    runtime = build_runtime(config, verbose=inv.verbose)
+    if inv.mode_flags in ("", "c"):
+        from mta.deliver.delivery import Delivery
+
+        status = 0
+        for message_id in inv.args:
+            report = Delivery(
+                runtime, message_id, forced=inv.mode_flags == "", dont_deliver=inv.dont_deliver
+            ).run()
+            if report.skipped == "missing":
+                _err(f"message {message_id} is not on the spool")
+                status = 1
+            elif report.skipped == "locked":
+                _err(f"message {message_id} is locked (being delivered by another process)")
+                status = 1
+        return status
+    _err(f"-M{inv.mode_flags} is not available in this version of mta")
+    return 1
+
+
 def mode_queue_list(inv: Invocation) -> int:
     from spool_tools.queue_list import list_queue
 
@@ -189,6 +238,10 @@ MODES: dict[str, Callable[[Invocation], int]] = {
     "bm": mode_submit,
     "t": mode_submit,
     "bp": mode_queue_list,
+    "bt": mode_address_test,
+    "bv": mode_address_test,
+    "bvs": mode_address_test,
+    "M": mode_message_action,
     "help": mode_help,
 }
 

@@ -176,8 +176,9 @@ class _Reader:
         yield from self._logical(physical, path)
 
     def _logical(self, physical: list[str], path: str) -> Iterator[SourceLine]:
-        # Conditional stack: each entry is (active, any_branch_taken).
-        conds: list[tuple[bool, bool]] = []
+        # Conditional stack: each entry is (active, any_branch_taken, line of its .ifdef);
+        # the line is kept so that an unterminated .ifdef is reported where it starts.
+        conds: list[tuple[bool, bool, int]] = []
         i = 0
         n = len(physical)
         while i < n:
@@ -206,20 +207,20 @@ class _Reader:
                 arg = arg.strip()
                 if word in (".ifdef", ".ifndef"):
                     cond = (arg in self.macros) == (word == ".ifdef")
-                    conds.append((cond, cond))
+                    conds.append((cond, cond, line_no))
                     continue
                 if word in (".elifdef", ".elifndef"):
                     if not conds:
                         raise ConfigError(f"{word} without .ifdef", path, line_no)
-                    _cur, taken = conds[-1]
+                    _cur, taken, opened = conds[-1]
                     cond = not taken and ((arg in self.macros) == (word == ".elifdef"))
-                    conds[-1] = (cond, taken or cond)
+                    conds[-1] = (cond, taken or cond, opened)
                     continue
                 if word == ".else":
                     if not conds:
                         raise ConfigError(".else without .ifdef", path, line_no)
-                    _cur, taken = conds[-1]
-                    conds[-1] = (not taken, True)
+                    _cur, taken, opened = conds[-1]
+                    conds[-1] = (not taken, True, opened)
                     continue
                 if word == ".endif":
                     if not conds:
@@ -240,7 +241,7 @@ class _Reader:
                 continue
             yield SourceLine(self.substitute(text), path, line_no)
         if conds:
-            raise ConfigError(".ifdef without .endif", path, n)
+            raise ConfigError(".ifdef without .endif", path, conds[-1][2])
 
     def _include(self, word: str, target: str, path: str, line_no: int) -> Iterator[SourceLine]:
         target = unquote_value(target)

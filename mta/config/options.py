@@ -52,9 +52,10 @@ def convert_value(name: str, spec: OptionSpec, text: str) -> Any:
         else:
             value = parse_size(text)
         if spec.minimum is not None and value < spec.minimum:
-            raise ValueError(f"{name} must be at least {spec.minimum}")
+            # build_options prefixes the option name; do not repeat it here.
+            raise ValueError(f"{text.strip()} is too small (the minimum is {format_value(spec, spec.minimum)})")
         if spec.maximum is not None and value > spec.maximum:
-            raise ValueError(f"{name} must be at most {spec.maximum}")
+            raise ValueError(f"{text.strip()} is too large (the maximum is {format_value(spec, spec.maximum)})")
         return value
     if spec.choices is not None and not spec.expand and text not in spec.choices:
         raise ValueError(f'"{text}" is not one of: {", ".join(spec.choices)}')

@@ -255,8 +255,13 @@ def receive_local(
     sender: SenderDecision,
     sender_name: str | None,
     protocol: str = "local",
+    keep_lock: bool = False,
 ) -> Received:
-    """Read one message from `stream` and spool it; raise SubmissionError on refusal."""
+    """Read one message from `stream` and spool it; raise SubmissionError on refusal.
+
+    With `keep_lock`, the message's lock is handed over in `Received.lock`
+    (for an immediate delivery); otherwise it is released.
+    """
     config = runtime.config
     block = read_header_block(stream, config.main.header_maxsize, dot_ends)
     own = qualify(caller.login, config.qualify_domain)
@@ -318,13 +323,15 @@ def receive_local(
             sender_set_untrusted=sender.set_untrusted,
             allow_unqualified=True,
         )
-        return reception.accept(arrival, headers, stats)
+        received = reception.accept(arrival, headers, stats)
     except BaseException:
         reception.abort()
         raise
-    finally:
-        if reception.finished:
-            reception.close()
+    if keep_lock:
+        received.lock = reception.release()
+    else:
+        reception.close()
+    return received
 
 
 def _dedupe(addresses: list[str]) -> list[str]:
@@ -365,6 +372,7 @@ def submit_from_command_line(config: Config, inv: Invocation, stream: BinaryIO) 
     if timeout:
         signal.signal(signal.SIGALRM, _timeout_handler)
         signal.alarm(timeout)
+    mode = inv.delivery_mode or ("q" if m.queue_only else "b")
     try:
         received = receive_local(
             runtime,
@@ -377,9 +385,41 @@ def submit_from_command_line(config: Config, inv: Invocation, stream: BinaryIO) 
             sender=sender,
             sender_name=inv.sender_name,
             protocol=inv.receive_protocol if (trusted and inv.receive_protocol) else "local",
+            keep_lock=mode not in ("q", "qs"),
         )
     finally:
         if timeout:
             signal.alarm(0)
-    del received
+    if received.lock is not None:
+        start_delivery(runtime, received.message_id, received.lock, background=(mode == "b"),
+                       dont_deliver=inv.dont_deliver)
     return 0
+
+
+def start_delivery(runtime: Runtime, message_id: str, lock, background: bool, dont_deliver: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Deliver a just-received message now, in this process or in a detached child (-odb)."""
+    import os
+
+    from mta.deliver.delivery import Delivery
+
+    if not background:
+        Delivery(runtime, message_id, lock=lock, dont_deliver=dont_deliver).run()
+        return
+    pid = os.fork()
+    if pid:
+        # The child's copy of the descriptor keeps the lock (open file description locks).
+        lock.release()
+        return
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        Delivery(runtime, message_id, lock=lock, dont_deliver=dont_deliver).run()
+        code = 0
+    except BaseException as exc:
+        import traceback
+
+        runtime.logger.panic(f"background delivery failed: {exc!r}\n{traceback.format_exc()}", message_id)
+        code = 1
+    os._exit(code)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from mta import __version__
 from mta.config.variables import expansion_context
@@ -60,6 +60,7 @@ class Received:
     message_id: str
     size: int
     envelope: Envelope
+    lock: Any = None  # the held -D lock, when handed over for an immediate delivery
 
 
 def sender_rcvhost(arrival: Arrival) -> str | None:
@@ -103,75 +104,11 @@ class Reception:
         """After accept(): let go of the message (its lock) for a queue runner to find."""
         self.writer.close()
 
-    # -- header work --------------------------------------------------------
-    def received_header(self, arrival: Arrival) -> Header:
-        received_for = arrival.recipients[0] if len(arrival.recipients) == 1 else None
-        variables = {
-            "sender_rcvhost": sender_rcvhost(arrival),
-            "sender_ident": arrival.ident,
-            "sender_helo_name": arrival.helo_name if arrival.host_address is None else None,
-            "sender_host_address": arrival.host_address,
-            "sender_host_name": arrival.host_name,
-            "received_protocol": arrival.received_protocol,
-            "tls_cipher": arrival.tls_cipher,
-            "sender_address": arrival.sender_address,
-            "message_exim_id": self.message_id,
-            "message_id": self.message_id,
-            "received_for": received_for,
-            "version_number": __version__,
-            "authenticated_id": arrival.auth_id,
-        }
-        ctx = expansion_context(self.config, variables)
-        try:
-            text = expand(self.config.main.received_header_text, ctx)
-        except ExpansionError as exc:
-            if exc.forced:
-                text = ""
-            else:
-                # A broken received_header_text must not lose the message; Exim
-                # logs to the panic log and uses a minimal header.
-                self.runtime.logger.panic(f"expansion of received_header_text failed: {exc.message}")
-                text = f"Received: by {self.config.primary_hostname} id {self.message_id}"
-        name, _, value = text.partition(":")
-        date = rfc822_date(self.started)
-        return make_header(name.strip() or "Received", f"{value.strip()};\n\t{date}")
-
-    def add_missing_headers(self, headers: list[Header]) -> None:
-        """Message-ID: and Date: when the message lacks them (Exim does so for all messages)."""
-        if not find(headers, "message-id"):
-            domain = self.config.primary_hostname
-            if self.config.main.message_id_header_domain:
-                domain = expand(self.config.main.message_id_header_domain, expansion_context(self.config))
-            text = f"E{self.message_id}"
-            if self.config.main.message_id_header_text:
-                text = expand(self.config.main.message_id_header_text, expansion_context(self.config)) + "." + text
-            headers.append(make_header("Message-Id", f"<{text}@{domain}>"))
-        if not find(headers, "date"):
-            headers.append(make_header("Date", rfc822_date(self.started)))
-
     # -- completion -------------------------------------------------------
     def accept(self, arrival: Arrival, headers: list[Header], body: BodyStats) -> Received:
         """Put the message on the spool for good; raise SpoolError/SubmissionError if that fails."""
-        if not arrival.recipients:
-            raise SubmissionError("no recipients")
-        max_received = self.config.main.received_headers_max
-        if len(find(headers, "received")) >= max_received:
-            raise SubmissionError(
-                f"too many Received: headers ({len(find(headers, 'received'))}; "
-                f"limit {max_received}): suspected mail loop"
-            )
-        # Longest line as received (Exim's max_received_linelength): before our additions.
-        max_line = max(
-            [body.max_line_length] + [len(line) for h in headers for line in h.text.rstrip("\n").split("\n")]
-        )
-        self.add_missing_headers(headers)
-        all_headers = [self.received_header(arrival), *headers]
-        header_size = sum(len(h.text.encode("utf-8", "surrogateescape")) for h in all_headers if h.flag != "*")
-        # Exim's message size: live headers, the blank line, and the body.
-        size = header_size + 1 + body.size
-        limit = self.config.main.message_size_limit
-        if limit and size > limit:
-            raise SubmissionError(f"message too big (size {size}, limit {limit})")
+        finished = finish_headers(self.runtime, self.message_id, self.started, arrival, headers, body)
+        all_headers, size, max_line = finished.headers, finished.size, finished.max_line_length
         envelope = Envelope(
             message_id=self.message_id,
             originator_login=arrival.caller_login,
@@ -252,6 +189,90 @@ class Reception:
                 )
             except SpoolError as exc:
                 logger.main(f"cannot write message log: {exc}", self.message_id)
+
+
+@dataclasses.dataclass(slots=True)
+class FinishedHeaders:
+    headers: list[Header]  # Received: first, then the message's, then any added
+    size: int  # Exim's message size: live headers + blank line + body
+    max_line_length: int  # longest line as received
+
+
+def finish_headers(
+    runtime: Any, message_id: str, started: float, arrival: Arrival, headers: list[Header], body: BodyStats
+) -> FinishedHeaders:
+    """Checks and additions every received message gets, spooled or not (mua_wrapper).
+
+    Refuses a message with no recipients, too many Received: headers (a
+    loop) or over message_size_limit; adds Message-Id:/Date: when missing
+    and Received: at the top.
+    """
+    config = runtime.config
+    if not arrival.recipients:
+        raise SubmissionError("no recipients")
+    max_received = config.main.received_headers_max
+    received_count = len(find(headers, "received"))
+    if received_count >= max_received:
+        raise SubmissionError(
+            f"too many Received: headers ({received_count}; limit {max_received}): suspected mail loop"
+        )
+    # Longest line as received (Exim's max_received_linelength): before our additions.
+    max_line = max([body.max_line_length] + [len(line) for h in headers for line in h.text.rstrip("\n").split("\n")])
+    add_missing_headers(config, message_id, started, headers)
+    all_headers = [received_header(runtime, message_id, started, arrival), *headers]
+    header_size = sum(len(h.text.encode("utf-8", "surrogateescape")) for h in all_headers if h.flag != "*")
+    size = header_size + 1 + body.size
+    limit = config.main.message_size_limit
+    if limit and size > limit:
+        raise SubmissionError(f"message too big (size {size}, limit {limit})")
+    return FinishedHeaders(all_headers, size, max_line)
+
+
+def received_header(runtime: Any, message_id: str, started: float, arrival: Arrival) -> Header:
+    config = runtime.config
+    received_for = arrival.recipients[0] if len(arrival.recipients) == 1 else None
+    variables = {
+        "sender_rcvhost": sender_rcvhost(arrival),
+        "sender_ident": arrival.ident,
+        "sender_helo_name": arrival.helo_name if arrival.host_address is None else None,
+        "sender_host_address": arrival.host_address,
+        "sender_host_name": arrival.host_name,
+        "received_protocol": arrival.received_protocol,
+        "tls_cipher": arrival.tls_cipher,
+        "sender_address": arrival.sender_address,
+        "message_exim_id": message_id,
+        "message_id": message_id,
+        "received_for": received_for,
+        "version_number": __version__,
+        "authenticated_id": arrival.auth_id,
+    }
+    ctx = expansion_context(config, variables)
+    try:
+        text = expand(config.main.received_header_text, ctx)
+    except ExpansionError as exc:
+        if exc.forced:
+            text = ""
+        else:
+            # A broken received_header_text must not lose the message; Exim
+            # logs to the panic log and uses a minimal header.
+            runtime.logger.panic(f"expansion of received_header_text failed: {exc.message}")
+            text = f"Received: by {config.primary_hostname} id {message_id}"
+    name, _, value = text.partition(":")
+    return make_header(name.strip() or "Received", f"{value.strip()};\n\t{rfc822_date(started)}")
+
+
+def add_missing_headers(config: Any, message_id: str, started: float, headers: list[Header]) -> None:
+    """Message-ID: and Date: when the message lacks them (Exim does so for all messages)."""
+    if not find(headers, "message-id"):
+        domain = config.primary_hostname
+        if config.main.message_id_header_domain:
+            domain = expand(config.main.message_id_header_domain, expansion_context(config))
+        text = f"E{message_id}"
+        if config.main.message_id_header_text:
+            text = expand(config.main.message_id_header_text, expansion_context(config)) + "." + text
+        headers.append(make_header("Message-Id", f"<{text}@{domain}>"))
+    if not find(headers, "date"):
+        headers.append(make_header("Date", rfc822_date(started)))
 
 
 def _seconds_usec(now: float) -> tuple[int, int]:

@@ -1,0 +1,405 @@
+"""Delivering one message, start to end (Exim's deliver_message).
+
+    lock -D -> read -H (+ -J of a crashed attempt) -> route every pending
+    recipient -> local deliveries, one forked child each -> remote
+    deliveries, batched, several hosts at once -> bounce the failures ->
+    rewrite -H atomically (or remove the message when nothing is left).
+
+Durability: every successful delivery is appended to -J (fsync) before the
+next one starts, so a crash between two deliveries never delivers the same
+recipient twice; -H is rewritten with the new non-recipients at the end,
+then -J is removed.  A bounce is spooled before the failed address is
+marked done, so a crash can at worst send a bounce twice, never lose it.
+
+Security: this process runs as root (or as the invoking user when not
+root); local deliveries run in a child that drops to the recipient's
+uid/gid before it opens anything (mta.deliver.local_exec).
+
+Diagnostics: main log and msglog lines `=>`, `->`, `**`, `==`,
+`Completed`, `Frozen`; spool trouble goes to the panic log.  The only
+broad exception handler (around one transport call) turns an unexpected
+error into a deferral with the traceback in the panic log: the address
+stays on the spool, it is never marked delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from mta.deliver.deliverlog import (
+    deferral_line,
+    delivery_line,
+    failure_line,
+    msglog_success,
+)
+from mta.deliver.grouping import group_remote
+from mta.deliver.message import header_lookup, outgoing_message, spool_headers
+from mta.errors import DeferError, DeliveryError, FailError, LockedError, SpoolError, SpoolFormatError
+from mta.log import log_timestamp
+from mta.route.context import RoutingContext
+from mta.route.engine import RoutingEngine
+from mta.route.item import AddressItem
+from mta.spool.files import NoSuchMessage
+from mta.transports.base import DeliveryEnv, OutgoingMessage
+
+if TYPE_CHECKING:
+    from mta.runtime import Runtime
+    from mta.spool.envelope import Envelope
+    from mta.spool.files import MessageLock
+
+
+@dataclasses.dataclass
+class DeliveryReport:
+    message_id: str
+    delivered: list[AddressItem] = dataclasses.field(default_factory=list)
+    failed: list[tuple[AddressItem, FailError]] = dataclasses.field(default_factory=list)
+    deferred: list[tuple[AddressItem, DeferError]] = dataclasses.field(default_factory=list)
+    completed: bool = False
+    frozen: bool = False
+    bounce_ids: list[str] = dataclasses.field(default_factory=list)
+    skipped: str | None = None  # "locked", "frozen", "missing", "spool error"
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+class Delivery:
+    """One delivery attempt of one message."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        message_id: str,
+        *,
+        forced: bool = False,
+        lock: MessageLock | None = None,
+        dont_deliver: bool = False,
+        now: float | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.spool = runtime.spool
+        self.logger = runtime.logger
+        self.message_id = message_id
+        self.forced = forced
+        self.lock = lock
+        self.dont_deliver = dont_deliver
+        self.now = time.time() if now is None else now
+        self.report = DeliveryReport(message_id)
+        self._record_lock = threading.Lock()
+        self._delivered_keys: list[str] = []
+        self._transaction_marks: dict[Any, bool] = {}
+
+    # -- logging helpers ------------------------------------------------------
+    def _log(self, text: str) -> None:
+        self.logger.main(text, self.message_id)
+        if self.config.main.message_logs:
+            try:
+                self.spool.append_msglog(self.message_id, f"{log_timestamp()} {text}")
+            except SpoolError as exc:
+                self.logger.main(f"cannot write message log: {exc}", self.message_id)
+
+    def _as_local(self, item: AddressItem) -> bool:
+        transport = self.runtime.transports.get(item.transport_name or "")
+        return bool(transport is not None and transport.is_local)
+
+    # -- the attempt ------------------------------------------------------------
+    def run(self) -> DeliveryReport:
+        lock = self.lock
+        if lock is None:
+            try:
+                lock = self.spool.lock(self.message_id)
+            except LockedError:
+                self.report.skipped = "locked"
+                if self.runtime.verbose:
+                    self.logger.main("Spool file is locked (another process is handling this message)",
+                                     self.message_id)
+                return self.report
+            except NoSuchMessage:
+                self.report.skipped = "missing"
+                return self.report
+        try:
+            self._run_locked()
+        finally:
+            lock.release()
+        for bounce_id in self.report.bounce_ids:
+            # Bounces go out at once, in this process, each under its own lock.
+            Delivery(self.runtime, bounce_id).run()
+        return self.report
+
+    def _run_locked(self) -> None:
+        try:
+            envelope = self.spool.read_envelope(self.message_id)
+        except NoSuchMessage:
+            self.report.skipped = "missing"
+            return
+        except SpoolFormatError as exc:
+            self.logger.panic(f"spool format error: {exc}; message left on the spool", self.message_id)
+            self.report.skipped = "spool error"
+            return
+        journal = self.spool.read_journal(self.message_id)
+        if journal:
+            # A previous attempt crashed after these deliveries: never repeat them.
+            envelope.non_recipients |= set(journal)
+        if envelope.frozen is not None:
+            if not self.forced:
+                self.logger.main("Message is frozen", self.message_id)
+                self.report.skipped = "frozen"
+                self.report.frozen = True
+                return
+            envelope.frozen = None
+            envelope.manual_thaw = True
+            self._log("Unfrozen by forced delivery")
+        self._attempt(envelope)
+
+    def _attempt(self, envelope: Envelope) -> None:
+        headers = spool_headers(envelope)
+        message = outgoing_message(self.spool, envelope, headers)
+        ctx = RoutingContext(
+            self.config,
+            envelope.sender_address,
+            message_variables=message.variables,
+            headers=header_lookup(headers),
+            transports=self.runtime.transports,
+        )
+        engine = RoutingEngine(self.runtime.directors, self.runtime.routers, self.config)
+        done_keys = set(envelope.non_recipients) | {a.lower() for a in envelope.non_recipients}
+        pending = [
+            AddressItem(r.address, original_index=index, errors_to=(r.errors_to or None))
+            for index, r in enumerate(envelope.recipients)
+            if r.address not in envelope.non_recipients
+        ]
+        outcome = engine.route(pending, ctx, done=done_keys)
+        for item, error in outcome.failed:
+            self._record_failure(item, error)
+        for item, error in outcome.deferred:
+            self._record_deferral(item, error)
+        for item in outcome.discarded:
+            self._log(f"=> :blackhole: <{item.top.address}> R={next(iter(item.handled_by), '')}")
+            self._delivered_keys.append(item.unique_key())
+        # Duplicates are delivered with their first copy; Envelope-to names all originals.
+        for dup, first in outcome.duplicates:
+            first.extra.setdefault("envelope_to", [first.top.address])
+            if dup.top.address not in first.extra["envelope_to"]:
+                first.extra["envelope_to"].append(dup.top.address)
+            first.extra.setdefault("duplicates", []).append(dup)
+        env = self._delivery_env(ctx)
+        local = [i for i in outcome.accepted if self._as_local(i)]
+        remote = [i for i in outcome.accepted if not self._as_local(i)]
+        for item in local:
+            self._deliver_local(item, message, env)
+        if remote:
+            asyncio.run(self._deliver_remote(remote, message, env))
+        self._finish(envelope)
+
+    def _delivery_env(self, ctx: RoutingContext) -> DeliveryEnv:
+        def expand(text: str, item: AddressItem | None = None, extra: dict[str, Any] | None = None) -> str:
+            return ctx.expand(text, item, extra)
+
+        return DeliveryEnv(
+            expand=expand,
+            primary_hostname=self.config.primary_hostname,
+            qualify_domain=self.config.qualify_domain,
+            now=self.now,
+            extra={"runtime": self.runtime},
+        )
+
+    # -- local ------------------------------------------------------------------
+    def _deliver_local(self, item: AddressItem, message: OutgoingMessage, env: DeliveryEnv) -> None:
+        from mta.deliver.local_exec import resolve_delivery_identity, run_local_delivery
+
+        transport = self.runtime.transports[item.transport_name or ""]
+        if self.dont_deliver:
+            self._record_success(item, None)
+            return
+        try:
+            identity = resolve_delivery_identity(transport, item, env)
+            if identity.uid is None and _is_root():
+                raise DeferError(
+                    f"no user is set for the local delivery of {item.address} "
+                    f"(set user on the {transport.name} transport or its director)"
+                )
+            run_local_delivery(
+                transport,
+                message,
+                item,
+                env,
+                uid=identity.uid if _is_root() else None,
+                gid=identity.gid if _is_root() else None,
+                initgroups=identity.initgroups,
+                home=identity.home,
+                current_directory=identity.current_directory,
+                never_users=self._never_users(),
+            )
+        except FailError as error:
+            self._record_failure(item, error)
+        except DeferError as error:
+            self._record_deferral(item, error)
+        else:
+            self._record_success(item, None)
+
+    def _never_users(self) -> set[int]:
+        import pwd
+
+        from mta.values import split_list
+
+        uids: set[int] = set()
+        for name in split_list(self.config.main.never_users):
+            if name.isdigit():
+                uids.add(int(name))
+            elif name:
+                try:
+                    uids.add(pwd.getpwnam(name).pw_uid)
+                except KeyError:
+                    continue  # a user that does not exist here cannot be delivered as
+        return uids
+
+    # -- remote -----------------------------------------------------------------
+    async def _deliver_remote(self, items: list[AddressItem], message: OutgoingMessage, env: DeliveryEnv) -> None:
+        groups = group_remote(items)
+        limit = asyncio.Semaphore(max(1, self.config.main.remote_max_parallel))
+
+        async def one(group: list[AddressItem]) -> None:
+            async with limit:
+                transport = self.runtime.transports[group[0].transport_name or ""]
+                if self.dont_deliver:
+                    for item in group:
+                        self._record_success(item, None)
+                    return
+                try:
+                    outcomes = await transport.deliver_batch(message, group, env)
+                except DeliveryError as error:
+                    outcomes = dict.fromkeys(group, error)
+                except Exception as exc:
+                    self.logger.panic(
+                        f"unexpected error in transport {transport.name}: {exc!r}\n{traceback.format_exc()}",
+                        self.message_id,
+                    )
+                    outcomes = dict.fromkeys(group, DeferError(f"internal error in {transport.name} transport"))
+                await asyncio.to_thread(self._record_batch, group, outcomes)
+
+        try:
+            await asyncio.gather(*(one(g) for g in groups))
+        finally:
+            for transport in {self.runtime.transports[g[0].transport_name or ""] for g in groups}:
+                close = getattr(transport, "close_connections", None)
+                if close is not None:
+                    await close()
+
+    def _record_batch(self, group: list[AddressItem], outcomes: dict[AddressItem, Any]) -> None:
+        previous: Any = object()
+        for item in group:
+            outcome = outcomes.get(item, DeferError("the transport gave no result for this address"))
+            if isinstance(outcome, FailError):
+                self._record_failure(item, outcome)
+            elif isinstance(outcome, DeferError):
+                self._record_deferral(item, outcome)
+            else:
+                key = (getattr(outcome, "host", None), getattr(outcome, "confirmation", None))
+                self._record_success(item, outcome, first=key != previous)
+                previous = key
+
+    # -- recording outcomes ------------------------------------------------------
+    def _record_success(self, item: AddressItem, info: Any, first: bool = True) -> None:
+        with self._record_lock:
+            key = item.unique_key()
+            # Durable before anything else happens: -J is the crash-safety net.
+            self.spool.append_journal(self.message_id, key)
+            self._delivered_keys.append(key)
+            for dup in item.extra.get("duplicates", []):
+                self._delivered_keys.append(dup.unique_key())
+            self.report.delivered.append(item)
+            line = delivery_line(
+                item,
+                self._as_local(item),
+                info,
+                first_in_transaction=first,
+                selectors=self.runtime.log_selectors,
+                fake=self.dont_deliver,
+            )
+            self.logger.main(line, self.message_id)
+            if self.config.main.message_logs:
+                self._msglog(msglog_success(item))
+
+    def _record_failure(self, item: AddressItem, error: FailError) -> None:
+        with self._record_lock:
+            self.report.failed.append((item, error))
+            self._log(failure_line(item, error, self._as_local(item)))
+
+    def _record_deferral(self, item: AddressItem, error: DeferError) -> None:
+        with self._record_lock:
+            self.report.deferred.append((item, error))
+            self._log(deferral_line(item, error, self._as_local(item)))
+
+    def _msglog(self, text: str) -> None:
+        try:
+            self.spool.append_msglog(self.message_id, f"{log_timestamp()} {text}")
+        except SpoolError as exc:
+            self.logger.main(f"cannot write message log: {exc}", self.message_id)
+
+    # -- the end of the attempt ----------------------------------------------------
+    def _finish(self, envelope: Envelope) -> None:
+        deferred_tops = {item.top.original_index for item, _ in self.report.deferred}
+        failed_tops = {item.top.original_index for item, _ in self.report.failed}
+        bounce_failures = self.report.failed
+        keep_failed = False
+        if bounce_failures:
+            if envelope.sender_address == "":
+                # A bounce never bounces: freeze it for the administrator (Exim's rule).
+                envelope.frozen = int(self.now)
+                keep_failed = True
+                self.report.frozen = True
+                self._log("Frozen (delivery error message)")
+            else:
+                self._send_bounces(envelope)
+        for key in self._delivered_keys:
+            envelope.non_recipients.add(key)
+        for index, recipient in enumerate(envelope.recipients):
+            if recipient.address in envelope.non_recipients:
+                continue
+            if index in deferred_tops or (keep_failed and index in failed_tops):
+                continue
+            # Everything that descended from this recipient is delivered or bounced.
+            envelope.non_recipients.add(recipient.address)
+        pending = [r for r in envelope.recipients if r.address not in envelope.non_recipients]
+        if not pending:
+            self._log("Completed")
+            self.spool.remove_message(self.message_id, preserve_msglog=self.config.main.preserve_message_logs)
+            self.report.completed = True
+            return
+        envelope.deliver_firsttime = False
+        self.spool.rewrite_envelope(envelope)
+        self.spool.remove_journal(self.message_id)
+
+    def _send_bounces(self, envelope: Envelope) -> None:
+        from mta.deliver.bounce import FailedAddress, send_bounce
+
+        failures = []
+        for item, error in self.report.failed:
+            if item.errors_to == "":
+                continue  # errors_to = <>: failures of this address are not reported
+            failures.append(
+                FailedAddress(
+                    address=item.top.address,
+                    final_address=item.address,
+                    message=error.message,
+                    status=error.esc if error.esc.startswith("5") else "5.0.0",
+                    errors_to=item.errors_to,
+                )
+            )
+        if not failures:
+            return
+        bounce_id = send_bounce(self.runtime, envelope, failures, now=self.now)
+        if bounce_id is not None:
+            self.report.bounce_ids.append(bounce_id)
+
+
+def deliver_message(runtime: Runtime, message_id: str, **kwargs: Any) -> DeliveryReport:
+    return Delivery(runtime, message_id, **kwargs).run()
