@@ -49,6 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return 1
+    if inv.mode in ("bd", "bs", "bS", "q", "R", "S", "M"):
+        try:
+            refusal = _wrapper_refusal(inv)
+        except ConfigError as exc:
+            _err(f"configuration error: {exc}")
+            return 1
+        if refusal:
+            _err(refusal)
+            return 1
     handler = MODES.get(inv.mode)
     if handler is None:
         _err(f"the -{inv.mode} mode is not available in this version of mta")
@@ -131,10 +140,23 @@ def mode_expand(inv: Invocation) -> int:
     return status
 
 
+def _wrapper_refusal(inv: Invocation) -> str | None:
+    config = _load(inv)
+    if not config.main.mua_wrapper:
+        return None
+    from mta.wrapper import refuse_mode
+
+    return refuse_mode(inv.mode)
+
+
 def mode_submit(inv: Invocation) -> int:
+    config = _load(inv)
+    if config.main.mua_wrapper:
+        from mta.wrapper import submit
+
+        return submit(config, inv, sys.stdin.buffer)
     from mta.receive.local import submit_from_command_line
 
-    config = _load(inv)
     try:
         return submit_from_command_line(config, inv, sys.stdin.buffer)
     except MtaError as exc:

@@ -157,6 +157,7 @@ class Logger:
         log_timezone: bool = False,
         write_rejectlog: bool = True,
         stderr_echo: bool = False,
+        quiet_failures: bool = False,
     ) -> None:
         items = [p for p in paths if p]
         self.use_syslog = "syslog" in items
@@ -169,6 +170,8 @@ class Logger:
         self.write_rejectlog = write_rejectlog
         # -v: echo main log lines to stderr as well.
         self.stderr_echo = stderr_echo
+        # Do not report a log that cannot be written (mua_wrapper as an ordinary user).
+        self.quiet_failures = quiet_failures
         self._fds: dict[str, tuple[int, int, int]] = {}  # path -> (fd, dev, ino)
 
     def selected(self, name: str) -> bool:
@@ -248,6 +251,8 @@ class Logger:
         return fd
 
     def _write_failed(self, which: str, path: str, line: str, exc: OSError) -> None:
+        if self.quiet_failures:
+            return
         note = f"cannot write {which} log {path}: {exc.strerror or exc}"
         if which != PANIC:
             stamp = log_timestamp(None, self.log_timezone)

@@ -71,6 +71,8 @@ class Runtime:
     authenticators: list[Any]
     log_selectors: frozenset[str]
     verbose: bool = False
+    # mua_wrapper: a log that cannot be written is not worth a word on stderr.
+    quiet_log_failures: bool = False
 
     @cached_property
     def logger(self) -> Logger:
@@ -82,6 +84,7 @@ class Runtime:
             log_timezone=m.log_timezone,
             write_rejectlog=m.write_rejectlog,
             stderr_echo=self.verbose,
+            quiet_failures=self.quiet_log_failures,
         )
 
     @cached_property
@@ -91,7 +94,7 @@ class Runtime:
         return Spool(self.config.main.spool_directory, split=self.config.main.split_spool_directory)
 
 
-def build_runtime(config: Config, verbose: bool = False) -> Runtime:
+def build_runtime(config: Config, verbose: bool = False, quiet_log_failures: bool = False) -> Runtime:
     """Instantiate and cross-check every driver; raise ConfigError on any problem."""
     built: dict[str, list[Driver]] = {}
     for section in ("directors", "routers", "transports", "authenticators"):
@@ -108,6 +111,7 @@ def build_runtime(config: Config, verbose: bool = False) -> Runtime:
         authenticators=built["authenticators"],
         log_selectors=selectors,
         verbose=verbose,
+        quiet_log_failures=quiet_log_failures,
     )
     for driver in (*runtime.directors, *runtime.routers, *runtime.transports.values(), *runtime.authenticators):
         driver.check(runtime)

@@ -21,13 +21,13 @@ import dataclasses
 import re
 import signal
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mta.config.caller import Caller, current_caller, is_trusted
 from mta.errors import AddressError, SubmissionError
 from mta.message.address import parse_envelope_address, parse_header_addresses, qualify, split_address
 from mta.message.headers import Header, find, is_header_line, make_header, parse_header_block
-from mta.receive.body import CHUNK_SIZE, LocalBodyWriter
+from mta.receive.body import CHUNK_SIZE, BodyStats, LocalBodyWriter
 from mta.receive.reception import Arrival, Received, Reception
 
 if TYPE_CHECKING:
@@ -243,9 +243,19 @@ def _display(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def receive_local(
-    runtime: Runtime,
+@dataclasses.dataclass(slots=True)
+class LocalMessage:
+    """A locally submitted message read from stdin: its body already written out."""
+
+    arrival: Arrival
+    headers: list[Header]
+    body: BodyStats
+
+
+def read_local_message(
+    config: Config,
     stream: BinaryIO,
+    body_out: BinaryIO,
     *,
     caller: Caller,
     trusted: bool,
@@ -255,75 +265,89 @@ def receive_local(
     sender: SenderDecision,
     sender_name: str | None,
     protocol: str = "local",
-    keep_lock: bool = False,
-) -> Received:
-    """Read one message from `stream` and spool it; raise SubmissionError on refusal.
+) -> LocalMessage:
+    """Read one message from `stream`, the body into `body_out`; work out its envelope.
 
-    With `keep_lock`, the message's lock is handed over in `Received.lock`
-    (for an immediate delivery); otherwise it is released.
+    Raises SubmissionError for anything that makes the message unacceptable.
+    The caller owns `body_out` (the spool's -D file, or mua_wrapper's
+    in-memory file) and removes it on error.
     """
-    config = runtime.config
     block = read_header_block(stream, config.main.header_maxsize, dot_ends)
     own = qualify(caller.login, config.qualify_domain)
     if block.from_line is not None and trusted and sender.sender_address == own:
         # A trusted caller's mbox-style "From sender date" line sets the sender (Exim does this).
         parts = block.from_line.split()
         if len(parts) > 1:
-            candidate = parts[1]
             try:
-                sender = SenderDecision(qualify(parse_envelope_address(candidate), config.qualify_domain), False)
+                sender = SenderDecision(qualify(parse_envelope_address(parts[1]), config.qualify_domain), False)
             except AddressError:
-                pass
+                pass  # not an address: keep the sender we had, as Exim does
     headers = parse_header_block("".join(block.lines)) if block.lines else []
     line_limit = config.main.header_line_maxsize
     if line_limit and any(len(h.text) > line_limit for h in headers):
         raise SubmissionError(f"a header line is longer than header_line_maxsize ({line_limit})")
+    writer = LocalBodyWriter(body_out, config.main.message_size_limit, dot_ends)
+    if block.body_start:
+        writer.feed(block.body_start)
+    if not block.message_ended:
+        for chunk in _body_chunks(stream):
+            writer.feed(chunk)
+            if writer.ended:
+                break
+    stats = writer.finish()
+    if stats.zero_count and config.main.message_reject_nul:
+        raise SubmissionError(
+            f"message body contains {stats.zero_count} NUL byte(s); refused (message_reject_nul is set)"
+        )
+    all_recipients = list(recipients)
+    if extract:
+        found = extract_recipients(headers, config.qualify_recipient)
+        if config.main.extract_addresses_remove_arguments and recipients:
+            removed = {r.lower() for r in recipients}
+            all_recipients = [r for r in found if r.lower() not in removed]
+        else:
+            all_recipients = found + all_recipients
+        if not all_recipients:
+            raise SubmissionError("no recipients found in To:, Cc: or Bcc: (with -t)")
+    if not all_recipients:
+        raise SubmissionError("no recipients given")
+    limit = config.main.recipients_max
+    if limit and len(all_recipients) > limit:
+        raise SubmissionError(f"too many recipients ({len(all_recipients)}; recipients_max is {limit})")
+    qualify_header_addresses(headers, config.qualify_domain)
+    fix_local_headers(headers, caller, trusted, sender.sender_address, sender_name, config)
+    arrival = Arrival(
+        sender_address=sender.sender_address,
+        recipients=_dedupe(all_recipients),
+        received_protocol=protocol,
+        caller_login=caller.login,
+        caller_uid=caller.uid,
+        caller_gid=caller.gid,
+        ident=caller.login,
+        local=True,
+        sender_set_untrusted=sender.set_untrusted,
+        allow_unqualified=True,
+    )
+    return LocalMessage(arrival, headers, stats)
+
+
+def receive_local(
+    runtime: Runtime,
+    stream: BinaryIO,
+    *,
+    keep_lock: bool = False,
+    **reading: Any,
+) -> Received:
+    """Read one message from `stream` and spool it; raise SubmissionError on refusal.
+
+    `reading` holds the keyword arguments of read_local_message.  With
+    `keep_lock`, the message's lock is handed over in `Received.lock` (for
+    an immediate delivery); otherwise it is released.
+    """
     reception = Reception(runtime)
     try:
-        writer = LocalBodyWriter(reception.data_file, config.main.message_size_limit, dot_ends)
-        if block.body_start:
-            writer.feed(block.body_start)
-        if not block.message_ended:
-            for chunk in _body_chunks(stream):
-                writer.feed(chunk)
-                if writer.ended:
-                    break
-        stats = writer.finish()
-        if stats.zero_count and config.main.message_reject_nul:
-            raise SubmissionError(
-                f"message body contains {stats.zero_count} NUL byte(s); refused (message_reject_nul is set)"
-            )
-        all_recipients = list(recipients)
-        if extract:
-            found = extract_recipients(headers, config.qualify_recipient)
-            if config.main.extract_addresses_remove_arguments and recipients:
-                removed = {r.lower() for r in recipients}
-                found = [r for r in found if r.lower() not in removed]
-                all_recipients = found
-            else:
-                all_recipients = found + all_recipients
-            if not all_recipients:
-                raise SubmissionError("no recipients found in To:, Cc: or Bcc: (with -t)")
-        if not all_recipients:
-            raise SubmissionError("no recipients given")
-        limit = config.main.recipients_max
-        if limit and len(all_recipients) > limit:
-            raise SubmissionError(f"too many recipients ({len(all_recipients)}; recipients_max is {limit})")
-        qualify_header_addresses(headers, config.qualify_domain)
-        fix_local_headers(headers, caller, trusted, sender.sender_address, sender_name, config)
-        arrival = Arrival(
-            sender_address=sender.sender_address,
-            recipients=_dedupe(all_recipients),
-            received_protocol=protocol,
-            caller_login=caller.login,
-            caller_uid=caller.uid,
-            caller_gid=caller.gid,
-            ident=caller.login,
-            local=True,
-            sender_set_untrusted=sender.set_untrusted,
-            allow_unqualified=True,
-        )
-        received = reception.accept(arrival, headers, stats)
+        message = read_local_message(runtime.config, stream, reception.data_file, **reading)
+        received = reception.accept(message.arrival, message.headers, message.body)
     except BaseException:
         reception.abort()
         raise

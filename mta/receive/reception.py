@@ -51,6 +51,10 @@ class Arrival:
     sender_set_untrusted: bool = False
     # Addresses that are not to be qualified later (local submissions).
     allow_unqualified: bool = False
+    # A report this mta makes about another message (bounce, delay warning):
+    # -localerror in -H, and the other message's id as R= in the log line.
+    localerror: bool = False
+    parent_id: str | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -141,6 +145,7 @@ class Reception:
             deliver_firsttime=True,
             local=arrival.local,
             sender_set_untrusted=arrival.sender_set_untrusted,
+            localerror=arrival.localerror,
             recipients=[Recipient(address=r) for r in arrival.recipients],
             headers=[SpoolHeader(h.flag, h.text) for h in all_headers],
         )
@@ -151,44 +156,47 @@ class Reception:
 
     def _log_arrival(self, arrival: Arrival, envelope: Envelope, size: int, headers: list[Header]) -> None:
         logger = self.runtime.logger
-        fields = [escape(arrival.sender_address) if arrival.sender_address else "<>"]
-        if arrival.host_address:
-            # Exim's form: H=name (helo) [ip], leaving out what is unknown or the same.
-            host = f"[{arrival.host_address}]"
-            if arrival.helo_name and arrival.helo_name != arrival.host_name:
-                host = f"({escape(arrival.helo_name)}) {host}"
-            if arrival.host_name:
-                host = f"{escape(arrival.host_name)} {host}"
-            fields.append(f"H={host}")
-        if arrival.local or arrival.ident:
-            fields.append(f"U={arrival.ident or arrival.caller_login}")
-        fields.append(f"P={arrival.received_protocol}")
-        if arrival.tls_cipher and logger.selected("tls_cipher"):
-            fields.append(f"X={arrival.tls_cipher}")
-        if arrival.authenticator:
-            fields.append(f"A={arrival.authenticator}" + (f":{escape(arrival.auth_id)}" if arrival.auth_id else ""))
-        fields.append(f"S={size}")
-        msgid = find(headers, "message-id")
-        if msgid and logger.selected("msg_id"):
-            value = msgid[0].text.split(":", 1)[1].strip()
-            if value.startswith("<") and value.endswith(">"):
-                value = value[1:-1]
-            fields.append(f"id={escape(value)}")
-        if logger.selected("subject"):
-            subject = find(headers, "subject")
-            if subject:
-                fields.append(f'T="{escape(subject[0].text.split(":", 1)[1].strip())}"')
-        if logger.selected("received_recipients"):
-            fields.append("for " + " ".join(escape(r) for r in arrival.recipients))
-        text = " ".join(fields)
+        text = arrival_log_text(logger, arrival, size, headers)
         logger.main(f"{ARRIVAL} {text}", self.message_id, now=self.started)
         if self.config.main.message_logs:
             try:
-                self.runtime.spool.append_msglog(
-                    self.message_id, _stamp(self.started) + f" Received from {text}"
-                )
+                self.runtime.spool.append_msglog(self.message_id, _stamp(self.started) + f" Received from {text}")
             except SpoolError as exc:
                 logger.main(f"cannot write message log: {exc}", self.message_id)
+
+
+def arrival_log_text(logger: Any, arrival: Arrival, size: int, headers: list[Header]) -> str:
+    """The fields of the ``<=`` line: sender H= U= P= X= A= S= id= [T=] [for ...]."""
+    fields = [escape(arrival.sender_address) if arrival.sender_address else "<>"]
+    if arrival.host_address:
+        # Exim's form: H=name (helo) [ip], leaving out what is unknown or the same.
+        host = f"[{arrival.host_address}]"
+        if arrival.helo_name and arrival.helo_name != arrival.host_name:
+            host = f"({escape(arrival.helo_name)}) {host}"
+        if arrival.host_name:
+            host = f"{escape(arrival.host_name)} {host}"
+        fields.append(f"H={host}")
+    if arrival.local or arrival.ident:
+        fields.append(f"U={arrival.ident or arrival.caller_login}")
+    fields.append(f"P={arrival.received_protocol}")
+    if arrival.tls_cipher and logger.selected("tls_cipher"):
+        fields.append(f"X={arrival.tls_cipher}")
+    if arrival.authenticator:
+        fields.append(f"A={arrival.authenticator}" + (f":{escape(arrival.auth_id)}" if arrival.auth_id else ""))
+    fields.append(f"S={size}")
+    msgid = find(headers, "message-id")
+    if msgid and logger.selected("msg_id"):
+        value = msgid[0].text.split(":", 1)[1].strip()
+        if value.startswith("<") and value.endswith(">"):
+            value = value[1:-1]
+        fields.append(f"id={escape(value)}")
+    if logger.selected("subject"):
+        subject = find(headers, "subject")
+        if subject:
+            fields.append(f'T="{escape(subject[0].text.split(":", 1)[1].strip())}"')
+    if logger.selected("received_recipients"):
+        fields.append("for " + " ".join(escape(r) for r in arrival.recipients))
+    return " ".join(fields)
 
 
 @dataclasses.dataclass(slots=True)

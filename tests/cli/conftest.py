@@ -27,10 +27,7 @@ import pytest
 from tests.support.mta import MTA, MtaEnv
 
 REPO = Path(__file__).resolve().parents[2]
-_BOOT = (
-    "import sys; sys.path[:0] = {paths!r}; sys.argv[0] = 'mta'; "
-    "from mta.cli import main; sys.exit(main())"
-)
+_BOOT = "import sys; sys.path[:0] = {paths!r}; sys.argv[0] = 'mta'; from mta.cli import main; sys.exit(main())"
 
 
 @dataclasses.dataclass(frozen=True)
