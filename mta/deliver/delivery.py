@@ -379,26 +379,28 @@ class Delivery:
         self.spool.remove_journal(self.message_id)
 
     def _send_bounces(self, envelope: Envelope) -> None:
-        from mta.deliver.bounce import FailedAddress, send_bounce
+        from mta.deliver.bounce import FailedAddress, send_bounces
 
         failures = []
         for item, error in self.report.failed:
             if item.errors_to == "":
-                continue  # errors_to = <>: failures of this address are not reported
+                # errors_to = <>: failures of this address are not reported.
+                self._log(f"{item.log_name(self._as_local(item))}: error ignored")
+                continue
             failures.append(
                 FailedAddress(
                     address=item.top.address,
                     final_address=item.address,
                     message=error.message,
                     status=error.esc if error.esc.startswith("5") else "5.0.0",
+                    remote_mta=getattr(error, "host_name", None),
+                    diagnostic_code=getattr(error, "smtp_reply", None),
                     errors_to=item.errors_to,
                 )
             )
         if not failures:
             return
-        bounce_id = send_bounce(self.runtime, envelope, failures, now=self.now)
-        if bounce_id is not None:
-            self.report.bounce_ids.append(bounce_id)
+        self.report.bounce_ids.extend(send_bounces(self.runtime, envelope, failures, now=self.now))
 
 
 def deliver_message(runtime: Runtime, message_id: str, **kwargs: Any) -> DeliveryReport:

@@ -143,8 +143,8 @@ def body_omitted_note() -> str:
 
 
 def delay_text(delay: int, queue_time: int) -> str:
-    """"N minutes" or "N hours" as Exim's warnings say it: hours once the
-    message has waited two hours, the delay rounded down."""
+    """The delay as Exim's warnings say it: "N minutes", or "N hours" once
+    the message has waited two hours; rounded down."""
     if queue_time < 120 * 60:
         return f"{delay // 60} minutes"
     return f"{delay // 3600} hours"
@@ -211,7 +211,9 @@ def recipient_fields(
 def diagnostic_code_field(reply: str) -> str:
     """``Diagnostic-Code: smtp; <reply>``: a multi-line reply folded with a
     leading space (RFC 3461 / 3464), cut short before the 998-octet limit."""
-    text = printing(reply, keep_newlines=True).strip("\n")
+    # Blank lines dropped: a continuation line of white space alone is read
+    # as the end of the block by some parsers.
+    text = "\n".join(line for line in printing(reply, keep_newlines=True).split("\n") if line.strip())
     field = "Diagnostic-Code: smtp; "
     count = len(field)
     out = [field]

@@ -166,8 +166,10 @@ class Reception:
 
 
 def arrival_log_text(logger: Any, arrival: Arrival, size: int, headers: list[Header]) -> str:
-    """The fields of the ``<=`` line: sender H= U= P= X= A= S= id= [T=] [for ...]."""
+    """The fields of the ``<=`` line: sender [R=] H= U= P= X= A= S= id= [T=] [for ...]."""
     fields = [escape(arrival.sender_address) if arrival.sender_address else "<>"]
+    if arrival.parent_id:
+        fields.append(f"R={arrival.parent_id}")  # the message a bounce or warning reports on
     if arrival.host_address:
         # Exim's form: H=name (helo) [ip], leaving out what is unknown or the same.
         host = f"[{arrival.host_address}]"
