@@ -128,13 +128,16 @@ class RoutingEngine:
             raise FailError(f"unqualified address {item.address} cannot be routed")
         drivers = self.directors if self.is_local_domain(domain, ctx) else self.routers
         last_message: str | None = None
+        item.local_part, item.domain = local_part, domain
         for index in range(start, len(drivers)):
             driver = drivers[index]
-            if not self._preconditions(driver, item, local_part, domain, ctx):
-                continue
             opts = driver.options
+            # Exim takes the message from the last driver considered, even one whose
+            # preconditions then fail (localuser with local_parts -> "Unknown user").
             if opts.cannot_route_message:
                 last_message = ctx.expand_or_defer(opts.cannot_route_message, item, "cannot_route_message")
+            if not self._preconditions(driver, item, local_part, domain, ctx):
+                continue
             ctx.trace(f"{driver.kind_name} {driver.name}: considering {item.address}")
             if opts.debug_print:
                 ctx.trace(ctx.expand_or_defer(opts.debug_print, item, "debug_print") or "")

@@ -103,19 +103,21 @@ class AddressItem:
         parent = self.parent
         top = self.top
         top_local, _, top_domain = top.address.rpartition("@")
+        # The address came from outside: its parts are tainted (never a file name
+        # or command); the *_data values come from trusted lookups and are not.
         return {
-            "local_part": self.local_part,
-            "domain": self.domain,
-            "local_part_prefix": self.prefix,
-            "local_part_suffix": self.suffix,
+            "local_part": Tainted(self.local_part),
+            "domain": Tainted(self.domain),
+            "local_part_prefix": Tainted(self.prefix),
+            "local_part_suffix": Tainted(self.suffix),
             "local_part_data": self.local_part_data,
             "domain_data": self.domain_data,
             "home": self.home,
             "address_data": self.address_data,
             "original_local_part": Tainted(top_local) if top is not self else self.local_part,
             "original_domain": Tainted(top_domain) if top is not self else self.domain,
-            "parent_local_part": parent.local_part if parent else None,
-            "parent_domain": parent.domain if parent else None,
+            "parent_local_part": Tainted(parent.local_part) if parent else None,
+            "parent_domain": Tainted(parent.domain) if parent else None,
             "address_pipe": self.pipe_command,
             "address_file": self.file_path,
         }

@@ -84,7 +84,9 @@ MAX_INCLUDE_DEPTH = 10
 MAX_LIST_FILE_SIZE = 4 * 1024 * 1024
 DEV_NULL = "/dev/null"
 
-_SMTP_CODE = re.compile(r"([245]\d\d)(?:\s+([245]\.\d{1,3}\.\d{1,3}))?(?:\s+|$)")
+_SMTP_CODE = re.compile(r"([45]\d\d)(?:\s+([45]\.\d{1,3}\.\d{1,3}))?(?:\s+|$)")
+
+_QUOTED_ITEM_SUFFIX = re.compile(r""" in (?:'.*'|".*")$""", re.S)
 
 IncludeCheck = Callable[[str, os.stat_result], None]
 
@@ -282,16 +284,15 @@ def _parse_into(s: str, rules: _Rules, out: RedirectParse, depth: int, stack: tu
         inquote = False
         if len(item) >= 2 and item[0] == '"' and item[-1] == '"':
             item, inquote = item[1:-1].strip(), True
-        if not inquote:
+        line = item
+        if item.startswith(":") and not inquote:
             # Exim takes the text of :fail:/:defer: to the end of the line, commas and all.
             line_end = s.find("\n", i)
             line = s[i : n if line_end < 0 else line_end].rstrip()
-        else:
-            line = item
         i = end
         if not item or item == ":unknown:":
             continue
-        if _special(item, line, rules, out):
+        if item.startswith(":") and _special(item, line, rules, out):
             return
         if item.startswith(":include:"):
             _include(item, rules, out, depth, stack)
@@ -319,7 +320,7 @@ def _item_end(s: str, i: int) -> int:
                     continue
                 i += 1
                 if s[i - 1] == '"':
-                    break
+                    break  # i is just past the closing quote
         elif c == "(":
             level = 1
             i += 1
@@ -358,7 +359,7 @@ def _special(item: str, line: str, rules: _Rules, out: RedirectParse) -> bool:
             continue
         if not allowed:
             raise RedirectSyntaxError(rules.source, f'"{keyword}" is not permitted here ({option} is not set)')
-        text = line[len(keyword):].strip() if line.startswith(keyword) else item[len(keyword):].strip()
+        text = line[len(keyword):].strip()
         if keyword == ":fail:":
             message, code, esc = _with_code(text, "5", "Unrouteable address")
             raise FailError(message, code=code, esc=esc)
@@ -431,7 +432,8 @@ def _parse_address(text: str) -> tuple[str | None, str | None, str | None]:
     try:
         found = parse_header_addresses(text)
     except AddressError as exc:
-        return None, None, exc.message
+        # The header parser names the item itself (" in '...'"); RedirectSyntaxError adds it once.
+        return None, None, _QUOTED_ITEM_SUFFIX.sub("", exc.message)
     if not found:
         return None, None, None
     if len(found) > 1 or found[0].group is not None:

@@ -1,0 +1,250 @@
+"""forwardfile: a user's .forward file, or a mailing-list file (Exim 3's forwardfile director).
+
+    userforward:
+      driver = forwardfile
+      file = .forward
+      pipe_transport = address_pipe
+      file_transport = address_file
+      no_verify
+
+    lists:
+      driver = forwardfile
+      domains = lists.example.com
+      local_parts = dsearch;/usr/lists
+      no_check_local_user
+      file = /usr/lists/$local_part_data
+      allow_pipe = false
+      allow_file = false
+      errors_to = list-admin@example.com
+
+With ``check_local_user`` (the default) the local part must be a login
+name; $home, the uid and gid come from its passwd entry, and a relative
+``file`` is taken in the home directory.  A missing file declines; an
+unreadable one defers.
+
+Security: the file is read by this (privileged) process, so before its
+contents are believed it must be a regular file that passes `modemask`
+(no group/world write by default) and, with ``check_owner``, be owned by
+the user or root.  If the name is a symbolic link, the link must pass the
+owner check and the file it points to must have the same owner as the
+link (whenever an owner check is in force: check_owner or owners), so a
+user cannot make us read a file they do not own (``~/.forward ->
+/etc/shadow``).  An ``:include:`` in a user's file must name a file the
+user owns or anyone may read.  Pipes and files from a .forward run as the
+user (uid and gid of the passwd entry) unless the director sets user/group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pwd
+import re
+import stat
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mta.drivers import DriverOptions, Kind, option
+from mta.errors import DeferError
+from mta.route.base import Decline, Director, Redirect, RouteResult
+from mta.route.directors import _common
+from mta.route.directors._common import RedirectingOptions, what
+from mta.route.item import AddressItem
+from mta.route.redirect import NO_REDIRECT, IncludeCheck, parse_redirect_list, read_list_file
+from mta.taint import is_tainted, untainted
+
+if TYPE_CHECKING:
+    from mta.route.context import RoutingContext
+
+# Exim's rda_is_filter: "#", optional white space, then "Exim filter" / "Sieve filter", caselessly.
+_FILTER_LINE = re.compile(r"\s*#\s*(exim|sieve)\s+filter", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ForwardfileOptions(RedirectingOptions):
+    file: str | None = option(
+        None, Kind.STRING,
+        "The file to read, e.g. `.forward` or `/usr/lists/$local_part_data`.  Expanded; a relative name is taken "
+        "in `file_directory`, or else in the user's home directory.  The result must not be tainted: "
+        "$local_part is tainted, $local_part_data and $home are not.",
+        expand=True,
+    )
+    file_directory: str | None = option(
+        None, Kind.STRING, "Expanded; the directory a relative `file` is in (default: the user's home).", expand=True
+    )
+    check_local_user: bool = option(
+        True, Kind.BOOL,
+        "The local part must be a login name (else the director declines); sets $home, the uid and gid, and "
+        "$local_part_data to the login name.  Turn off for mailing-list files.",
+    )
+    check_owner: bool = option(
+        True, Kind.BOOL,
+        "With check_local_user: the file must be owned by the user or root (or by one of `owners`), "
+        "else the address is deferred.",
+    )
+    filter: bool = option(
+        True, Kind.BOOL,
+        "Recognise a file starting `# Exim filter` as a filter.  Filters are not supported yet, so such a file "
+        "defers the address with a clear message; with no_filter the file is read as a plain list.",
+    )
+
+
+class ForwardfileDirector(Director):
+    """Replace a local address by the items of a .forward or mailing-list file.  See docs/directors.md."""
+
+    options: ForwardfileOptions
+    options_class: ClassVar[type[DriverOptions]] = ForwardfileOptions
+
+    def check(self, config: Any) -> None:
+        super().check(config)
+        _common.require_file_option(self)
+        _common.check_owner_lists(self)
+        _common.check_transports(self, config, ("pipe_transport", "file_transport", "directory_transport"))
+
+    def direct(self, item: AddressItem, ctx: RoutingContext) -> RouteResult:
+        opts = self.options
+        if item.extra.get(NO_REDIRECT):
+            return Decline(f"{item.address} came from a \\ item: not forwarded again")
+        pw: pwd.struct_passwd | None = None
+        if opts.check_local_user:
+            pw = _common.find_user(item.local_part)
+            if pw is None:
+                return Decline(f"{item.local_part} is not a local user")
+        saved = (item.home, item.uid, item.gid, item.local_part_data)
+        if pw is not None:
+            # Values from the passwd file are trusted, unlike the local part they were found by.
+            item.home = untainted(pw.pw_dir)
+            item.uid, item.gid = pw.pw_uid, pw.pw_gid
+            item.local_part_data = untainted(pw.pw_name)
+        result = self._redirect(item, ctx, pw)
+        if isinstance(result, Decline):
+            # The next director must not inherit this user's ids by accident.
+            item.home, item.uid, item.gid, item.local_part_data = saved
+        return result
+
+    def _redirect(self, item: AddressItem, ctx: RoutingContext, pw: pwd.struct_passwd | None) -> RouteResult:
+        opts = self.options
+        path = self._path(item, ctx)
+        if path is None:
+            return Decline("file expansion forced to fail")
+        text = self._read(path, pw)
+        if text is None:
+            return Decline(f"{path} does not exist")
+        is_filter = _FILTER_LINE.match(text)
+        if is_filter and opts.filter:
+            kind = is_filter.group(1).capitalize()
+            article = "an" if kind == "Exim" else "a"
+            raise DeferError(
+                f"{what(self)}: {path} is {article} {kind} filter file; {kind} filter files are not supported yet "
+                f"(use no_filter to read it as a plain forward list)"
+            )
+        parsed = parse_redirect_list(
+            text,
+            source=f"{what(self)}: {path}",
+            incoming_domain=item.domain,
+            qualify_domain=ctx.config.qualify_recipient,
+            allow_pipe=opts.allow_pipe,
+            allow_file=opts.allow_file,
+            allow_include=opts.allow_include,
+            allow_fail=opts.allow_fail,
+            allow_defer=opts.allow_defer,
+            allow_blackhole=opts.allow_blackhole,
+            qualify_preserve_domain=opts.qualify_preserve_domain,
+            skip_syntax_errors=opts.skip_syntax_errors,
+            include_check=self._include_checker(pw),
+        )
+        if parsed.syntax_errors:
+            item.extra.setdefault("syntax_errors", []).extend(parsed.syntax_errors)
+            for message in parsed.syntax_errors:
+                ctx.trace(f"{what(self)}: skipped: {message}")
+        if parsed.blackhole:
+            return Redirect([], discard=True)
+        if parsed.empty:
+            return Decline(f"{path} gives no addresses")
+        # Pipes and files from a user's own file run as that user.
+        fallback = (pw.pw_uid, pw.pw_gid) if pw is not None else (None, None)
+        uid, gid = _common.delivery_user_group(self, ctx, item, parsed, fallback)
+        children = _common.make_children(self, ctx, item, parsed, uid=uid, gid=gid, home=item.home)
+        if not children:
+            return Redirect([], discard=True)  # only /dev/null items
+        return Redirect(children)
+
+    # -- the file ---------------------------------------------------------------
+    def _path(self, item: AddressItem, ctx: RoutingContext) -> str | None:
+        opts = self.options
+        if not opts.file:
+            raise DeferError(f'{what(self)}: the "file" option is not set')
+        name = _common.expand_option(self, ctx, opts.file, item, "file")
+        if name is None:
+            return None
+        if is_tainted(name):
+            raise DeferError(
+                f'{what(self)}: tainted file name "{name}" refused '
+                "(use $local_part_data, e.g. with local_parts = dsearch;/dir, or $home)"
+            )
+        if not os.path.isabs(name):
+            base: str | None = item.home if opts.check_local_user else None
+            if opts.file_directory:
+                base = _common.expand_option(self, ctx, opts.file_directory, item, "file_directory")
+                if base is not None and is_tainted(base):
+                    raise DeferError(f'{what(self)}: tainted file_directory "{base}" refused')
+            if not base:
+                raise DeferError(
+                    f'{what(self)}: file "{name}" is relative, but there is no file_directory or home directory'
+                )
+            name = os.path.join(base, name)
+            if not os.path.isabs(name):
+                raise DeferError(f'{what(self)}: file "{name}" is not an absolute path')
+        return name
+
+    def _read(self, path: str, pw: pwd.struct_passwd | None) -> str | None:
+        """The file's text after the mode, owner and symlink checks; None if it does not exist."""
+        opts = self.options
+        label = f"{what(self)}: file"
+        try:
+            link = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise DeferError(f"{label} {path}: cannot stat: {exc.strerror}", errno=exc.errno or 0) from None
+        try:
+            text, st = read_list_file(path, label)
+        except (FileNotFoundError, NotADirectoryError):
+            # A dangling symlink, or the file went away since the lstat: treat as no file.
+            return None
+        uids = self._owner_uids(pw)
+        gids = _common.resolve_owners(self, opts.owngroups, "group")
+        if stat.S_ISLNK(link.st_mode) and uids is not None:
+            # Under an owner check the link itself must pass it, and it may only
+            # lead to a file of the same owner: never to someone else's file.
+            if link.st_uid not in uids:
+                raise DeferError(f"{label} {path} is a symbolic link owned by uid {link.st_uid}, not an allowed owner")
+            if st.st_uid != link.st_uid:
+                raise DeferError(
+                    f"{label} {path} is a symbolic link (owner uid {link.st_uid}) to a file owned by "
+                    f"uid {st.st_uid}: refused"
+                )
+        elif (link.st_dev, link.st_ino) != (st.st_dev, st.st_ino):
+            raise DeferError(f"{label} {path} changed while it was being read; try again later")
+        _common.check_file(path, st, label=label, modemask=opts.modemask, uids=uids, gids=gids)
+        return text
+
+    def _owner_uids(self, pw: pwd.struct_passwd | None) -> set[int] | None:
+        """Who may own the file: the user and root (check_owner) plus `owners`; None for anyone."""
+        opts = self.options
+        listed = _common.resolve_owners(self, opts.owners, "user")
+        if opts.check_owner and pw is not None:
+            return {pw.pw_uid, 0} | (listed or set())
+        return listed
+
+    def _include_checker(self, pw: pwd.struct_passwd | None) -> IncludeCheck:
+        """Checks for an :include:d file: `modemask`, and for a user's file, that the user could read it."""
+        modemask = self.options.modemask
+        label = f"{what(self)}: included file"
+
+        def check(path: str, st: os.stat_result) -> None:
+            _common.check_file(path, st, label=label, modemask=modemask, uids=None, gids=None)
+            # We read as root: a user may only include what they own or anyone may read.
+            if pw is not None and st.st_uid != pw.pw_uid and not st.st_mode & stat.S_IROTH:
+                raise DeferError(f"{label} {path} is neither owned by {pw.pw_name} nor readable by everyone")
+
+        return check
