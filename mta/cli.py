@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if prog in ("sendmail", "mailq", "newaliases", "rmail", "runq"):
         PROGRAM = prog
-    if prog == "mailq":
+    if prog == "mailq" and not any(a.startswith("-bp") for a in argv):
         argv = ["-bp", *argv]
     elif prog == "newaliases":
         argv = ["-bi", *argv]
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def mailq_main() -> int:
-    return main(["-bp", *sys.argv[1:]])
+    argv = sys.argv[1:]
+    return main(argv if any(a.startswith("-bp") for a in argv) else ["-bp", *argv])
 
 
 def newaliases_main() -> int:
@@ -109,14 +110,18 @@ def mode_version(inv: Invocation) -> int:
 
 
 def mode_print_options(inv: Invocation) -> int:
-    from mta.config.show import show_options
+    from mta.config.show import ShowError, show_options
     from mta.runtime import driver_option_lines
 
     config = _load(inv)
     admin = _caller_is_admin(config)
     lines, status = show_options(config, inv.args, lambda spec: driver_option_lines(config, spec, admin), admin)
     for line in lines:
-        print(line)
+        if isinstance(line, ShowError):
+            sys.stdout.flush()
+            sys.stderr.write(line + "\n")
+        else:
+            print(line)
     return status
 
 
@@ -159,6 +164,8 @@ def mode_submit(inv: Invocation) -> int:
 
     try:
         return submit_from_command_line(config, inv, sys.stdin.buffer)
+    except ConfigError:
+        raise  # reported by main() as a configuration error
     except MtaError as exc:
         _err(str(exc))
         return 1

@@ -36,7 +36,7 @@ def format_age(seconds: float) -> str:
 
 
 def format_size(size: int) -> str:
-    """Exim's 5-character size column."""
+    """Exim's 5-character size column (string_format_size: whole K and M are rounded, not cut)."""
     if size <= 0:
         return "     "
     if size < 1024:
@@ -44,10 +44,10 @@ def format_size(size: int) -> str:
     if size < 10 * 1024:
         return f"{size / 1024:4.1f}K"
     if size < 1024 * 1024:
-        return f"{size // 1024:4d}K"
+        return f"{(size + 512) // 1024:4d}K"
     if size < 10 * 1024 * 1024:
         return f"{size / (1024 * 1024):4.1f}M"
-    return f"{size // (1024 * 1024):4d}M"
+    return f"{(size + 512 * 1024) // (1024 * 1024):4d}M"
 
 
 def message_size(spool: Spool, envelope: Envelope) -> int:

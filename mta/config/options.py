@@ -157,18 +157,28 @@ def format_all(instance: Any, hidden: set[str] | None = None, show_hidden: bool 
     return [text for _g, _n, text in rows]
 
 
-def reference_markdown(title: str, cls: type, intro: str = "", private_only: bool = False) -> str:
-    """A Markdown table of every option of `cls`: name, type, default, description."""
-    lines = [f"### {title}", ""]
+def reference_markdown(title: str, cls: type, intro: str = "", private_only: bool = False, heading: str = "###") -> str:
+    """A Markdown section for docs/config-reference.md: a table of the options of `cls`.
+
+    Columns: name, type, default (in -bP form), description.  With
+    `private_only`, options declared in a generic class (those every driver
+    of a kind shares) are left out.  A class with nothing to list says so
+    instead of printing an empty table.
+    """
+    lines = [f"{heading} {title}", ""]
     if intro:
         lines += [intro, ""]
+    rows = [row for row in sorted(option_specs(cls), key=lambda r: r[0]) if not (private_only and is_generic(row[3]))]
+    if not rows:
+        lines += ["No options of its own." if private_only else "No options.", ""]
+        return "\n".join(lines)
     lines += ["| option | type | default | description |", "| --- | --- | --- | --- |"]
-    for name, spec, default, owner in sorted(option_specs(cls), key=lambda r: r[0]):
-        if private_only and is_generic(owner):
-            continue
+    for name, spec, default, _owner in rows:
         kind = spec.kind.value + (", expanded" if spec.expand else "")
-        if spec.kind is Kind.BOOL:
+        if spec.kind is Kind.BOOL and default is not None:
             shown = "true" if default else "false"
+        elif spec.kind is Kind.BOOL:
+            shown = "unset"  # decided at run time (the doc line says how)
         else:
             shown = format_value(spec, default)
             shown = f"`{shown}`" if shown else "unset"

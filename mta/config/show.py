@@ -24,6 +24,12 @@ _KINDS = {s[:-1]: s for s in DRIVER_SECTIONS}
 DriverFormatter = Callable[[DriverSpec], list[str]]
 
 
+class ShowError(str):
+    """A line of -bP output that is an error message (printed on stderr)."""
+
+    __slots__ = ()
+
+
 def _main_value(config: Config, name: str) -> object:
     resolved = {
         "primary_hostname": config.primary_hostname,
@@ -53,14 +59,14 @@ def show_options(
         i += 1
         if word in _KINDS:
             if i >= len(words):
-                out.append(f"mta: -bP {word} needs the name of a {word}")
+                out.append(ShowError(f"mta: -bP {word} needs the name of a {word}"))
                 status = 1
                 continue
             name = words[i]
             i += 1
             spec = next((d for d in config.drivers[_KINDS[word]] if d.name == name), None)
             if spec is None:
-                out.append(f"{word} {name} not found")
+                out.append(ShowError(f"mta: {word} {name} not found"))
                 status = 1
                 continue
             out.extend(format_driver(spec))
@@ -72,7 +78,7 @@ def show_options(
         elif word.startswith("+"):
             entry = config.named_lists.get(word[1:])
             if entry is None:
-                out.append(f"no named list called {word[1:]}")
+                out.append(ShowError(f"mta: no named list called {word[1:]}"))
                 status = 1
             else:
                 out.append(f"{entry.list_type} {entry.name} = {entry.value}")
@@ -85,7 +91,7 @@ def show_options(
             masked = (word in config.main_hidden or specs[word].hidden) and not admin
             out.append(format_option(word, specs[word], value, masked, with_name=with_names))
         else:
-            out.append(f"mta: unknown option \"{word}\"")
+            out.append(ShowError(f'mta: unknown option "{word}"'))
             status = 1
     return out, status
 

@@ -162,11 +162,18 @@ def extract_recipients(headers: list[Header], qualify_domain: str) -> list[str]:
     return recipients
 
 
-def qualify_header_addresses(headers: list[Header], domain: str) -> None:
-    """Qualify bare local parts in address headers of a local message (``To: root``)."""
+def qualify_header_addresses(headers: list[Header], domain: str, recipient_domain: str | None = None) -> None:
+    """Qualify bare local parts in address headers of a local message (``To: root``).
+
+    As Exim's rewrite_address_qualify: addresses in recipient headers (To:,
+    Cc:, Bcc: and their Resent- forms) take `recipient_domain`
+    (qualify_recipient), the others `domain` (qualify_domain).
+    """
     for index, h in enumerate(headers):
         if h.flag == "*" or h.name.lower() not in _ADDRESS_HEADERS:
             continue
+        lname = h.name.lower()
+        target = (recipient_domain or domain) if lname.removeprefix("resent-") in ("to", "cc", "bcc") else domain
         value = h.text.split(":", 1)[1]
         try:
             entries = parse_header_addresses(value)
@@ -176,8 +183,10 @@ def qualify_header_addresses(headers: list[Header], domain: str) -> None:
             continue
         rebuilt = []
         for e in entries:
-            address = qualify(e.address, domain) if e.address else e.address
-            rebuilt.append(f"{e.display_name} <{address}>" if e.display_name else address)
+            address = qualify(e.address, target) if e.address else e.address
+            # The parser hands back the display name unquoted: quote it again where needed,
+            # or "Doe, John" <jd> would come back as two addresses.
+            rebuilt.append(f"{_display(e.display_name)} <{address}>" if e.display_name else address)
         new = make_header(h.name, ", ".join(rebuilt))
         new.flag = h.flag
         headers[index] = new
@@ -238,7 +247,8 @@ def fix_local_headers(
 
 def _display(name: str) -> str:
     """A display name, quoted when it holds RFC 5322 specials."""
-    if re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ .-]+", name) and not name.startswith("."):
+    # "." is an RFC 5322 special too: "Joe Q. Public" must be quoted.
+    if re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+", name):
         return name
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -314,7 +324,7 @@ def read_local_message(
     limit = config.main.recipients_max
     if limit and len(all_recipients) > limit:
         raise SubmissionError(f"too many recipients ({len(all_recipients)}; recipients_max is {limit})")
-    qualify_header_addresses(headers, config.qualify_domain)
+    qualify_header_addresses(headers, config.qualify_domain, config.qualify_recipient)
     fix_local_headers(headers, caller, trusted, sender.sender_address, sender_name, config)
     arrival = Arrival(
         sender_address=sender.sender_address,
@@ -324,6 +334,10 @@ def read_local_message(
         caller_uid=caller.uid,
         caller_gid=caller.gid,
         ident=caller.login,
+        # Exim sets $authenticated_id / $authenticated_sender for every local submission
+        # (-auth_id / -auth_sender in -H): the caller's login and its qualified address.
+        auth_id=caller.login,
+        auth_sender=own,
         local=True,
         sender_set_untrusted=sender.set_untrusted,
         allow_unqualified=True,

@@ -400,11 +400,6 @@ def test_errors_name_file_and_line(mta_env: MtaEnv, extra: str, line: int, reaso
     assert mta_env.spool_files() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead: mta/cli.py mode_submit catches the ConfigError of build_runtime as a plain MtaError, "
-    "so a driver error in a submission lacks the 'configuration error:' prefix that -bV prints",
-)
 def test_driver_error_in_submission_says_configuration_error(mta_env: MtaEnv) -> None:
     mta_env.write_config("begin routers\nr1:\n  driver = no_such_driver\n")
     submit = mta_env.run("-odq", "someone@example.com", input="Subject: x\n\nbody\n")

@@ -1,0 +1,53 @@
+"""`mta -bV` / `mta --version`: print the version and check the configuration."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mta import __version__
+from tests.support.mta import BASE_CONFIG, MtaEnv
+
+BASE_LINES = len(BASE_CONFIG.splitlines())
+
+
+@pytest.mark.parametrize("option", ["-bV", "--version"])
+def test_version_and_config_file(mta_env: MtaEnv, option: str) -> None:
+    result = mta_env.run(option)
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(rf"mta version {re.escape(__version__)} \(Python 3\.\d+\.\d+\)", lines[0]), lines[0]
+    assert lines[1].startswith("Lookups: ") and {"lsearch", "wildlsearch", "dsearch", "lmdb"} <= set(lines[1].split())
+    assert lines[-1] == f"Configuration file is {mta_env.config}"
+
+
+def test_config_from_environment_when_no_C(mta_env: MtaEnv) -> None:
+    result = mta_env.run("-bV", config=False, env={"MTA_CONFIG": str(mta_env.config)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"Configuration file is {mta_env.config}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "line", "reason"),
+    [
+        ("queue_only = perhaps\n", 1, 'queue_only: "perhaps" is not a boolean (use true, false, yes or no)'),
+        ("\n\nbegin routers\nr1:\n  transport = t\n", 4, 'router "r1" has no "driver =" option'),
+        ("log_selector = +nosuch\n", None, 'log_selector: unknown log_selector item "nosuch"'),
+    ],
+    ids=["bad value", "driver without driver", "bad log_selector"],
+)
+def test_broken_config_is_exit_1_with_file_and_line(mta_env: MtaEnv, extra: str, line: int | None, reason: str) -> None:
+    mta_env.write_config(extra)
+    result = mta_env.run("-bV")
+    assert result.returncode == 1
+    where = f"{mta_env.config}:{BASE_LINES + line}" if line is not None else str(mta_env.config)
+    assert result.stderr == f"mta: configuration error: {where}: {reason}\n"
+    assert "Configuration file is" not in result.stdout
+
+
+def test_missing_config(mta_env: MtaEnv) -> None:
+    missing = mta_env.root / "nothere.conf"
+    result = mta_env.run("-C", str(missing), "-bV", config=False)
+    assert result.returncode == 1
+    assert result.stderr == f"mta: configuration error: {missing}: configuration file not found\n"
