@@ -92,6 +92,9 @@ class RoutingEngine:
                 for child in verdict.children:
                     child.parent = item
                     child.original_index = item.original_index
+                    if (child.is_pipe or child.is_file) and child.uid is None:
+                        # A redirecting driver's user/group apply to the pipes and files it made.
+                        child.uid, child.gid, child.initgroups = item.uid, item.gid, item.initgroups
                     if child.errors_to is None:
                         child.errors_to = item.errors_to
                     child.headers_add = item.headers_add + child.headers_add
@@ -268,6 +271,8 @@ class RoutingEngine:
             value = ctx.expand_or_defer(opts.headers_remove, item, "headers_remove")
             if value:
                 item.headers_remove.extend(h for h in split_list(value) if h)
+        if opts.user is not None or opts.group is not None:
+            _apply_user_group(driver, item, ctx)
 
     @staticmethod
     def _accept(driver: RoutingDriver, item: AddressItem, verdict: Accept, ctx: RoutingContext) -> None:
@@ -281,6 +286,30 @@ class RoutingEngine:
             raise DeferError(f'{driver.kind_name} {driver.name}: transport "{transport}" is not defined')
         item.transport_name = transport
         item.hosts = list(verdict.hosts)
+
+
+def _apply_user_group(driver: RoutingDriver, item: AddressItem, ctx: RoutingContext) -> None:
+    """The generic `user`/`group` options: who local deliveries for this address run as."""
+    import grp
+    import pwd
+
+    opts = driver.options
+    if opts.user is not None:
+        name = ctx.expand_or_defer(opts.user, item, "user")
+        if name:
+            try:
+                entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+            except KeyError:
+                raise DeferError(f'{driver.kind_name} {driver.name}: user "{name}" was not found') from None
+            item.uid, item.gid = entry.pw_uid, entry.pw_gid
+            item.initgroups = opts.initgroups
+    if opts.group is not None:
+        name = ctx.expand_or_defer(opts.group, item, "group")
+        if name:
+            try:
+                item.gid = int(name) if name.isdigit() else grp.getgrnam(name).gr_gid
+            except KeyError:
+                raise DeferError(f'{driver.kind_name} {driver.name}: group "{name}" was not found') from None
 
 
 def _exists_or_eacces(path: str) -> bool:
