@@ -23,6 +23,7 @@ PROGRAM = "mta"
 
 
 def _err(text: str) -> None:
+    sys.stdout.flush()  # keep what was printed before the error in order
     sys.stderr.write(f"{PROGRAM}: {text}\n")
 
 
