@@ -95,7 +95,7 @@ class Delivery:
         self.report = DeliveryReport(message_id)
         self._record_lock = threading.Lock()
         self._delivered_keys: list[str] = []
-        self._transaction_marks: dict[Any, bool] = {}
+        self._freeze_reason: str | None = None
 
     # -- logging helpers ------------------------------------------------------
     def _log(self, text: str) -> None:
@@ -337,6 +337,9 @@ class Delivery:
         with self._record_lock:
             self.report.deferred.append((item, error))
             self._log(deferral_line(item, error, self._as_local(item)))
+            if getattr(error, "freeze", False):
+                # Routing asked for the message to be frozen (self = freeze, host_find_failed ...).
+                self._freeze_reason = error.message
 
     def _msglog(self, text: str) -> None:
         try:
@@ -359,6 +362,10 @@ class Delivery:
                 self._log("Frozen (delivery error message)")
             else:
                 self._send_bounces(envelope)
+        if self._freeze_reason is not None and envelope.frozen is None:
+            envelope.frozen = int(self.now)
+            self.report.frozen = True
+            self._log(f"Frozen: {self._freeze_reason}")
         for key in self._delivered_keys:
             envelope.non_recipients.add(key)
         for index, recipient in enumerate(envelope.recipients):

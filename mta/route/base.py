@@ -128,7 +128,7 @@ class RouterOptions(RouteOptions):
     self: str = option(
         "freeze",
         Kind.STRING,
-        "What to do when the lowest MX points at this host: freeze, defer, fail, send, or pass (to the directors).",
+        "What to do when the lowest MX points at this host: freeze, defer, fail, send, or pass (to the next router).",
         choices=SELF_ACTIONS,
     )
     ignore_target_hosts: str | None = option(

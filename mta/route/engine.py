@@ -271,12 +271,14 @@ class RoutingEngine:
             value = ctx.expand_or_defer(opts.headers_remove, item, "headers_remove")
             if value:
                 item.headers_remove.extend(h for h in split_list(value) if h)
-        if opts.user is not None or opts.group is not None:
-            _apply_user_group(driver, item, ctx)
 
     @staticmethod
     def _accept(driver: RoutingDriver, item: AddressItem, verdict: Accept, ctx: RoutingContext) -> None:
         item.router_name = driver.name
+        if driver.options.user is not None or driver.options.group is not None:
+            # Only accepted addresses are delivered; a redirecting director applies
+            # its user/group to the pipes and files it makes itself.
+            _apply_user_group(driver, item, ctx)
         transport = verdict.transport
         if transport is None and driver.options.transport is not None:
             transport = ctx.expand_or_defer(driver.options.transport, item, "transport")

@@ -105,9 +105,11 @@ class AddressItem:
         top_local, _, top_domain = top.address.rpartition("@")
         # The address came from outside: its parts are tainted (never a file name
         # or command); the *_data values come from trusted lookups and are not.
+        # For a pipe or file from an alias/forward file, $local_part is the parent's (Exim).
+        named = parent if (parent is not None and (self.is_pipe or self.is_file)) else self
         return {
-            "local_part": Tainted(self.local_part),
-            "domain": Tainted(self.domain),
+            "local_part": Tainted(named.local_part),
+            "domain": Tainted(named.domain),
             "local_part_prefix": Tainted(self.prefix),
             "local_part_suffix": Tainted(self.suffix),
             "local_part_data": self.local_part_data,

@@ -4,4 +4,8 @@ The registry maps each ``driver =`` name to "module:Class"; classes are
 imported only when a configuration uses them.
 """
 
-TRANSPORTS: dict[str, str] = {}
+TRANSPORTS: dict[str, str] = {
+    "appendfile": "mta.transports.appendfile:AppendfileTransport",
+    "pipe": "mta.transports.pipe:PipeTransport",
+    "smtp": "mta.transports.smtp:SmtpTransport",
+}

@@ -5,17 +5,28 @@ the body is read from -D in 64 KiB pieces and transformed on the way
 (line ends to CRLF, a line-start string escaped such as mbox ``From `` to
 ``>From ``, SMTP dot-stuffing), with care for patterns that straddle two
 chunks.
+
+`header_edits()` works out the header lines a transport adds and removes
+(Exim's generic ``return_path_add``, ``envelope_to_add``,
+``delivery_date_add``, ``headers_add`` and ``headers_remove``, plus the
+header edits routers attached to the addresses), and `transport_return_path()`
+the envelope sender a transport uses; both are shared by every transport.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
+
+from mta.errors import DeferError, ExpansionError
+from mta.message.headers import HeaderSyntaxError, make_header, parse_header_block, rfc822_date
+from mta.values import split_list
 
 if TYPE_CHECKING:
     from mta.message.headers import Header
-    from mta.transports.base import OutgoingMessage
+    from mta.route.item import AddressItem
+    from mta.transports.base import DeliveryEnv, OutgoingMessage, Transport
 
 CHUNK_SIZE = 65536
 
@@ -154,3 +165,104 @@ def message_chunks(
             yield tail
     if spec.suffix:
         yield spec.suffix.replace(b"\n", b"\r\n") if spec.crlf else spec.suffix
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeaderEdits:
+    """Header lines for `message_chunks`: added before and after the message's own, and removed."""
+
+    top: list[str]
+    bottom: list[str]
+    remove: list[str]
+
+
+def transport_return_path(
+    transport: Transport, message: OutgoingMessage, item: AddressItem | None, env: DeliveryEnv
+) -> str:
+    """The envelope sender for this delivery: the transport's `return_path` if set, else the message's.
+
+    A forced failure (``fail``) in the expansion keeps the message's sender,
+    as in Exim; any other expansion failure defers.
+    """
+    text = transport.options.return_path
+    if text is None:
+        return message.sender_address
+    try:
+        return env.expand(text, item)
+    except ExpansionError as exc:
+        if exc.forced:
+            return message.sender_address
+        raise DeferError(
+            f'Failed to expand return_path "{text}" for the {transport.name} transport: {exc.message}'
+        ) from None
+
+
+def _added_lines(text: str, where: str) -> list[str]:
+    """Header texts from a headers_add value: one header per logical line, blank lines skipped."""
+    kept = "\n".join(line for line in text.split("\n") if line.strip())
+    if not kept:
+        return []
+    try:
+        return [h.text for h in parse_header_block(kept + "\n")]
+    except HeaderSyntaxError as exc:
+        # A configuration mistake: deferring keeps the message while the admin fixes it.
+        raise DeferError(f"{where}: {exc}") from None
+
+
+def header_edits(
+    transport: Transport,
+    message: OutgoingMessage,
+    items: Sequence[AddressItem],
+    env: DeliveryEnv,
+    return_path: str,
+) -> HeaderEdits:
+    """The header lines `transport` adds and removes for a delivery of `items`.
+
+    At the top, in Exim's order: ``Return-path: <sender>``,
+    ``Envelope-to:`` (the original recipients: each item's top-level address,
+    or the list the delivery code left in ``item.extra["envelope_to"]`` when
+    duplicates were folded into one delivery; several are separated by
+    ",\\n "), ``Delivery-date:``.  At the bottom: headers added by routers
+    (``item.headers_add``), then the transport's ``headers_add``.  Removed:
+    the routers' and the transport's ``headers_remove`` names.
+
+    Raises DeferError when an expansion fails (a forced failure adds or
+    removes nothing) or a headers_add line is not a header.
+    """
+    options = transport.options
+    first = items[0] if items else None
+    top: list[str] = []
+    if options.return_path_add:
+        top.append(make_header("Return-path", f"<{return_path}>").text)
+    if options.envelope_to_add:
+        originals: list[str] = []
+        for item in items:
+            for address in item.extra.get("envelope_to") or [item.top.address]:
+                if address not in originals:
+                    originals.append(address)
+        top.append(make_header("Envelope-to", ",\n ".join(originals)).text)
+    if options.delivery_date_add:
+        top.append(make_header("Delivery-date", rfc822_date(env.now)).text)
+
+    bottom: list[str] = []
+    remove: list[str] = []
+    for item in items:
+        for text in item.headers_add:
+            bottom.extend(_added_lines(text, f"headers_add from router for {item.address}"))
+        remove.extend(name for text in item.headers_remove for name in split_list(text))
+    if options.headers_add:
+        expanded = _expand_edit(transport, "headers_add", options.headers_add, first, env)
+        bottom.extend(_added_lines(expanded, f"headers_add for the {transport.name} transport"))
+    if options.headers_remove:
+        expanded = _expand_edit(transport, "headers_remove", options.headers_remove, first, env)
+        remove.extend(split_list(expanded))
+    return HeaderEdits(top, bottom, remove)
+
+
+def _expand_edit(transport: Transport, name: str, text: str, item: AddressItem | None, env: DeliveryEnv) -> str:
+    try:
+        return env.expand(text, item)
+    except ExpansionError as exc:
+        if exc.forced:
+            return ""
+        raise DeferError(f"Failed to expand {name} for the {transport.name} transport: {exc.message}") from None

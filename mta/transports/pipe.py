@@ -1,0 +1,637 @@
+"""pipe transport: deliver a message by running a command with the message on its standard input.
+
+The command comes from the ``command`` option, or, for a ``|command`` item
+from an alias or forward file, from the item itself (unless
+``force_command``).  It is split into arguments here, without a shell:
+white space separates arguments, double quotes (with backslash escapes) or
+single quotes group them.  Each argument of ``command`` is then expanded on
+its own, so an expansion can never add an argument; ``$pipe_addresses``
+standing as a whole argument becomes one argument per address.  Commands
+from alias and forward files are not expanded (as in Exim).  ``use_shell``
+runs the whole expanded string with ``/bin/sh -c`` instead; that needs the
+result to be free of message data (tainted data is refused).
+
+The command runs in its own process group with a fixed environment and
+nothing inherited: DOMAIN, HOME, HOST (when the address has a host),
+LOCAL_PART, LOCAL_PART_PREFIX, LOCAL_PART_SUFFIX, LOGNAME, USER (both the
+local part, as Exim), MESSAGE_ID, PATH, QUALIFY_DOMAIN, RECIPIENT, SENDER,
+SHELL=/bin/sh, TZ (when set), then the ``environment`` option's entries.
+Its standard output and standard error are one stream, read while the
+message is written, so a command that talks before it reads cannot
+deadlock us; ``timeout`` bounds the whole run.
+
+Outcomes, as Exim's pipe.c:
+
+    exit 0                        delivered (but see return_output)
+    exit in temp_errors (75:73)   DeferError
+    other exit, 127 included      FailError "Child process of T transport returned N (could mean ...)
+                                  from command: ..."; 127 is also used when the command cannot be run
+    killed by a signal            DeferError (Exim fails; a signal is most often the system's doing,
+                                  an OOM kill or a shutdown, so mta keeps the message)
+    timeout                       FailError "pipe delivery process timed out", DeferError with
+                                  timeout_defer; the process group is killed
+    more than max_output          the process group is killed; FailError
+    return_output                 any output fails the delivery, the output in the error text
+    ignore_status                 every exit status and signal counts as success
+
+Runs in the delivery child, already as the delivery user (mta.deliver.local_exec).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from mta.drivers import DriverOptions, Kind, option
+from mta.errors import ConfigError, DeferError, ExpansionError, FailError
+from mta.route.item import AddressItem
+from mta.taint import is_tainted
+from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage, TransportOptions
+from mta.transports.write import WriteSpec, header_edits, message_chunks, transport_return_path
+from mta.values import split_list
+
+# Backslash-n, as in Exim: the expansion makes it a newline, and -bP shows it as written.
+FROM_PREFIX = "From ${if def:return_path{$return_path}{MAILER-DAEMON}} ${tod_bsdinbox}\\n"
+EX_EXECFAILED = 127
+# After the command has exited, how long a process it left holding its output may keep us.
+DRAIN_GRACE = 5.0
+_PIPE_ADDRESSES = ("$pipe_addresses", "${pipe_addresses}")
+_UTF8, _ESC = "utf-8", "surrogateescape"  # bytes from the spool survive a round trip
+_ADDRESS_PIPE = ("$address_pipe", "${address_pipe}")
+
+# os_strexit() in Exim: what a sysexits.h status usually means.
+_EXIT_MEANINGS = {
+    64: "usage or syntax error",
+    65: "error in incoming data",
+    66: "input data missing",
+    67: "user nonexistent",
+    68: "host nonexistent",
+    69: "service or program unavailable",
+    70: "internal software error",
+    71: "internal operating system error",
+    72: "system file missing",
+    73: "can't create (user) output file",
+    74: "input/output error",
+    75: "temporary error",
+    76: "remote protocol error",
+    77: "permission denied",
+    78: "configuration error",
+    EX_EXECFAILED: "unable to exec or command does not exist",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PipeOptions(TransportOptions):
+    """Options of the pipe transport."""
+
+    command: str | None = option(
+        None,
+        Kind.STRING,
+        "The command to run, split into arguments without a shell (quotes group arguments), each "
+        "argument expanded on its own. `$pipe_addresses` as a whole argument gives one argument per "
+        "address. Unset for a transport that only runs `|command` items from alias and forward files.",
+        expand=True,
+    )
+    use_shell: bool = option(
+        False,
+        Kind.BOOL,
+        "Run the whole expanded command with `/bin/sh -c`. Expanded data from the message is then refused.",
+    )
+    force_command: bool = option(
+        False,
+        Kind.BOOL,
+        "Run `command` even for `|command` items from alias or forward files; `$address_pipe` as a whole "
+        "argument is replaced by that item's command, split into arguments.",
+    )
+    allow_commands: str | None = option(
+        None, Kind.LIST, "Commands (first arguments) that may be run; others fail. Not with use_shell.", expand=True
+    )
+    restrict_to_path: bool = option(
+        False,
+        Kind.BOOL,
+        "Allow only bare command names, found in `path` (a command containing `/` fails unless in "
+        "allow_commands). Not with use_shell.",
+    )
+    path: str = option(
+        "/bin:/usr/bin",
+        Kind.STRING,
+        "Directories searched for a command given without a `/`; also the command's PATH.",
+        expand=True,
+    )
+    environment: str | None = option(
+        None,
+        Kind.LIST,
+        "Extra `NAME=value` entries for the command's environment, which otherwise holds only the "
+        "variables the transport sets (nothing is inherited).",
+        expand=True,
+    )
+    timeout: int = option(
+        3600,
+        Kind.TIME,
+        "Longest time the command may run (writing the message included); then its process group is "
+        "killed. 0 means no limit.",
+    )
+    timeout_defer: bool = option(False, Kind.BOOL, "A timeout defers the address instead of failing it.")
+    temp_errors: str = option(
+        "75:73",
+        Kind.LIST,
+        "Exit statuses that mean a temporary failure (defer); `*` makes every non-zero status temporary.",
+    )
+    ignore_status: bool = option(False, Kind.BOOL, "Treat every exit status, and death by a signal, as success.")
+    return_output: bool = option(
+        False,
+        Kind.BOOL,
+        "Any output from the command fails the delivery; the output goes into the bounce message.",
+    )
+    return_fail_output: bool = option(
+        False,
+        Kind.BOOL,
+        "Put the command's output into the bounce when its exit status is a permanent failure.",
+    )
+    max_output: int = option(
+        20480,
+        Kind.SIZE,
+        "Most output kept from the command; a command that writes more is killed and the delivery fails.",
+    )
+    message_prefix: str | None = option(
+        FROM_PREFIX,
+        Kind.STRING,
+        "Text written before the message (by default the mbox `From ` line, which vacation programs "
+        "expect); set it empty for none.",
+        expand=True,
+    )
+    message_suffix: str | None = option("\\n", Kind.STRING, "Text written after the message.", expand=True)
+    check_string: str | None = option(None, Kind.STRING, "A string that must not start a line; unset by default.")
+    escape_string: str | None = option(None, Kind.STRING, "What replaces `check_string` at the start of a line.")
+    use_crlf: bool = option(False, Kind.BOOL, "Write lines ending in CRLF instead of LF.")
+    umask: int = option(0o022, Kind.OCTAL, "The command's umask.")
+
+
+@dataclasses.dataclass(slots=True)
+class _RunResult:
+    status: int  # exit status; negative: killed by that signal
+    output: bytes
+    timed_out: bool = False
+    too_much: bool = False
+
+
+class PipeTransport(LocalTransport):
+    """Run a command, without a shell, with the message on its standard input; its exit status
+    decides between delivered, deferred and failed.  See docs/transports.md.
+    """
+
+    options: PipeOptions
+    options_class: ClassVar[type[DriverOptions]] = PipeOptions
+
+    def check(self, config: Any) -> None:
+        o = self.options
+
+        def error(text: str) -> ConfigError:
+            return ConfigError(f"pipe transport {self.name}: {text}", *self.source)
+
+        if o.use_shell and o.restrict_to_path:
+            raise error("both restrict_to_path and use_shell set")
+        if o.use_shell and o.allow_commands is not None:
+            raise error("both allow_commands and use_shell set")
+        if o.temp_errors.strip() != "*" and not all(code.isdigit() for code in split_list(o.temp_errors)):
+            raise error(f'temp_errors must be "*" or a list of numbers, not "{o.temp_errors}"')
+        from mta.expand import check as check_expansion
+
+        texts = [("path", o.path), ("message_prefix", o.message_prefix), ("message_suffix", o.message_suffix)]
+        texts += [("environment", o.environment), ("allow_commands", o.allow_commands)]
+        if o.command and o.use_shell:
+            texts.append(("command", o.command))
+        elif o.command:
+            texts += [("command", arg) for arg in split_command(o.command)]
+        for name, text in texts:
+            if text:
+                try:
+                    check_expansion(text)
+                except ExpansionError as exc:
+                    raise error(f"{name}: {exc.message}") from None
+
+    # -- delivery ---------------------------------------------------------------------------------
+
+    def deliver(self, message: OutgoingMessage, item: AddressItem, env: DeliveryEnv) -> None:
+        o = self.options
+        if o.message_size_limit and message.size > o.message_size_limit:
+            raise FailError(f"message is too big (transport limit = {o.message_size_limit})")
+        argv = self._argv(item, env)
+        path = self._expand("path", o.path, item, env)
+        if not o.use_shell:
+            argv[0] = self._locate(argv[0], item, env, path)
+        envp = self._environment(message, item, env, path)
+        return_path = transport_return_path(self, message, item, env)
+        edits = header_edits(self, message, [item], env, return_path)
+        spec = WriteSpec(
+            crlf=o.use_crlf,
+            check_string=(o.check_string or "").encode(_UTF8, _ESC),
+            escape_string=(o.escape_string or "").encode(_UTF8, _ESC),
+            headers_only=o.headers_only,
+            body_only=o.body_only,
+            prefix=self._expand("message_prefix", o.message_prefix or "", item, env, return_path).encode(_UTF8, _ESC),
+            suffix=self._expand("message_suffix", o.message_suffix or "", item, env, return_path).encode(_UTF8, _ESC),
+        )
+        chunks = message_chunks(message, spec, top=edits.top, bottom=edits.bottom, remove=edits.remove)
+        result = run_command(argv, envp, o.umask, _spool_reads(chunks, message), o.timeout, o.max_output)
+        self._judge(result, argv)
+
+    def _argv(self, item: AddressItem, env: DeliveryEnv) -> list[str]:
+        """The argument vector, before the command is looked up in `path`."""
+        o = self.options
+        from_item = item.pipe_command is not None and not o.force_command
+        if from_item:
+            assert item.pipe_command is not None
+            # Alias and forward files are trusted text; as in Exim, their commands are not expanded.
+            text = _strip_bar(self._untainted(item.pipe_command))
+            argv = ["/bin/sh", "-c", text] if o.use_shell else split_command(text)
+        elif not o.command:
+            raise DeferError(f"no command specified for {self.name} transport")
+        elif o.use_shell:
+            text = o.command
+            for name in _PIPE_ADDRESSES:
+                text = text.replace(name, item.address)
+            # Message data must never reach a shell (OpenSMTPD CVE-2020-7247).
+            argv = ["/bin/sh", "-c", self._untainted(self._expand("command", text, item, env))]
+        else:
+            argv = []
+            for arg in split_command(o.command):
+                if arg in _PIPE_ADDRESSES:
+                    # One argument per address (a local delivery has one), never re-split.
+                    argv.append(item.address)
+                elif arg in _ADDRESS_PIPE and o.force_command and item.pipe_command is not None:
+                    argv.extend(split_command(_strip_bar(self._untainted(item.pipe_command))))
+                else:
+                    argv.append(self._expand_argument(arg, o.command, item, env))
+        if not argv or not argv[0]:
+            raise DeferError(f"no command specified for {self.name} transport")
+        # Arguments may carry message data (procmail -d $local_part): argv cannot be re-split.
+        self._untainted(argv[0])
+        if any("\0" in arg for arg in argv):
+            raise FailError(f"NUL character in an argument of the command for {self.name} transport")
+        return argv
+
+    def _expand_argument(self, arg: str, command: str, item: AddressItem, env: DeliveryEnv) -> str:
+        try:
+            return env.expand(arg, item, {"pipe_addresses": item.address})
+        except ExpansionError as exc:
+            if exc.forced:
+                raise FailError(
+                    f'Expansion of "{arg}" from command "{command}" in {self.name} transport was forced to fail'
+                ) from None
+            raise DeferError(
+                f'Expansion of "{arg}" from command "{command}" in {self.name} transport failed: {exc.message}'
+            ) from None
+
+    def _untainted(self, command: str) -> str:
+        if is_tainted(command):
+            raise DeferError(f"Tainted '{command}' (command for {self.name} transport) not permitted")
+        return command
+
+    def _expand(self, name: str, text: str, item: AddressItem, env: DeliveryEnv, return_path: str = "") -> str:
+        extra = {"pipe_addresses": item.address, **({"return_path": return_path} if return_path else {})}
+        try:
+            return env.expand(text, item, extra)
+        except ExpansionError as exc:
+            raise DeferError(f'failed to expand {name} "{text}" for {self.name} transport: {exc.message}') from None
+
+    def _locate(self, command: str, item: AddressItem, env: DeliveryEnv, path: str) -> str:
+        """allow_commands / restrict_to_path, then the search of `path` for a bare name (Exim's rules)."""
+        o = self.options
+        permitted = False
+        if o.allow_commands is not None:
+            allowed = split_list(self._expand("allow_commands", o.allow_commands, item, env))
+            permitted = command in allowed
+        if not permitted:
+            if o.restrict_to_path:
+                if "/" in command:
+                    raise FailError(
+                        f'"/" found in "{command}" (command for {self.name} transport) - failed for security reasons'
+                    )
+            elif o.allow_commands is not None:
+                raise FailError(f'"{command}" command not permitted by {self.name} transport')
+        if command.startswith("/"):
+            return command
+        for directory in split_list(path):
+            candidate = f"{directory}/{command}"
+            if directory and os.path.exists(candidate):
+                return candidate
+        raise FailError(f'"{command}" command not found for {self.name} transport')
+
+    def _environment(self, message: OutgoingMessage, item: AddressItem, env: DeliveryEnv, path: str) -> dict[str, str]:
+        # A |command item has the local part of the address that led to it (Exim's deliver_localpart).
+        who = (item.parent or item) if item.pipe_command is not None or item.file_path is not None else item
+        home = env.home if env.home is not None else item.home
+        envp = {
+            "LOCAL_PART": who.local_part,
+            "LOGNAME": who.local_part,
+            "USER": who.local_part,
+            "LOCAL_PART_PREFIX": who.prefix,
+            "LOCAL_PART_SUFFIX": who.suffix,
+            "DOMAIN": who.domain,
+            "HOME": home or "",
+            "MESSAGE_ID": message.message_id,
+            "PATH": path,
+            "RECIPIENT": f"{who.prefix}{who.local_part}{who.suffix}@{who.domain}",
+            "QUALIFY_DOMAIN": env.qualify_domain,
+            "SENDER": message.sender_address,
+            "SHELL": "/bin/sh",
+        }
+        if item.hosts:
+            envp["HOST"] = item.hosts[0].name
+        timezone = env.extra.get("timezone") or os.environ.get("TZ")
+        if timezone:
+            envp["TZ"] = str(timezone)
+        if self.options.environment:
+            for entry in split_list(self._expand("environment", self.options.environment, item, env)):
+                name, equals, value = entry.partition("=")
+                if not equals or not name:
+                    raise DeferError(f'"{entry}" in environment for {self.name} transport is not NAME=value')
+                envp[name] = value
+        # A NUL cannot be passed in the environment; such a value is not worth failing the delivery.
+        return {name: str(value).replace("\0", "") for name, value in envp.items()}
+
+    def _judge(self, result: _RunResult, argv: list[str]) -> None:
+        """Turn the command's end into success, DeferError or FailError (see the module docstring)."""
+        o = self.options
+        shown = " ".join(f'"{a}"' if " " in a or "\t" in a else a for a in argv)
+        output = result.output.decode("utf-8", "replace")
+        if result.timed_out:
+            cls = DeferError if o.timeout_defer else FailError
+            raise cls("pipe delivery process timed out" + _with_output(output, cls is FailError and o.return_output))
+        if o.ignore_status:
+            status = 0
+        elif result.too_much:
+            raise FailError(
+                f"Too much output from pipe command (more than {o.max_output} bytes) - killed: {shown}"
+                + _with_output(output, o.return_output or o.return_fail_output)
+            )
+        else:
+            status = result.status
+        if status < 0:
+            raise DeferError(
+                f'Child process of {self.name} transport (running command "{shown}") was terminated by '
+                f"signal {-status} ({_signal_name(-status)})"
+            )
+        if status > 0:
+            temporary = o.temp_errors.strip() == "*" or str(status) in split_list(o.temp_errors)
+            if status > 128:
+                meaning = f" (could mean shell command ended by signal {status - 128} ({_signal_name(status - 128)}))"
+            else:
+                meaning = f" (could mean {_EXIT_MEANINGS[status]})" if status in _EXIT_MEANINGS else ""
+            text = f"Child process of {self.name} transport returned {status}{meaning} from command: {shown}"
+            if temporary:
+                raise DeferError(text)
+            raise FailError(text + _with_output(output, o.return_output or o.return_fail_output))
+        if o.return_output and output:
+            raise FailError(f"Child process of {self.name} transport produced output from command: {shown}\n{output}")
+
+
+def split_command(text: str) -> list[str]:
+    """Split a command into arguments as Exim does, without a shell.
+
+    White space separates arguments.  An argument that starts with a double
+    quote runs to the closing quote, with backslash escapes (\\n, \\t,
+    \\", \\\\, octal \\ddd) inside; one that starts with a single quote runs
+    verbatim to the closing quote.  Anything else runs to the next white space.
+    """
+    args: list[str] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n:
+            return args
+        if text[i] == "'":
+            end = text.find("'", i + 1)
+            end = n if end < 0 else end
+            args.append(text[i + 1 : end])
+            i = end + 1
+        elif text[i] == '"':
+            out: list[str] = []
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\" and i + 1 < n:
+                    char, i = _escape(text, i + 1)
+                    out.append(char)
+                else:
+                    out.append(text[i])
+                    i += 1
+            args.append("".join(out))
+            i += 1
+        else:
+            start = i
+            while i < n and not text[i].isspace():
+                i += 1
+            args.append(text[start:i])
+
+
+def _escape(text: str, i: int) -> tuple[str, int]:
+    """The character a backslash escape at text[i-1] stands for, and the index after it."""
+    char = text[i]
+    simple = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
+    if char in simple:
+        return simple[char], i + 1
+    if char in "01234567":
+        end = i
+        while end < len(text) and end < i + 3 and text[end] in "01234567":
+            end += 1
+        return chr(int(text[i:end], 8)), end
+    return char, i + 1
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.strsignal(number) or f"signal {number}"
+    except ValueError:
+        return f"signal {number}"
+
+
+def _strip_bar(command: str) -> str:
+    text = command.lstrip()
+    return (text[1:] if text.startswith("|") else text).strip()
+
+
+def _with_output(output: str, wanted: bool) -> str:
+    return f"\n{output}" if wanted and output else ""
+
+
+def _spool_reads(chunks: Iterator[bytes], message: OutgoingMessage) -> Iterator[bytes]:
+    """The message chunks; a failure to read the spool defers, and is named as such."""
+    while True:
+        try:
+            chunk = next(chunks, None)
+        except OSError as exc:
+            raise DeferError(
+                f"error reading message {message.message_id} from the spool: {exc.strerror}", errno=exc.errno or 0
+            ) from None
+        if chunk is None:
+            return
+        if chunk:
+            yield chunk
+
+
+# -- running the command ------------------------------------------------------------------------------
+
+
+def run_command(
+    argv: list[str], envp: dict[str, str], umask: int, chunks: Iterator[bytes], timeout: float, max_output: int
+) -> _RunResult:
+    """Run `argv` with `chunks` on its stdin, collecting stdout+stderr; never blocks past `timeout`.
+
+    Writing and reading are multiplexed with a selector on non-blocking
+    pipes: a command that fills its output pipe before reading its input
+    still makes progress.  The command is a process-group leader so that a
+    timeout or excess output kills it and everything it started.  A command
+    that cannot be executed gives status 127, as a shell would.
+    """
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=envp,
+            close_fds=True,
+            process_group=0,
+            umask=umask,
+        )
+    except OSError as exc:
+        if exc.filename == argv[0]:
+            # execve() failed: report it as a shell would, with status 127.
+            return _RunResult(EX_EXECFAILED, f"{argv[0]}: {exc.strerror}\n".encode("utf-8", "replace"))
+        raise DeferError(
+            f"Failed to create child process for {argv[0]}: {exc.strerror}", errno=exc.errno or 0
+        ) from None
+    assert proc.stdin is not None and proc.stdout is not None
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    result = _RunResult(0, b"")
+    try:
+        _exchange(proc, chunks, deadline, max_output, result)
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if not result.timed_out:
+            try:
+                result.status = proc.wait(remaining)
+            except subprocess.TimeoutExpired:
+                result.timed_out = True
+        if result.timed_out:
+            _kill_group(proc.pid)
+            result.status = proc.wait()
+    finally:
+        # On any way out (a spool read error included) leave no process behind.
+        if proc.returncode is None:
+            _kill_group(proc.pid)
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if not stream.closed:
+                stream.close()
+    return result
+
+
+def _exchange(
+    proc: subprocess.Popen[bytes], chunks: Iterator[bytes], deadline: float | None, max_output: int, result: _RunResult
+) -> None:
+    """Feed stdin and drain stdout until both are done, the command exits, or the deadline passes."""
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin_fd, stdout_fd = proc.stdin.fileno(), proc.stdout.fileno()
+    os.set_blocking(stdin_fd, False)
+    os.set_blocking(stdout_fd, False)
+    output = bytearray()
+    pending = b""
+    writing = reading = True
+    exited = False
+    pidfd = _pidfd(proc.pid)
+    selector = selectors.DefaultSelector()
+    selector.register(stdin_fd, selectors.EVENT_WRITE, "stdin")
+    selector.register(stdout_fd, selectors.EVENT_READ, "stdout")
+    if pidfd is not None:
+        selector.register(pidfd, selectors.EVENT_READ, "exit")
+    drain_until: float | None = None
+    try:
+        while reading or (writing and not exited):
+            now = time.monotonic()
+            limit = deadline
+            if drain_until is not None:
+                limit = drain_until if deadline is None else min(deadline, drain_until)
+            if limit is not None and now >= limit:
+                # Before the exit this is the timeout.  After it, the command is done and a
+                # process it started still holds the output pipe: stop waiting for it.
+                result.timed_out = not exited
+                _kill_group(proc.pid)
+                break
+            wait = None if limit is None else limit - now
+            if pidfd is None:
+                wait = 0.05 if wait is None else min(wait, 0.05)  # no pidfd: poll for the exit
+            for key, _events in selector.select(wait):
+                if key.data == "stdin":
+                    pending, writing = _feed(stdin_fd, pending, chunks)
+                    if not writing:
+                        selector.unregister(stdin_fd)
+                        proc.stdin.close()
+                elif key.data == "stdout":
+                    data = os.read(stdout_fd, 65536)
+                    if not data:
+                        reading = False
+                        selector.unregister(stdout_fd)
+                    elif not result.too_much:
+                        output += data
+                        if len(output) > max_output:
+                            result.too_much = True
+                            del output[max_output:]
+                            _kill_group(proc.pid)
+                else:
+                    exited = True
+                    selector.unregister(key.fileobj)
+            if pidfd is None and not exited and proc.poll() is not None:
+                exited = True
+            if exited and drain_until is None:
+                drain_until = time.monotonic() + DRAIN_GRACE
+                if writing:
+                    writing = False  # nobody is left to read the rest of the message
+                    selector.unregister(stdin_fd)
+                    proc.stdin.close()
+    finally:
+        selector.close()
+        if pidfd is not None:
+            os.close(pidfd)
+        result.output = bytes(output)
+
+
+def _feed(fd: int, pending: bytes, chunks: Iterator[bytes]) -> tuple[bytes, bool]:
+    """Write what the pipe takes; returns (what is still pending, whether there is more to write)."""
+    if not pending:
+        pending = next(chunks, b"")
+        if not pending:
+            return b"", False
+    try:
+        written = os.write(fd, pending[:65536])
+    except BlockingIOError:
+        return pending, True
+    except BrokenPipeError:
+        # The command stopped reading (it may not want the whole message): not an error, as in Exim.
+        return b"", False
+    return pending[written:], True
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when `pid` exits (Linux 5.3+), or None to poll instead."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return  # every process of the group has ended already
