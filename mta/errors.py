@@ -51,6 +51,7 @@ class DeliveryError(MtaError):
         esc: str | None = None,
         errno: int = 0,
         retry_error: str | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -59,6 +60,8 @@ class DeliveryError(MtaError):
         self.errno = errno
         # The retry-rule error name this failure matches (quota, refused, ...).
         self.retry_error = retry_error
+        # Longer text for the bounce only (a pipe command's output), never the log.
+        self.detail = detail
 
 
 class DeferError(DeliveryError):

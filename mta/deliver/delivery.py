@@ -397,8 +397,8 @@ class Delivery:
             failures.append(
                 FailedAddress(
                     address=item.top.address,
-                    final_address=item.address,
-                    message=error.message,
+                    final_address=item.pipe_command or item.file_path or item.address,
+                    message=error.message + (f"\n{error.detail.rstrip()}" if error.detail else ""),
                     status=error.esc if error.esc.startswith("5") else "5.0.0",
                     remote_mta=getattr(error, "host_name", None),
                     diagnostic_code=getattr(error, "smtp_reply", None),

@@ -307,6 +307,7 @@ def _raise_outcome(report: bytes | None, status: int | None, name: str) -> None:
             esc=outcome.get("esc"),
             errno=int(outcome.get("errno") or 0),
             retry_error=outcome.get("retry_error"),
+            detail=outcome.get("detail"),
         )
     if status is not None and os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
@@ -363,6 +364,7 @@ def _error_report(exc: DeliveryError) -> dict[str, Any]:
         "errno": exc.errno,
         "retry_error": exc.retry_error,
         "message": exc.message,
+        "detail": exc.detail,
     }
 
 

@@ -364,13 +364,14 @@ class PipeTransport(LocalTransport):
         output = result.output.decode("utf-8", "replace")
         if result.timed_out:
             cls = DeferError if o.timeout_defer else FailError
-            raise cls("pipe delivery process timed out" + _with_output(output, cls is FailError and o.return_output))
+            detail = _with_output(output, cls is FailError and o.return_output)
+            raise cls("pipe delivery process timed out", detail=detail)
         if o.ignore_status:
             status = 0
         elif result.too_much:
             raise FailError(
-                f"Too much output from pipe command (more than {o.max_output} bytes) - killed: {shown}"
-                + _with_output(output, o.return_output or o.return_fail_output)
+                f"Too much output from pipe command (more than {o.max_output} bytes) - killed: {shown}",
+                detail=_with_output(output, o.return_output or o.return_fail_output),
             )
         else:
             status = result.status
@@ -388,9 +389,11 @@ class PipeTransport(LocalTransport):
             text = f"Child process of {self.name} transport returned {status}{meaning} from command: {shown}"
             if temporary:
                 raise DeferError(text)
-            raise FailError(text + _with_output(output, o.return_output or o.return_fail_output))
+            raise FailError(text, detail=_with_output(output, o.return_output or o.return_fail_output))
         if o.return_output and output:
-            raise FailError(f"Child process of {self.name} transport produced output from command: {shown}\n{output}")
+            raise FailError(
+                f"Child process of {self.name} transport produced output from command: {shown}", detail=output
+            )
 
 
 def split_command(text: str) -> list[str]:
@@ -458,8 +461,9 @@ def _strip_bar(command: str) -> str:
     return (text[1:] if text.startswith("|") else text).strip()
 
 
-def _with_output(output: str, wanted: bool) -> str:
-    return f"\n{output}" if wanted and output else ""
+def _with_output(output: str, wanted: bool) -> str | None:
+    """The command's output for the bounce (DeliveryError.detail), when the options want it."""
+    return output if wanted and output else None
 
 
 def _spool_reads(chunks: Iterator[bytes], message: OutgoingMessage) -> Iterator[bytes]:
