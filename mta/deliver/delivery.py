@@ -82,8 +82,13 @@ class Delivery:
         lock: MessageLock | None = None,
         dont_deliver: bool = False,
         now: float | None = None,
+        loop_runner: asyncio.Runner | None = None,
     ) -> None:
         self.runtime = runtime
+        # A queue run passes one asyncio.Runner for all its messages, so that
+        # SMTP connections are reused from message to message (connection_max_messages);
+        # the runner's owner closes them at the end.
+        self.loop_runner = loop_runner
         self.config = runtime.config
         self.spool = runtime.spool
         self.logger = runtime.logger
@@ -131,7 +136,7 @@ class Delivery:
             lock.release()
         for bounce_id in self.report.bounce_ids:
             # Bounces go out at once, in this process, each under its own lock.
-            Delivery(self.runtime, bounce_id).run()
+            Delivery(self.runtime, bounce_id, loop_runner=self.loop_runner).run()
         return self.report
 
     def _run_locked(self) -> None:
@@ -196,7 +201,10 @@ class Delivery:
         for item in local:
             self._deliver_local(item, message, env)
         if remote:
-            asyncio.run(self._deliver_remote(remote, message, env))
+            if self.loop_runner is not None:
+                self.loop_runner.run(self._deliver_remote(remote, message, env, close=False))
+            else:
+                asyncio.run(self._deliver_remote(remote, message, env, close=True))
         self._finish(envelope)
 
     def _delivery_env(self, ctx: RoutingContext) -> DeliveryEnv:
@@ -262,7 +270,9 @@ class Delivery:
         return uids
 
     # -- remote -----------------------------------------------------------------
-    async def _deliver_remote(self, items: list[AddressItem], message: OutgoingMessage, env: DeliveryEnv) -> None:
+    async def _deliver_remote(
+        self, items: list[AddressItem], message: OutgoingMessage, env: DeliveryEnv, close: bool
+    ) -> None:
         groups = group_remote(items)
         limit = asyncio.Semaphore(max(1, self.config.main.remote_max_parallel))
 
@@ -288,10 +298,8 @@ class Delivery:
         try:
             await asyncio.gather(*(one(g) for g in groups))
         finally:
-            for transport in {self.runtime.transports[g[0].transport_name or ""] for g in groups}:
-                close = getattr(transport, "close_connections", None)
-                if close is not None:
-                    await close()
+            if close:
+                await close_connections(self.runtime)
 
     def _record_batch(self, group: list[AddressItem], outcomes: dict[AddressItem, Any]) -> None:
         previous: Any = object()
@@ -412,3 +420,23 @@ class Delivery:
 
 def deliver_message(runtime: Runtime, message_id: str, **kwargs: Any) -> DeliveryReport:
     return Delivery(runtime, message_id, **kwargs).run()
+
+
+async def close_connections(runtime: Runtime) -> None:
+    """QUIT every cached SMTP connection of the remote transports."""
+    for transport in runtime.transports.values():
+        close = getattr(transport, "close_connections", None)
+        if close is not None:
+            await close()
+
+
+def deliver_messages(runtime: Runtime, message_ids: list[str], **kwargs: Any) -> list[DeliveryReport]:
+    """Deliver several messages in turn on one event loop (connections are reused), as a queue run does."""
+    reports = []
+    with asyncio.Runner() as runner:
+        try:
+            for message_id in message_ids:
+                reports.append(Delivery(runtime, message_id, loop_runner=runner, **kwargs).run())
+        finally:
+            runner.run(close_connections(runtime))
+    return reports
