@@ -141,7 +141,8 @@ def _deliver(runtime: Runtime, message: Any, body: BinaryIO, started: float) -> 
     arrival = message.arrival
     finished = finish_headers(runtime, message_id, started, arrival, message.headers, message.body)
     logger = runtime.logger
-    logger.main(f"{ARRIVAL} {arrival_log_text(logger, arrival, finished.size, finished.headers)}", message_id)
+    text = arrival_log_text(logger, arrival, finished.size, finished.headers, finished.had_message_id)
+    logger.main(f"{ARRIVAL} {text}", message_id)
 
     def open_body() -> BinaryIO:
         copy = os.fdopen(os.dup(body.fileno()), "rb")

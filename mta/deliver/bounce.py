@@ -273,9 +273,13 @@ def _send_failure_report(
 
 def _failed_recipients_headers(failures: list[FailedAddress]) -> list[Header]:
     """X-Failed-Recipients:, folded one address a line, 50 addresses a header (Exim)."""
-    shown = [
-        dsn_text.printing(f.address if dsn_text.is_pipe_or_file(f.final_address) else f.final_address) for f in failures
-    ]
+    # Each failed address once, even when several recipients led to it (duplicates).
+    shown = list(
+        dict.fromkeys(
+            dsn_text.printing(f.address if dsn_text.is_pipe_or_file(f.final_address) else f.final_address)
+            for f in failures
+        )
+    )
     step = FAILED_RECIPIENTS_PER_HEADER
     return [make_header("X-Failed-Recipients", ",\n  ".join(shown[i : i + step])) for i in range(0, len(shown), step)]
 

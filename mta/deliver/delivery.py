@@ -183,6 +183,9 @@ class Delivery:
         ]
         outcome = engine.route(pending, ctx, done=done_keys)
         for item, error in outcome.failed:
+            if item.parent is not None and item.unique_key() in done_keys:
+                # Failed and bounced in an earlier attempt that left a sibling deferred: not again.
+                continue
             self._record_failure(item, error)
         for item, error in outcome.deferred:
             self._record_deferral(item, error)
@@ -357,8 +360,10 @@ class Delivery:
 
     # -- the end of the attempt ----------------------------------------------------
     def _finish(self, envelope: Envelope) -> None:
-        deferred_tops = {item.top.original_index for item, _ in self.report.deferred}
-        failed_tops = {item.top.original_index for item, _ in self.report.failed}
+        # A duplicate shares the fate of the copy it was folded into: its recipient is not done
+        # while that copy is deferred (or frozen), however it was reached.
+        deferred_tops = {i.top.original_index for item, _ in self.report.deferred for i in _with_duplicates(item)}
+        failed_tops = {i.top.original_index for item, _ in self.report.failed for i in _with_duplicates(item)}
         bounce_failures = self.report.failed
         keep_failed = False
         if bounce_failures:
@@ -376,6 +381,12 @@ class Delivery:
             self._log(f"Frozen: {self._freeze_reason}")
         for key in self._delivered_keys:
             envelope.non_recipients.add(key)
+        if not keep_failed:
+            # Bounced (or ignored) for good, like a delivery (Exim's child_done): a generated address
+            # must not fail and bounce again when its top-level recipient stays for a deferred sibling.
+            for item, _ in self.report.failed:
+                if item.parent is not None:
+                    envelope.non_recipients.add(item.unique_key())
         for index, recipient in enumerate(envelope.recipients):
             if recipient.address in envelope.non_recipients:
                 continue
@@ -402,9 +413,10 @@ class Delivery:
                 # errors_to = <>: failures of this address are not reported.
                 self._log(f"{item.log_name(self._as_local(item))}: error ignored")
                 continue
-            failures.append(
+            # Every recipient that led to the failed address is reported, duplicates included.
+            failures.extend(
                 FailedAddress(
-                    address=item.top.address,
+                    address=copy.top.address,
                     final_address=item.pipe_command or item.file_path or item.address,
                     message=error.message + (f"\n{error.detail.rstrip()}" if error.detail else ""),
                     status=error.esc if error.esc.startswith("5") else "5.0.0",
@@ -412,10 +424,18 @@ class Delivery:
                     diagnostic_code=getattr(error, "smtp_reply", None),
                     errors_to=item.errors_to,
                 )
+                for copy in _with_duplicates(item)
             )
         if not failures:
             return
-        self.report.bounce_ids.extend(send_bounces(self.runtime, envelope, failures, now=self.now))
+        # The bounce arrives now, not when this attempt started: a pipe that ran for an hour
+        # must not give the bounce an arrival time (log line, Received:, -H) an hour old.
+        self.report.bounce_ids.extend(send_bounces(self.runtime, envelope, failures, now=time.time()))
+
+
+def _with_duplicates(item: AddressItem) -> list[AddressItem]:
+    """`item` and the duplicates the routing engine folded into it (delivered with it, once)."""
+    return [item, *item.extra.get("duplicates", [])]
 
 
 def deliver_message(runtime: Runtime, message_id: str, **kwargs: Any) -> DeliveryReport:

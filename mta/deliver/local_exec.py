@@ -15,8 +15,9 @@ that gives up root for good before it opens anything: supplementary
 groups (the user's with initgroups, else only the delivery gid), then
 setgid, then setuid, after which getting root back must fail.  A uid on
 the never_users list (root, normally) is refused before forking.  The
-child starts in the home directory (or current_directory, else "/"),
-with stdin on /dev/null and umask 077 (transports set modes explicitly).
+child starts in current_directory, else the home directory (when it
+exists), else "/", with stdin on /dev/null and umask 077 (transports set
+modes explicitly).
 
 The spool is not readable by the delivery user, so the parent opens the
 message's -D file before forking and the child reads the body through
@@ -380,15 +381,33 @@ def _deliver_in_child(
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    directory = setup.current_directory or setup.home or "/"
-    try:
-        os.chdir(directory)
-    except OSError as exc:
-        raise DeferError(f"failed to chdir to {directory}: {exc.strerror}", errno=exc.errno or 0) from None
+    _enter_working_directory(setup)
     child_message = dataclasses.replace(message, open_body=_body_opener(setup.body_fd, setup.body_offset))
     child_env = dataclasses.replace(env, uid=os.geteuid(), gid=os.getegid(), home=setup.home)
     transport.deliver(child_message, item, child_env)
     return {"status": "ok"}
+
+
+def _enter_working_directory(setup: _ChildSetup) -> None:
+    """chdir to current_directory, else the home directory, else "/" (Exim's order).
+
+    A home directory that does not exist (a system account with home
+    /nonexistent, `useradd -M`) is not a reason to keep the user's mail
+    back: a mailbox in /var/mail does not need it, so the delivery runs in
+    "/" as if no home were set (Exim would defer it for ever).  A home that
+    exists but cannot be entered (EACCES, an NFS error) still defers, and so
+    does a current_directory the administrator set explicitly.
+    """
+    directory = setup.current_directory or setup.home or "/"
+    try:
+        os.chdir(directory)
+        return
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        if setup.current_directory:
+            raise DeferError(f"failed to chdir to {directory}: {exc.strerror}", errno=exc.errno or 0) from None
+    except OSError as exc:
+        raise DeferError(f"failed to chdir to {directory}: {exc.strerror}", errno=exc.errno or 0) from None
+    os.chdir("/")
 
 
 def _drop_privileges(transport: LocalTransport, setup: _ChildSetup) -> None:

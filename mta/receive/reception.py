@@ -151,12 +151,14 @@ class Reception:
         )
         self.writer.commit(envelope)
         self.finished = True
-        self._log_arrival(arrival, envelope, size, all_headers)
+        self._log_arrival(arrival, envelope, size, all_headers, finished.had_message_id)
         return Received(self.message_id, size, envelope)
 
-    def _log_arrival(self, arrival: Arrival, envelope: Envelope, size: int, headers: list[Header]) -> None:
+    def _log_arrival(
+        self, arrival: Arrival, envelope: Envelope, size: int, headers: list[Header], log_message_id: bool
+    ) -> None:
         logger = self.runtime.logger
-        text = arrival_log_text(logger, arrival, size, headers)
+        text = arrival_log_text(logger, arrival, size, headers, log_message_id)
         logger.main(f"{ARRIVAL} {text}", self.message_id, now=self.started)
         if self.config.main.message_logs:
             try:
@@ -165,7 +167,9 @@ class Reception:
                 logger.main(f"cannot write message log: {exc}", self.message_id)
 
 
-def arrival_log_text(logger: Any, arrival: Arrival, size: int, headers: list[Header]) -> str:
+def arrival_log_text(
+    logger: Any, arrival: Arrival, size: int, headers: list[Header], log_message_id: bool = True
+) -> str:
     """The fields of the ``<=`` line: sender [R=] H= U= P= X= A= S= id= [T=] [for ...]."""
     fields = [escape(arrival.sender_address) if arrival.sender_address else "<>"]
     if arrival.parent_id:
@@ -187,7 +191,7 @@ def arrival_log_text(logger: Any, arrival: Arrival, size: int, headers: list[Hea
         fields.append(f"A={arrival.authenticator}" + (f":{escape(arrival.auth_id)}" if arrival.auth_id else ""))
     fields.append(f"S={size}")
     msgid = find(headers, "message-id")
-    if msgid and logger.selected("msg_id"):
+    if msgid and log_message_id and logger.selected("msg_id"):
         value = msgid[0].text.split(":", 1)[1].strip()
         if value.startswith("<") and value.endswith(">"):
             value = value[1:-1]
@@ -206,6 +210,7 @@ class FinishedHeaders:
     headers: list[Header]  # Received: first, then the message's, then any added
     size: int  # Exim's message size: live headers + blank line + body
     max_line_length: int  # longest line as received
+    had_message_id: bool = True  # False when we added Message-Id: (not logged as id=)
 
 
 def finish_headers(
@@ -228,6 +233,7 @@ def finish_headers(
         )
     # Longest line as received (Exim's max_received_linelength): before our additions.
     max_line = max([body.max_line_length] + [len(line) for h in headers for line in h.text.rstrip("\n").split("\n")])
+    had_message_id = bool(find(headers, "message-id"))
     add_missing_headers(config, message_id, started, headers)
     all_headers = [received_header(runtime, message_id, started, arrival), *headers]
     header_size = sum(len(h.text.encode("utf-8", "surrogateescape")) for h in all_headers if h.flag != "*")
@@ -235,7 +241,7 @@ def finish_headers(
     limit = config.main.message_size_limit
     if limit and size > limit:
         raise SubmissionError(f"message too big (size {size}, limit {limit})")
-    return FinishedHeaders(all_headers, size, max_line)
+    return FinishedHeaders(all_headers, size, max_line, had_message_id)
 
 
 def received_header(runtime: Any, message_id: str, started: float, arrival: Arrival) -> Header:

@@ -1,0 +1,122 @@
+"""`mta -bt` and `mta -bv` against real users, alias files and .forward files, in Exim's shape.
+
+The outputs are compared with research/exim-samples (bt-alias-chain.txt,
+bv-bad-address.txt) after the sample's names are replaced by this test's;
+the comparison is skipped, with the reason, when the samples are absent.
+Neither mode delivers anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import DOMAIN, E2E
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "research" / "exim-samples"
+
+
+def sample(name: str) -> tuple[str, int]:
+    """The output recorded in a sample file (after its `# command` line) and its exit status."""
+    path = SAMPLES / name
+    if not path.exists():
+        pytest.skip(f"no Exim samples at {SAMPLES}")
+    lines = path.read_text().splitlines(keepends=True)
+    status = int(lines[-1].removeprefix("# exit status:").strip())
+    return "".join(lines[1:-1]), status
+
+
+def test_bt_alias_chain_matches_exim(e2e: E2E) -> None:
+    alice = e2e.user("alice")
+    e2e.write_aliases(f"sales: help\nhelp: {alice.name}\n")
+    e2e.write_config()
+    proc = e2e.env.run("-bt", f"sales@{DOMAIN}")
+    assert (proc.stdout, proc.returncode) == (
+        f"{alice.address}\n"
+        f"    <-- help@{DOMAIN}\n"
+        f"    <-- sales@{DOMAIN}\n"
+        "  router = localuser, transport = local_mbox\n",
+        0,
+    ), proc.stderr
+    exim_output, exim_status = sample("bt-alias-chain.txt")
+    assert (proc.stdout, proc.returncode) == (exim_output.replace("alice@", f"{alice.name}@"), exim_status)
+    assert not e2e.mbox_path(alice).exists()  # an address test delivers nothing
+    assert e2e.env.message_ids() == []
+
+
+def test_bt_shows_forward_file_and_pipe_items(e2e: E2E) -> None:
+    bob = e2e.user("bob")
+    e2e.write_forward(bob, f"{bob.home}/Maildir/\n")
+    e2e.write_aliases("alerts: |/usr/bin/tee -a /var/log/alerts.out\n")
+    e2e.write_config()
+    proc = e2e.env.run("-bt", bob.address, f"alerts@{DOMAIN}")
+    assert (proc.stdout, proc.returncode) == (
+        f"{bob.home}/Maildir/\n"
+        f"    <-- {bob.address}\n"
+        "  router = userforward, transport = address_directory\n"
+        "|/usr/bin/tee -a /var/log/alerts.out\n"
+        f"    <-- alerts@{DOMAIN}\n"
+        "  router = system_aliases, transport = address_pipe\n",
+        0,
+    ), proc.stderr
+    assert not (bob.home / "Maildir").exists()
+
+
+def test_bt_unknown_user_is_undeliverable(e2e: E2E) -> None:
+    e2e.write_config()
+    proc = e2e.env.run("-bt", f"mallory@{DOMAIN}")
+    assert (proc.stdout, proc.returncode) == (f"mallory@{DOMAIN} is undeliverable: Unknown user\n", 2)
+
+
+def test_bt_alias_loop_is_undeliverable_with_its_chain(e2e: E2E) -> None:
+    e2e.write_aliases("loopa: loopb\nloopb: loopa\n")
+    e2e.write_config()
+    proc = e2e.env.run("-bt", f"loopa@{DOMAIN}", timeout=20)
+    assert (proc.stdout, proc.returncode) == (
+        f"loopa@{DOMAIN} is undeliverable: Unknown user\n"
+        f"    <-- loopb@{DOMAIN}\n"
+        f"    <-- loopa@{DOMAIN}\n",
+        2,
+    )
+
+
+def test_bt_exit_status_is_the_worst_of_several_addresses(e2e: E2E) -> None:
+    alice = e2e.user("alice")
+    e2e.write_config()
+    proc = e2e.env.run("-bt", alice.address, f"mallory@{DOMAIN}")
+    assert proc.returncode == 2
+    assert proc.stdout == (
+        f"{alice.address}\n  router = localuser, transport = local_mbox\n"
+        f"mallory@{DOMAIN} is undeliverable: Unknown user\n"
+    )
+
+
+def test_bv_unknown_user_matches_exim(e2e: E2E) -> None:
+    e2e.write_config()
+    proc = e2e.env.run("-bv", f"mallory@{DOMAIN}")
+    assert (proc.stdout, proc.returncode) == (f"mallory@{DOMAIN} failed to verify: Unknown user\n", 2)
+    assert (proc.stdout, proc.returncode) == sample("bv-bad-address.txt")
+
+
+def test_bv_good_addresses_verify(e2e: E2E) -> None:
+    alice, erin = e2e.user("alice"), e2e.user("erin")
+    e2e.write_aliases(f"sales: help\nhelp: {alice.name}\n")
+    # erin's .forward would be refused (world-writable), but userforward has no_verify: -bv skips it.
+    e2e.write_forward(erin, "somebody@elsewhere.example\n", mode=0o666)
+    e2e.write_config()
+    proc = e2e.env.run("-bv", alice.address, f"sales@{DOMAIN}", erin.address)
+    assert (proc.stdout, proc.returncode) == (
+        f"{alice.address} verified\nsales@{DOMAIN} verified\n{erin.address} verified\n",
+        0,
+    ), proc.stderr
+
+
+def test_bt_of_a_world_writable_forward_cannot_be_resolved(e2e: E2E) -> None:
+    erin = e2e.user("erin")
+    forward = e2e.write_forward(erin, "somebody@elsewhere.example\n", mode=0o666)
+    e2e.write_config()
+    proc = e2e.env.run("-bt", erin.address)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith(f"{erin.address} cannot be resolved at this time: ")
+    assert str(forward) in proc.stdout and "writable" in proc.stdout
