@@ -17,7 +17,7 @@ ensure_venv() {
     # Reinstall when pyproject.toml changed since the last install.
     if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-        "$VENV/bin/python" -m pip install -q -e ".[test]"
+        "$VENV/bin/python" -m pip install -q --config-settings editable_mode=compat -e ".[test]"
         touch "$VENV/.installed"
     fi
 }

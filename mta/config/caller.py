@@ -12,6 +12,7 @@ import dataclasses
 import grp
 import os
 import pwd
+from typing import Any
 
 from mta.values import split_list
 
@@ -70,3 +71,25 @@ def is_admin(caller: Caller, admin_groups: str, mta_group: str, trusted: bool) -
         return True
     names = [g for g in split_list(admin_groups) if g] + [mta_group]
     return any(gid in caller.groups for gid in (_group_id(g) for g in names) if gid is not None)
+
+
+def mta_identity(config: Any) -> tuple[str, int, int]:
+    """Login, uid and gid that reports (bounces, error mail) are spooled under: mta_user/mta_group."""
+    from mta.errors import ConfigError
+
+    name = config.main.mta_user
+    try:
+        entry = pwd.getpwnam(name)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    except KeyError:
+        if not name.isdigit():
+            raise ConfigError(f'mta_user "{name}" is not a known user') from None
+        uid = gid = int(name)
+    group = config.main.mta_group
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        if group.isdigit():
+            gid = int(group)
+        # Otherwise the user's own group: the login is what identifies a report.
+    return name, uid, gid

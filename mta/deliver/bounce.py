@@ -49,17 +49,16 @@ original and tries again later.
 from __future__ import annotations
 
 import dataclasses
-import grp
-import pwd
 import re
 import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from mta.config.caller import mta_identity
 from mta.config.variables import expansion_context
 from mta.deliver import dsn_text
-from mta.errors import ConfigError, ExpansionError
+from mta.errors import ExpansionError
 from mta.expand.expander import expand
 from mta.message.headers import Header, make_header
 from mta.receive.body import CHUNK_SIZE, LocalBodyWriter
@@ -69,7 +68,6 @@ from mta.spool.envelope import FLAG_OLD, Envelope, encode_text
 if TYPE_CHECKING:
     from typing import BinaryIO
 
-    from mta.config.loader import Config
     from mta.runtime import Runtime
 
 # Exim's -dsn_ret value for RET=HDRS (RET=FULL is 1).
@@ -392,7 +390,7 @@ def _spool_report(
     now: float,
 ) -> str:
     """Put a report on the spool from <>, for `target`; return its message id."""
-    login, uid, gid = _mta_identity(runtime.config)
+    login, uid, gid = mta_identity(runtime.config)
     reception = Reception(runtime, now)
     try:
         # LocalBodyWriter without dot handling: it only counts lines and
@@ -425,21 +423,3 @@ def _spool_report(
     return received.message_id
 
 
-def _mta_identity(config: Config) -> tuple[str, int, int]:
-    """Login, uid and gid a report is spooled under: mta_user and mta_group (Exim's exim_user)."""
-    name = config.main.mta_user
-    try:
-        entry = pwd.getpwnam(name)
-        uid, gid = entry.pw_uid, entry.pw_gid
-    except KeyError:
-        if not name.isdigit():
-            raise ConfigError(f'mta_user "{name}" is not a known user') from None
-        uid = gid = int(name)
-    group = config.main.mta_group
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        if group.isdigit():
-            gid = int(group)
-        # Otherwise the user's own group: the login is what identifies a report.
-    return name, uid, gid

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import signal
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -292,6 +293,30 @@ def read_local_message(
                 sender = SenderDecision(qualify(parse_envelope_address(parts[1]), config.qualify_domain), False)
             except AddressError:
                 pass  # not an address: keep the sender we had, as Exim does
+    try:
+        return _read_rest(config, stream, body_out, block, caller, trusted, recipients, extract, dot_ends, sender,
+                          sender_name, protocol)
+    except SubmissionError as exc:
+        # What the sender wrote, for the copy in an error report (-oem).
+        exc.header_text = "".join(block.lines)  # type: ignore[attr-defined]
+        raise
+
+
+def _read_rest(
+    config: Config,
+    stream: BinaryIO,
+    body_out: BinaryIO,
+    block: HeaderBlock,
+    caller: Caller,
+    trusted: bool,
+    recipients: list[str],
+    extract: bool,
+    dot_ends: bool,
+    sender: SenderDecision,
+    sender_name: str | None,
+    protocol: str,
+) -> LocalMessage:
+    own = qualify(caller.login, config.qualify_domain)
     headers = parse_header_block("".join(block.lines)) if block.lines else []
     line_limit = config.main.header_line_maxsize
     if line_limit and any(len(h.text) > line_limit for h in headers):
@@ -362,6 +387,12 @@ def receive_local(
     try:
         message = read_local_message(runtime.config, stream, reception.data_file, **reading)
         received = reception.accept(message.arrival, message.headers, message.body)
+    except SubmissionError as exc:
+        # Keep what was read for an error report to the sender (-oem), then forget it.
+        header_text = getattr(exc, "header_text", "").encode("utf-8", "surrogateescape")
+        exc.copy = header_text + b"\n" + _read_back(reception)  # type: ignore[attr-defined]
+        reception.abort()
+        raise
     except BaseException:
         reception.abort()
         raise
@@ -370,6 +401,17 @@ def receive_local(
     else:
         reception.close()
     return received
+
+
+def _read_back(reception: Reception, limit: int = 1024 * 1024) -> bytes:
+    """The body written so far (up to `limit` bytes), for a copy in an error report."""
+    data_file = reception.data_file
+    data_file.flush()
+    data_file.seek(0)
+    data_file.readline()  # the "ID-D" line
+    body = data_file.read(limit)
+    data_file.seek(0, 2)
+    return body
 
 
 def _dedupe(addresses: list[str]) -> list[str]:
@@ -425,6 +467,20 @@ def submit_from_command_line(config: Config, inv: Invocation, stream: BinaryIO) 
             protocol=inv.receive_protocol if (trusted and inv.receive_protocol) else "local",
             keep_lock=mode not in ("q", "qs"),
         )
+    except SubmissionError as exc:
+        if inv.error_mode in ("m", "w", "e") and sender.sender_address:
+            from mta.receive.moan import send_submission_error
+
+            copy = getattr(exc, "copy", b"")
+            report_id = send_submission_error(runtime, sender.sender_address, exc.message, copy)
+            runtime.logger.main(f"Error message sent to <{sender.sender_address}>: {exc.message}", report_id)
+            if mode not in ("q", "qs"):
+                start_delivery(runtime, report_id, runtime.spool.lock(report_id), background=(mode == "b"))
+            if inv.error_mode == "e":
+                # -oee: the error has been reported by mail, which counts as success.
+                sys.stderr.write(f"mta: {exc.message} (an error report was mailed to {sender.sender_address})\n")
+                return 0
+        raise
     finally:
         if timeout:
             signal.alarm(0)

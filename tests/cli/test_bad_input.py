@@ -31,7 +31,7 @@ def refused(result: subprocess.CompletedProcess[str], env: MtaEnv, message: str)
 
 def test_no_recipients_without_t(mta_env: MtaEnv) -> None:
     refused(
-        mta_env.run("-odq", input=SIMPLE),
+        mta_env.run("-odq", "-oep", input=SIMPLE),
         mta_env,
         "mta: no recipients given on the command line (use -t to take them from the headers)",
     )
@@ -43,14 +43,15 @@ def test_no_recipients_without_t(mta_env: MtaEnv) -> None:
     ids=["no headers", "empty headers"],
 )
 def test_no_recipients_with_t(mta_env: MtaEnv, text: str) -> None:
-    refused(mta_env.run("-odq", "-t", input=text), mta_env, "mta: no recipients found in To:, Cc: or Bcc: (with -t)")
+    result = mta_env.run("-odq", "-oep", "-t", input=text)
+    refused(result, mta_env, "mta: no recipients found in To:, Cc: or Bcc: (with -t)")
 
 
 def test_unterminated_header_block(mta_env: MtaEnv) -> None:
     mta_env.write_config("header_maxsize = 1K\n")
     text = "".join(f"X-Header-{i}: some value\n" for i in range(100))  # about 2.5K, no blank line
     refused(
-        mta_env.run("-odq", "bob@example.com", input=text),
+        mta_env.run("-odq", "-oep", "bob@example.com", input=text),
         mta_env,
         "mta: header section is larger than header_maxsize (1024 bytes): is the blank line after the headers missing?",
     )
@@ -58,7 +59,7 @@ def test_unterminated_header_block(mta_env: MtaEnv) -> None:
 
 def test_message_of_only_headers_is_accepted(mta_env: MtaEnv) -> None:
     """Exim accepts a message with no body (and no blank line): so do we."""
-    result = mta_env.run("-odq", "bob@example.com", input="Subject: only headers\nX-A: b\n")
+    result = mta_env.run("-odq", "-oep", "bob@example.com", input="Subject: only headers\nX-A: b\n")
     assert (result.returncode, result.stderr) == (0, "")
     (message_id,) = mta_env.message_ids()
     assert mta_env.data_file(message_id) == f"{message_id}-D\n".encode()
@@ -66,7 +67,7 @@ def test_message_of_only_headers_is_accepted(mta_env: MtaEnv) -> None:
 
 
 def test_nul_bytes_stored_as_they_are_by_default(mta_env: MtaEnv) -> None:
-    result = mta_env.run("-odq", "bob@example.com", input=b"Subject: x\n\na\0b\0\0c\n")
+    result = mta_env.run("-odq", "-oep", "bob@example.com", input=b"Subject: x\n\na\0b\0\0c\n")
     assert (result.returncode, result.stderr) == (0, "")
     (message_id,) = mta_env.message_ids()
     assert mta_env.data_file(message_id) == f"{message_id}-D\n".encode() + b"a\0b\0\0c\n"
@@ -78,7 +79,7 @@ def test_nul_bytes_stored_as_they_are_by_default(mta_env: MtaEnv) -> None:
 def test_nul_bytes_refused_with_message_reject_nul(mta_env: MtaEnv) -> None:
     mta_env.write_config("message_reject_nul = true\n")
     refused(
-        mta_env.run("-odq", "bob@example.com", input=b"Subject: x\n\na\0b\n"),
+        mta_env.run("-odq", "-oep", "bob@example.com", input=b"Subject: x\n\na\0b\n"),
         mta_env,
         "mta: message body contains 1 NUL byte(s); refused (message_reject_nul is set)",
     )
@@ -86,7 +87,7 @@ def test_nul_bytes_refused_with_message_reject_nul(mta_env: MtaEnv) -> None:
 
 def test_nul_in_a_header_is_refused(mta_env: MtaEnv) -> None:
     refused(
-        mta_env.run("-odq", "bob@example.com", input=b"Subject: a\0b\n\nbody\n"),
+        mta_env.run("-odq", "-oep", "bob@example.com", input=b"Subject: a\0b\n\nbody\n"),
         mta_env,
         "mta: NUL character in header line 1",
     )
@@ -96,7 +97,7 @@ TEN_MB = 10 * 1024 * 1024
 
 
 def test_ten_megabyte_single_line_accepted(mta_env: MtaEnv) -> None:
-    result = mta_env.run("-odq", "bob@example.com", input=b"Subject: big\n\n" + b"x" * TEN_MB + b"\n")
+    result = mta_env.run("-odq", "-oep", "bob@example.com", input=b"Subject: big\n\n" + b"x" * TEN_MB + b"\n")
     assert (result.returncode, result.stderr) == (0, "")
     (message_id,) = mta_env.message_ids()
     data_path = next((mta_env.spool / "input").rglob(f"{message_id}-D"))
@@ -107,7 +108,7 @@ def test_ten_megabyte_single_line_accepted(mta_env: MtaEnv) -> None:
 def test_ten_megabyte_line_refused_over_message_size_limit(mta_env: MtaEnv) -> None:
     mta_env.write_config("message_size_limit = 1M\n")
     refused(
-        mta_env.run("-odq", "bob@example.com", input=b"Subject: big\n\n" + b"x" * TEN_MB + b"\n"),
+        mta_env.run("-odq", "-oep", "bob@example.com", input=b"Subject: big\n\n" + b"x" * TEN_MB + b"\n"),
         mta_env,
         "mta: message too big (size limit is 1048576 bytes)",
     )
@@ -117,7 +118,7 @@ def test_headers_push_message_over_the_limit(mta_env: MtaEnv) -> None:
     """The limit counts the headers too (Exim's message_size), not only the body."""
     mta_env.write_config("message_size_limit = 1K\n")
     text = "X-Filler: " + "y" * 900 + "\n\n" + "z" * 100 + "\n"
-    result = mta_env.run("-odq", "bob@example.com", input=text)
+    result = mta_env.run("-odq", "-oep", "bob@example.com", input=text)
     assert result.returncode == 1
     assert result.stderr.startswith("mta: message too big (size ") and result.stderr.endswith(", limit 1024)\n")
     assert result.stderr.count("\n") == 1
@@ -188,7 +189,7 @@ def test_spool_directory_below_a_regular_file(mta_env: MtaEnv) -> None:
     blocker = mta_env.root / "blocker"
     blocker.write_text("")
     mta_env.write_config(base=f"spool_directory = {blocker}/spool\n")
-    result = mta_env.run("-odq", "bob@example.com", input=SIMPLE)
+    result = mta_env.run("-odq", "-oep", "bob@example.com", input=SIMPLE)
     assert result.returncode == 1
     assert result.stderr == f"mta: spool directory {blocker} exists and is not a directory\n"
 
@@ -202,11 +203,11 @@ def test_spool_directory_below_a_regular_file(mta_env: MtaEnv) -> None:
     ids=["space", "empty"],
 )
 def test_bad_recipient_address(mta_env: MtaEnv, address: str, reason: str) -> None:
-    refused(mta_env.run("-odq", address, input=SIMPLE), mta_env, reason)
+    refused(mta_env.run("-odq", "-oep", address, input=SIMPLE), mta_env, reason)
 
 
 def test_bad_address_in_to_with_t(mta_env: MtaEnv) -> None:
-    result = mta_env.run("-odq", "-t", input="To: <unterminated@example.com\n\nb\n")
+    result = mta_env.run("-odq", "-oep", "-t", input="To: <unterminated@example.com\n\nb\n")
     assert result.returncode == 1
     assert result.stderr.startswith("mta: bad address in To: header: ") and result.stderr.count("\n") == 1
     assert mta_env.spool_files() == []

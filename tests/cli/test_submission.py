@@ -167,7 +167,7 @@ def test_t_resent_headers_take_over(mta_env: MtaEnv) -> None:
 
 
 def test_t_with_nothing_left_after_removal(mta_env: MtaEnv) -> None:
-    result = mta_env.run("-odq", "-t", "only@example.org", input="To: only@example.org\n\nb\n")
+    result = mta_env.run("-odq", "-oep", "-t", "only@example.org", input="To: only@example.org\n\nb\n")
     assert result.returncode == 1
     assert result.stderr == "mta: no recipients found in To:, Cc: or Bcc: (with -t)\n"
     assert mta_env.spool_files() == []
