@@ -4,4 +4,7 @@ The registry maps each ``driver =`` name to "module:Class"; classes are
 imported only when a configuration uses them.
 """
 
-AUTHENTICATORS: dict[str, str] = {}
+AUTHENTICATORS: dict[str, str] = {
+    "cram_md5": "mta.auth.cram_md5:CramMd5Authenticator",
+    "plaintext": "mta.auth.plaintext:PlaintextAuthenticator",
+}

@@ -6,7 +6,8 @@ child process that has already dropped to the delivery user's uid/gid:
     transport.deliver(message, item, env)   # returns on success
 
 Remote transports (smtp) take a batch of addresses that share a host list
-and sender, and return one outcome per address:
+and sender, and return one outcome per address (`Delivered`, `DeferError`
+or `FailError`):
 
     outcomes = await transport.deliver_batch(message, items, env)
 
@@ -28,6 +29,7 @@ from mta.errors import DeferError, FailError
 
 if TYPE_CHECKING:
     from mta.message.headers import Header
+    from mta.route.dns import Host
     from mta.route.item import AddressItem
 
 
@@ -101,7 +103,27 @@ class DeliveryEnv:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-Outcome = DeferError | FailError | None  # None = delivered
+@dataclasses.dataclass(slots=True)
+class Delivered:
+    """A remote delivery that the server accepted, with what the log line shows.
+
+    `host` is the host that took the message (address and port filled in),
+    `confirmation` its final reply ("250 2.0.0 Ok: queued", the log's C=),
+    `cipher` the TLS cipher ("TLS1.3:TLS_AES_256_GCM_SHA384:256", X=) or None
+    in clear, `reused_connection` true when the connection had already
+    carried an earlier message (the log adds ``*`` after the host), and
+    `tls_verified` whether the server's certificate was verified (CV=), None
+    without TLS.
+    """
+
+    host: Host | None = None
+    confirmation: str | None = None
+    cipher: str | None = None
+    reused_connection: bool = False
+    tls_verified: bool | None = None
+
+
+Outcome = Delivered | DeferError | FailError
 
 
 class Transport(Driver):

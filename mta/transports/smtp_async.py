@@ -1,0 +1,388 @@
+"""The smtp transport on asyncio: the client delivery processes use.
+
+    outcomes = await transport.deliver_batch(message, items, env)
+    ...
+    await transport.close_connections()      # QUIT the connections kept for later messages
+
+The conversation is mta.transports.smtp_plan's, the same as the blocking
+client's; this module performs its I/O requests on the running event loop
+and never blocks it: file reads of the body and TLS context set-up run in
+threads, host names are looked up with ``env.extra["resolver"]`` (a
+mta.route.dns.DnsResolver) when given, else with the loop's getaddrinfo
+(a thread).
+
+Why not aiosmtplib, though it is installed: its SMTPProtocol (5.1) cannot
+pipeline — it drops reply bytes that arrive while no read is pending, and a
+second reply that arrives in the same segment as the first stays in its
+buffer until more data comes (the read hangs until the timeout) — it cannot
+stream DATA with flow control without private API, and its implicit-TLS
+connect verifies the certificate against the address it connects to, not
+the host's name.  Our protocol below is small: bytes go to the shared
+ReplyParser, replies are queued in order, writes wait for the transport's
+flow control.
+
+Idle connections are kept per transport for later calls on the same event
+loop (connection_max_messages); `close_connections_async` must be awaited
+before that loop ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from mta.errors import DeferError, FailError
+from mta.transports.smtp_plan import SmtpJob
+from mta.transports.smtp_wire import (
+    ECONNREFUSED,
+    ETIMEDOUT,
+    Blocking,
+    Close,
+    Connect,
+    Park,
+    Pending,
+    Receive,
+    Reply,
+    ReplyError,
+    ReplyParser,
+    Resolve,
+    Reuse,
+    Send,
+    SendBody,
+    Session,
+    SmtpIoError,
+    StartTls,
+    TlsInfo,
+    TlsSetup,
+    make_ssl_context,
+    tls_info,
+)
+
+if TYPE_CHECKING:
+    from mta.route.item import AddressItem
+    from mta.transports.base import DeliveryEnv, Outcome, OutgoingMessage
+    from mta.transports.smtp import SmtpTransport
+    from mta.transports.smtp_wire import Op
+
+
+class _SmtpProtocol(asyncio.Protocol):
+    """One connection: replies in order, writes under flow control, errors kept for the next read."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = ReplyParser()
+        self.replies: list[Reply] = []
+        self.error: SmtpIoError | None = None  # set once: a protocol error, EOF or loss
+        self._reply_waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._paused = False
+
+    # -- asyncio callbacks ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.replies.extend(self.parser.feed(data))
+        except ReplyError as exc:
+            self.replies.extend(exc.replies)
+            self.error = SmtpIoError("protocol", str(exc))
+            if self.transport is not None:
+                self.transport.abort()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        if self.error is None:
+            self.error = SmtpIoError("lost", "connection closed by the server")
+        self._wake()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.error is None:
+            text = (exc.strerror if isinstance(exc, OSError) else None) or str(exc or "connection closed")
+            self.error = SmtpIoError("lost", text, getattr(exc, "errno", 0) or 0)
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake()
+
+    def _wake(self) -> None:
+        for waiter in (self._reply_waiter, self._drain_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    # -- used by the runner -----------------------------------------------------
+
+    async def read_reply(self, timeout: float) -> Reply:
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.replies:
+                    if self.error is not None:
+                        raise self.error
+                    self._reply_waiter = self.loop.create_future()
+                    await self._reply_waiter
+        except TimeoutError:
+            raise SmtpIoError("timeout", "timed out waiting for a reply") from None
+        return self.replies.pop(0)
+
+    async def write(self, data: bytes, timeout: float) -> None:
+        if self.error is not None or self.transport is None or self.transport.is_closing():
+            raise self.error or SmtpIoError("lost", "connection closed")
+        self.transport.write(data)
+        try:
+            async with asyncio.timeout(timeout):
+                while self._paused:
+                    if self.error is not None:
+                        raise self.error
+                    self._drain_waiter = self.loop.create_future()
+                    await self._drain_waiter
+        except TimeoutError:
+            raise SmtpIoError("timeout", "timed out writing") from None
+
+    def pending(self) -> bool:
+        return bool(self.replies) or self.parser.pending or self.error is not None
+
+    def close(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.transport.get_extra_info("ssl_object") is not None:
+            # A TLS close() waits for the server's close_notify, up to 30 s, before the
+            # socket is closed: the event loop may be gone by then, leaking it.  Every
+            # reply we wanted has been read when we close, so drop the connection now.
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+
+class _Pool:
+    """Idle connections and TLS contexts a transport keeps, valid on one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.idle: dict[tuple[str, int, str | None], list[tuple[_SmtpProtocol, Session]]] = {}
+        self.contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
+
+
+class _Runner:
+    def __init__(self, pool: _Pool | None, env: DeliveryEnv) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.pool = pool
+        self.contexts: dict[tuple[Any, ...], ssl.SSLContext] = pool.contexts if pool is not None else {}
+        self.resolver = env.extra.get("resolver")
+        self.conn: _SmtpProtocol | None = None
+
+    async def perform(self, op: Op) -> Any:
+        if isinstance(op, Send):
+            return await self._current().write(op.data, op.timeout)
+        if isinstance(op, Receive):
+            return await self._current().read_reply(op.timeout)
+        if isinstance(op, Pending):
+            return self._current().pending()
+        if isinstance(op, SendBody):
+            return await self._send_body(op)
+        if isinstance(op, Connect):
+            return await self._connect(op)
+        if isinstance(op, StartTls):
+            return await self._start_tls(op)
+        if isinstance(op, Close):
+            return self.close_current()
+        if isinstance(op, Reuse):
+            return self._reuse(op)
+        if isinstance(op, Park):
+            return self._park(op)
+        if isinstance(op, Resolve):
+            return await self._resolve(op.name)
+        if isinstance(op, Blocking):
+            return await asyncio.to_thread(op.function)
+        raise TypeError(f"unknown smtp op {op!r}")
+
+    def _current(self) -> _SmtpProtocol:
+        if self.conn is None:
+            raise RuntimeError("smtp plan used a connection it had not opened")
+        return self.conn
+
+    def close_current(self) -> None:
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            conn.close()
+
+    async def _context(self, setup: TlsSetup) -> ssl.SSLContext:
+        key = setup.context_key
+        if key not in self.contexts:
+            try:  # reading CA files: not on the loop
+                self.contexts[key] = await asyncio.to_thread(make_ssl_context, setup)
+            except OSError as exc:
+                raise SmtpIoError("tls", f"TLS set-up failed: {exc}") from None
+        return self.contexts[key]
+
+    async def _connect(self, op: Connect) -> TlsInfo | None:
+        protocol = _SmtpProtocol(self.loop)
+        context = await self._context(op.tls) if op.tls is not None else None
+        try:
+            async with asyncio.timeout(op.timeout):
+                await self.loop.create_connection(
+                    lambda: protocol,
+                    host=op.host.address,
+                    port=op.host.port or 25,
+                    ssl=context,
+                    # "" sends no SNI and checks no name (a non-verifying session).
+                    server_hostname=(op.tls.server_hostname or "") if op.tls is not None else None,
+                    ssl_handshake_timeout=op.timeout if context is not None else None,
+                    local_addr=(op.interface, 0) if op.interface else None,
+                )
+        except TimeoutError:
+            protocol.close()
+            raise SmtpIoError("timeout_connect", "Connection timed out", ETIMEDOUT) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise SmtpIoError("verify", f"certificate verification failed: {exc.verify_message}") from None
+        except ssl.SSLError as exc:
+            raise SmtpIoError("tls", str(exc)) from None
+        except ConnectionRefusedError:
+            raise SmtpIoError("refused", "Connection refused", ECONNREFUSED) from None
+        except OSError as exc:
+            raise SmtpIoError("connect", exc.strerror or str(exc), exc.errno or 0) from None
+        self.conn = protocol
+        sock = protocol.transport.get_extra_info("socket") if protocol.transport is not None else None
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if op.tls is None:
+            return None
+        return self._tls_info(op.tls)
+
+    async def _start_tls(self, op: StartTls) -> TlsInfo:
+        protocol = self._current()
+        context = await self._context(op.tls)
+        if protocol.transport is None:
+            raise SmtpIoError("lost", "connection closed")
+        try:
+            async with asyncio.timeout(op.timeout):
+                transport = await self.loop.start_tls(
+                    protocol.transport,
+                    protocol,
+                    context,
+                    server_hostname=op.tls.server_hostname or "",
+                    ssl_handshake_timeout=op.timeout,
+                )
+        except ssl.SSLCertVerificationError as exc:
+            raise SmtpIoError("verify", f"certificate verification failed: {exc.verify_message}") from None
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError, a reset, or the handshake timing out
+            raise SmtpIoError("tls", str(exc) or type(exc).__name__) from None
+        if transport is None:
+            raise SmtpIoError("lost", "connection closed during the TLS handshake")
+        protocol.transport = transport  # type: ignore[assignment]
+        return self._tls_info(op.tls)
+
+    def _tls_info(self, setup: TlsSetup) -> TlsInfo:
+        transport = self._current().transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is None:
+            raise SmtpIoError("tls", "no TLS session after the handshake")
+        return tls_info(ssl_object, setup.verify)
+
+    async def _send_body(self, op: SendBody) -> None:
+        protocol = self._current()
+        chunks = iter(op.chunks)
+        while True:
+            # The body is read from -D in a thread.  A read failure propagates as it
+            # is (not as an SmtpIoError): the dot is then never sent.
+            chunk = await asyncio.to_thread(next, chunks, None)
+            if chunk is None:
+                return
+            await protocol.write(chunk, op.timeout)
+
+    def _reuse(self, op: Reuse) -> Session | None:
+        idle = self.pool.idle.get(op.key) if self.pool is not None else None
+        if not idle:
+            return None
+        self.conn, session = idle.pop()
+        return session
+
+    def _park(self, op: Park) -> None:
+        conn, self.conn = self._current(), None
+        if self.pool is None:
+            conn.close()
+            return
+        self.pool.idle.setdefault(op.session.key, []).append((conn, op.session))
+
+    async def _resolve(self, name: str) -> list[str]:
+        if self.resolver is not None:
+            try:
+                hosts = await self.resolver.find_hosts_by_name_async(name)
+            except FailError as exc:
+                raise SmtpIoError("lookup", exc.message, permanent=True) from None
+            except DeferError as exc:
+                raise SmtpIoError("lookup", exc.message) from None
+            return [host.address for host in hosts if host.address]
+        try:
+            infos = await self.loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            permanent = exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
+            raise SmtpIoError("lookup", f"host lookup for {name} failed: {exc.strerror}", permanent=permanent) from None
+        return [str(info[4][0]) for info in infos]
+
+
+async def _run(job: SmtpJob, runner: _Runner) -> None:
+    plan = job.plan()
+    value: Any = None
+    error: SmtpIoError | None = None
+    try:
+        while True:
+            try:
+                op = plan.throw(error) if error is not None else plan.send(value)
+            except StopIteration:
+                return
+            value, error = None, None
+            try:
+                value = await runner.perform(op)
+            except SmtpIoError as exc:
+                error = exc
+    finally:
+        # Also on cancellation: the current connection is never left open (the pool's are idle and clean).
+        runner.close_current()
+
+
+def _pool(transport: SmtpTransport) -> _Pool:
+    loop = asyncio.get_running_loop()
+    pool: _Pool | None = transport.async_pool
+    if pool is None or pool.loop is not loop:
+        # Connections of another event loop cannot be used here (close_connections_async
+        # should have been awaited on it).
+        pool = transport.async_pool = _Pool(loop)
+    return pool
+
+
+async def deliver_batch_async(
+    transport: SmtpTransport, message: OutgoingMessage, items: list[AddressItem], env: DeliveryEnv
+) -> dict[AddressItem, Outcome]:
+    """SmtpTransport.deliver_batch: one outcome per item."""
+    job = SmtpJob(transport, message, items, env)
+    await _run(job, _Runner(_pool(transport) if job.use_cache else None, env))
+    return {item: job.outcomes[item] for item in items}
+
+
+async def close_connections_async(transport: SmtpTransport) -> None:
+    """QUIT and close the idle connections `transport` keeps on the running loop."""
+    pool: _Pool | None = transport.async_pool
+    if pool is None:
+        return
+    transport.async_pool = None
+    connections = [conn for entries in pool.idle.values() for conn, _session in entries]
+    pool.idle.clear()
+    for conn in connections:
+        try:
+            await conn.write(b"QUIT\r\n", 5)
+            await conn.read_reply(5)
+        except SmtpIoError:
+            pass  # we are hanging up anyway; the server's goodbye changes nothing
+        finally:
+            conn.close()
