@@ -55,14 +55,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from mta.config.caller import mta_identity
 from mta.config.variables import expansion_context
 from mta.deliver import dsn_text
 from mta.errors import ExpansionError
 from mta.expand.expander import expand
 from mta.message.headers import Header, make_header
 from mta.receive.body import CHUNK_SIZE, LocalBodyWriter
-from mta.receive.reception import Arrival, Reception
+from mta.receive.report import spool_report
 from mta.spool.envelope import FLAG_OLD, Envelope, encode_text
 
 if TYPE_CHECKING:
@@ -204,7 +203,7 @@ def send_delay_warning(
             writer, boundary, text, status, "text/rfc822-headers", lambda: _write_copy(runtime, original, writer)
         )
 
-    return _spool_report(runtime, original, target, headers, write_body, now)
+    return spool_report(runtime, target, headers, write_body, now=now, parent_id=original.message_id)
 
 
 # -- the bounce -------------------------------------------------------------
@@ -266,7 +265,7 @@ def _send_failure_report(
             lambda: _write_copy(runtime, original, writer, with_body=copy != _HEADERS, limit=body_limit),
         )
 
-    return _spool_report(runtime, original, target, headers, write_body, now)
+    return spool_report(runtime, target, headers, write_body, now=now, parent_id=original.message_id)
 
 
 def _failed_recipients_headers(failures: list[FailedAddress]) -> list[Header]:
@@ -379,47 +378,5 @@ def _copy_body(body: BinaryIO, writer: LocalBodyWriter, limit: int) -> None:
         last = chunk[-1:]
     if last != b"\n":
         writer.feed(b"\n")  # the closing boundary must start a line
-
-
-def _spool_report(
-    runtime: Runtime,
-    original: Envelope,
-    target: str,
-    headers: list[Header],
-    write_body: Callable[[LocalBodyWriter], None],
-    now: float,
-) -> str:
-    """Put a report on the spool from <>, for `target`; return its message id."""
-    login, uid, gid = mta_identity(runtime.config)
-    reception = Reception(runtime, now)
-    try:
-        # LocalBodyWriter without dot handling: it only counts lines and
-        # bytes for -H and keeps the body in LF form (a wire-format -D of
-        # the original comes back with LF line ends).
-        writer = LocalBodyWriter(reception.data_file, dot_ends=False)
-        write_body(writer)
-        stats = writer.finish()
-        arrival = Arrival(
-            sender_address="",
-            recipients=[target],
-            received_protocol="local",
-            caller_login=login,
-            caller_uid=uid,
-            caller_gid=gid,
-            ident=login,
-            local=False,
-            allow_unqualified=True,
-            localerror=True,
-            parent_id=original.message_id,
-        )
-        received = reception.accept(arrival, headers, stats)
-    finally:
-        # finished is set once the -H is in place: then the message is ours
-        # to let go of; before that, nothing of it may stay on the spool.
-        if reception.finished:
-            reception.close()
-        else:
-            reception.abort()
-    return received.message_id
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mta.config.caller import mta_identity
 from mta.message.headers import make_header
 from mta.receive.body import LocalBodyWriter
-from mta.receive.reception import Arrival, Reception
+from mta.receive.report import spool_report
 
 if TYPE_CHECKING:
     from mta.runtime import Runtime
@@ -48,28 +47,10 @@ def send_submission_error(runtime: Runtime, sender: str, reason: str, copy: byte
         make_header("To", sender),
         make_header("Subject", "Mail failure - message not accepted"),
     ]
-    login, uid, gid = mta_identity(config)
-    reception = Reception(runtime)
-    try:
-        writer = LocalBodyWriter(reception.data_file, dot_ends=False)
-        writer.feed(INTRO.format(reason=reason).encode("utf-8", "surrogateescape"))
+    intro = INTRO.format(reason=reason).encode("utf-8", "surrogateescape")
+
+    def write_body(writer: LocalBodyWriter) -> None:
+        writer.feed(intro)
         writer.feed(copy)
-        stats = writer.finish()
-        arrival = Arrival(
-            sender_address="",
-            recipients=[sender],
-            received_protocol="local",
-            caller_login=login,
-            caller_uid=uid,
-            caller_gid=gid,
-            ident=login,
-            local=False,
-            allow_unqualified=True,
-            localerror=True,
-        )
-        received = reception.accept(arrival, headers, stats)
-    except BaseException:
-        reception.abort()
-        raise
-    reception.close()
-    return received.message_id
+
+    return spool_report(runtime, sender, headers, write_body)
