@@ -115,7 +115,9 @@ def build_runtime(config: Config, verbose: bool = False, quiet_log_failures: boo
     )
     for driver in (*runtime.directors, *runtime.routers, *runtime.transports.values(), *runtime.authenticators):
         driver.check(runtime)
-    _check_retry_rules(config)
+    if not config.main.mua_wrapper:
+        # mua_wrapper never reads or writes retry data, so its rules are not parsed.
+        _check_retry_rules(config)
     return runtime
 
 

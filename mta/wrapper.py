@@ -8,7 +8,8 @@ log if the log can be written), the exit status is 1, nothing stays
 behind and no bounce is ever sent.  No retry data is read or written.
 
 Security: runs as the calling user; when called as root it drops to
-mta_user before it reads the message.  It needs no spool: the body is held
+mta_user before it talks to the network (reading the message and routing
+happen first, with the caller's rights).  It needs no spool: the body is held
 in an anonymous in-memory file (memfd), so a user with no write access to
 any directory can send mail.
 
@@ -58,11 +59,22 @@ def refuse_mode(mode: str) -> str | None:
 
 
 def _drop_privileges(config: Config) -> None:
-    """As root, become mta_user for the rest of the run (Exim's deliver_drop_privilege)."""
+    """As root, become mta_user for the rest of the run (Exim's deliver_drop_privilege).
+
+    Modules the rest of the run may import lazily are imported first: the
+    unprivileged user may not be able to read a Python installed under a
+    private directory (/root/.pyenv, a virtualenv in a home).
+    """
     if os.geteuid() != 0:
         return
+    import encodings.ascii
+    import encodings.idna  # noqa: F401 - socket uses these for host names
     import grp
     import pwd
+    import ssl  # noqa: F401 - STARTTLS
+
+    import mta.deliver.deliverlog
+    import mta.transports.smtp  # noqa: F401 - failure_message
 
     try:
         user = pwd.getpwnam(config.main.mta_user)
@@ -104,7 +116,6 @@ def _submit(config: Config, inv: Invocation, stream: BinaryIO) -> None:
     m = config.main
     trusted = is_trusted(caller, m.trusted_users, m.trusted_groups, m.mta_user)
     runtime = build_runtime(config, verbose=inv.verbose, quiet_log_failures=True)
-    _drop_privileges(config)
     recipients = parse_recipient_arguments(inv.args, config.qualify_recipient)
     if not inv.extract_recipients and not recipients:
         raise SubmissionError("no recipients given on the command line (use -t to take them from the headers)")
@@ -183,14 +194,19 @@ def _deliver(runtime: Runtime, message: Any, body: BinaryIO, started: float) -> 
         logger.main("Completed", message_id)
         return  # every address was discarded (:blackhole:)
     transport = _single_transaction(runtime, outcome.accepted)
-    env = _delivery_env(ctx, config)
+    env = _delivery_env(ctx, config, runtime)
     from mta.transports.smtp_sync import deliver_batch_sync
+
+    # The conversation with the network runs unprivileged.
+    _drop_privileges(config)
 
     outcomes = deliver_batch_sync(transport, outgoing, outcome.accepted, env, wrapper=True)
     failures = [(item, result) for item, result in outcomes.items() if isinstance(result, DeferError | FailError)]
     if failures or len(outcomes) != len(outcome.accepted):
-        reasons = "; ".join(f"{item.address}: {result.message}" for item, result in failures)
-        _fail(runtime, message_id, f"delivery failed: {reasons or 'no result from the transport'}")
+        from mta.transports.smtp import failure_message
+
+        reasons = "; ".join(failure_message(item.address, result) for item, result in failures)
+        _fail(runtime, message_id, reasons or "delivery failed: no result from the transport")
     from mta.deliver.deliverlog import delivery_line
 
     for index, item in enumerate(outcome.accepted):
@@ -217,7 +233,7 @@ def _single_transaction(runtime: Runtime, items: list[AddressItem]) -> Any:
     return transport
 
 
-def _delivery_env(ctx: Any, config: Config) -> Any:
+def _delivery_env(ctx: Any, config: Config, runtime: Runtime) -> Any:
     from mta.transports.base import DeliveryEnv
 
     return DeliveryEnv(
@@ -225,9 +241,12 @@ def _delivery_env(ctx: Any, config: Config) -> Any:
         primary_hostname=config.primary_hostname,
         qualify_domain=config.qualify_domain,
         now=time.time(),
+        extra={"runtime": runtime},
     )
 
 
 def _fail(runtime: Runtime, message_id: str, text: str) -> None:
-    runtime.logger.main(f"** {text}", message_id)
+    from mta.log import escape
+
+    runtime.logger.main(f"** {escape(text)}", message_id)
     raise WrapperFailure(text)

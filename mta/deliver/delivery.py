@@ -101,6 +101,7 @@ class Delivery:
         self._record_lock = threading.Lock()
         self._delivered_keys: list[str] = []
         self._freeze_reason: str | None = None
+        self._logged_host_errors: set[tuple[str, str | None, str]] = set()
 
     # -- logging helpers ------------------------------------------------------
     def _log(self, text: str) -> None:
@@ -347,6 +348,11 @@ class Delivery:
     def _record_deferral(self, item: AddressItem, error: DeferError) -> None:
         with self._record_lock:
             self.report.deferred.append((item, error))
+            # Exim logs each host that failed before the == line: "H=name [ip] Connection refused".
+            for host, why in getattr(error, "host_errors", ()):
+                if (host.name, host.address, why) not in self._logged_host_errors:
+                    self._logged_host_errors.add((host.name, host.address, why))
+                    self._log(f"H={host.name} [{host.address}] {why}" if host.address else f"H={host.name} {why}")
             self._log(deferral_line(item, error, self._as_local(item)))
             if getattr(error, "freeze", False):
                 # Routing asked for the message to be frozen (self = freeze, host_find_failed ...).
@@ -420,8 +426,8 @@ class Delivery:
                     final_address=item.pipe_command or item.file_path or item.address,
                     message=error.message + (f"\n{error.detail.rstrip()}" if error.detail else ""),
                     status=error.esc if error.esc.startswith("5") else "5.0.0",
-                    remote_mta=getattr(error, "host_name", None),
-                    diagnostic_code=getattr(error, "smtp_reply", None),
+                    remote_mta=_remote_host_name(error),
+                    diagnostic_code=_remote_reply(error),
                     errors_to=item.errors_to,
                 )
                 for copy in _with_duplicates(item)
@@ -436,6 +442,16 @@ class Delivery:
 def _with_duplicates(item: AddressItem) -> list[AddressItem]:
     """`item` and the duplicates the routing engine folded into it (delivered with it, once)."""
     return [item, *item.extra.get("duplicates", [])]
+
+
+def _remote_host_name(error: DeliveryError) -> str | None:
+    host = getattr(error, "host", None)
+    return host.name if host is not None else None
+
+
+def _remote_reply(error: DeliveryError) -> str | None:
+    reply = getattr(error, "reply", None)
+    return str(reply) if reply is not None else None
 
 
 def deliver_message(runtime: Runtime, message_id: str, **kwargs: Any) -> DeliveryReport:

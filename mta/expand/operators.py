@@ -7,9 +7,6 @@ Python string operation on a `Tainted` returns a plain `str`).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import re
 from collections.abc import Callable
 
@@ -156,9 +153,20 @@ def _rxquote(text: str) -> str:
 
 
 # -- encodings and hashes --------------------------------------------------
+# base64 and hashlib are imported when an operator needs them: most commands
+# never expand a hash, and hashlib's import costs milliseconds at start-up.
+
+
+def _hash(name: str, text: str) -> str:
+    import hashlib
+
+    return hashlib.new(name, text.encode("utf-8")).hexdigest()
 
 
 def _base64d(text: str) -> str:
+    import base64
+    import binascii
+
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except binascii.Error:
@@ -169,6 +177,8 @@ def _base64d(text: str) -> str:
 
 
 def _hex2b64(text: str) -> str:
+    import base64
+
     try:
         raw = bytes.fromhex(text.strip())
     except ValueError:
@@ -177,6 +187,8 @@ def _hex2b64(text: str) -> str:
 
 
 def _b64(text: str) -> str:
+    import base64
+
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
@@ -317,10 +329,10 @@ OPERATORS: dict[str, Callable[[str], str]] = {
     # ${length:x} without a number is an alias of strlen, kept for symmetry
     # with ${length_N:x}; Exim itself requires the number.
     "length": lambda s: str(len(s)),
-    "md5": lambda s: hashlib.md5(s.encode("utf-8")).hexdigest(),
+    "md5": lambda s: _hash("md5", s),
     # Exim prints SHA-1 and SHA-256 in upper case, MD5 in lower case.
-    "sha1": lambda s: hashlib.sha1(s.encode("utf-8")).hexdigest().upper(),
-    "sha256": lambda s: hashlib.sha256(s.encode("utf-8")).hexdigest().upper(),
+    "sha1": lambda s: _hash("sha1", s).upper(),
+    "sha256": lambda s: _hash("sha256", s).upper(),
     "base64": _b64,
     "str2b64": _b64,
     "base64d": _base64d,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mta import __version__
 from mta.config.variables import expansion_context
@@ -22,8 +22,10 @@ from mta.expand.expander import expand
 from mta.log import ARRIVAL, escape
 from mta.message.headers import Header, find, make_header, rfc822_date
 from mta.receive.body import BodyStats
-from mta.spool.format import Envelope, HostAddress, Recipient, SpoolHeader
 from mta.spool.ids import new_message_id
+
+if TYPE_CHECKING:
+    from mta.spool.envelope import Envelope
 
 
 @dataclasses.dataclass(slots=True)
@@ -111,6 +113,10 @@ class Reception:
     # -- completion -------------------------------------------------------
     def accept(self, arrival: Arrival, headers: list[Header], body: BodyStats) -> Received:
         """Put the message on the spool for good; raise SpoolError/SubmissionError if that fails."""
+        # The spool format is imported here, not at the top: mua_wrapper uses
+        # this module without ever writing a spool file (start-up time).
+        from mta.spool.format import Envelope, HostAddress, Recipient, SpoolHeader
+
         finished = finish_headers(self.runtime, self.message_id, self.started, arrival, headers, body)
         all_headers, size, max_line = finished.headers, finished.size, finished.max_line_length
         envelope = Envelope(
