@@ -187,6 +187,10 @@ def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
         i += 1
     inv.args.extend(argv[i:])
     distinct = {m for m in mode_set if m not in ("-bm",)}
+    if "-bd" in distinct and inv.queue_interval is not None:
+        # -bd -q30m: a daemon that also starts queue runs every 30 minutes.
+        distinct = {m for m in distinct if not m.startswith("-q")}
+        inv.mode, inv.mode_flags = "bd", ""
     if len(distinct) > 1:
         raise UsageError(f"conflicting options: {' '.join(sorted(distinct))}")
     if inv.extract_recipients and inv.mode == "bm":

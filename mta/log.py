@@ -238,6 +238,10 @@ class Logger:
                     return fd
             except FileNotFoundError:
                 pass
+            except PermissionError:
+                # The process has given up its privileges since it opened the log
+                # (mua_wrapper): the open descriptor is still good to write to.
+                return fd
             # Rotated or removed: reopen by name.
             os.close(fd)
             del self._fds[path]

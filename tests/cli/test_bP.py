@@ -8,7 +8,7 @@ import pytest
 
 from mta.config.main import MainOptions
 from mta.drivers import option_specs
-from tests.cli.conftest import Nobody
+from tests.support.nobody import Nobody
 from tests.support.mta import MtaEnv
 
 # shared/ sits beside the checkout (CI clones main with shared/ next to it).

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from mta.spool.format import read_header_file
-from tests.cli.conftest import Nobody, give_spool_to
+from tests.support.nobody import Nobody, give_spool_to
 from tests.support.mta import MTA, MtaEnv
 
 SIMPLE = "Subject: x\n\nbody\n"

@@ -14,7 +14,7 @@ import pytest
 
 from mta import __version__
 from mta.spool.format import Envelope, read_header_file
-from tests.cli.conftest import Nobody, give_spool_to
+from tests.support.nobody import Nobody, give_spool_to
 from tests.support.mta import MtaEnv
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "research" / "exim-samples"
