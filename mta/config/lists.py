@@ -60,21 +60,37 @@ expansion failures and DeferError propagate: the caller defers.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import functools
-import ipaddress
 import re
-import socket
-import struct
 from collections.abc import Callable
 
+from mta.config.hostaddrs import (
+    IpAddress,
+    default_resolve_host,
+    ip_literal,
+    local_interface_addresses,
+    network,
+    parse_ip,
+)
+from mta.config.list_lookups import ip_key, lookup_item
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.taint import is_tainted, taint
 from mta.values import split_list
 
+__all__ = [
+    "ListContext",
+    "ListMatch",
+    "default_resolve_host",
+    "local_interface_addresses",
+    "match_address",
+    "match_domain",
+    "match_host",
+    "match_list",
+    "match_local_part",
+]
+
 MAX_NAMED_LIST_DEPTH = 20
 _MAX_AT_AT_CHAIN = 50
-_SIOCGIFADDR = 0x8915
 
 DOMAIN = "domain"
 LOCAL_PART = "local_part"
@@ -82,10 +98,7 @@ ADDRESS = "address"
 HOST = "host"
 _LIST_TYPE = {DOMAIN: "domainlist", LOCAL_PART: "localpartlist", ADDRESS: "addresslist", HOST: "hostlist"}
 
-# TYPE;DATA with optional partial[N]- prefix, * or *@ suffix and ,options.
-_LOOKUP_ITEM = re.compile(r"(?:partial(\d*)-)?([A-Za-z0-9_]+)(\*@|\*)?(?:,[^;]*)?;\s*(.*)$", re.S)
 _NET_LOOKUP = re.compile(r"net(\d*)-(.+)$", re.S)
-_QUERY_STYLE = frozenset({"dnsdb"})
 _DIGITS_DOTS = re.compile(r"[0-9.]+$")
 _ADDRESS_LOOKUP = re.compile(r"[A-Za-z0-9-]+\*?@?(?:,[^;]*)?;")
 
@@ -140,7 +153,7 @@ class _State:
     original: str
     caseless: bool
     tainted: bool = False
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    ip: IpAddress | None = None
     host_name: str | None = None
     include_unknown: bool = False
     ignore_unknown: bool = False
@@ -188,7 +201,7 @@ def match_host(ip: str | None, host_name: str | None, list_text: str | None, ctx
     `ip` is the client's address, None for a local (non-TCP) submission.
     `host_name` is its verified name when one was looked up, else None.
     """
-    addr = _parse_ip(ip) if ip else None
+    addr = parse_ip(ip) if ip else None
     if ip and addr is None:
         raise ValueError(f"match_host: {ip!r} is not an IP address")
     name = host_name.lower().rstrip(".") if host_name else None
@@ -396,7 +409,7 @@ def _match_string(
         if item == "@":
             return _Hit(ctx.primary_hostname) if subject.lower() == ctx.primary_hostname.lower() else None
         if item == "@[]":
-            literal = _ip_literal(subject)
+            literal = ip_literal(subject)
             return _Hit(item) if literal is not None and literal in _local_ips(ctx) else None
         if item.lower().startswith("@mx_"):
             raise ConfigError(f'list item "{item}" is not supported (no MX checks in lists)')
@@ -504,15 +517,15 @@ def _match_host_item(item: str, state: _State, ctx: ListContext) -> _Hit | None:
         bits = int(net.group(1)) if net.group(1) else None
         spec = net.group(2)
         search_type = spec.split(";", 1)[0].rstrip("*@")
-        return _lookup_item(spec, _ip_key(ip, bits, colons=search_type == "iplsearch"), partial_ok=False)
+        return _lookup_item(spec, ip_key(ip, bits, colons=search_type == "iplsearch"), partial_ok=False)
     if ";" in item:
         name = _need_name(state, item)
         return _lookup_item(item, name, partial_ok=True)
-    literal = _parse_ip(item)
+    literal = parse_ip(item)
     if literal is not None:
         return _Hit(None) if ip == literal else None
     if "/" in item or ":" in item or _DIGITS_DOTS.match(item):
-        return _Hit(None) if ip in _network(item) else None
+        return _Hit(None) if ip in network(item) else None
     name = ctx.primary_hostname if item == "@" else item
     return _match_host_name(name.lower().rstrip("."), state, ctx)
 
@@ -522,7 +535,7 @@ def _match_host_name(name: str, state: _State, ctx: ListContext) -> _Hit | None:
         return _Hit(None)
     if ctx.resolve_host is None:
         return None
-    addresses = [a for a in (_parse_ip(x) for x in ctx.resolve_host(name)) if a is not None]
+    addresses = [a for a in (parse_ip(x) for x in ctx.resolve_host(name)) if a is not None]
     if not addresses:
         raise _Unknown(f"no IP address found for host {name}")
     return _Hit(None) if state.ip in addresses else None
@@ -538,137 +551,16 @@ def _need_name(state: _State, item: str) -> str:
 
 
 def _lookup_item(item: str, key: str, *, partial_ok: bool) -> _Hit | None:
-    m = _LOOKUP_ITEM.match(item)
-    if m is None:
-        raise ConfigError(f'bad lookup item "{item}" in list (expected TYPE;FILE)')
-    partial, search_type, star, data = m.group(1), m.group(2).lower(), m.group(3), m.group(4).strip()
-    if search_type in _QUERY_STYLE:
-        value = _lookup(search_type, "", data)
-        return None if value is None else _Hit(value, from_lookup=True)
-    if not key:
-        return None  # empty keys are not supported for single-key lookups
-    keys = [key]
-    if partial is not None and partial_ok:
-        keys += _partial_keys(key, int(partial) if partial else 2)
-    if star == "*@" and "@" in key:
-        keys.append("*@" + key[key.rfind("@") + 1 :])
-    if star:
-        keys.append("*")
-    for k in keys:
-        value = _lookup(search_type, data, k)
-        if value is not None:
-            return _Hit(value, from_lookup=True)
-    return None
+    value = lookup_item(item, key, partial_ok=partial_ok)
+    return None if value is None else _Hit(value, from_lookup=True)
 
 
-def _partial_keys(key: str, minimum: int) -> list[str]:
-    """``partialN-``: *.key, then *.parent ... keeping at least N components."""
-    parts = key.split(".")
-    out = ["*." + ".".join(parts[i:]) for i in range(0, len(parts) - minimum + 1) if parts[i:]]
-    if minimum == 0:
-        out.append("*")
-    return out
-
-
-def _lookup(search_type: str, filename: str, key: str) -> str | None:
-    # Imported here: mta.expand must not be needed just to import this module.
-    from mta.expand.lookups import lookup
-
-    return lookup(search_type, filename, key)
-
-
-def _ip_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, bits: int | None, *, colons: bool) -> str:
-    """Exim's key for net-/netN- lookups: dotted IPv4, IPv6 unabbreviated."""
-    if bits is not None:
-        if bits > ip.max_prefixlen:
-            raise ConfigError(f"net{bits}- mask is longer than an IPv{ip.version} address")
-        ip = ipaddress.ip_network(f"{ip}/{bits}", strict=False).network_address
-    if ip.version == 4:
-        text = str(ip)
-    else:
-        text = ip.exploded if colons else ip.exploded.replace(":", ".")
-    return text if bits is None else f"{text}/{bits}"
-
-
-# -- IP helpers ----------------------------------------------------------------
-
-
-def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        addr = ipaddress.ip_address(text.strip().split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    return addr
-
-
-@functools.lru_cache(maxsize=512)
-def _network(item: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    try:
-        return ipaddress.ip_network(item, strict=False)
-    except ValueError as exc:
-        raise ConfigError(f'bad IP address or CIDR network "{item}" in host list: {exc}') from None
-
-
-def _ip_literal(domain: str) -> str | None:
-    if len(domain) < 3 or domain[0] != "[" or domain[-1] != "]":
-        return None
-    inner = domain[1:-1]
-    if inner[:5].lower() == "ipv6:":
-        inner = inner[5:]
-    addr = _parse_ip(inner)
-    return str(addr) if addr is not None else None
+# -- this machine ----------------------------------------------------------------
 
 
 def _local_ips(ctx: ListContext) -> set[str]:
     raw = ctx.local_addresses() if ctx.local_addresses is not None else local_interface_addresses()
-    return {str(a) for a in (_parse_ip(x) for x in raw) if a is not None}
-
-
-def local_interface_addresses() -> set[str]:
-    """The IPv4 and IPv6 addresses of this machine's interfaces (Linux).
-
-    IPv6 from /proc/net/if_inet6, IPv4 by SIOCGIFADDR on each interface;
-    127.0.0.1 and ::1 are always included.
-    """
-    found = {"127.0.0.1", "::1"}
-    try:
-        with open("/proc/net/if_inet6", encoding="ascii") as f:
-            for line in f:
-                fields = line.split()
-                if fields and len(fields[0]) == 32:
-                    found.add(str(ipaddress.IPv6Address(int(fields[0], 16))))
-    except (OSError, ValueError):
-        pass
-    try:
-        names = [name for _, name in socket.if_nameindex()]
-    except OSError:
-        names = []
-    if names:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            for name in names:
-                try:
-                    req = struct.pack("256s", name.encode()[:15])
-                    res = fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, req)
-                except OSError:
-                    continue  # no IPv4 address on this interface
-                found.add(socket.inet_ntoa(res[20:24]))
-    return found
-
-
-def default_resolve_host(name: str) -> list[str]:
-    """Forward lookup through the system resolver, for ListContext.resolve_host.
-
-    A name that does not exist gives []; a temporary failure raises DeferError.
-    """
-    try:
-        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        if exc.errno == socket.EAI_AGAIN:
-            raise DeferError(f"temporary failure looking up host {name}") from None
-        return []
-    return sorted({str(info[4][0]) for info in infos})
+    return {str(a) for a in (parse_ip(x) for x in raw) if a is not None}
 
 
 # -- regular expressions ---------------------------------------------------------

@@ -33,6 +33,9 @@ Errors are AddressError whose message is the reason, for example
 ``empty local part``, ``empty label in domain``, ``space in address outside
 quotes``, ``local part longer than 64 characters``.
 
+The lexical level (tokens, the addr-spec parser, the checks of a domain
+and of a local part's length) is mta.message.address_syntax's.
+
 Security: both parsers refuse CR, LF and NUL anywhere, so an address that
 passed them can be written to the spool and to SMTP without a second check.
 """
@@ -40,245 +43,36 @@ passed them can be written to the spool and to SMTP without a second check.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
-import string
 
 from mta.errors import AddressError
+from mta.message.address_syntax import (
+    WSP,
+    Parser,
+    Token,
+    build_address,
+    drop_route,
+    is_ip_literal,
+    quote_local_part,
+    tokenize,
+    unexpected,
+)
 
-MAX_LOCAL_PART = 64  # octets, RFC 5321 4.5.3.1.1
-MAX_DOMAIN = 255  # octets, RFC 5321 4.5.3.1.2
-MAX_LABEL = 63
+__all__ = [
+    "HeaderAddress",
+    "address_key",
+    "is_ip_literal",
+    "normalise_domain",
+    "parse_envelope_address",
+    "parse_header_addresses",
+    "qualify",
+    "quote_local_part",
+    "split_address",
+    "strip_affix",
+    "unquote_local_part",
+]
 
-_ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
-_SPECIALS = frozenset('()<>[]:;@\\,."')
-_DOMAIN_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
-_WSP = " \t"
 _FOLD = re.compile(r"\n(?=[ \t])")
-
-
-def _is_atext(c: str) -> bool:
-    return c in _ATEXT or ord(c) >= 0x80
-
-
-def _is_control(c: str) -> bool:
-    return (ord(c) < 32 and c != "\t") or ord(c) == 127
-
-
-# -- tokens (RFC 5322 lexical level) -----------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Tok:
-    kind: str  # atom, qstr, literal, comment, or the special character itself
-    value: str  # atom text, unquoted string content, "[...]" as written, comment text
-    space: bool  # white space (or a comment) came before it
-
-
-def _tokenize(text: str) -> list[_Tok]:
-    if any(c in "\r\n\0" for c in text):
-        raise AddressError("address contains CR, LF or NUL")
-    toks: list[_Tok] = []
-    i, n, space = 0, len(text), False
-    while i < n:
-        c = text[i]
-        if c in _WSP:
-            space, i = True, i + 1
-        elif c == '"':
-            value, i = _quoted(text, i)
-            toks.append(_Tok("qstr", value, space))
-            space = False
-        elif c == "(":
-            value, i = _comment(text, i)
-            toks.append(_Tok("comment", value, space))
-            space = True
-        elif c == "[":
-            end = i + 1
-            while end < n and text[end] not in "[]":
-                if text[end] == "\\":
-                    end += 1
-                end += 1
-            if end >= n or text[end] != "]":
-                raise AddressError("unterminated domain literal (missing ])")
-            toks.append(_Tok("literal", text[i : end + 1], space))
-            space, i = False, end + 1
-        elif c == ")":
-            raise AddressError("unbalanced parentheses: ) without (")
-        elif c == "]":
-            raise AddressError("unexpected ] outside a domain literal")
-        elif c == "\\":
-            raise AddressError("backslash outside quotes")
-        elif c in _SPECIALS:
-            toks.append(_Tok(c, c, space))
-            space, i = False, i + 1
-        elif _is_control(c):
-            raise AddressError(f"control character 0x{ord(c):02x} in address")
-        else:  # every other character is atext (ASCII atext or non-ASCII)
-            end = i
-            while end < n and _is_atext(text[end]):
-                end += 1
-            toks.append(_Tok("atom", text[i:end], space))
-            space, i = False, end
-    return toks
-
-
-def _quoted(text: str, i: int) -> tuple[str, int]:
-    """The content of the quoted string starting at text[i] == '"', and the index after it."""
-    out: list[str] = []
-    i += 1
-    while i < len(text):
-        c = text[i]
-        if c == '"':
-            return "".join(out), i + 1
-        if c == "\\":
-            i += 1
-            if i >= len(text):
-                break
-            c = text[i]
-        if _is_control(c):
-            raise AddressError(f"control character 0x{ord(c):02x} in quoted string")
-        out.append(c)
-        i += 1
-    raise AddressError("unterminated quoted string")
-
-
-def _comment(text: str, i: int) -> tuple[str, int]:
-    depth, start = 0, i
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i], i + 1
-        i += 1
-    raise AddressError("unterminated comment (unbalanced parentheses)")
-
-
-# -- addr-spec over tokens -------------------------------------------------------
-
-
-class _Parser:
-    """A cursor over tokens with comments set aside."""
-
-    def __init__(self, toks: list[_Tok], strip_trailing_dot: bool = False) -> None:
-        self.strip_trailing_dot = strip_trailing_dot
-        self.comments = [t.value for t in toks if t.kind == "comment"]
-        self.toks = [t for t in toks if t.kind != "comment"]
-        self.pos = 0
-
-    def peek(self) -> _Tok | None:
-        return self.toks[self.pos] if self.pos < len(self.toks) else None
-
-    def take(self) -> _Tok:
-        tok = self.toks[self.pos]
-        self.pos += 1
-        return tok
-
-    def at(self, kind: str) -> bool:
-        tok = self.peek()
-        return tok is not None and tok.kind == kind
-
-    def addr_spec(self) -> tuple[str, str | None]:
-        """local-part ["@" domain]; returns the unquoted local part and the domain."""
-        words: list[str] = []
-        while True:
-            tok = self.peek()
-            if tok is None or tok.kind not in ("atom", "qstr"):
-                raise AddressError(_bad_word(tok, first=not words))
-            words.append(self.take().value)
-            if not self.at("."):
-                break
-            self.take()
-        local_part = ".".join(words)
-        if not local_part:
-            raise AddressError("empty local part")
-        if not self.at("@"):
-            return local_part, None
-        self.take()
-        return local_part, self.domain()
-
-    def domain(self) -> str:
-        tok = self.peek()
-        if tok is None or tok.kind in (">", ",", ";", "@"):
-            raise AddressError("missing domain after @")
-        if tok.kind == "literal":
-            self.take()
-            return _check_domain(tok.value)
-        parts: list[str] = []
-        while True:
-            tok = self.peek()
-            if tok is not None and tok.kind == "qstr":
-                raise AddressError("quoted string in domain")
-            if tok is None or tok.kind not in ("atom", "."):
-                break
-            if tok.kind == "atom" and parts and parts[-1] != ".":
-                break  # a second word in a row is not part of the domain
-            parts.append(self.take().value)
-        return _check_domain("".join(parts), self.strip_trailing_dot)
-
-
-def _bad_word(tok: _Tok | None, first: bool) -> str:
-    """Why a word of a local part is missing at `tok`."""
-    if first:
-        if tok is None or tok.kind == "@":
-            return "empty local part"
-        if tok.kind == ".":
-            return "local part starts with a dot"
-        return _unexpected(tok, "empty local part")
-    if tok is not None and tok.kind == ".":
-        return "consecutive dots in local part"
-    if tok is None or tok.kind == "@":
-        return "local part ends with a dot"
-    return _unexpected(tok, "local part ends with a dot")
-
-
-def _unexpected(tok: _Tok | None, default: str) -> str:
-    if tok is None:
-        return default
-    if tok.kind in ("<", ">"):
-        return "unbalanced angle brackets"
-    if tok.kind == ".":
-        return "local part starts with a dot"
-    text = tok.value if tok.kind != "qstr" else f'"{tok.value}"'
-    return f'unexpected "{text}" in address'
-
-
-def _check_domain(domain: str, strip_trailing_dot: bool = False) -> str:
-    """Validate a domain (name or IP literal) and return it as written."""
-    if domain.startswith("["):
-        if is_ip_literal(domain) is None:
-            raise AddressError(f"bad IP literal {domain}")
-        return domain
-    if strip_trailing_dot and domain.endswith(".") and len(domain) > 1:
-        domain = domain[:-1]
-    if not domain:
-        raise AddressError("missing domain after @")
-    labels = domain.split(".")
-    if labels[-1] == "" and all(labels[:-1]):
-        raise AddressError("domain ends with a dot")
-    for label in labels:
-        if not label:
-            raise AddressError("empty label in domain")
-        bad = next((c for c in label if c not in _DOMAIN_CHARS and ord(c) < 0x80), None)
-        if bad is not None:
-            raise AddressError(f'bad character "{bad}" in domain')
-        if len(label.encode()) > MAX_LABEL:
-            raise AddressError(f"domain label longer than {MAX_LABEL} characters")
-    if len(domain.encode()) > MAX_DOMAIN:
-        raise AddressError(f"domain longer than {MAX_DOMAIN} characters")
-    return domain
-
-
-def _build(local_part: str, domain: str | None) -> str:
-    quoted = quote_local_part(local_part)
-    if len(quoted.encode()) > MAX_LOCAL_PART:
-        raise AddressError(f"local part longer than {MAX_LOCAL_PART} characters")
-    return quoted if domain is None else f"{quoted}@{domain}"
 
 
 # -- envelope ------------------------------------------------------------------
@@ -293,12 +87,12 @@ def parse_envelope_address(text: str, strip_trailing_dot: bool = False) -> str:
     Returns the internal form (see the module docstring).  Raises
     AddressError with the reason.
     """
-    s = text.strip(_WSP)
+    s = text.strip(WSP)
     if not s:
         if any(c in "\r\n\0" for c in text):
             raise AddressError("address contains CR, LF or NUL")
         raise AddressError("empty address")
-    toks = _tokenize(s)
+    toks = tokenize(s)
     if any(t.kind == "comment" for t in toks):
         raise AddressError("comment (parentheses) in envelope address")
     if toks[0].kind == "<":
@@ -311,7 +105,7 @@ def parse_envelope_address(text: str, strip_trailing_dot: bool = False) -> str:
         if not inner:
             return ""
         if inner[0].kind == "@":
-            inner = _drop_route(inner)
+            inner = drop_route(inner)
     else:
         inner = toks
     for t in inner:
@@ -319,26 +113,11 @@ def parse_envelope_address(text: str, strip_trailing_dot: bool = False) -> str:
             raise AddressError("unbalanced angle brackets")
     if any(t.space for t in inner[1:]):
         raise AddressError("space in address outside quotes")
-    p = _Parser(inner, strip_trailing_dot)
+    p = Parser(inner, strip_trailing_dot)
     local_part, domain = p.addr_spec()
     if p.peek() is not None:
-        raise AddressError(_unexpected(p.peek(), "unexpected text after address"))
-    return _build(local_part, domain)
-
-
-def _drop_route(toks: list[_Tok]) -> list[_Tok]:
-    """Remove an RFC 5321 source route ``@a,@b:`` from the front of toks."""
-    p = _Parser(toks)
-    while p.at("@"):
-        p.take()
-        p.domain()
-        if not p.at(","):
-            break
-        p.take()
-    if not p.at(":"):
-        raise AddressError("source route not ended by a colon")
-    p.take()
-    return p.toks[p.pos :]
+        raise AddressError(unexpected(p.peek(), "unexpected text after address"))
+    return build_address(local_part, domain)
 
 
 # -- header address lists ------------------------------------------------------
@@ -373,7 +152,7 @@ def parse_header_addresses(value: str, errors: list[AddressError] | None = None)
     text = value.replace("\r\n", "\n")
     text = _FOLD.sub(" ", text[:-1] if text.endswith("\n") else text)
     try:
-        toks = _tokenize(text)
+        toks = tokenize(text)
     except AddressError as exc:
         if errors is None:
             raise
@@ -393,9 +172,9 @@ def parse_header_addresses(value: str, errors: list[AddressError] | None = None)
     return out
 
 
-def _split_top(toks: list[_Tok], sep: str) -> list[list[_Tok]]:
+def _split_top(toks: list[Token], sep: str) -> list[list[Token]]:
     """Split at `sep`, except inside <...> and inside a group (name: ... ;)."""
-    parts: list[list[_Tok]] = [[]]
+    parts: list[list[Token]] = [[]]
     in_angle = in_group = False
     for t in toks:
         if t.kind == "<":
@@ -413,7 +192,7 @@ def _split_top(toks: list[_Tok], sep: str) -> list[list[_Tok]]:
     return parts
 
 
-def _parse_element(toks: list[_Tok], group: str | None = None) -> list[HeaderAddress]:
+def _parse_element(toks: list[Token], group: str | None = None) -> list[HeaderAddress]:
     real = [t for t in toks if t.kind != "comment"]
     first = next((t.kind for t in real if t.kind in (":", "<", "@")), None)
     if first != ":":
@@ -434,15 +213,15 @@ def _parse_element(toks: list[_Tok], group: str | None = None) -> list[HeaderAdd
     return members
 
 
-def _mailbox(toks: list[_Tok], group: str | None) -> HeaderAddress:
-    p = _Parser(toks)
+def _mailbox(toks: list[Token], group: str | None) -> HeaderAddress:
+    p = Parser(toks)
     angle = next((i for i, t in enumerate(p.toks) if t.kind == "<"), None)
     if angle is None:
         local_part, domain = p.addr_spec()
         if p.peek() is not None:
             raise AddressError(_after_address(p.peek()))
         display = p.comments[-1].strip() if p.comments else ""
-        return HeaderAddress(_build(local_part, domain), " ".join(display.split()), group)
+        return HeaderAddress(build_address(local_part, domain), " ".join(display.split()), group)
     if not any(t.kind == ">" for t in p.toks[angle:]):
         raise AddressError("missing > after address")
     display = _phrase(p.toks[:angle])
@@ -450,7 +229,7 @@ def _mailbox(toks: list[_Tok], group: str | None) -> HeaderAddress:
     if p.at(">"):
         raise AddressError("empty address <>")
     if p.at("@"):
-        p.toks = p.toks[: p.pos] + _drop_route(p.toks[p.pos :])
+        p.toks = p.toks[: p.pos] + drop_route(p.toks[p.pos :])
     local_part, domain = p.addr_spec()
     if not p.at(">"):
         tok = p.peek()
@@ -460,10 +239,10 @@ def _mailbox(toks: list[_Tok], group: str | None) -> HeaderAddress:
         raise AddressError(_after_address(p.peek()))
     if not display and p.comments:
         display = " ".join(p.comments[-1].split())
-    return HeaderAddress(_build(local_part, domain), display, group)
+    return HeaderAddress(build_address(local_part, domain), display, group)
 
 
-def _after_address(tok: _Tok | None) -> str:
+def _after_address(tok: Token | None) -> str:
     if tok is None:
         return "unexpected end of address"
     if tok.kind in ("<", ">"):
@@ -472,7 +251,7 @@ def _after_address(tok: _Tok | None) -> str:
     return f'unexpected "{text}" after address (missing comma or angle brackets?)'
 
 
-def _phrase(toks: list[_Tok]) -> str:
+def _phrase(toks: list[Token]) -> str:
     """A display name: words joined as written, quotes removed, spaces collapsed."""
     out: list[str] = []
     for t in toks:
@@ -484,7 +263,7 @@ def _phrase(toks: list[_Tok]) -> str:
     return " ".join("".join(out).split())
 
 
-def _text_of(toks: list[_Tok]) -> str:
+def _text_of(toks: list[Token]) -> str:
     out: list[str] = []
     for t in toks:
         if out and t.space:
@@ -499,20 +278,6 @@ def _text_of(toks: list[_Tok]) -> str:
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _is_dot_atom(text: str) -> bool:
-    return bool(text) and all(word and all(_is_atext(c) for c in word) for word in text.split("."))
-
-
-def quote_local_part(local_part: str) -> str:
-    """The local part as it must be written: as is if a dot-atom, else quoted."""
-    if _is_dot_atom(local_part):
-        return local_part
-    for c in local_part:
-        if _is_control(c):
-            raise AddressError(f"control character 0x{ord(c):02x} in local part")
-    return '"' + local_part.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def unquote_local_part(local_part: str) -> str:
@@ -570,19 +335,6 @@ def normalise_domain(domain: str) -> str:
     """Lower case, without a trailing dot."""
     d = domain.lower()
     return d[:-1] if d.endswith(".") and len(d) > 1 else d
-
-
-def is_ip_literal(domain: str) -> str | None:
-    """The IP address of a domain literal (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``), else None."""
-    if len(domain) < 3 or domain[0] != "[" or domain[-1] != "]":
-        return None
-    inner = domain[1:-1]
-    try:
-        if inner[:5].lower() == "ipv6:":
-            return str(ipaddress.IPv6Address(inner[5:]))
-        return str(ipaddress.IPv4Address(inner))
-    except ValueError:
-        return None
 
 
 def address_key(address: str, caseful: bool = False) -> str:

@@ -12,11 +12,15 @@ addresses of hosts a router named but did not look up.
   such as ``mta -bt``, delivery workers); calling them inside a running event
   loop is a programmer error and raises RuntimeError.
 
-Each lookup is written once, as a *plan*: a generator that yields batches of
-queries and receives their results.  A sync and an async runner execute the
-plans; the async runner sends the queries of one batch concurrently.
+Each lookup is written once, here, as a *plan*: a generator that yields
+batches of queries and receives their results.  mta.route.dns_query holds
+the queries, their results and the runners: the sync runner asks one query
+after the other, the async runner the queries of one batch concurrently.
+The settings (`ResolverSettings`, `parse_dns_servers`, `ip_literal`) are
+mta.route.dns_settings'; import all of these names from here.
 
-Errors (dnspython's exceptions are mapped here, and nowhere else):
+Errors (dnspython's exceptions are mapped to results in dns_query, and
+nowhere else; the plans turn those into these):
 
 * NXDOMAIN, a syntactically invalid name -> FailError subclasses, 550 5.1.2
 * timeout, SERVFAIL/REFUSED from every server, no server reachable
@@ -37,23 +41,15 @@ imports Host from here on every delivery path).
 
 from __future__ import annotations
 
-import enum
-import ipaddress
 import random
-import sys
-import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TypedDict, Unpack
 
 from mta.errors import DeferError, FailError
+from mta.route.dns_query import Addresses, MXRecord, Plan, Querier, Query, Result, Status, absolute, combine
+from mta.route.dns_settings import DEFAULT_PORT, ResolverSettings, ip_literal, parse_dns_servers
 
-if TYPE_CHECKING:
-    import dns.asyncresolver
-    import dns.exception
-    import dns.resolver
-
-DEFAULT_PORT = 53
 # Host.mx of the hosts of a domain that has no MX records, whose own address
 # records are used instead (RFC 5321 §5.1 "implicit MX"); Exim's MX_NONE.
 IMPLICIT_MX = -1
@@ -65,132 +61,10 @@ ESC_DNS_TROUBLE = "4.4.3"  # RFC 3463: directory server failure
 
 IpPredicate = Callable[[str], bool]
 
-_T = TypeVar("_T")
-
-
-# ---------------------------------------------------------------------------
-# Settings
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ResolverSettings:
-    """How to reach DNS.
-
-    `servers` empty means the system's (/etc/resolv.conf).  `timeout` is the
-    wait for one answer from one server (Exim's dns_retrans) and `retries`
-    the number of further rounds over all servers (dns_retry); a lookup gives
-    up after about timeout * (retries + 1) * len(servers).  Exim's value 0 for
-    dns_retrans/dns_retry means "the resolver's default": the caller turns
-    that into these defaults (5 s, 1 retry, as glibc).
-
-    `search_domains` overrides the search list used by qualify_single and
-    search_parents (None: the system's ``search``/``domain``).
-    `cache_max_ttl` > 0 keeps answers (positive and negative) in memory for
-    at most that many seconds (and never longer than their TTL).
-    """
-
-    servers: list[tuple[str, int]] = field(default_factory=list)
-    timeout: float = 5.0
-    retries: int = 1
-    use_ipv6: bool = True
-    prefer_ipv6: bool = False
-    search_domains: list[str] | None = None
-    cache_max_ttl: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.timeout <= 0:
-            raise ValueError(f"DNS timeout must be positive, got {self.timeout}")
-        if self.retries < 0:
-            raise ValueError(f"DNS retries must not be negative, got {self.retries}")
-        if self.cache_max_ttl < 0:
-            raise ValueError(f"DNS cache_max_ttl must not be negative, got {self.cache_max_ttl}")
-        for address, port in self.servers:
-            ipaddress.ip_address(address)  # ValueError for a non-address
-            if not 0 < port < 65536:
-                raise ValueError(f"DNS server port out of range: {port}")
-
-    def lifetime(self, server_count: int) -> float:
-        """The longest one query may take, across `server_count` servers and retries."""
-        rounds = self.retries + 1
-        # dnspython sleeps 0.1 s, 0.2 s, ... (at most 2 s) between rounds.
-        backoff = sum(min(0.1 * 2**i, 2.0) for i in range(self.retries))
-        return self.timeout * rounds * max(1, server_count) + backoff
-
-
-_SERVER_FORMS = "192.0.2.1, 192.0.2.1.5353, [2001:db8::1]:5353 or ::1"
-
-
-def parse_dns_servers(items: Sequence[str]) -> list[tuple[str, int]]:
-    """Parse the items of the dns_servers option into (address, port) pairs.
-
-    Accepted: ``192.0.2.1``, ``192.0.2.1.5353`` (Exim's ip.port),
-    ``192.0.2.1:5353``, ``[2001:db8::1]``, ``[2001:db8::1]:5353``, ``::1``,
-    ``::1.5353``.  Blank items are skipped.  Raises ValueError naming the item.
-    """
-    servers: list[tuple[str, int]] = []
-    for raw in items:
-        item = raw.strip()
-        if not item:
-            continue
-        servers.append(_parse_dns_server(item))
-    return servers
-
-
-def _parse_dns_server(item: str) -> tuple[str, int]:
-    address_text, port_text = item, None
-    if item.startswith("["):
-        close = item.find("]")
-        rest = item[close + 1 :] if close > 0 else "?"
-        if close < 0 or (rest and not rest.startswith(":")):
-            raise ValueError(f"dns_servers: bad item {item!r} (forms: {_SERVER_FORMS})")
-        address_text = item[1:close]
-        port_text = rest[1:] if rest else None
-    elif _ip(item) is None:
-        if item.count(":") == 1:  # 192.0.2.1:5353
-            address_text, _, port_text = item.partition(":")
-        elif "." in item:  # 192.0.2.1.5353, ::1.5353
-            address_text, _, port_text = item.rpartition(".")
-    address = _ip(address_text)
-    if address is None:
-        raise ValueError(f"dns_servers: {item!r} is not an IP address (forms: {_SERVER_FORMS})")
-    if port_text is None:
-        return str(address), DEFAULT_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"dns_servers: bad port in {item!r}")
-    return str(address), int(port_text)
-
-
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def ip_literal(name: str) -> str | None:
-    """The address if `name` is an IP literal (``192.0.2.1``, ``[192.0.2.1]``,
-    ``::1``, ``[IPv6:2001:db8::1]``), else None."""
-    text = name.strip()
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-        if text[:5].lower() == "ipv6:":
-            text = text[5:]
-    address = _ip(text)
-    return str(address) if address is not None else None
-
 
 # ---------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class MXRecord:
-    """One MX record; `exchange` has no final dot ("." for a null MX)."""
-
-    preference: int
-    exchange: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,57 +168,6 @@ def _defer(message: str) -> DeferError:
     return DeferError(message, code=451, esc=ESC_DNS_TROUBLE, retry_error=RETRY_ERROR_LOOKUP)
 
 
-# ---------------------------------------------------------------------------
-# Queries and their results, free of dnspython types
-# ---------------------------------------------------------------------------
-
-
-class _Status(enum.Enum):
-    FOUND = "found"
-    NODATA = "no data"
-    NXDOMAIN = "no such domain"
-    TEMPFAIL = "temporary failure"
-    INVALID = "invalid name"
-
-
-@dataclass(frozen=True, slots=True)
-class _Query:
-    name: str
-    rdtype: str  # "MX", "A", "AAAA"
-    search: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    query: _Query
-    status: _Status
-    addresses: tuple[str, ...] = ()
-    mx: tuple[MXRecord, ...] = ()
-    qualified: str | None = None  # the name that answered, when not the name asked
-    reason: str = ""  # for TEMPFAIL: "timed out", "failed: ..."
-
-    def describe(self) -> str:
-        name = self.query.name.rstrip(".")
-        return f"DNS lookup of {self.query.rdtype.lower()} for {name} {self.reason}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Finished(Generic[_T]):
-    value: _T
-
-
-# A plan yields batches of queries, receives their results in the same order,
-# and returns its value (or raises DeferError/FailError).
-_Plan = Generator[list[_Query], list[_Result], _T]
-
-
-def _step(plan: _Plan[_T], results: list[_Result] | None) -> list[_Query] | _Finished[_T]:
-    try:
-        return next(plan) if results is None else plan.send(results)
-    except StopIteration as stop:
-        return _Finished(stop.value)
-
-
 def _uses_search(name: str, qualify_single: bool, search_parents: bool) -> bool:
     # glibc res_search: RES_DEFNAMES (qualify_single) extends a name without
     # dots, RES_DNSRCH (search_parents) one with dots; both walk the search
@@ -355,185 +178,25 @@ def _uses_search(name: str, qualify_single: bool, search_parents: bool) -> bool:
     return (qualify_single and not dotted) or (search_parents and dotted)
 
 
-def _absolute(name: str) -> str:
-    return name if name.endswith(".") else name + "."
+class SearchOptions(TypedDict, total=False):
+    """Whether a name without a final dot is extended by the search list (both off by default)."""
+
+    qualify_single: bool  # a name without dots (glibc's RES_DEFNAMES)
+    search_parents: bool  # a name with dots (RES_DNSRCH)
 
 
-@dataclass(slots=True)
-class _Addresses:
-    """A and AAAA results for one name, combined."""
+class HostOptions(SearchOptions, total=False):
+    """The keywords of find_hosts_by_name."""
 
-    status: _Status
-    addresses: list[str]
-    qualified: str | None
-    failure: _Result | None  # the result that explains a TEMPFAIL/NXDOMAIN/INVALID
+    ignore_target_hosts: IpPredicate | None  # addresses to leave out
+    port: int | None  # the port of every row (None: the transport's)
 
 
-def _combine(results: Sequence[_Result]) -> _Addresses:
-    addresses: list[str] = []
-    qualified: str | None = None
-    for result in results:
-        for address in result.addresses:
-            if address not in addresses:
-                addresses.append(address)
-        if result.status is _Status.FOUND and qualified is None:
-            qualified = result.qualified
-    if addresses:
-        return _Addresses(_Status.FOUND, addresses, qualified, None)
-    # Nothing found: a temporary failure of either family wins (if in doubt,
-    # defer), then a bad name, then NXDOMAIN; otherwise the name has no data.
-    for status in (_Status.TEMPFAIL, _Status.INVALID, _Status.NXDOMAIN):
-        for result in results:
-            if result.status is status:
-                return _Addresses(status, [], None, result)
-    return _Addresses(_Status.NODATA, [], None, None)
+class MxOptions(HostOptions, total=False):
+    """The keywords of find_hosts_by_mx."""
 
-
-# ---------------------------------------------------------------------------
-# dnspython boundary
-# ---------------------------------------------------------------------------
-
-
-def _from_answer(query: _Query, answer: dns.resolver.Answer) -> _Result:
-    import dns.name
-    import dns.rdatatype
-
-    qualified: str | None = None
-    if answer.qname != dns.name.from_text(_absolute(query.name)):
-        qualified = answer.qname.to_text(omit_final_dot=True)
-    rrset = answer.rrset
-    if rrset is None or len(rrset) == 0:
-        return _Result(query, _Status.NODATA, qualified=qualified)
-    if rrset.rdtype == dns.rdatatype.MX:
-        records = tuple(MXRecord(int(r.preference), r.exchange.to_text(omit_final_dot=True)) for r in rrset)
-        return _Result(query, _Status.FOUND, mx=records, qualified=qualified)
-    addresses = tuple(str(r.address) for r in rrset)
-    return _Result(query, _Status.FOUND, addresses=addresses, qualified=qualified)
-
-
-def _from_error(query: _Query, exc: dns.exception.DNSException | UnicodeError) -> _Result:
-    import dns.exception
-    import dns.name
-    import dns.resolver
-
-    if isinstance(exc, dns.resolver.NXDOMAIN):
-        return _Result(query, _Status.NXDOMAIN)
-    if isinstance(exc, dns.resolver.NoAnswer):
-        return _Result(query, _Status.NODATA)
-    if isinstance(exc, dns.exception.Timeout):
-        return _Result(query, _Status.TEMPFAIL, reason="timed out")
-    if isinstance(exc, dns.resolver.NoNameservers):
-        return _Result(query, _Status.TEMPFAIL, reason=_describe_server_errors(exc))
-    invalid = (
-        UnicodeError,
-        dns.exception.SyntaxError,
-        dns.name.NameTooLong,
-        dns.name.IDNAException,
-        dns.name.NoIDNA2008,
-        dns.resolver.YXDOMAIN,
-    )
-    if isinstance(exc, invalid):
-        return _Result(query, _Status.INVALID, reason=f"failed: invalid name ({exc})")
-    # Any other dnspython trouble: if in doubt, defer.
-    return _Result(query, _Status.TEMPFAIL, reason=f"failed: {exc}")
-
-
-def _describe_server_errors(exc: dns.resolver.NoNameservers) -> str:
-    errors = exc.kwargs.get("errors") or []
-    if not errors:
-        return "failed: no DNS servers configured"
-    parts: list[str] = []
-    for server, _tcp, port, error, _response in errors:
-        # dnspython names a server "Do53:192.0.2.1@53"; keep the address.
-        where = f"{str(server).removeprefix('Do53:').rpartition('@')[0] or server} port {port}"
-        if isinstance(error, str):  # an rcode: "SERVFAIL", "REFUSED"
-            text = f"{error} from {where}"
-        elif isinstance(error, OSError):
-            text = f"{where} unreachable ({error.strerror or error})"
-        else:
-            text = f"{where}: {error or type(error).__name__}"
-        if text not in parts:
-            parts.append(text)
-    return "failed: " + "; ".join(parts)
-
-
-def _make_cache(max_ttl: float) -> dns.resolver.Cache:
-    import dns.resolver
-
-    class _ShortCache(dns.resolver.Cache):
-        """dnspython's cache, with every entry kept at most `max_ttl` seconds."""
-
-        def put(self, key: dns.resolver.CacheKey, value: dns.resolver.Answer) -> None:
-            value.expiration = min(value.expiration, time.time() + max_ttl)
-            super().put(key, value)
-
-    return _ShortCache(cleaning_interval=max(max_ttl, 1.0))
-
-
-# Resolver attributes copied from the sync resolver to the async one.
-_COPIED_ATTRIBUTES = (
-    "domain",
-    "search",
-    "ndots",
-    "use_search_by_default",
-    "port",
-    "nameserver_ports",
-    "timeout",
-    "lifetime",
-    "edns",
-    "ednsflags",
-    "ednsoptions",
-    "payload",
-    "flags",
-    "retry_servfail",
-    "rotate",
-    "cache",
-)
-
-
-def _build_resolver(settings: ResolverSettings) -> dns.resolver.Resolver | None:
-    """A configured dnspython resolver, or None when the system has no DNS servers."""
-    import dns.exception
-    import dns.name
-    import dns.nameserver
-    import dns.resolver
-
-    try:
-        # Read /etc/resolv.conf even with explicit servers: Exim's dns
-        # settings replace the servers, not the search list.
-        resolver = dns.resolver.Resolver(configure=True)
-    except dns.resolver.NoResolverConfiguration:
-        if not settings.servers:
-            return None
-        resolver = dns.resolver.Resolver(configure=False)
-    if settings.servers:
-        resolver.nameservers = [
-            dns.nameserver.Do53Nameserver(address, port) for address, port in settings.servers
-        ]
-    if settings.search_domains is not None:
-        try:
-            search = [dns.name.from_text(domain) for domain in settings.search_domains]
-        except dns.exception.DNSException as exc:
-            raise ValueError(f"bad DNS search domain in {settings.search_domains!r}: {exc}") from exc
-        resolver.search = search
-        resolver.domain = search[0] if search else dns.name.root
-    resolver.timeout = settings.timeout
-    resolver.lifetime = settings.lifetime(len(resolver.nameservers))
-    resolver.retry_servfail = False  # SERVFAIL: next server, then defer
-    if settings.cache_max_ttl > 0:
-        resolver.cache = _make_cache(settings.cache_max_ttl)
-    return resolver
-
-
-def _refuse_inside_event_loop() -> None:
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None:
-        return
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise RuntimeError("DnsResolver: blocking lookup inside a running event loop; use the *_async methods")
+    require_mx: bool  # no MX records is an error (NoMxError), not an implicit MX
+    local_host_check: IpPredicate | None  # is an address this machine? (see HostList)
 
 
 # ---------------------------------------------------------------------------
@@ -552,222 +215,71 @@ class DnsResolver:
     def __init__(self, settings: ResolverSettings | None = None, *, rng: random.Random | None = None) -> None:
         self.settings = settings if settings is not None else ResolverSettings()
         self._rng = rng if rng is not None else random.Random()
-        self._sync = _build_resolver(self.settings)
-        self._async: dns.asyncresolver.Resolver | None = None
+        self._querier = Querier(self.settings)
 
     # -- public sync API ----------------------------------------------------
 
-    def lookup_mx(
-        self, domain: str, *, qualify_single: bool = False, search_parents: bool = False
-    ) -> list[MXRecord]:
+    def lookup_mx(self, domain: str, **search: Unpack[SearchOptions]) -> list[MXRecord]:
         """The MX records of `domain`, by preference (no randomising); [] if it has none."""
-        return self._run(self._plan_lookup_mx(domain, _uses_search(domain, qualify_single, search_parents)))
+        return self._querier.run(self._plan_lookup_mx(domain, **search))
 
-    def lookup_addresses(
-        self, name: str, *, qualify_single: bool = False, search_parents: bool = False
-    ) -> list[str]:
+    def lookup_addresses(self, name: str, **search: Unpack[SearchOptions]) -> list[str]:
         """The A then AAAA addresses of `name` (AAAA first with prefer_ipv6).
 
         [] if the name exists without addresses; UnknownHostError if it does not exist.
         """
-        return self._run(
-            self._plan_lookup_addresses(name, _uses_search(name, qualify_single, search_parents))
-        )
+        return self._querier.run(self._plan_lookup_addresses(name, **search))
 
-    def find_hosts_by_mx(
-        self,
-        domain: str,
-        *,
-        require_mx: bool = False,
-        ignore_target_hosts: IpPredicate | None = None,
-        local_host_check: IpPredicate | None = None,
-        qualify_single: bool = False,
-        search_parents: bool = False,
-        port: int | None = None,
-    ) -> HostList:
+    def find_hosts_by_mx(self, domain: str, **options: Unpack[MxOptions]) -> HostList:
         """The hosts to deliver mail for `domain` to, in order (RFC 5321 §5.1)."""
-        return self._run(
-            self._plan_hosts_by_mx(
-                domain,
-                require_mx=require_mx,
-                ignore_target_hosts=ignore_target_hosts,
-                local_host_check=local_host_check,
-                search=_uses_search(domain, qualify_single, search_parents),
-                port=port,
-            )
-        )
+        return self._querier.run(self._plan_hosts_by_mx(domain, **options))
 
-    def find_hosts_by_name(
-        self,
-        name: str,
-        *,
-        ignore_target_hosts: IpPredicate | None = None,
-        qualify_single: bool = False,
-        search_parents: bool = False,
-        port: int | None = None,
-    ) -> list[Host]:
+    def find_hosts_by_name(self, name: str, **options: Unpack[HostOptions]) -> list[Host]:
         """The addresses of host `name` (or the IP literal itself) as Host rows.
 
         [] means every address was ignored (ignore_target_hosts, or an IPv6
         literal with use_ipv6 off).  UnknownHostError if it has none.
         """
-        return self._run(
-            self._plan_hosts_by_name(
-                name,
-                ignore_target_hosts=ignore_target_hosts,
-                search=_uses_search(name, qualify_single, search_parents),
-                port=port,
-            )
-        )
+        return self._querier.run(self._plan_hosts_by_name(name, **options))
 
-    # -- public async API ---------------------------------------------------
+    # -- public async API: the same, on the running event loop ----------------
 
-    async def lookup_mx_async(
-        self, domain: str, *, qualify_single: bool = False, search_parents: bool = False
-    ) -> list[MXRecord]:
-        return await self._run_async(
-            self._plan_lookup_mx(domain, _uses_search(domain, qualify_single, search_parents))
-        )
+    async def lookup_mx_async(self, domain: str, **search: Unpack[SearchOptions]) -> list[MXRecord]:
+        return await self._querier.run_async(self._plan_lookup_mx(domain, **search))
 
-    async def lookup_addresses_async(
-        self, name: str, *, qualify_single: bool = False, search_parents: bool = False
-    ) -> list[str]:
-        return await self._run_async(
-            self._plan_lookup_addresses(name, _uses_search(name, qualify_single, search_parents))
-        )
+    async def lookup_addresses_async(self, name: str, **search: Unpack[SearchOptions]) -> list[str]:
+        return await self._querier.run_async(self._plan_lookup_addresses(name, **search))
 
-    async def find_hosts_by_mx_async(
-        self,
-        domain: str,
-        *,
-        require_mx: bool = False,
-        ignore_target_hosts: IpPredicate | None = None,
-        local_host_check: IpPredicate | None = None,
-        qualify_single: bool = False,
-        search_parents: bool = False,
-        port: int | None = None,
-    ) -> HostList:
-        return await self._run_async(
-            self._plan_hosts_by_mx(
-                domain,
-                require_mx=require_mx,
-                ignore_target_hosts=ignore_target_hosts,
-                local_host_check=local_host_check,
-                search=_uses_search(domain, qualify_single, search_parents),
-                port=port,
-            )
-        )
+    async def find_hosts_by_mx_async(self, domain: str, **options: Unpack[MxOptions]) -> HostList:
+        return await self._querier.run_async(self._plan_hosts_by_mx(domain, **options))
 
-    async def find_hosts_by_name_async(
-        self,
-        name: str,
-        *,
-        ignore_target_hosts: IpPredicate | None = None,
-        qualify_single: bool = False,
-        search_parents: bool = False,
-        port: int | None = None,
-    ) -> list[Host]:
-        return await self._run_async(
-            self._plan_hosts_by_name(
-                name,
-                ignore_target_hosts=ignore_target_hosts,
-                search=_uses_search(name, qualify_single, search_parents),
-                port=port,
-            )
-        )
-
-    # -- runners ------------------------------------------------------------
-
-    def _run(self, plan: _Plan[_T]) -> _T:
-        _refuse_inside_event_loop()
-        step = _step(plan, None)
-        while not isinstance(step, _Finished):
-            step = _step(plan, [self._query(query) for query in step])
-        return step.value
-
-    async def _run_async(self, plan: _Plan[_T]) -> _T:
-        import asyncio
-
-        step = _step(plan, None)
-        while not isinstance(step, _Finished):
-            if len(step) == 1:
-                results = [await self._query_async(step[0])]
-            else:
-                async with asyncio.TaskGroup() as group:
-                    tasks = [group.create_task(self._query_async(query)) for query in step]
-                results = [task.result() for task in tasks]
-            step = _step(plan, results)
-        return step.value
-
-    def _query(self, query: _Query) -> _Result:
-        import dns.exception
-
-        if self._sync is None:
-            return _Result(
-                query, _Status.TEMPFAIL, reason="failed: no DNS servers configured (/etc/resolv.conf)"
-            )
-        if query.name.strip(".") == "":
-            return _Result(query, _Status.INVALID, reason="failed: empty name")
-        try:
-            answer = self._sync.resolve(
-                query.name, query.rdtype, search=query.search, raise_on_no_answer=False
-            )
-        except (dns.exception.DNSException, UnicodeError) as exc:
-            return _from_error(query, exc)
-        return _from_answer(query, answer)
-
-    async def _query_async(self, query: _Query) -> _Result:
-        import dns.exception
-
-        resolver = self._async_resolver()
-        if resolver is None:
-            return _Result(
-                query, _Status.TEMPFAIL, reason="failed: no DNS servers configured (/etc/resolv.conf)"
-            )
-        if query.name.strip(".") == "":
-            return _Result(query, _Status.INVALID, reason="failed: empty name")
-        try:
-            answer = await resolver.resolve(
-                query.name, query.rdtype, search=query.search, raise_on_no_answer=False
-            )
-        except (dns.exception.DNSException, UnicodeError) as exc:
-            return _from_error(query, exc)
-        return _from_answer(query, answer)
-
-    def _async_resolver(self) -> dns.asyncresolver.Resolver | None:
-        # Made from the sync resolver's settings, so no file is read here
-        # (this runs inside the event loop).
-        if self._sync is None:
-            return None
-        if self._async is None:
-            import dns.asyncresolver
-
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            for attribute in _COPIED_ATTRIBUTES:
-                setattr(resolver, attribute, getattr(self._sync, attribute))
-            resolver.nameservers = self._sync.nameservers
-            self._async = resolver
-        return self._async
+    async def find_hosts_by_name_async(self, name: str, **options: Unpack[HostOptions]) -> list[Host]:
+        return await self._querier.run_async(self._plan_hosts_by_name(name, **options))
 
     # -- plans --------------------------------------------------------------
 
-    def _address_queries(self, name: str, search: bool) -> list[_Query]:
-        queries = [_Query(name, "A", search)]
+    def _address_queries(self, name: str, search: bool) -> list[Query]:
+        queries = [Query(name, "A", search)]
         if self.settings.use_ipv6:
-            queries.append(_Query(name, "AAAA", search))
+            queries.append(Query(name, "AAAA", search))
             if self.settings.prefer_ipv6:
                 queries.reverse()
         return queries
 
-    def _plan_lookup_mx(self, domain: str, search: bool) -> _Plan[list[MXRecord]]:
-        [result] = yield [_Query(domain, "MX", search)]
+    def _plan_lookup_mx(
+        self, domain: str, *, qualify_single: bool = False, search_parents: bool = False
+    ) -> Plan[list[MXRecord]]:
+        search = _uses_search(domain, qualify_single, search_parents)
+        [result] = yield [Query(domain, "MX", search)]
         _raise_for_domain(domain, result)
         return sorted(result.mx)
 
-    def _plan_lookup_addresses(self, name: str, search: bool) -> _Plan[list[str]]:
-        results = yield self._address_queries(name, search)
-        found = _combine(results)
-        if found.status in (_Status.FOUND, _Status.NODATA):
+    def _plan_lookup_addresses(
+        self, name: str, *, qualify_single: bool = False, search_parents: bool = False
+    ) -> Plan[list[str]]:
+        results = yield self._address_queries(name, _uses_search(name, qualify_single, search_parents))
+        found = combine(results)
+        if found.status in (Status.FOUND, Status.NODATA):
             return found.addresses
         raise _host_error(name, found)
 
@@ -775,10 +287,11 @@ class DnsResolver:
         self,
         name: str,
         *,
-        ignore_target_hosts: IpPredicate | None,
-        search: bool,
-        port: int | None,
-    ) -> _Plan[list[Host]]:
+        ignore_target_hosts: IpPredicate | None = None,
+        qualify_single: bool = False,
+        search_parents: bool = False,
+        port: int | None = None,
+    ) -> Plan[list[Host]]:
         literal = ip_literal(name)
         if literal is not None:
             # An IP address stands for itself: no lookup.
@@ -786,9 +299,9 @@ class DnsResolver:
             if not usable or (ignore_target_hosts is not None and ignore_target_hosts(literal)):
                 return []
             return [Host(literal, literal, port=port)]
-        results = yield self._address_queries(name, search)
-        found = _combine(results)
-        if found.status is not _Status.FOUND:
+        results = yield self._address_queries(name, _uses_search(name, qualify_single, search_parents))
+        found = combine(results)
+        if found.status is not Status.FOUND:
             raise _host_error(name, found)
         host_name = found.qualified or name.rstrip(".")
         return [
@@ -801,26 +314,28 @@ class DnsResolver:
         self,
         domain: str,
         *,
-        require_mx: bool,
-        ignore_target_hosts: IpPredicate | None,
-        local_host_check: IpPredicate | None,
-        search: bool,
-        port: int | None,
-    ) -> _Plan[HostList]:
-        [mx_result] = yield [_Query(domain, "MX", search)]
+        require_mx: bool = False,
+        ignore_target_hosts: IpPredicate | None = None,
+        local_host_check: IpPredicate | None = None,
+        qualify_single: bool = False,
+        search_parents: bool = False,
+        port: int | None = None,
+    ) -> Plan[HostList]:
+        search = _uses_search(domain, qualify_single, search_parents)
+        [mx_result] = yield [Query(domain, "MX", search)]
         _raise_for_domain(domain, mx_result)
         qualified = mx_result.qualified or domain.rstrip(".")
 
-        if mx_result.status is _Status.NODATA:
+        if mx_result.status is Status.NODATA:
             if require_mx:
                 raise _fail(NoMxError, f'no MX records for mail domain "{domain}"')
             # RFC 5321 §5.1: no MX, so the domain is its own (implicit) MX.
-            results = yield self._address_queries(_absolute(qualified), False)
-            found = _combine(results)
-            if found.status is _Status.TEMPFAIL:
+            results = yield self._address_queries(absolute(qualified), False)
+            found = combine(results)
+            if found.status is Status.TEMPFAIL:
                 assert found.failure is not None
                 raise _defer(found.failure.describe())
-            if found.status is not _Status.FOUND:
+            if found.status is not Status.FOUND:
                 raise _fail(
                     UnknownDomainError, f'unrouteable mail domain "{domain}": no MX or address records'
                 )
@@ -852,22 +367,22 @@ class DnsResolver:
         queries = [
             query
             for record, _ in looked_up
-            for query in self._address_queries(_absolute(record.exchange), False)
+            for query in self._address_queries(absolute(record.exchange), False)
         ]
         results = (yield queries) if queries else []
         per_target = len(queries) // max(1, len(looked_up))
 
         rows: list[Host] = []
         deferred: list[MXRecord] = []
-        first_defer: _Result | None = None
+        first_defer: Result | None = None
         for index, (record, sort_key) in enumerate(looked_up):
-            found = _combine(results[index * per_target : (index + 1) * per_target])
-            if found.status is _Status.FOUND:
+            found = combine(results[index * per_target : (index + 1) * per_target])
+            if found.status is Status.FOUND:
                 rows.extend(
                     Host(record.exchange, address, mx=record.preference, port=port, sort_key=sort_key)
                     for address in found.addresses
                 )
-            elif found.status is _Status.TEMPFAIL:
+            elif found.status is Status.TEMPFAIL:
                 deferred.append(record)
                 first_defer = first_defer or found.failure
 
@@ -901,23 +416,23 @@ class DnsResolver:
         return ordered
 
 
-def _raise_for_domain(domain: str, result: _Result) -> None:
+def _raise_for_domain(domain: str, result: Result) -> None:
     """Raise for a failed lookup of a mail domain's own records."""
-    if result.status is _Status.NXDOMAIN:
+    if result.status is Status.NXDOMAIN:
         raise _fail(UnknownDomainError, f'unrouteable mail domain "{domain}"')
-    if result.status is _Status.INVALID:
+    if result.status is Status.INVALID:
         raise _fail(UnknownDomainError, f'mail domain "{domain}" is syntactically invalid')
-    if result.status is _Status.TEMPFAIL:
+    if result.status is Status.TEMPFAIL:
         raise _defer(result.describe())
 
 
-def _host_error(name: str, found: _Addresses) -> DeferError | FailError:
-    if found.status is _Status.TEMPFAIL:
+def _host_error(name: str, found: Addresses) -> DeferError | FailError:
+    if found.status is Status.TEMPFAIL:
         assert found.failure is not None
         return _defer(found.failure.describe())
-    if found.status is _Status.NODATA:
+    if found.status is Status.NODATA:
         return _fail(UnknownHostError, f'host "{name}" has no address records')
-    if found.status is _Status.INVALID:
+    if found.status is Status.INVALID:
         return _fail(UnknownHostError, f'host name "{name}" is syntactically invalid')
     return _fail(UnknownHostError, f'host "{name}" not found in DNS')
 
@@ -973,12 +488,15 @@ __all__ = [
     "DnsResolver",
     "Host",
     "HostList",
+    "HostOptions",
     "IpPredicate",
     "MXRecord",
     "MxHostsMissingError",
+    "MxOptions",
     "NoMxError",
     "NullMxError",
     "ResolverSettings",
+    "SearchOptions",
     "UnknownDomainError",
     "UnknownHostError",
     "ip_literal",

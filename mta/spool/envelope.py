@@ -1,7 +1,9 @@
 """The contents of a -H file as Python values: `Envelope` and its parts.
 
-`mta.spool.format` turns an `Envelope` into the bytes of a -H file and back;
-this module only defines the values and the table of -option lines.  A
+`mta.spool.format` turns an `Envelope` into the bytes of a -H file and
+`mta.spool.format_read` back; this module only defines the values, the
+text encoding, the file suffixes, the table of -option lines, and the bits
+of grammar both directions share.  A
 spooled header is a `SpoolHeader` (flag character, whole text); the
 message layer's own header type is converted to and from it by the caller.
 """
@@ -10,10 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from typing import NamedTuple
+
+from mta.taint import Tainted
 
 ENCODING = "utf-8"
 ENCODING_ERRORS = "surrogateescape"
+
+# The spool files of a message: ID-H (envelope and headers), ID-D (body), ID-J (journal).
+HEADER_SUFFIX = "-H"
+DATA_SUFFIX = "-D"
+JOURNAL_SUFFIX = "-J"
 
 # Header flag characters (Exim's htype_*).
 HEADER_FLAGS = " BCFIPRST*"
@@ -29,6 +39,11 @@ def encode_text(text: str) -> bytes:
 def decode_text(raw: bytes) -> str:
     """Spool bytes to text: UTF-8, with other bytes kept as lone surrogates."""
     return raw.decode(ENCODING, ENCODING_ERRORS)
+
+
+def decode_tainted(raw: bytes) -> Tainted:
+    """Spool bytes that came from the network, as a Tainted string."""
+    return Tainted(decode_text(raw))
 
 
 class SpoolHeader(NamedTuple):
@@ -229,3 +244,18 @@ OPTIONS: tuple[tuple[str, str, OptionKind], ...] = (
 )
 OPTION_BY_NAME = {name: (attr, kind) for name, attr, kind in OPTIONS}
 ACL_LINE_NAMES = {"aclc": "acl_c", "aclm": "acl_m"}  # line name -> variable prefix
+
+# The grammar of the lines the table describes, for the writer and the reader
+# (mta.spool.format, mta.spool.format_read): "-name value", "--name value"
+# (tainted), "--(quoter)name value"; acl_cNAME / acl_mNAME variables.
+OPTION_LINE = re.compile(rb"-(-(?:\(([A-Za-z0-9_]*)\))?)?([A-Za-z0-9_]+)(?: (.*))?\Z", re.DOTALL)
+ACL_VARIABLE = re.compile(r"acl_([cm])([A-Za-z0-9_]+)\Z")
+EMPTY_TREE = b"XX"  # the non-recipients tree when there are none
+
+
+def recipient_safe_plain(raw: bytes) -> bool:
+    """True if a plain recipient line cannot be mistaken for an extended or
+    obsolete form by Exim's right-to-left parse: after any trailing digits,
+    the last character must not be '#', ',' or ' '."""
+    stripped = raw.rstrip(b"0123456789")
+    return bool(stripped) and stripped[-1:] not in (b"#", b",", b" ")

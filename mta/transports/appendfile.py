@@ -12,7 +12,8 @@ is only reported after fsync().
 A Maildir delivery (``directory`` with ``maildir_format``) writes the
 message to ``tmp/`` under a unique name, fsyncs it, links it into ``new/``
 and fsyncs the directory, so a reader never sees a half-written message and
-a crash never loses an acknowledged one.
+a crash never loses an acknowledged one (the file-level pieces are in
+_maildir.py).
 
 Runs in the delivery child, already as the delivery user (mta.deliver.local_exec).
 Every failure is a DeferError (the mailbox's trouble, tried again later)
@@ -23,18 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import itertools
 import os
-import stat
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from mta.drivers import DriverOptions, Kind, option
-from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError, FailError
+from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError
 from mta.route.item import AddressItem
 from mta.taint import is_tainted
+from mta.transports import _local, _maildir
 from mta.transports._locking import (
     MailboxPolicy,
     OpenMailbox,
@@ -43,7 +42,7 @@ from mta.transports._locking import (
     release_lockfile,
 )
 from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage, TransportOptions
-from mta.transports.write import HeaderEdits, WriteSpec, header_edits, message_chunks, transport_return_path
+from mta.transports.write import HeaderEdits, WriteSpec, header_edits, transport_return_path
 
 # Backslash-n, as in Exim: the expansion makes it a newline.
 MBOX_PREFIX = "From ${if def:return_path{$return_path}{MAILER-DAEMON}} ${tod_bsdinbox}\\n"
@@ -51,8 +50,6 @@ CREATE_FILE_WORDS = ("anywhere", "inhome", "belowhome")
 # Exim's ERRNO_EXIMQUOTA: the log shows "defer (-22): mailbox is full ...".
 QUOTA_ERRNO = -22
 QUOTA_MESSAGE = "mailbox is full (quota exceeded)"
-MAILDIR_SUBDIRS = ("tmp", "new", "cur")
-_maildir_counter = itertools.count(1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -184,27 +181,18 @@ class AppendfileTransport(LocalTransport):
             raise error(f'create_file must be anywhere, inhome, belowhome or an absolute path, not "{o.create_file}"')
         if o.file is not None and not (o.use_lockfile or o.use_fcntl_lock):
             raise error("no locking configured (set use_lockfile or use_fcntl_lock)")
-        from mta.expand import check as check_expansion
-
-        for name in ("file", "directory", "message_prefix", "message_suffix", "headers_add", "headers_remove"):
-            text = getattr(o, name)
-            if text:
-                try:
-                    check_expansion(text)
-                except ExpansionError as exc:
-                    raise error(f"{name}: {exc.message}") from None
+        names = ("file", "directory", "message_prefix", "message_suffix", "headers_add", "headers_remove")
+        _local.check_expansions(((name, getattr(o, name)) for name in names), error)
 
     # -- delivery ---------------------------------------------------------------------------------
 
     def deliver(self, message: OutgoingMessage, item: AddressItem, env: DeliveryEnv) -> None:
-        o = self.options
-        if o.message_size_limit and message.size > o.message_size_limit:
-            raise FailError(f"message is too big (transport limit = {o.message_size_limit})")
+        _local.check_size(self.options, message)
         path, is_maildir = self._target(item, env)
         return_path = transport_return_path(self, message, item, env)
         edits = header_edits(self, message, [item], env, return_path)
         spec = self._write_spec(item, env, return_path, is_maildir)
-        home = env.home if env.home is not None else item.home
+        home = _local.delivery_home(item, env)
         if is_maildir:
             self._deliver_maildir(path, message, spec, edits, env, home)
         else:
@@ -237,12 +225,10 @@ class AppendfileTransport(LocalTransport):
         suffix = o.message_suffix if o.message_suffix is not None else ("\\n" if mbox else "")
         check = o.check_string if o.check_string is not None else ("From " if mbox else "")
         escape = o.escape_string if o.escape_string is not None else (">From " if mbox else "")
-        return WriteSpec(
-            crlf=o.use_crlf,
-            check_string=check.encode("utf-8", "surrogateescape"),
-            escape_string=escape.encode("utf-8", "surrogateescape"),
-            headers_only=o.headers_only,
-            body_only=o.body_only,
+        return _local.write_spec(
+            o,
+            check=check,
+            escape=escape,
             prefix=self._expand_text("message_prefix", prefix, item, env, return_path),
             suffix=self._expand_text("message_suffix", suffix, item, env, return_path),
         )
@@ -256,7 +242,7 @@ class AppendfileTransport(LocalTransport):
             raise DeferError(
                 f'Expansion of "{text}" ({name} for {self.name} transport) failed: {exc.message}'
             ) from None
-        return value.encode("utf-8", "surrogateescape")
+        return _local.encode(value)
 
     def _may_create(self, path: str, home: str | None) -> bool:
         """create_file: may a missing file at `path` be created?"""
@@ -339,12 +325,7 @@ class AppendfileTransport(LocalTransport):
         try:
             failure: DeliveryError
             try:
-                written = 0
-                for chunk in _chunks(message, spec, edits):
-                    if limit and box.size + written + len(chunk) > limit:
-                        raise _quota_error()
-                    _write_all(box.fd, chunk)
-                    written += len(chunk)
+                _write_message(box.fd, _local.spool_chunks(message, spec, edits), limit, box.size)
                 if not box.is_fifo:
                     os.fsync(box.fd)
                     if box.created:
@@ -403,11 +384,11 @@ class AppendfileTransport(LocalTransport):
                 f"tried to create file in {path}, but file creation outside the home directory is not permitted"
             )
         self._ensure_maildir(path)
-        root = _open_directory(path, None, follow=True)
+        root = _maildir.open_directory(path, None, follow=True)
         try:
-            tmp_fd = _open_directory("tmp", root, follow=False, shown=f"{path}/tmp")
+            tmp_fd = _maildir.open_directory("tmp", root, follow=False, shown=f"{path}/tmp")
             try:
-                new_fd = _open_directory("new", root, follow=False, shown=f"{path}/new")
+                new_fd = _maildir.open_directory("new", root, follow=False, shown=f"{path}/new")
                 try:
                     limit = self._maildir_quota(root, path, message.size)
                     self._write_maildir_file(path, tmp_fd, new_fd, message, spec, edits, env, limit)
@@ -420,7 +401,7 @@ class AppendfileTransport(LocalTransport):
 
     def _ensure_maildir(self, path: str) -> None:
         o = self.options
-        for directory in (path, *(f"{path}/{sub}" for sub in MAILDIR_SUBDIRS)):
+        for directory in (path, *(f"{path}/{sub}" for sub in _maildir.SUBDIRS)):
             if os.path.isdir(directory):
                 continue
             if not o.create_directory:
@@ -432,7 +413,7 @@ class AppendfileTransport(LocalTransport):
         o = self.options
         if not o.quota and not o.quota_filecount:
             return 0
-        size, count = _maildir_usage(root, path)
+        size, count = _maildir.usage(root, path)
         inclusive = o.quota_is_inclusive
         if o.quota_filecount and count + (1 if inclusive else 0) > o.quota_filecount:
             raise _quota_error()
@@ -451,18 +432,13 @@ class AppendfileTransport(LocalTransport):
         env: DeliveryEnv,
         limit: int,
     ) -> None:
-        name, fd = _create_unique(tmp_fd, path, env.primary_hostname, self.options.mode)
+        name, fd = _maildir.create_unique(tmp_fd, path, env.primary_hostname, self.options.mode)
         in_new = False
         done = False
         try:
             try:
                 os.fchmod(fd, self.options.mode)  # the umask may have narrowed it
-                written = 0
-                for chunk in _chunks(message, spec, edits):
-                    if limit and written + len(chunk) > limit:
-                        raise _quota_error()
-                    _write_all(fd, chunk)
-                    written += len(chunk)
+                _write_message(fd, _local.spool_chunks(message, spec, edits), limit)
                 # The file's data must be on disk before its name appears in new/.
                 os.fsync(fd)
             finally:
@@ -480,8 +456,8 @@ class AppendfileTransport(LocalTransport):
             if not done:
                 if in_new:
                     # Not durable in new/: take it back so that a retry cannot leave two copies.
-                    _unlink_at(name, new_fd)
-                _unlink_at(name, tmp_fd)
+                    _maildir.unlink_at(name, new_fd)
+                _maildir.unlink_at(name, tmp_fd)
         # Delivered: the message lives in new/.  A tmp/ name left behind is only clutter
         # (Maildir readers clear old tmp/ files), so failing here must not defer and redeliver.
         try:
@@ -493,27 +469,13 @@ class AppendfileTransport(LocalTransport):
 # -- helpers ------------------------------------------------------------------------------------------
 
 
-def _chunks(message: OutgoingMessage, spec: WriteSpec, edits: HeaderEdits) -> Iterator[bytes]:
-    """The message's bytes; a failure to read the spool is reported as such, not as a mailbox error."""
-    chunks = message_chunks(message, spec, top=edits.top, bottom=edits.bottom, remove=edits.remove)
-    while True:
-        try:
-            chunk = next(chunks, None)
-        except OSError as exc:
-            raise DeferError(
-                f"error reading message {message.message_id} from the spool: {exc.strerror}", errno=exc.errno or 0
-            ) from None
-        if chunk is None:
-            return
-        if chunk:
-            yield chunk
-
-
-def _unlink_at(name: str, dir_fd: int) -> None:
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return
+def _write_message(fd: int, chunks: Iterable[bytes], limit: int, size: int = 0) -> None:
+    """Write the chunks after `size` bytes; the quota error before a write would pass `limit` (0: no limit)."""
+    for chunk in chunks:
+        if limit and size + len(chunk) > limit:
+            raise _quota_error()
+        _write_all(fd, chunk)
+        size += len(chunk)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -560,51 +522,3 @@ def _fsync_directory(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _open_directory(name: str, dir_fd: int | None, follow: bool, shown: str | None = None) -> int:
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
-    try:
-        return os.open(name, flags, dir_fd=dir_fd)
-    except OSError as exc:
-        raise DeferError(
-            f"failed to open Maildir directory {shown or name}: {exc.strerror}", errno=exc.errno or 0
-        ) from None
-
-
-def _maildir_usage(root: int, path: str) -> tuple[int, int]:
-    """Total size and number of the messages in new/ and cur/ (tmp/ holds deliveries in progress)."""
-    size = count = 0
-    for sub in ("new", "cur"):
-        try:
-            with os.scandir(f"{path}/{sub}") as entries:
-                for entry in entries:
-                    st = entry.stat(follow_symlinks=False)
-                    if stat.S_ISREG(st.st_mode):
-                        size += st.st_size
-                        count += 1
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise DeferError(f"failed to read Maildir {path}/{sub} for the quota: {exc.strerror}") from None
-    return size, count
-
-
-def _maildir_hostname(hostname: str) -> str:
-    # The Maildir convention: "/" and ":" cannot appear in a name, so they are written in octal.
-    return (hostname or "localhost").replace("/", "\\057").replace(":", "\\072")
-
-
-def _create_unique(tmp_fd: int, path: str, hostname: str, mode: int) -> tuple[str, int]:
-    """Create tmp/<time>.<pid>_<counter>.<host> with O_EXCL; a clash just takes the next counter."""
-    host = _maildir_hostname(hostname)
-    for _ in range(20):
-        name = f"{int(time.time())}.{os.getpid()}_{next(_maildir_counter)}.{host}"
-        try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=tmp_fd)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise DeferError(f"failed to create {path}/tmp/{name}: {exc.strerror}", errno=exc.errno or 0) from None
-        return name, fd
-    raise DeferError(f"failed to create a unique file in {path}/tmp")

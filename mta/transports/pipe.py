@@ -34,35 +34,34 @@ Outcomes, as Exim's pipe.c:
     return_output                 any output fails the delivery, the output in the error text
     ignore_status                 every exit status and signal counts as success
 
-Runs in the delivery child, already as the delivery user (mta.deliver.local_exec).
+Splitting the command and running the child process are
+mta.transports._command's; this module decides what runs, with what
+environment, and what its end means.  Runs in the delivery child, already
+as the delivery user (mta.deliver.local_exec).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import selectors
 import signal
-import subprocess
-import time
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from mta.drivers import DriverOptions, Kind, option
 from mta.errors import ConfigError, DeferError, ExpansionError, FailError
 from mta.route.item import AddressItem
 from mta.taint import is_tainted
+from mta.transports import _local
+from mta.transports._command import EX_EXECFAILED, RunResult, run_command, split_command
 from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage, TransportOptions
-from mta.transports.write import WriteSpec, header_edits, message_chunks, transport_return_path
+from mta.transports.write import header_edits, transport_return_path
 from mta.values import split_list
+
+__all__ = ["PipeOptions", "PipeTransport", "split_command"]
 
 # Backslash-n, as in Exim: the expansion makes it a newline, and -bP shows it as written.
 FROM_PREFIX = "From ${if def:return_path{$return_path}{MAILER-DAEMON}} ${tod_bsdinbox}\\n"
-EX_EXECFAILED = 127
-# After the command has exited, how long a process it left holding its output may keep us.
-DRAIN_GRACE = 5.0
 _PIPE_ADDRESSES = ("$pipe_addresses", "${pipe_addresses}")
-_UTF8, _ESC = "utf-8", "surrogateescape"  # bytes from the spool survive a round trip
 _ADDRESS_PIPE = ("$address_pipe", "${address_pipe}")
 
 # os_strexit() in Exim: what a sysexits.h status usually means.
@@ -173,14 +172,6 @@ class PipeOptions(TransportOptions):
     umask: int = option(0o022, Kind.OCTAL, "The command's umask.")
 
 
-@dataclasses.dataclass(slots=True)
-class _RunResult:
-    status: int  # exit status; negative: killed by that signal
-    output: bytes
-    timed_out: bool = False
-    too_much: bool = False
-
-
 class PipeTransport(LocalTransport):
     """Run a command, without a shell, with the message on its standard input; its exit status
     decides between delivered, deferred and failed.  See docs/transports.md.
@@ -201,27 +192,19 @@ class PipeTransport(LocalTransport):
             raise error("both allow_commands and use_shell set")
         if o.temp_errors.strip() != "*" and not all(code.isdigit() for code in split_list(o.temp_errors)):
             raise error(f'temp_errors must be "*" or a list of numbers, not "{o.temp_errors}"')
-        from mta.expand import check as check_expansion
-
         texts = [("path", o.path), ("message_prefix", o.message_prefix), ("message_suffix", o.message_suffix)]
         texts += [("environment", o.environment), ("allow_commands", o.allow_commands)]
         if o.command and o.use_shell:
             texts.append(("command", o.command))
         elif o.command:
             texts += [("command", arg) for arg in split_command(o.command)]
-        for name, text in texts:
-            if text:
-                try:
-                    check_expansion(text)
-                except ExpansionError as exc:
-                    raise error(f"{name}: {exc.message}") from None
+        _local.check_expansions(texts, error)
 
     # -- delivery ---------------------------------------------------------------------------------
 
     def deliver(self, message: OutgoingMessage, item: AddressItem, env: DeliveryEnv) -> None:
         o = self.options
-        if o.message_size_limit and message.size > o.message_size_limit:
-            raise FailError(f"message is too big (transport limit = {o.message_size_limit})")
+        _local.check_size(o, message)
         argv = self._argv(item, env)
         path = self._expand("path", o.path, item, env)
         if not o.use_shell:
@@ -229,17 +212,15 @@ class PipeTransport(LocalTransport):
         envp = self._environment(message, item, env, path)
         return_path = transport_return_path(self, message, item, env)
         edits = header_edits(self, message, [item], env, return_path)
-        spec = WriteSpec(
-            crlf=o.use_crlf,
-            check_string=(o.check_string or "").encode(_UTF8, _ESC),
-            escape_string=(o.escape_string or "").encode(_UTF8, _ESC),
-            headers_only=o.headers_only,
-            body_only=o.body_only,
-            prefix=self._expand("message_prefix", o.message_prefix or "", item, env, return_path).encode(_UTF8, _ESC),
-            suffix=self._expand("message_suffix", o.message_suffix or "", item, env, return_path).encode(_UTF8, _ESC),
+        spec = _local.write_spec(
+            o,
+            check=o.check_string or "",
+            escape=o.escape_string or "",
+            prefix=_local.encode(self._expand("message_prefix", o.message_prefix or "", item, env, return_path)),
+            suffix=_local.encode(self._expand("message_suffix", o.message_suffix or "", item, env, return_path)),
         )
-        chunks = message_chunks(message, spec, top=edits.top, bottom=edits.bottom, remove=edits.remove)
-        result = run_command(argv, envp, o.umask, _spool_reads(chunks, message), o.timeout, o.max_output)
+        chunks = _local.spool_chunks(message, spec, edits)
+        result = run_command(argv, envp, o.umask, chunks, o.timeout, o.max_output)
         self._judge(result, argv)
 
     def _argv(self, item: AddressItem, env: DeliveryEnv) -> list[str]:
@@ -327,7 +308,7 @@ class PipeTransport(LocalTransport):
     def _environment(self, message: OutgoingMessage, item: AddressItem, env: DeliveryEnv, path: str) -> dict[str, str]:
         # A |command item has the local part of the address that led to it (Exim's deliver_localpart).
         who = (item.parent or item) if item.pipe_command is not None or item.file_path is not None else item
-        home = env.home if env.home is not None else item.home
+        home = _local.delivery_home(item, env)
         envp = {
             "LOCAL_PART": who.local_part,
             "LOGNAME": who.local_part,
@@ -357,7 +338,7 @@ class PipeTransport(LocalTransport):
         # A NUL cannot be passed in the environment; such a value is not worth failing the delivery.
         return {name: str(value).replace("\0", "") for name, value in envp.items()}
 
-    def _judge(self, result: _RunResult, argv: list[str]) -> None:
+    def _judge(self, result: RunResult, argv: list[str]) -> None:
         """Turn the command's end into success, DeferError or FailError (see the module docstring)."""
         o = self.options
         shown = " ".join(f'"{a}"' if " " in a or "\t" in a else a for a in argv)
@@ -396,59 +377,6 @@ class PipeTransport(LocalTransport):
             )
 
 
-def split_command(text: str) -> list[str]:
-    """Split a command into arguments as Exim does, without a shell.
-
-    White space separates arguments.  An argument that starts with a double
-    quote runs to the closing quote, with backslash escapes (\\n, \\t,
-    \\", \\\\, octal \\ddd) inside; one that starts with a single quote runs
-    verbatim to the closing quote.  Anything else runs to the next white space.
-    """
-    args: list[str] = []
-    i, n = 0, len(text)
-    while True:
-        while i < n and text[i].isspace():
-            i += 1
-        if i >= n:
-            return args
-        if text[i] == "'":
-            end = text.find("'", i + 1)
-            end = n if end < 0 else end
-            args.append(text[i + 1 : end])
-            i = end + 1
-        elif text[i] == '"':
-            out: list[str] = []
-            i += 1
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    char, i = _escape(text, i + 1)
-                    out.append(char)
-                else:
-                    out.append(text[i])
-                    i += 1
-            args.append("".join(out))
-            i += 1
-        else:
-            start = i
-            while i < n and not text[i].isspace():
-                i += 1
-            args.append(text[start:i])
-
-
-def _escape(text: str, i: int) -> tuple[str, int]:
-    """The character a backslash escape at text[i-1] stands for, and the index after it."""
-    char = text[i]
-    simple = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
-    if char in simple:
-        return simple[char], i + 1
-    if char in "01234567":
-        end = i
-        while end < len(text) and end < i + 3 and text[end] in "01234567":
-            end += 1
-        return chr(int(text[i:end], 8)), end
-    return char, i + 1
-
-
 def _signal_name(number: int) -> str:
     try:
         return signal.strsignal(number) or f"signal {number}"
@@ -464,178 +392,3 @@ def _strip_bar(command: str) -> str:
 def _with_output(output: str, wanted: bool) -> str | None:
     """The command's output for the bounce (DeliveryError.detail), when the options want it."""
     return output if wanted and output else None
-
-
-def _spool_reads(chunks: Iterator[bytes], message: OutgoingMessage) -> Iterator[bytes]:
-    """The message chunks; a failure to read the spool defers, and is named as such."""
-    while True:
-        try:
-            chunk = next(chunks, None)
-        except OSError as exc:
-            raise DeferError(
-                f"error reading message {message.message_id} from the spool: {exc.strerror}", errno=exc.errno or 0
-            ) from None
-        if chunk is None:
-            return
-        if chunk:
-            yield chunk
-
-
-# -- running the command ------------------------------------------------------------------------------
-
-
-def run_command(
-    argv: list[str], envp: dict[str, str], umask: int, chunks: Iterator[bytes], timeout: float, max_output: int
-) -> _RunResult:
-    """Run `argv` with `chunks` on its stdin, collecting stdout+stderr; never blocks past `timeout`.
-
-    Writing and reading are multiplexed with a selector on non-blocking
-    pipes: a command that fills its output pipe before reading its input
-    still makes progress.  The command is a process-group leader so that a
-    timeout or excess output kills it and everything it started.  A command
-    that cannot be executed gives status 127, as a shell would.
-    """
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=envp,
-            close_fds=True,
-            process_group=0,
-            umask=umask,
-        )
-    except OSError as exc:
-        if exc.filename == argv[0]:
-            # execve() failed: report it as a shell would, with status 127.
-            return _RunResult(EX_EXECFAILED, f"{argv[0]}: {exc.strerror}\n".encode("utf-8", "replace"))
-        raise DeferError(
-            f"Failed to create child process for {argv[0]}: {exc.strerror}", errno=exc.errno or 0
-        ) from None
-    assert proc.stdin is not None and proc.stdout is not None
-    deadline = time.monotonic() + timeout if timeout > 0 else None
-    result = _RunResult(0, b"")
-    try:
-        _exchange(proc, chunks, deadline, max_output, result)
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        if not result.timed_out:
-            try:
-                result.status = proc.wait(remaining)
-            except subprocess.TimeoutExpired:
-                result.timed_out = True
-        if result.timed_out:
-            _kill_group(proc.pid)
-            result.status = proc.wait()
-    finally:
-        # On any way out (a spool read error included) leave no process behind.
-        if proc.returncode is None:
-            _kill_group(proc.pid)
-            proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if not stream.closed:
-                stream.close()
-    return result
-
-
-def _exchange(
-    proc: subprocess.Popen[bytes], chunks: Iterator[bytes], deadline: float | None, max_output: int, result: _RunResult
-) -> None:
-    """Feed stdin and drain stdout until both are done, the command exits, or the deadline passes."""
-    assert proc.stdin is not None and proc.stdout is not None
-    stdin_fd, stdout_fd = proc.stdin.fileno(), proc.stdout.fileno()
-    os.set_blocking(stdin_fd, False)
-    os.set_blocking(stdout_fd, False)
-    output = bytearray()
-    pending = b""
-    writing = reading = True
-    exited = False
-    pidfd = _pidfd(proc.pid)
-    selector = selectors.DefaultSelector()
-    selector.register(stdin_fd, selectors.EVENT_WRITE, "stdin")
-    selector.register(stdout_fd, selectors.EVENT_READ, "stdout")
-    if pidfd is not None:
-        selector.register(pidfd, selectors.EVENT_READ, "exit")
-    drain_until: float | None = None
-    try:
-        while reading or (writing and not exited):
-            now = time.monotonic()
-            limit = deadline
-            if drain_until is not None:
-                limit = drain_until if deadline is None else min(deadline, drain_until)
-            if limit is not None and now >= limit:
-                # Before the exit this is the timeout.  After it, the command is done and a
-                # process it started still holds the output pipe: stop waiting for it.
-                result.timed_out = not exited
-                _kill_group(proc.pid)
-                break
-            wait = None if limit is None else limit - now
-            if pidfd is None:
-                wait = 0.05 if wait is None else min(wait, 0.05)  # no pidfd: poll for the exit
-            for key, _events in selector.select(wait):
-                if key.data == "stdin":
-                    pending, writing = _feed(stdin_fd, pending, chunks)
-                    if not writing:
-                        selector.unregister(stdin_fd)
-                        proc.stdin.close()
-                elif key.data == "stdout":
-                    data = os.read(stdout_fd, 65536)
-                    if not data:
-                        reading = False
-                        selector.unregister(stdout_fd)
-                    elif not result.too_much:
-                        output += data
-                        if len(output) > max_output:
-                            result.too_much = True
-                            del output[max_output:]
-                            _kill_group(proc.pid)
-                else:
-                    exited = True
-                    selector.unregister(key.fileobj)
-            if pidfd is None and not exited and proc.poll() is not None:
-                exited = True
-            if exited and drain_until is None:
-                drain_until = time.monotonic() + DRAIN_GRACE
-                if writing:
-                    writing = False  # nobody is left to read the rest of the message
-                    selector.unregister(stdin_fd)
-                    proc.stdin.close()
-    finally:
-        selector.close()
-        if pidfd is not None:
-            os.close(pidfd)
-        result.output = bytes(output)
-
-
-def _feed(fd: int, pending: bytes, chunks: Iterator[bytes]) -> tuple[bytes, bool]:
-    """Write what the pipe takes; returns (what is still pending, whether there is more to write)."""
-    if not pending:
-        pending = next(chunks, b"")
-        if not pending:
-            return b"", False
-    try:
-        written = os.write(fd, pending[:65536])
-    except BlockingIOError:
-        return pending, True
-    except BrokenPipeError:
-        # The command stopped reading (it may not want the whole message): not an error, as in Exim.
-        return b"", False
-    return pending[written:], True
-
-
-def _pidfd(pid: int) -> int | None:
-    """A descriptor that becomes readable when `pid` exits (Linux 5.3+), or None to poll instead."""
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None:
-        return None
-    try:
-        return int(opener(pid))
-    except OSError:
-        return None
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return  # every process of the group has ended already

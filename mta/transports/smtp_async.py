@@ -5,7 +5,8 @@
     await transport.close_connections()      # QUIT the connections kept for later messages
 
 The conversation is mta.transports.smtp_plan's, the same as the blocking
-client's; this module performs its I/O requests on the running event loop
+client's, and so is the runner's bookkeeping (mta.transports.smtp_runner);
+this module performs the I/O requests on the running event loop
 and never blocks it: file reads of the body and TLS context set-up run in
 threads, host names are looked up with ``env.extra["resolver"]`` (a
 mta.route.dns.DnsResolver) when given, else with the loop's getaddrinfo
@@ -29,53 +30,45 @@ before that loop ends.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import ssl
 from typing import TYPE_CHECKING, Any
 
 from mta.errors import DeferError, FailError
 from mta.transports.smtp_plan import SmtpJob
-from mta.transports.smtp_wire import (
-    ECONNREFUSED,
-    ETIMEDOUT,
-    Blocking,
-    Close,
-    Connect,
-    Park,
-    Pending,
-    Receive,
-    Reply,
-    ReplyError,
-    ReplyParser,
-    Resolve,
-    Reuse,
-    Send,
-    SendBody,
-    Session,
-    SmtpIoError,
-    StartTls,
-    TlsInfo,
-    TlsSetup,
-    make_ssl_context,
-    tls_info,
+from mta.transports.smtp_runner import (
+    QUIT,
+    QUIT_TIMEOUT,
+    ConnectionPool,
+    PlanSteps,
+    ReplyQueue,
+    Runner,
+    addresses_of,
+    connect_error,
+    handshake_error,
+    lookup_error,
+    new_context,
 )
+from mta.transports.smtp_wire import Reply, SmtpIoError, TlsInfo, TlsSetup, tls_info
 
 if TYPE_CHECKING:
     from mta.route.item import AddressItem
     from mta.transports.base import DeliveryEnv, Outcome, OutgoingMessage
     from mta.transports.smtp import SmtpTransport
-    from mta.transports.smtp_wire import Op
+    from mta.transports.smtp_wire import Blocking, Connect, Op, Receive, Resolve, Send, SendBody, StartTls
 
 
-class _SmtpProtocol(asyncio.Protocol):
-    """One connection: replies in order, writes under flow control, errors kept for the next read."""
+class _SmtpProtocol(asyncio.Protocol, ReplyQueue):
+    """One connection: replies in order, writes under flow control, errors kept for the next read.
+
+    `error` is set once: a protocol error, EOF or loss.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        ReplyQueue.__init__(self)
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.parser = ReplyParser()
-        self.replies: list[Reply] = []
-        self.error: SmtpIoError | None = None  # set once: a protocol error, EOF or loss
         self._reply_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._paused = False
@@ -88,13 +81,8 @@ class _SmtpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.error is not None:
             return
-        try:
-            self.replies.extend(self.parser.feed(data))
-        except ReplyError as exc:
-            self.replies.extend(exc.replies)
-            self.error = SmtpIoError("protocol", str(exc))
-            if self.transport is not None:
-                self.transport.abort()
+        if not self.feed(data) and self.transport is not None:
+            self.transport.abort()
         self._wake()
 
     def eof_received(self) -> bool:
@@ -150,7 +138,7 @@ class _SmtpProtocol(asyncio.Protocol):
             raise SmtpIoError("timeout", "timed out writing") from None
 
     def pending(self) -> bool:
-        return bool(self.replies) or self.parser.pending or self.error is not None
+        return self.has_unread()
 
     def close(self) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -164,68 +152,43 @@ class _SmtpProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-class _Pool:
+class _Pool(ConnectionPool[_SmtpProtocol]):
     """Idle connections and TLS contexts a transport keeps, valid on one event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self.loop = loop
-        self.idle: dict[tuple[str, int, str | None], list[tuple[_SmtpProtocol, Session]]] = {}
-        self.contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
 
 
-class _Runner:
+class _Runner(Runner[_SmtpProtocol]):
+    """Performs a plan's requests on the running event loop."""
+
     def __init__(self, pool: _Pool | None, env: DeliveryEnv) -> None:
+        super().__init__(pool)
         self.loop = asyncio.get_running_loop()
-        self.pool = pool
-        self.contexts: dict[tuple[Any, ...], ssl.SSLContext] = pool.contexts if pool is not None else {}
         self.resolver = env.extra.get("resolver")
-        self.conn: _SmtpProtocol | None = None
 
     async def perform(self, op: Op) -> Any:
-        if isinstance(op, Send):
-            return await self._current().write(op.data, op.timeout)
-        if isinstance(op, Receive):
-            return await self._current().read_reply(op.timeout)
-        if isinstance(op, Pending):
-            return self._current().pending()
-        if isinstance(op, SendBody):
-            return await self._send_body(op)
-        if isinstance(op, Connect):
-            return await self._connect(op)
-        if isinstance(op, StartTls):
-            return await self._start_tls(op)
-        if isinstance(op, Close):
-            return self.close_current()
-        if isinstance(op, Reuse):
-            return self._reuse(op)
-        if isinstance(op, Park):
-            return self._park(op)
-        if isinstance(op, Resolve):
-            return await self._resolve(op.name)
-        if isinstance(op, Blocking):
-            return await asyncio.to_thread(op.function)
-        raise TypeError(f"unknown smtp op {op!r}")
+        value = self.method_for(op)(op)
+        return await value if inspect.isawaitable(value) else value
 
-    def _current(self) -> _SmtpProtocol:
-        if self.conn is None:
-            raise RuntimeError("smtp plan used a connection it had not opened")
-        return self.conn
+    async def op_send(self, op: Send) -> None:
+        await self.current().write(op.data, op.timeout)
 
-    def close_current(self) -> None:
-        if self.conn is not None:
-            conn, self.conn = self.conn, None
-            conn.close()
+    async def op_receive(self, op: Receive) -> Reply:
+        return await self.current().read_reply(op.timeout)
+
+    async def op_blocking(self, op: Blocking) -> Any:
+        return await asyncio.to_thread(op.function)
 
     async def _context(self, setup: TlsSetup) -> ssl.SSLContext:
         key = setup.context_key
         if key not in self.contexts:
-            try:  # reading CA files: not on the loop
-                self.contexts[key] = await asyncio.to_thread(make_ssl_context, setup)
-            except OSError as exc:
-                raise SmtpIoError("tls", f"TLS set-up failed: {exc}") from None
+            # Reading CA files: not on the loop.
+            self.contexts[key] = await asyncio.to_thread(new_context, setup)
         return self.contexts[key]
 
-    async def _connect(self, op: Connect) -> TlsInfo | None:
+    async def op_connect(self, op: Connect) -> TlsInfo | None:
         protocol = _SmtpProtocol(self.loop)
         context = await self._context(op.tls) if op.tls is not None else None
         try:
@@ -240,17 +203,12 @@ class _Runner:
                     ssl_handshake_timeout=op.timeout if context is not None else None,
                     local_addr=(op.interface, 0) if op.interface else None,
                 )
-        except TimeoutError:
-            protocol.close()
-            raise SmtpIoError("timeout_connect", "Connection timed out", ETIMEDOUT) from None
-        except ssl.SSLCertVerificationError as exc:
-            raise SmtpIoError("verify", f"certificate verification failed: {exc.verify_message}") from None
-        except ssl.SSLError as exc:
-            raise SmtpIoError("tls", str(exc)) from None
-        except ConnectionRefusedError:
-            raise SmtpIoError("refused", "Connection refused", ECONNREFUSED) from None
-        except OSError as exc:
-            raise SmtpIoError("connect", exc.strerror or str(exc), exc.errno or 0) from None
+        except ssl.SSLError as exc:  # the handshake of an implicit-TLS connection
+            raise handshake_error(exc) from None
+        except OSError as exc:  # TimeoutError and ConnectionRefusedError included
+            if isinstance(exc, TimeoutError):
+                protocol.close()
+            raise connect_error(exc) from None
         self.conn = protocol
         sock = protocol.transport.get_extra_info("socket") if protocol.transport is not None else None
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -259,8 +217,8 @@ class _Runner:
             return None
         return self._tls_info(op.tls)
 
-    async def _start_tls(self, op: StartTls) -> TlsInfo:
-        protocol = self._current()
+    async def op_start_tls(self, op: StartTls) -> TlsInfo:
+        protocol = self.current()
         context = await self._context(op.tls)
         if protocol.transport is None:
             raise SmtpIoError("lost", "connection closed")
@@ -273,24 +231,22 @@ class _Runner:
                     server_hostname=op.tls.server_hostname or "",
                     ssl_handshake_timeout=op.timeout,
                 )
-        except ssl.SSLCertVerificationError as exc:
-            raise SmtpIoError("verify", f"certificate verification failed: {exc.verify_message}") from None
-        except (OSError, TimeoutError) as exc:  # ssl.SSLError, a reset, or the handshake timing out
-            raise SmtpIoError("tls", str(exc) or type(exc).__name__) from None
+        except OSError as exc:  # ssl.SSLError, a reset, or the handshake timing out
+            raise handshake_error(exc) from None
         if transport is None:
             raise SmtpIoError("lost", "connection closed during the TLS handshake")
         protocol.transport = transport  # type: ignore[assignment]
         return self._tls_info(op.tls)
 
     def _tls_info(self, setup: TlsSetup) -> TlsInfo:
-        transport = self._current().transport
+        transport = self.current().transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
         if ssl_object is None:
             raise SmtpIoError("tls", "no TLS session after the handshake")
         return tls_info(ssl_object, setup.verify)
 
-    async def _send_body(self, op: SendBody) -> None:
-        protocol = self._current()
+    async def op_send_body(self, op: SendBody) -> None:
+        protocol = self.current()
         chunks = iter(op.chunks)
         while True:
             # The body is read from -D in a thread.  A read failure propagates as it
@@ -300,21 +256,8 @@ class _Runner:
                 return
             await protocol.write(chunk, op.timeout)
 
-    def _reuse(self, op: Reuse) -> Session | None:
-        idle = self.pool.idle.get(op.key) if self.pool is not None else None
-        if not idle:
-            return None
-        self.conn, session = idle.pop()
-        return session
-
-    def _park(self, op: Park) -> None:
-        conn, self.conn = self._current(), None
-        if self.pool is None:
-            conn.close()
-            return
-        self.pool.idle.setdefault(op.session.key, []).append((conn, op.session))
-
-    async def _resolve(self, name: str) -> list[str]:
+    async def op_resolve(self, op: Resolve) -> list[str]:
+        name = op.name
         if self.resolver is not None:
             try:
                 hosts = await self.resolver.find_hosts_by_name_async(name)
@@ -324,28 +267,19 @@ class _Runner:
                 raise SmtpIoError("lookup", exc.message) from None
             return [host.address for host in hosts if host.address]
         try:
-            infos = await self.loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+            return addresses_of(await self.loop.getaddrinfo(name, None, type=socket.SOCK_STREAM))
         except socket.gaierror as exc:
-            permanent = exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
-            raise SmtpIoError("lookup", f"host lookup for {name} failed: {exc.strerror}", permanent=permanent) from None
-        return [str(info[4][0]) for info in infos]
+            raise lookup_error(name, exc) from None
 
 
 async def _run(job: SmtpJob, runner: _Runner) -> None:
-    plan = job.plan()
-    value: Any = None
-    error: SmtpIoError | None = None
+    steps = PlanSteps(job.plan())
     try:
-        while True:
+        while (op := steps.next()) is not None:
             try:
-                op = plan.throw(error) if error is not None else plan.send(value)
-            except StopIteration:
-                return
-            value, error = None, None
-            try:
-                value = await runner.perform(op)
+                steps.value = await runner.perform(op)
             except SmtpIoError as exc:
-                error = exc
+                steps.error = exc
     finally:
         # Also on cancellation: the current connection is never left open (the pool's are idle and clean).
         runner.close_current()
@@ -367,7 +301,7 @@ async def deliver_batch_async(
     """SmtpTransport.deliver_batch: one outcome per item."""
     job = SmtpJob(transport, message, items, env)
     await _run(job, _Runner(_pool(transport) if job.use_cache else None, env))
-    return {item: job.outcomes[item] for item in items}
+    return job.results()
 
 
 async def close_connections_async(transport: SmtpTransport) -> None:
@@ -376,12 +310,10 @@ async def close_connections_async(transport: SmtpTransport) -> None:
     if pool is None:
         return
     transport.async_pool = None
-    connections = [conn for entries in pool.idle.values() for conn, _session in entries]
-    pool.idle.clear()
-    for conn in connections:
+    for conn in pool.drain():
         try:
-            await conn.write(b"QUIT\r\n", 5)
-            await conn.read_reply(5)
+            await conn.write(QUIT, QUIT_TIMEOUT)
+            await conn.read_reply(QUIT_TIMEOUT)
         except SmtpIoError:
             pass  # we are hanging up anyway; the server's goodbye changes nothing
         finally:

@@ -301,6 +301,10 @@ class SmtpJob:
 
     # -- outcomes ---------------------------------------------------------------
 
+    def results(self) -> dict[AddressItem, Outcome]:
+        """One outcome per item, in the order of the items (what deliver_batch returns)."""
+        return {item: self.outcomes[item] for item in self.items}
+
     def settle(self, items: list[AddressItem], outcome: Outcome) -> None:
         for item in items:
             self.outcomes[item] = outcome

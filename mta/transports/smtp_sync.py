@@ -5,7 +5,8 @@
         print(f"mta: {failure_message(item.address, error)}", file=sys.stderr)
 
 The conversation is mta.transports.smtp_plan's, the same as the async
-client's; this module only performs its I/O requests with `socket`.
+client's, and so is the runner's bookkeeping (mta.transports.smtp_runner);
+this module only performs the I/O requests with `socket`.
 
 Start-up cost: ``sendmail -t`` in mua_wrapper mode must finish in tens of
 milliseconds, so nothing here imports asyncio, aiosmtplib or dnspython, and
@@ -30,30 +31,20 @@ from typing import TYPE_CHECKING, Any
 from mta.errors import DeliveryError
 from mta.transports.smtp import failure_message
 from mta.transports.smtp_plan import SmtpJob
-from mta.transports.smtp_wire import (
-    ECONNREFUSED,
-    ETIMEDOUT,
-    Blocking,
-    Close,
-    Connect,
-    Park,
-    Pending,
-    Receive,
-    Reply,
-    ReplyError,
-    ReplyParser,
-    Resolve,
-    Reuse,
-    Send,
-    SendBody,
-    Session,
-    SmtpIoError,
-    StartTls,
-    TlsInfo,
-    TlsSetup,
-    make_ssl_context,
-    tls_info,
+from mta.transports.smtp_runner import (
+    QUIT,
+    QUIT_TIMEOUT,
+    ConnectionPool,
+    PlanSteps,
+    ReplyQueue,
+    Runner,
+    addresses_of,
+    connect_error,
+    handshake_error,
+    lookup_error,
+    new_context,
 )
+from mta.transports.smtp_wire import Reply, SmtpIoError, TlsInfo, TlsSetup, tls_info
 
 if TYPE_CHECKING:
     import ssl
@@ -61,21 +52,19 @@ if TYPE_CHECKING:
     from mta.route.item import AddressItem
     from mta.transports.base import DeliveryEnv, Outcome, OutgoingMessage
     from mta.transports.smtp import SmtpTransport
-    from mta.transports.smtp_wire import Op
+    from mta.transports.smtp_wire import Blocking, Connect, Op, Receive, Resolve, Send, SendBody, StartTls
 
 __all__ = ["close_connections_sync", "deliver_batch_sync", "failure_message", "failures"]
 
 RECV_SIZE = 65536
 
 
-class _Connection:
+class _Connection(ReplyQueue):
     """A socket plus the replies read from it but not yet asked for."""
 
     def __init__(self, sock: socket.socket | ssl.SSLSocket) -> None:
+        super().__init__()
         self.sock = sock
-        self.parser = ReplyParser()
-        self.replies: list[Reply] = []
-        self.error: SmtpIoError | None = None  # a protocol error, reported after the replies before it
 
     def send(self, data: bytes, timeout: float) -> None:
         self.sock.settimeout(timeout)
@@ -103,16 +92,12 @@ class _Connection:
                 raise SmtpIoError("lost", exc.strerror or str(exc), exc.errno or 0) from None
             if not data:
                 raise SmtpIoError("lost", "connection closed by the server")
-            try:
-                self.replies.extend(self.parser.feed(data))
-            except ReplyError as exc:
-                self.replies.extend(exc.replies)
-                self.error = SmtpIoError("protocol", str(exc))
+            self.feed(data)
         return self.replies.pop(0)
 
     def pending(self) -> bool:
         """Anything from the server not yet read (including an EOF)?"""
-        if self.replies or self.parser.pending or self.error is not None:
+        if self.has_unread():
             return True
         tls_buffered = getattr(self.sock, "pending", None)
         if tls_buffered is not None and tls_buffered() > 0:
@@ -124,78 +109,33 @@ class _Connection:
         self.sock.close()
 
 
-class _Pool:
-    """Idle connections and TLS contexts a transport keeps between calls."""
-
-    def __init__(self) -> None:
-        self.idle: dict[tuple[str, int, str | None], list[tuple[_Connection, Session]]] = {}
-        self.contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
-
-
-class _Runner:
-    """Performs a plan's requests on one current connection at a time."""
-
-    def __init__(self, pool: _Pool | None, contexts: dict[tuple[Any, ...], ssl.SSLContext]) -> None:
-        self.pool = pool
-        self.contexts = contexts
-        self.conn: _Connection | None = None
+class _Runner(Runner[_Connection]):
+    """Performs a plan's requests with blocking sockets."""
 
     def perform(self, op: Op) -> Any:
-        if isinstance(op, Send):
-            return self._current().send(op.data, op.timeout)
-        if isinstance(op, Receive):
-            return self._current().receive(op.timeout)
-        if isinstance(op, Pending):
-            return self._current().pending()
-        if isinstance(op, SendBody):
-            return self._send_body(op)
-        if isinstance(op, Connect):
-            return self._connect(op)
-        if isinstance(op, StartTls):
-            return self._start_tls(op)
-        if isinstance(op, Close):
-            return self.close_current()
-        if isinstance(op, Reuse):
-            return self._reuse(op)
-        if isinstance(op, Park):
-            return self._park(op)
-        if isinstance(op, Resolve):
-            return _resolve(op.name)
-        if isinstance(op, Blocking):
-            return op.function()
-        raise TypeError(f"unknown smtp op {op!r}")
+        return self.method_for(op)(op)
 
-    def _current(self) -> _Connection:
-        if self.conn is None:
-            raise RuntimeError("smtp plan used a connection it had not opened")
-        return self.conn
+    def op_send(self, op: Send) -> None:
+        self.current().send(op.data, op.timeout)
 
-    def close_current(self) -> None:
-        if self.conn is not None:
-            conn, self.conn = self.conn, None
-            conn.close()
+    def op_receive(self, op: Receive) -> Reply:
+        return self.current().receive(op.timeout)
 
-    def _context(self, setup: TlsSetup) -> ssl.SSLContext:
-        key = setup.context_key
-        if key not in self.contexts:
-            try:
-                self.contexts[key] = make_ssl_context(setup)
-            except OSError as exc:
-                raise SmtpIoError("tls", f"TLS set-up failed: {exc}") from None
-        return self.contexts[key]
+    def op_send_body(self, op: SendBody) -> None:
+        conn = self.current()
+        # A failure to read -D propagates as it is (not as an SmtpIoError): the
+        # dot is then never sent, and the caller closes the connection.
+        for chunk in op.chunks:
+            conn.send(chunk, op.timeout)
 
-    def _connect(self, op: Connect) -> TlsInfo | None:
+    def op_connect(self, op: Connect) -> TlsInfo | None:
         address, port = op.host.address or "", op.host.port or 25
         try:
             sock = socket.create_connection(
                 (address, port), timeout=op.timeout, source_address=(op.interface, 0) if op.interface else None
             )
-        except TimeoutError:
-            raise SmtpIoError("timeout_connect", "Connection timed out", ETIMEDOUT) from None
-        except ConnectionRefusedError:
-            raise SmtpIoError("refused", "Connection refused", ECONNREFUSED) from None
         except OSError as exc:
-            raise SmtpIoError("connect", exc.strerror or str(exc), exc.errno or 0) from None
+            raise connect_error(exc) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.conn = _Connection(sock)
         if op.tls is None:
@@ -206,70 +146,40 @@ class _Runner:
             self.close_current()  # the plan treats a failed connect as never opened
             raise
 
-    def _start_tls(self, op: StartTls) -> TlsInfo:
+    def op_start_tls(self, op: StartTls) -> TlsInfo:
         return self._handshake(op.tls, op.timeout)
 
     def _handshake(self, setup: TlsSetup, timeout: float) -> TlsInfo:
-        import ssl
-
-        conn = self._current()
-        context = self._context(setup)
+        conn = self.current()
+        key = setup.context_key
+        if key not in self.contexts:
+            self.contexts[key] = new_context(setup)
         conn.sock.settimeout(timeout)
         try:
-            tls_sock = context.wrap_socket(conn.sock, server_hostname=setup.server_hostname)
-        except ssl.SSLCertVerificationError as exc:
-            raise SmtpIoError("verify", f"certificate verification failed: {exc.verify_message}") from None
+            tls_sock = self.contexts[key].wrap_socket(conn.sock, server_hostname=setup.server_hostname)
         except OSError as exc:  # ssl.SSLError, a reset or a timeout during the handshake
-            raise SmtpIoError("tls", str(exc) or type(exc).__name__) from None
+            raise handshake_error(exc) from None
         conn.sock = tls_sock
         return tls_info(tls_sock, setup.verify)
 
-    def _send_body(self, op: SendBody) -> None:
-        conn = self._current()
-        # A failure to read -D propagates as it is (not as an SmtpIoError): the
-        # dot is then never sent, and the caller closes the connection.
-        for chunk in op.chunks:
-            conn.send(chunk, op.timeout)
+    def op_resolve(self, op: Resolve) -> list[str]:
+        try:
+            return addresses_of(socket.getaddrinfo(op.name, None, type=socket.SOCK_STREAM))
+        except socket.gaierror as exc:
+            raise lookup_error(op.name, exc) from None
 
-    def _reuse(self, op: Reuse) -> Session | None:
-        idle = self.pool.idle.get(op.key) if self.pool is not None else None
-        if not idle:
-            return None
-        self.conn, session = idle.pop()
-        return session
-
-    def _park(self, op: Park) -> None:
-        conn, self.conn = self._current(), None
-        if self.pool is None:
-            conn.close()
-            return
-        self.pool.idle.setdefault(op.session.key, []).append((conn, op.session))
-
-
-def _resolve(name: str) -> list[str]:
-    try:
-        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        permanent = exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
-        raise SmtpIoError("lookup", f"host lookup for {name} failed: {exc.strerror}", permanent=permanent) from None
-    return [str(info[4][0]) for info in infos]
+    def op_blocking(self, op: Blocking) -> Any:
+        return op.function()
 
 
 def _run(job: SmtpJob, runner: _Runner) -> None:
-    plan = job.plan()
-    value: Any = None
-    error: SmtpIoError | None = None
+    steps = PlanSteps(job.plan())
     try:
-        while True:
+        while (op := steps.next()) is not None:
             try:
-                op = plan.throw(error) if error is not None else plan.send(value)
-            except StopIteration:
-                return
-            value, error = None, None
-            try:
-                value = runner.perform(op)
+                steps.value = runner.perform(op)
             except SmtpIoError as exc:
-                error = exc
+                steps.error = exc
     finally:
         # A plan that stopped on an unexpected error leaves its connection open: never leak it.
         runner.close_current()
@@ -285,27 +195,21 @@ def deliver_batch_sync(
 ) -> dict[AddressItem, Outcome]:
     """Deliver `items` (one host list, one sender) and return one outcome per item."""
     job = SmtpJob(transport, message, items, env, wrapper=wrapper)
-    if wrapper:
-        runner = _Runner(None, {})
-    else:
-        if transport.sync_pool is None:
-            transport.sync_pool = _Pool()
-        runner = _Runner(transport.sync_pool, transport.sync_pool.contexts)
-    _run(job, runner)
-    return {item: job.outcomes[item] for item in items}
+    if not wrapper and transport.sync_pool is None:
+        transport.sync_pool = ConnectionPool[_Connection]()
+    _run(job, _Runner(None if wrapper else transport.sync_pool))
+    return job.results()
 
 
 def close_connections_sync(transport: SmtpTransport) -> None:
     """QUIT and close the idle connections `transport` keeps."""
-    pool: _Pool | None = transport.sync_pool
+    pool: ConnectionPool[_Connection] | None = transport.sync_pool
     if pool is None:
         return
-    connections = [conn for entries in pool.idle.values() for conn, _session in entries]
-    pool.idle.clear()
-    for conn in connections:
+    for conn in pool.drain():
         try:
-            conn.send(b"QUIT\r\n", 5)
-            conn.receive(5)
+            conn.send(QUIT, QUIT_TIMEOUT)
+            conn.receive(QUIT_TIMEOUT)
         except SmtpIoError:
             pass  # we are hanging up anyway; the server's goodbye changes nothing
         finally:

@@ -8,19 +8,16 @@ server on loopback.  Remote hosts live in 198.51.100.0/24 and 2001:db8::/32;
 
 from __future__ import annotations
 
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mta.config.lists import local_interface_addresses
-from mta.config.loader import Config, load_config
-from mta.errors import ConfigError, DeferError, FailError
+from mta.errors import ConfigError
 from mta.route.context import RoutingContext
-from mta.route.dns import IMPLICIT_MX, DnsResolver, ResolverSettings
-from mta.route.engine import RoutingEngine, RoutingOutcome
+from mta.route.dns import IMPLICIT_MX
+from mta.route.engine import RoutingEngine
 from mta.route.item import AddressItem
 from mta.route.routers._common import (
     EXTRA_LOCAL_HOST_REMOVED,
@@ -30,19 +27,23 @@ from mta.route.routers._common import (
     parse_host_item,
     parse_host_list,
 )
-from mta.runtime import Runtime, build_driver, build_runtime
+from mta.runtime import Runtime, build_runtime
 from mta.transports import TRANSPORTS
+from tests.route.routers_support import (
+    DOCUMENTATION_ADDRESSES_ARE_LOCAL,
+    SKIP_REASON,
+    accepted,
+    deferred,
+    dns_fixture,
+    failed,
+    fast_resolver,
+    load,
+    route,
+)
 from tests.support.dnsserver import DnsTestServer, ZoneData
 
-BASE = """\
-spool_directory = {spool}
-primary_hostname = mail.example.com
-domainlist local_domains = example.com
-dns_servers = {dns}
-"""
-
-if any(ip.startswith(("198.51.100.", "2001:db8:")) for ip in local_interface_addresses()):
-    pytest.skip("this machine uses the documentation addresses the tests treat as remote", allow_module_level=True)
+if DOCUMENTATION_ADDRESSES_ARE_LOCAL:
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 
 ZONE: ZoneData = {
     "smart.example.net": {"A": ["198.51.100.25"]},
@@ -60,52 +61,8 @@ ZONE: ZoneData = {
 }
 
 
-def load(tmp_path: Path, dns: DnsTestServer, routers: str, main: str = "") -> tuple[Config, RoutingEngine]:
-    path = tmp_path / "mta.conf"
-    text = BASE.format(spool=tmp_path / "spool", dns=dns.server_spec) + main + "\nbegin routers\n"
-    path.write_text(text + textwrap.dedent(routers))
-    config = load_config(str(path))
-    return config, RoutingEngine([], [build_driver(spec)[0] for spec in config.drivers["routers"]], config)
-
-
-def route(
-    tmp_path: Path,
-    dns: DnsTestServer,
-    routers: str,
-    address: str,
-    *,
-    resolver: DnsResolver | None = None,
-    **ctx_fields: Any,
-) -> RoutingOutcome:
-    config, engine = load(tmp_path, dns, routers)
-    ctx = RoutingContext(config, sender_address="sender@example.com", **ctx_fields)
-    if resolver is not None:
-        ctx.resolver_factory = lambda: resolver
-    return engine.route([AddressItem(address)], ctx)
-
-
-def fast_resolver(dns: DnsTestServer) -> DnsResolver:
-    return DnsResolver(ResolverSettings(servers=[dns.address], timeout=0.3, retries=1))
-
-
-def accepted(outcome: RoutingOutcome) -> AddressItem:
-    assert not outcome.failed and not outcome.deferred, (outcome.failed, outcome.deferred)
-    assert len(outcome.accepted) == 1, outcome.accepted
-    return outcome.accepted[0]
-
-
 def rows(item: AddressItem) -> list[tuple[str, str | None, int | None]]:
     return [(host.name, host.address, host.port) for host in item.hosts]
-
-
-def failed(outcome: RoutingOutcome) -> FailError:
-    assert not outcome.accepted and not outcome.deferred, (outcome.accepted, outcome.deferred)
-    return outcome.failed[0][1]
-
-
-def deferred(outcome: RoutingOutcome) -> DeferError:
-    assert not outcome.accepted and not outcome.failed, (outcome.accepted, outcome.failed)
-    return outcome.deferred[0][1]
 
 
 def router(route_list: str, extra: str = "") -> str:
@@ -120,10 +77,7 @@ fallback:
 """
 
 
-@pytest.fixture
-def dns(dns_server: DnsTestServer) -> DnsTestServer:
-    dns_server.set_records(ZONE)
-    return dns_server
+dns = dns_fixture(ZONE)
 
 
 # -- the smart host ---------------------------------------------------------------

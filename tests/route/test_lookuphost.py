@@ -1,42 +1,36 @@
 """The lookuphost and ipliteral routers, end to end through the routing engine.
 
-Each test writes a configuration, loads it with the real loader, builds the
-routers from the registry and routes an address with RoutingEngine against
-a DNS server on loopback (tests/support/dnsserver.py).  Remote hosts live in
-198.51.100.0/24 and 2001:db8::/32 (documentation ranges, never this
-machine); 127.0.0.1 is "this host" because it is always a local interface
-address.
+Configurations, the engine and the DNS server on loopback as described in
+tests/route/routers_support.py: remote hosts live in 198.51.100.0/24 and
+2001:db8::/32; 127.0.0.1 is "this host".
 """
 
 from __future__ import annotations
 
-import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mta.config.lists import local_interface_addresses
-from mta.config.loader import Config, load_config
-from mta.errors import DeferError, FailError
 from mta.route.context import RoutingContext
-from mta.route.dns import IMPLICIT_MX, DnsResolver, ResolverSettings
-from mta.route.engine import RoutingEngine, RoutingOutcome
+from mta.route.dns import IMPLICIT_MX
 from mta.route.item import AddressItem
 from mta.route.routers._common import EXTRA_LOCAL_HOST_REMOVED, EXTRA_SELF_HOSTNAME, FreezeError
-from mta.runtime import build_driver
+from tests.route.routers_support import (
+    DOCUMENTATION_ADDRESSES_ARE_LOCAL,
+    SKIP_REASON,
+    accepted,
+    deferred,
+    dns_fixture,
+    failed,
+    fast_resolver,
+    load,
+    route,
+)
 from tests.support.dnsserver import DnsTestServer, ZoneData
 
-BASE = """\
-spool_directory = {spool}
-primary_hostname = mail.example.com
-domainlist local_domains = example.com
-dns_servers = {dns}
-"""
-
-if any(ip.startswith(("198.51.100.", "2001:db8:")) for ip in local_interface_addresses()):
-    pytest.skip("this machine uses the documentation addresses the tests treat as remote", allow_module_level=True)
+if DOCUMENTATION_ADDRESSES_ARE_LOCAL:
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 
 ZONE: ZoneData = {
     "example.org": {"MX": [(30, "mx3.example.org"), (10, "mx1.example.org"), (20, "mx2.example.org")]},
@@ -69,57 +63,8 @@ ZONE: ZoneData = {
 }
 
 
-def load(tmp_path: Path, dns: DnsTestServer, routers: str, main: str = "") -> tuple[Config, RoutingEngine]:
-    path = tmp_path / "mta.conf"
-    text = BASE.format(spool=tmp_path / "spool", dns=dns.server_spec) + main + "\nbegin routers\n"
-    path.write_text(text + textwrap.dedent(routers))
-    config = load_config(str(path))
-    routers_built = [build_driver(spec)[0] for spec in config.drivers["routers"]]
-    return config, RoutingEngine([], routers_built, config)
-
-
-def fast_resolver(dns: DnsTestServer, **settings: Any) -> DnsResolver:
-    settings.setdefault("timeout", 0.3)
-    settings.setdefault("retries", 1)
-    return DnsResolver(ResolverSettings(servers=[dns.address], **settings))
-
-
-def route(
-    tmp_path: Path,
-    dns: DnsTestServer,
-    routers: str,
-    address: str,
-    *,
-    main: str = "",
-    resolver: DnsResolver | None = None,
-) -> RoutingOutcome:
-    config, engine = load(tmp_path, dns, routers, main)
-    ctx = RoutingContext(config, sender_address="sender@example.com")
-    if resolver is not None:
-        ctx.resolver_factory = lambda: resolver
-    return engine.route([AddressItem(address)], ctx)
-
-
-def accepted(outcome: RoutingOutcome) -> AddressItem:
-    assert not outcome.failed and not outcome.deferred, (outcome.failed, outcome.deferred)
-    assert len(outcome.accepted) == 1, outcome.accepted
-    return outcome.accepted[0]
-
-
 def rows(item: AddressItem) -> list[tuple[str, str | None, int | None]]:
     return [(host.name, host.address, host.mx) for host in item.hosts]
-
-
-def failed(outcome: RoutingOutcome) -> FailError:
-    assert not outcome.accepted and not outcome.deferred, (outcome.accepted, outcome.deferred)
-    assert len(outcome.failed) == 1
-    return outcome.failed[0][1]
-
-
-def deferred(outcome: RoutingOutcome) -> DeferError:
-    assert not outcome.accepted and not outcome.failed, (outcome.accepted, outcome.failed)
-    assert len(outcome.deferred) == 1
-    return outcome.deferred[0][1]
 
 
 DNSLOOKUP = """\
@@ -139,10 +84,7 @@ smarthost:
 """
 
 
-@pytest.fixture
-def dns(dns_server: DnsTestServer) -> DnsTestServer:
-    dns_server.set_records(ZONE)
-    return dns_server
+dns = dns_fixture(ZONE)
 
 
 # -- MX order -------------------------------------------------------------------

@@ -8,7 +8,8 @@ connection dropped after the dot, STARTTLS answered with plaintext.  It
 records each connection's command lines, each raw read, and the DATA
 payloads exactly as they crossed the wire (still dot-stuffed).
 
-`SmtpServer`: aiosmtpd (the real thing) with the extras the tests need:
+`SmtpServer`: aiosmtpd (the real thing: tests/support/sink.py's `SmtpSink`,
+whose reply knobs and record of messages it keeps) with the extras the tests need:
 PIPELINING in its EHLO, STARTTLS or implicit TLS, AUTH PLAIN/LOGIN against a
 user table and CRAM-MD5, SMTPUTF8, SIZE, per-command replies, and a count
 of connections.
@@ -26,12 +27,12 @@ import secrets
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from tests.support.sink import free_port
+from tests.support import sink
 
 SERVER_WAIT = 5.0  # nothing in a test should take longer; a stuck client must not hang the server thread
 
@@ -206,20 +207,15 @@ class FakeSmtpServer:
 
 
 @dataclasses.dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-    mail_options: list[str]
+class Received(sink.Received):
     tls: bool
     authenticated: Any
 
 
-class _Handler:
+class _Handler(sink.RecordingHandler):
     """aiosmtpd hooks.  No attribute may start with ``auth_`` but the mechanism below."""
 
-    def __init__(self, server: SmtpServer) -> None:
-        self.server = server
+    server: SmtpServer
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
@@ -229,28 +225,8 @@ class _Handler:
             responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
-    async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        if self.server.mail_reply:
-            return self.server.mail_reply
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 OK"
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        reply = self.server.rcpt_replies.get(address.lower())
-        if reply:
-            return reply
-        envelope.rcpt_tos.append(address)
-        return "250 Accepted"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.server.data_reply:
-            return self.server.data_reply
-        received = Received(
+    def received(self, session: Session, envelope: Envelope) -> Received:
+        return Received(
             envelope.mail_from or "",
             list(envelope.rcpt_tos),
             envelope.original_content or b"",
@@ -258,9 +234,6 @@ class _Handler:
             tls=session.ssl is not None,
             authenticated=session.auth_data,
         )
-        with self.server.lock:
-            self.server.messages.append(received)
-        return self.server.final_reply
 
     async def auth_CRAM__MD5(self, server: SMTP, args: list[str]) -> AuthResult:
         challenge = f"<{secrets.token_hex(8)}@fake.test>".encode()
@@ -297,8 +270,10 @@ class _CountingController(Controller):
         return _AuthParamSMTP(self.handler, **self.SMTP_kwargs)
 
 
-class SmtpServer:
+class SmtpServer(sink.SmtpSink):
     """aiosmtpd on loopback; see the module docstring."""
+
+    messages: list[Received]  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -312,14 +287,8 @@ class SmtpServer:
         smtputf8: bool = False,
         size_limit: int | None = None,
     ) -> None:
-        self.messages: list[Received] = []
-        self.lock = threading.Lock()
         self.pipelining = pipelining
         self.users = dict(users or {})
-        self.mail_reply: str | None = None
-        self.data_reply: str | None = None
-        self.final_reply = "250 2.0.0 Ok: queued"
-        self.rcpt_replies: dict[str, str] = {}
         self.connections = 0
         self.auth_attempts: list[tuple[str, str]] = []  # (mechanism, login) as the server saw them
         kwargs: dict[str, Any] = {
@@ -332,9 +301,10 @@ class SmtpServer:
             kwargs["tls_context"] = starttls
         if smtps is not None:
             kwargs["ssl_context"] = smtps
-        self.controller = _CountingController(
-            self, _Handler(self), hostname=host, port=free_port(host), ready_timeout=SERVER_WAIT, **kwargs
-        )
+        super().__init__(host, ready_timeout=SERVER_WAIT, **kwargs)
+
+    def make_controller(self, host: str, port: int, **controller_kwargs: Any) -> Controller:
+        return _CountingController(self, _Handler(self), hostname=host, port=port, **controller_kwargs)
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -345,27 +315,10 @@ class SmtpServer:
         ok = self.users.get(login) == password
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
 
-    def __enter__(self) -> SmtpServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> SmtpServer:
-        self.controller.start()
+    def start(self) -> Self:
+        super().start()
         self.connections = 0  # the controller's own readiness check is not a client
         return self
-
-    def stop(self) -> None:
-        self.controller.stop()
-
-    @property
-    def host(self) -> str:
-        return str(self.controller.hostname)
-
-    @property
-    def port(self) -> int:
-        return int(self.controller.port)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:

@@ -1,8 +1,9 @@
 """Helpers shared by the directors (Exim's rf_* functions).
 
 Nothing here is a driver.  aliasfile and forwardfile share the options of
-`RedirectingOptions` and turn a parsed list into child items with
-`make_children`; every director expands its options with `expand_option`,
+`RedirectingOptions`, their start-up checks (`check_redirecting`) and the
+turning of a list into their result (`redirect`, by way of
+`make_children`); every director expands its options with `expand_option`,
 which marks the address variables as tainted, so an option like
 ``file = /lists/$local_part`` can never make a remote party's text into a
 file name.
@@ -15,19 +16,22 @@ import grp
 import os
 import pwd
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mta.drivers import Kind, option
 from mta.errors import ConfigError, DeferError, ExpansionError
-from mta.route.base import DirectorOptions
+from mta.route.base import Decline, DirectorOptions, Redirect, RouteResult
 from mta.route.item import AddressItem
-from mta.route.redirect import NO_REDIRECT, ItemKind, RedirectParse
+from mta.route.redirect import NO_REDIRECT, IncludeCheck, ItemKind, RedirectParse, parse_redirect_list
 from mta.taint import taint
 from mta.values import split_list
 
 if TYPE_CHECKING:
     from mta.route.base import Director
     from mta.route.context import RoutingContext
+
+_Entry = TypeVar("_Entry")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -186,17 +190,19 @@ def check_owner_lists(driver: Director) -> None:
 
 
 def _user_name(uid: int) -> str:
-    try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
+    return _id_name(uid, "uid", lambda number: pwd.getpwuid(number).pw_name)
 
 
 def _group_name(gid: int) -> str:
+    return _id_name(gid, "gid", lambda number: grp.getgrgid(number).gr_name)
+
+
+def _id_name(number: int, label: str, name_of: Callable[[int], str]) -> str:
+    """``name (uid N)`` for messages, or ``uid N`` when the number has no name."""
     try:
-        return f"{grp.getgrgid(gid).gr_name} (gid {gid})"
+        return f"{name_of(number)} ({label} {number})"
     except KeyError:
-        return f"gid {gid}"
+        return f"{label} {number}"
 
 
 def mode_problem(mode: int, modemask: int) -> str | None:
@@ -236,34 +242,35 @@ def user_group(driver: Director, ctx: RoutingContext, item: AddressItem) -> tupl
     A user given by name brings its own gid unless `group` is set; a numeric
     user needs `group` too, as in Exim.
     """
-    opts = driver.options
     uid = gid = None
-    if opts.user:
-        name = expand_option(driver, ctx, opts.user, item, "user")
-        if name:
-            name = name.strip()
-            if name.isdigit():
-                uid = int(name)
-            else:
-                try:
-                    pw = pwd.getpwnam(name)
-                except KeyError:
-                    raise DeferError(f"{what(driver)}: user {name!r} is unknown") from None
-                uid, gid = pw.pw_uid, pw.pw_gid
-    if opts.group:
-        name = expand_option(driver, ctx, opts.group, item, "group")
-        if name:
-            name = name.strip()
-            if name.isdigit():
-                gid = int(name)
-            else:
-                try:
-                    gid = grp.getgrnam(name).gr_gid
-                except KeyError:
-                    raise DeferError(f"{what(driver)}: group {name!r} is unknown") from None
+    name = _id_option(driver, ctx, item, "user")
+    if name is not None:
+        if name.isdigit():
+            uid = int(name)
+        else:
+            pw = _known(driver, "user", name, pwd.getpwnam)
+            uid, gid = pw.pw_uid, pw.pw_gid
+    name = _id_option(driver, ctx, item, "group")
+    if name is not None:
+        gid = int(name) if name.isdigit() else _known(driver, "group", name, grp.getgrnam).gr_gid
     if uid is not None and gid is None:
         raise DeferError(f"{what(driver)}: user is numeric, so group must be set too")
     return uid, gid
+
+
+def _id_option(driver: Director, ctx: RoutingContext, item: AddressItem, option_name: str) -> str | None:
+    """The `user` or `group` option expanded and stripped; None when unset, empty or forced to fail."""
+    text = getattr(driver.options, option_name)
+    value = expand_option(driver, ctx, text, item, option_name) if text else None
+    return value.strip() if value else None
+
+
+def _known(driver: Director, kind: str, name: str, find: Callable[[str], _Entry]) -> _Entry:
+    """The passwd or group entry of `name`; DeferError when there is none."""
+    try:
+        return find(name)
+    except KeyError:
+        raise DeferError(f"{what(driver)}: {kind} {name!r} is unknown") from None
 
 
 def delivery_user_group(
@@ -353,6 +360,64 @@ def make_children(
             child.file_path = entry.value
         children.append(child)
     return children
+
+
+def redirect(
+    driver: Director,
+    ctx: RoutingContext,
+    item: AddressItem,
+    text: str,
+    *,
+    source: str,
+    include_check: IncludeCheck,
+    empty: str,
+    fallback: tuple[int | None, int | None] = (None, None),
+    home: str | None = None,
+) -> RouteResult:
+    """Replace `item` by the items of the redirection list `text` (aliasfile's and forwardfile's result).
+
+    The list is parsed under the director's `RedirectingOptions`; skipped
+    syntax errors are kept in the item's ``syntax_errors`` extra data and
+    traced.  ``:blackhole:`` (or only /dev/null items) discards the address;
+    a list without items declines with the reason `empty`.  Pipes and files
+    run as the director's user/group, else as `fallback` (see
+    `delivery_user_group`), with `home`.
+    """
+    opts = driver.options
+    parsed = parse_redirect_list(
+        text,
+        source=source,
+        incoming_domain=item.domain,
+        qualify_domain=ctx.config.qualify_recipient,
+        allow_pipe=opts.allow_pipe,
+        allow_file=opts.allow_file,
+        allow_include=opts.allow_include,
+        allow_fail=opts.allow_fail,
+        allow_defer=opts.allow_defer,
+        allow_blackhole=opts.allow_blackhole,
+        qualify_preserve_domain=opts.qualify_preserve_domain,
+        skip_syntax_errors=opts.skip_syntax_errors,
+        include_check=include_check,
+    )
+    if parsed.syntax_errors:
+        item.extra.setdefault("syntax_errors", []).extend(parsed.syntax_errors)
+        for message in parsed.syntax_errors:
+            ctx.trace(f"{what(driver)}: skipped: {message}")
+    if parsed.blackhole:
+        return Redirect([], discard=True)
+    if parsed.empty:
+        return Decline(empty)
+    uid, gid = delivery_user_group(driver, ctx, item, parsed, fallback)
+    children = make_children(driver, ctx, item, parsed, uid=uid, gid=gid, home=home)
+    if not children:
+        return Redirect([], discard=True)  # only /dev/null items
+    return Redirect(children)
+
+
+def check_redirecting(driver: Director, runtime: Any) -> None:
+    """Start-up checks of aliasfile and forwardfile: owners, owngroups and the three transports."""
+    check_owner_lists(driver)
+    check_transports(driver, runtime, tuple(TRANSPORT_OPTIONS.values()))
 
 
 def check_transports(driver: Director, runtime: Any, option_names: tuple[str, ...]) -> None:

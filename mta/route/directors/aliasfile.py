@@ -30,11 +30,11 @@ from mta.drivers import DriverOptions, Kind, option
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.expand import LookupDeferError, lookup
 from mta.expand.lookups import parse_search_type
-from mta.route.base import Decline, Director, Redirect, RouteResult
+from mta.route.base import Decline, Director, RouteResult
 from mta.route.directors import _common
 from mta.route.directors._common import RedirectingOptions, what
 from mta.route.item import AddressItem
-from mta.route.redirect import NO_REDIRECT, parse_redirect_list
+from mta.route.redirect import NO_REDIRECT
 from mta.taint import is_tainted
 
 if TYPE_CHECKING:
@@ -80,8 +80,7 @@ class AliasfileDirector(Director):
             parse_search_type(self.options.search_type)
         except ExpansionError as exc:
             raise ConfigError(f"{what(self)}: search_type: {exc.message}", *self.source) from None
-        _common.check_owner_lists(self)
-        _common.check_transports(self, config, ("pipe_transport", "file_transport", "directory_transport"))
+        _common.check_redirecting(self, config)
 
     def direct(self, item: AddressItem, ctx: RoutingContext) -> RouteResult:
         opts = self.options
@@ -116,34 +115,12 @@ class AliasfileDirector(Director):
             if expanded is None:
                 return Decline(f'expansion of the alias value of "{key}" forced to fail')
             value = expanded
-        parsed = parse_redirect_list(
-            value,
+        return _common.redirect(
+            self, ctx, item, value,
             source=f'{what(self)}: alias file {path}, entry "{key}"',
-            incoming_domain=item.domain,
-            qualify_domain=ctx.config.qualify_recipient,
-            allow_pipe=opts.allow_pipe,
-            allow_file=opts.allow_file,
-            allow_include=opts.allow_include,
-            allow_fail=opts.allow_fail,
-            allow_defer=opts.allow_defer,
-            allow_blackhole=opts.allow_blackhole,
-            qualify_preserve_domain=opts.qualify_preserve_domain,
-            skip_syntax_errors=opts.skip_syntax_errors,
             include_check=self._check_include,
+            empty=f'empty alias value for "{key}" in {path}',
         )
-        if parsed.syntax_errors:
-            item.extra.setdefault("syntax_errors", []).extend(parsed.syntax_errors)
-            for message in parsed.syntax_errors:
-                ctx.trace(f"{what(self)}: skipped: {message}")
-        if parsed.blackhole:
-            return Redirect([], discard=True)
-        if parsed.empty:
-            return Decline(f'empty alias value for "{key}" in {path}')
-        uid, gid = _common.delivery_user_group(self, ctx, item, parsed)
-        children = _common.make_children(self, ctx, item, parsed, uid=uid, gid=gid)
-        if not children:
-            return Redirect([], discard=True)  # only /dev/null items
-        return Redirect(children)
 
     def _file_ok(self, path: str) -> bool:
         """Check the file's mode and owner before it is read; False when it is missing and optional."""

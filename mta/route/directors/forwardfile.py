@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from mta.drivers import DriverOptions, Kind, option
 from mta.errors import DeferError
-from mta.route.base import Decline, Director, Redirect, RouteResult
+from mta.route.base import Decline, Director, RouteResult
 from mta.route.directors import _common
 from mta.route.directors._common import RedirectingOptions, what
 from mta.route.item import AddressItem
-from mta.route.redirect import NO_REDIRECT, IncludeCheck, parse_redirect_list, read_list_file
+from mta.route.redirect import NO_REDIRECT, IncludeCheck, read_list_file
 from mta.taint import is_tainted, untainted
 
 if TYPE_CHECKING:
@@ -97,8 +97,7 @@ class ForwardfileDirector(Director):
     def check(self, config: Any) -> None:
         super().check(config)
         _common.require_file_option(self)
-        _common.check_owner_lists(self)
-        _common.check_transports(self, config, ("pipe_transport", "file_transport", "directory_transport"))
+        _common.check_redirecting(self, config)
 
     def direct(self, item: AddressItem, ctx: RoutingContext) -> RouteResult:
         opts = self.options
@@ -137,36 +136,15 @@ class ForwardfileDirector(Director):
                 f"{what(self)}: {path} is {article} {kind} filter file; {kind} filter files are not supported yet "
                 f"(use no_filter to read it as a plain forward list)"
             )
-        parsed = parse_redirect_list(
-            text,
-            source=f"{what(self)}: {path}",
-            incoming_domain=item.domain,
-            qualify_domain=ctx.config.qualify_recipient,
-            allow_pipe=opts.allow_pipe,
-            allow_file=opts.allow_file,
-            allow_include=opts.allow_include,
-            allow_fail=opts.allow_fail,
-            allow_defer=opts.allow_defer,
-            allow_blackhole=opts.allow_blackhole,
-            qualify_preserve_domain=opts.qualify_preserve_domain,
-            skip_syntax_errors=opts.skip_syntax_errors,
-            include_check=self._include_checker(pw),
-        )
-        if parsed.syntax_errors:
-            item.extra.setdefault("syntax_errors", []).extend(parsed.syntax_errors)
-            for message in parsed.syntax_errors:
-                ctx.trace(f"{what(self)}: skipped: {message}")
-        if parsed.blackhole:
-            return Redirect([], discard=True)
-        if parsed.empty:
-            return Decline(f"{path} gives no addresses")
         # Pipes and files from a user's own file run as that user.
-        fallback = (pw.pw_uid, pw.pw_gid) if pw is not None else (None, None)
-        uid, gid = _common.delivery_user_group(self, ctx, item, parsed, fallback)
-        children = _common.make_children(self, ctx, item, parsed, uid=uid, gid=gid, home=item.home)
-        if not children:
-            return Redirect([], discard=True)  # only /dev/null items
-        return Redirect(children)
+        return _common.redirect(
+            self, ctx, item, text,
+            source=f"{what(self)}: {path}",
+            include_check=self._include_checker(pw),
+            empty=f"{path} gives no addresses",
+            fallback=(pw.pw_uid, pw.pw_gid) if pw is not None else (None, None),
+            home=item.home,
+        )
 
     # -- the file ---------------------------------------------------------------
     def _path(self, item: AddressItem, ctx: RoutingContext) -> str | None:

@@ -330,11 +330,19 @@ class HostFinder:
 
     def by_name(self, name: str, port: int | None) -> list[Host]:
         """/etc/hosts, then DNS address records: what gethostbyname() would give."""
-        resolver = self.ctx.resolver
-        addresses = hosts_file_addresses(name, use_ipv6=resolver.settings.use_ipv6)
-        if addresses:
-            return [Host(name, a, port=port) for a in addresses if self.ignore is None or not self.ignore(a)]
-        return resolver.find_hosts_by_name(name, ignore_target_hosts=self.ignore, qualify_single=True, port=port)
+        rows = self.by_hosts_file(name, port)
+        if rows is not None:
+            return rows
+        return self.ctx.resolver.find_hosts_by_name(
+            name, ignore_target_hosts=self.ignore, qualify_single=True, port=port
+        )
+
+    def by_hosts_file(self, name: str, port: int | None) -> list[Host] | None:
+        """The rows /etc/hosts gives for `name`, ignored addresses left out; None when it has none."""
+        addresses = hosts_file_addresses(name, use_ipv6=self.ctx.resolver.settings.use_ipv6)
+        if not addresses:
+            return None
+        return [Host(name, a, port=port) for a in addresses if self.ignore is None or not self.ignore(a)]
 
     def by_dns_a(self, name: str, port: int | None) -> list[Host]:
         return self.ctx.resolver.find_hosts_by_name(
@@ -346,29 +354,25 @@ class HostFinder:
         )
 
     def by_mx(self, name: str, port: int | None, require_mx: bool) -> HostList:
-        assert self.local is not None
-        resolver = self.ctx.resolver
-        found = resolver.find_hosts_by_mx(
-            name,
-            require_mx=require_mx,
-            ignore_target_hosts=self.ignore,
-            local_host_check=self.local.is_local_address,
-            qualify_single=self.qualify_single,
-            search_parents=self.search_parents,
-            port=port,
-        )
-        if self.local.learn(found.hosts + found.ignored):
-            # An MX host carries our primary host name under an address that
-            # is not on an interface (NAT): look again, knowing it is us.
-            found = resolver.find_hosts_by_mx(
+        local = self.local
+        assert local is not None
+
+        def lookup() -> HostList:
+            return self.ctx.resolver.find_hosts_by_mx(
                 name,
                 require_mx=require_mx,
                 ignore_target_hosts=self.ignore,
-                local_host_check=self.local.is_local_address,
+                local_host_check=local.is_local_address,
                 qualify_single=self.qualify_single,
                 search_parents=self.search_parents,
                 port=port,
             )
+
+        found = lookup()
+        if local.learn(found.hosts + found.ignored):
+            # An MX host carries our primary host name under an address that
+            # is not on an interface (NAT): look again, knowing it is us.
+            found = lookup()
         return found
 
     def find_one(self, spec: HostSpec, method: str) -> _Found:
@@ -390,10 +394,10 @@ class HostFinder:
             try:
                 rows = self.by_dns_a(spec.name, spec.port)
             except FailError:
-                addresses = hosts_file_addresses(spec.name, use_ipv6=self.ctx.resolver.settings.use_ipv6)
-                if not addresses:
+                from_file = self.by_hosts_file(spec.name, spec.port)
+                if from_file is None:
                     raise
-                rows = [Host(spec.name, a, port=spec.port) for a in addresses if not (self.ignore and self.ignore(a))]
+                rows = from_file
         return _Found(rows, ignored=not rows)
 
     # -- a whole list -----------------------------------------------------

@@ -1,0 +1,100 @@
+"""IP addresses for host lists (mta.config.lists): parsing, this machine's interfaces, forward lookups.
+
+    parse_ip("2001:db8::1%eth0")       # IPv6Address('2001:db8::1'); None for a name
+    network("192.0.2.0/24")            # ConfigError for a bad item
+    ip_literal("[192.0.2.1]")          # "192.0.2.1" (the @[] item)
+    local_interface_addresses()        # what @[] matches
+    default_resolve_host(name)         # getaddrinfo, for ListContext.resolve_host
+
+mta.config.lists re-exports the last two, and callers import them from there.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import ipaddress
+import socket
+import struct
+
+from mta.errors import ConfigError, DeferError
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_SIOCGIFADDR = 0x8915
+
+
+def parse_ip(text: str) -> IpAddress | None:
+    """The address in `text` (an IPv6 scope dropped, an IPv4-mapped IPv6 address as IPv4); None if it is none."""
+    try:
+        addr = ipaddress.ip_address(text.strip().split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+@functools.lru_cache(maxsize=512)
+def network(item: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The network of an address or CIDR item; ConfigError when it is neither."""
+    try:
+        return ipaddress.ip_network(item, strict=False)
+    except ValueError as exc:
+        raise ConfigError(f'bad IP address or CIDR network "{item}" in host list: {exc}') from None
+
+
+def ip_literal(domain: str) -> str | None:
+    """The address of a domain literal (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``), else None."""
+    if len(domain) < 3 or domain[0] != "[" or domain[-1] != "]":
+        return None
+    inner = domain[1:-1]
+    if inner[:5].lower() == "ipv6:":
+        inner = inner[5:]
+    addr = parse_ip(inner)
+    return str(addr) if addr is not None else None
+
+
+def local_interface_addresses() -> set[str]:
+    """The IPv4 and IPv6 addresses of this machine's interfaces (Linux).
+
+    IPv6 from /proc/net/if_inet6, IPv4 by SIOCGIFADDR on each interface;
+    127.0.0.1 and ::1 are always included.
+    """
+    found = {"127.0.0.1", "::1"}
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii") as f:
+            for line in f:
+                fields = line.split()
+                if fields and len(fields[0]) == 32:
+                    found.add(str(ipaddress.IPv6Address(int(fields[0], 16))))
+    except (OSError, ValueError):
+        pass
+    try:
+        names = [name for _, name in socket.if_nameindex()]
+    except OSError:
+        names = []
+    if names:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for name in names:
+                try:
+                    req = struct.pack("256s", name.encode()[:15])
+                    res = fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, req)
+                except OSError:
+                    continue  # no IPv4 address on this interface
+                found.add(socket.inet_ntoa(res[20:24]))
+    return found
+
+
+def default_resolve_host(name: str) -> list[str]:
+    """Forward lookup through the system resolver, for ListContext.resolve_host.
+
+    A name that does not exist gives []; a temporary failure raises DeferError.
+    """
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:
+            raise DeferError(f"temporary failure looking up host {name}") from None
+        return []
+    return sorted({str(info[4][0]) for info in infos})
