@@ -8,8 +8,8 @@ import pytest
 
 from mta.config.main import MainOptions
 from mta.drivers import option_specs
-from tests.support.nobody import Nobody
 from tests.support.mta import MtaEnv
+from tests.support.nobody import Nobody
 
 # shared/ sits beside the checkout (CI clones main with shared/ next to it).
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "research" / "exim-samples"

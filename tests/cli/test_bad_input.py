@@ -16,8 +16,8 @@ import time
 import pytest
 
 from mta.spool.format import read_header_file
-from tests.support.nobody import Nobody, give_spool_to
 from tests.support.mta import MTA, MtaEnv
+from tests.support.nobody import Nobody, give_spool_to
 
 SIMPLE = "Subject: x\n\nbody\n"
 

@@ -14,8 +14,8 @@ import pytest
 
 from mta import __version__
 from mta.spool.format import Envelope, read_header_file
-from tests.support.nobody import Nobody, give_spool_to
 from tests.support.mta import MtaEnv
+from tests.support.nobody import Nobody, give_spool_to
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "research" / "exim-samples"
 

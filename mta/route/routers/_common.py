@@ -141,6 +141,10 @@ def parse_host_item(item: str) -> HostSpec:
         if not name or ":" in name:
             raise ValueError(f'bad host list item "{item}" (write an IPv6 address with a port as [address]:port)')
         text, port = name, _port(port_text, item)
+        address = _ip(text)
+        if address is not None:
+            # 127.0.0.1::2525 in a colon list: an address with a port needs no lookup.
+            return HostSpec(address, port, literal=address)
     mx = text[-3:].lower() == "/mx"
     if mx:
         text = text[:-3]
@@ -339,7 +343,9 @@ class HostFinder:
 
     def by_hosts_file(self, name: str, port: int | None) -> list[Host] | None:
         """The rows /etc/hosts gives for `name`, ignored addresses left out; None when it has none."""
-        addresses = hosts_file_addresses(name, use_ipv6=self.ctx.resolver.settings.use_ipv6)
+        # The resolver is not asked for its settings here: building it imports
+        # dnspython, which a smart host found in /etc/hosts never needs.
+        addresses = hosts_file_addresses(name, use_ipv6=True)
         if not addresses:
             return None
         return [Host(name, a, port=port) for a in addresses if self.ignore is None or not self.ignore(a)]
