@@ -9,8 +9,7 @@ accept but that mean nothing here are accepted and ignored, as Exim does.
 
 from __future__ import annotations
 
-import dataclasses
-
+from mta import record
 from mta.errors import MtaError
 
 
@@ -22,15 +21,15 @@ class UsageError(MtaError):
         self.message = message
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class Invocation:
     """Everything the command line asked for."""
 
     mode: str = "bm"  # bm, t, bV, bP, be, bp, bt, bv, bvs, M, Mc, q, bd, bs, bi, version, help, ...
     mode_flags: str = ""  # e.g. "c" for -bpc, "ru" for -bpru, "rm" for -Mrm
-    args: list[str] = dataclasses.field(default_factory=list)
+    args: list[str] = record.field(default_factory=list)
     config_file: str | None = None
-    macros: dict[str, str] = dataclasses.field(default_factory=dict)
+    macros: dict[str, str] = record.field(default_factory=dict)
     extract_recipients: bool = False  # -t
     dot_ends: bool = True  # cleared by -i / -oi
     sender: str | None = None  # -f / -r

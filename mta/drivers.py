@@ -13,12 +13,11 @@ that start-up imports only the drivers a configuration uses.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import importlib
 from abc import ABC
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 
 class Kind(enum.Enum):
@@ -33,15 +32,38 @@ class Kind(enum.Enum):
     LIST = "string list"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class OptionSpec:
-    kind: Kind
-    expand: bool = False
-    doc: str = ""
-    minimum: int | None = None
-    maximum: int | None = None
-    choices: tuple[str, ...] | None = None
-    hidden: bool = False
+    """What an option is: its type, whether it is expanded, its doc line and bounds."""
+
+    __slots__ = ("choices", "doc", "expand", "hidden", "kind", "maximum", "minimum")
+
+    def __init__(
+        self,
+        kind: Kind,
+        expand: bool = False,
+        doc: str = "",
+        minimum: int | None = None,
+        maximum: int | None = None,
+        choices: tuple[str, ...] | None = None,
+        hidden: bool = False,
+    ) -> None:
+        self.kind, self.expand, self.doc = kind, expand, doc
+        self.minimum, self.maximum, self.choices, self.hidden = minimum, maximum, choices, hidden
+
+    def __repr__(self) -> str:
+        return f"OptionSpec({self.kind.name}, expand={self.expand})"
+
+
+class OptionField:
+    """An option declared in a table class body; replaced by its default once the class is built."""
+
+    __slots__ = ("default", "name", "owner", "spec")
+
+    def __init__(self, default: Any, spec: OptionSpec) -> None:
+        self.default = default
+        self.spec = spec
+        self.name = ""
+        self.owner: type | None = None
 
 
 def option(
@@ -56,28 +78,86 @@ def option(
     hidden: bool = False,
 ) -> Any:
     """Declare one option: its default, type, whether it is expanded, and its doc line."""
-    spec = OptionSpec(kind, expand, doc, minimum, maximum, choices, hidden)
-    return dataclasses.field(default=default, metadata={"option": spec})
+    return OptionField(default, OptionSpec(kind, expand, doc, minimum, maximum, choices, hidden))
+
+
+def options_table(cls: type[_T]) -> type[_T]:
+    """Make `cls` an option table: a read-only record of the options declared with option().
+
+    The options of the base classes come first, in declaration order.  The
+    class gets one shared keyword __init__ (defaults for options not given,
+    TypeError for unknown names), equality, a repr and read-only attributes.
+    This is what a frozen dataclass would give, built without generating
+    code for each class: mta has dozens of these tables, and generating
+    their methods was most of the start-up time of a `sendmail` call.
+    """
+    fields: dict[str, OptionField] = {}
+    for base in reversed(cls.__mro__[1:]):
+        fields.update(base.__dict__.get("__option_fields__", {}))
+    for name, value in list(cls.__dict__.items()):
+        if isinstance(value, OptionField):
+            value.name, value.owner = name, cls
+            fields[name] = value
+            setattr(cls, name, value.default)
+    cls.__option_fields__ = fields  # type: ignore[attr-defined]
+    cls.__init__ = _table_init  # type: ignore[misc]
+    cls.__setattr__ = _table_setattr  # type: ignore[method-assign,assignment]
+    cls.__delattr__ = _table_setattr  # type: ignore[method-assign,assignment]
+    cls.__eq__ = _table_eq  # type: ignore[method-assign,assignment]
+    cls.__hash__ = _table_hash  # type: ignore[method-assign,assignment]
+    cls.__repr__ = _table_repr  # type: ignore[method-assign]
+    return cls
+
+
+_T = TypeVar("_T")
+
+
+def _table_init(*args: Any, **values: Any) -> None:
+    # The instance comes positionally only: "self" is also the name of a router option.
+    table, args = args[0], args[1:]
+    fields = type(table).__option_fields__
+    if args:
+        if len(args) > len(fields):
+            raise TypeError(f"{type(table).__name__} takes at most {len(fields)} positional arguments")
+        values.update(zip(fields, args, strict=False))
+    set_value = object.__setattr__
+    for name, field in fields.items():
+        set_value(table, name, values.pop(name) if name in values else field.default)
+    if values:
+        raise TypeError(f"{type(table).__name__} has no option(s) {', '.join(sorted(values))}")
+
+
+def _table_setattr(self: Any, name: str, *value: Any) -> None:
+    raise AttributeError(f"{type(self).__name__} options are read-only (cannot change {name})")
+
+
+def _table_values(self: Any) -> tuple[Any, ...]:
+    return tuple(getattr(self, name) for name in type(self).__option_fields__)
+
+
+def _table_eq(self: Any, other: object) -> bool:
+    if type(other) is not type(self):
+        return NotImplemented
+    return _table_values(self) == _table_values(other)
+
+
+def _table_hash(self: Any) -> int:
+    return hash((type(self), _table_values(self)))
+
+
+def _table_repr(self: Any) -> str:
+    fields = type(self).__option_fields__
+    shown = ", ".join(f"{n}={getattr(self, n)!r}" for n, f in fields.items() if getattr(self, n) != f.default)
+    return f"{type(self).__name__}({shown})"
 
 
 def option_specs(cls: type) -> list[tuple[str, OptionSpec, Any, type]]:
     """(name, spec, default, declaring class) for every option of an options class.
 
-    The declaring class is the most basic class that defines the field, so
-    generic options can be told apart from a driver's private ones.
+    The declaring class tells generic options from a driver's private ones.
     """
-    result = []
-    for f in dataclasses.fields(cls):
-        spec = f.metadata.get("option")
-        if spec is None:
-            continue
-        owner = cls
-        for base in reversed(cls.__mro__):
-            if dataclasses.is_dataclass(base) and f.name in getattr(base, "__dataclass_fields__", {}):
-                owner = base
-                break
-        result.append((f.name, spec, f.default, owner))
-    return result
+    fields: dict[str, OptionField] = cls.__dict__.get("__option_fields__") or getattr(cls, "__option_fields__", {})
+    return [(name, f.spec, f.default, f.owner or cls) for name, f in fields.items()]
 
 
 def is_generic(options_class: type) -> bool:
@@ -89,7 +169,7 @@ def is_generic(options_class: type) -> bool:
     return bool(options_class.__dict__.get("_generic", False))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class DriverOptions:
     """Options every driver has."""
 

@@ -13,7 +13,6 @@ output).  tests/test_reference.py fails when the committed file differs.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
 import sys
@@ -75,7 +74,7 @@ def _first_paragraph(text: str | None) -> str:
 def generic_options_class(options_class: type) -> type:
     """The most derived class in `options_class`'s bases that says it is generic (``_generic = True``)."""
     for base in options_class.__mro__:
-        if dataclasses.is_dataclass(base) and base.__dict__.get("_generic", False):
+        if "__option_fields__" in base.__dict__ and base.__dict__.get("_generic", False):
             return base
     raise TypeError(f"{options_class.__name__} has no generic options class among its bases")
 

@@ -9,11 +9,11 @@ file and line.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
+from mta import record
 from mta.config.loader import Config, DriverSpec
 from mta.config.options import build_options, format_all
 from mta.drivers import Driver, load_driver_class
@@ -60,7 +60,7 @@ def driver_option_lines(config: Config, spec: DriverSpec, admin: bool) -> list[s
     return format_all(driver.options, hidden, show_hidden=admin)
 
 
-@dataclasses.dataclass
+@record.dataclass
 class Runtime:
     """A configuration made ready for use by one process."""
 

@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from abc import abstractmethod
 from collections.abc import Callable, Generator
 from typing import ClassVar
 
-from mta.drivers import Driver, DriverOptions, Kind, option
+from mta.drivers import Driver, DriverOptions, Kind, option, options_table
 from mta.errors import ExpansionError, MtaError
 
 Expand = Callable[[str], str]
@@ -50,7 +49,7 @@ MAX_CHALLENGES = 10
 MAX_CHALLENGE_LENGTH = 12288
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class AuthenticatorOptions(DriverOptions):
     """Options every authenticator has."""
 

@@ -16,7 +16,6 @@ authenticator; the transport tries the next one.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar
 
 from mta.auth._common import (
@@ -26,11 +25,11 @@ from mta.auth._common import (
     Expand,
     Responses,
 )
-from mta.drivers import DriverOptions, Kind, option
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ExpansionError
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class CramMd5Options(AuthenticatorOptions):
     client_name: str = option(
         "$primary_hostname", Kind.STRING, "Client side: the user name sent with the digest.", expand=True

@@ -23,7 +23,6 @@ transport tries the next one.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar
 
 from mta.auth._common import (
@@ -33,12 +32,12 @@ from mta.auth._common import (
     Expand,
     Responses,
 )
-from mta.drivers import DriverOptions, Kind, option
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ExpansionError
 from mta.values import split_list
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class PlaintextOptions(AuthenticatorOptions):
     client_send: str | None = option(
         None,

@@ -8,16 +8,16 @@ mta_user, `trusted_users`, members of `trusted_groups`.  Administrators
 
 from __future__ import annotations
 
-import dataclasses
 import grp
 import os
 import pwd
 from typing import Any
 
+from mta import record
 from mta.values import split_list
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Caller:
     uid: int
     gid: int

@@ -59,11 +59,11 @@ expansion failures and DeferError propagate: the caller defers.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from collections.abc import Callable
 
+from mta import record
 from mta.config.hostaddrs import (
     IpAddress,
     default_resolve_host,
@@ -107,7 +107,7 @@ def _no_named_lists(list_type: str, name: str) -> str | None:
     return None
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class ListContext:
     """What list matching needs from the configuration and the host."""
 
@@ -122,7 +122,7 @@ class ListContext:
     expand: Callable[[str], str] | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class ListMatch:
     """The answer of a list check (true when the subject is in the set)."""
 
@@ -134,7 +134,7 @@ class ListMatch:
         return self.matched
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class _Hit:
     data: str | None
     from_lookup: bool = False
@@ -144,7 +144,7 @@ class _Unknown(Exception):
     """A host item needs a name or address that cannot be found."""
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class _State:
     """The subject of one list check; +caseful changes it as the scan goes."""
 

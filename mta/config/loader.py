@@ -15,12 +15,12 @@ Every error raises ConfigError naming the file and line.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import socket
 from collections.abc import Iterator
 
+from mta import record
 from mta.config.main import MainOptions
 from mta.config.options import OptionSetting, build_options
 from mta.errors import ConfigError
@@ -40,14 +40,14 @@ _BEGIN = re.compile(r"begin\s+([A-Za-z_]+)\s*$", re.I)
 _MAX_INCLUDE_DEPTH = 20
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class SourceLine:
     text: str
     path: str
     line: int
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class NamedList:
     list_type: str  # domainlist, hostlist, addresslist, localpartlist
     name: str
@@ -56,7 +56,7 @@ class NamedList:
     line: int
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class DriverSpec:
     """A driver instance as written: its name, where, and its option lines."""
 
@@ -64,7 +64,7 @@ class DriverSpec:
     name: str
     path: str
     line: int
-    settings: list[OptionSetting] = dataclasses.field(default_factory=list)
+    settings: list[OptionSetting] = record.field(default_factory=list)
 
     @property
     def driver(self) -> str | None:
@@ -74,7 +74,7 @@ class DriverSpec:
         return None
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class Config:
     """A parsed configuration file.
 

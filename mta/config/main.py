@@ -8,10 +8,9 @@ qualify domains) are declared unset here and resolved by the Config.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar
 
-from mta.drivers import Kind, option
+from mta.drivers import Kind, option, options_table
 
 DEFAULT_RECEIVED_HEADER_TEXT = (
     "Received: "
@@ -28,7 +27,7 @@ DEFAULT_RECEIVED_HEADER_TEXT = (
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class MainOptions:
     """Options of the main section (before the first ``begin``)."""
 

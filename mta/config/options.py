@@ -7,10 +7,10 @@ The same walk over an options dataclass serves the parser (`build_options`),
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
+from mta import record
 from mta.drivers import Kind, OptionSpec, is_generic, option_specs
 from mta.errors import ConfigError
 from mta.values import (
@@ -23,7 +23,7 @@ from mta.values import (
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class OptionSetting:
     """One option line as read from the file: ``name = value`` or a bare boolean."""
 

@@ -48,13 +48,13 @@ original and tries again later.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from mta import record
 from mta.config.variables import expansion_context
 from mta.deliver import dsn_text
 from mta.errors import ExpansionError
@@ -82,7 +82,7 @@ _FULL = "full"
 _TRUNCATED = "truncated"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class FailedAddress:
     """One address that failed for good, as the bounce reports it.
 

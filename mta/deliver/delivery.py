@@ -25,13 +25,13 @@ stays on the spool, it is never marked delivered.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import threading
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from mta import record
 from mta.deliver.deliverlog import (
     deferral_line,
     delivery_line,
@@ -54,15 +54,15 @@ if TYPE_CHECKING:
     from mta.spool.files import MessageLock
 
 
-@dataclasses.dataclass
+@record.dataclass
 class DeliveryReport:
     message_id: str
-    delivered: list[AddressItem] = dataclasses.field(default_factory=list)
-    failed: list[tuple[AddressItem, FailError]] = dataclasses.field(default_factory=list)
-    deferred: list[tuple[AddressItem, DeferError]] = dataclasses.field(default_factory=list)
+    delivered: list[AddressItem] = record.field(default_factory=list)
+    failed: list[tuple[AddressItem, FailError]] = record.field(default_factory=list)
+    deferred: list[tuple[AddressItem, DeferError]] = record.field(default_factory=list)
     completed: bool = False
     frozen: bool = False
-    bounce_ids: list[str] = dataclasses.field(default_factory=list)
+    bounce_ids: list[str] = record.field(default_factory=list)
     skipped: str | None = None  # "locked", "frozen", "missing", "spool error"
 
 

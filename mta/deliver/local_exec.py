@@ -46,7 +46,6 @@ own timeout covers; set that below any `timeout` given here.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import grp
 import json
@@ -57,6 +56,7 @@ import signal
 import time
 from typing import Any, BinaryIO
 
+from mta import record
 from mta.errors import DeferError, DeliveryError, ExpansionError, FailError, SpoolError
 from mta.route.item import AddressItem
 from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage
@@ -65,7 +65,7 @@ from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage
 _MAX_REPORT = 1 << 20
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class DeliveryIdentity:
     """Who a local delivery runs as, and where."""
 
@@ -234,7 +234,7 @@ def run_local_delivery(
     _raise_outcome(report, status, transport.name)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class _ChildSetup:
     uid: int | None
     gid: int | None
@@ -382,8 +382,8 @@ def _deliver_in_child(
     os.dup2(null, 0)
     os.close(null)
     _enter_working_directory(setup)
-    child_message = dataclasses.replace(message, open_body=_body_opener(setup.body_fd, setup.body_offset))
-    child_env = dataclasses.replace(env, uid=os.geteuid(), gid=os.getegid(), home=setup.home)
+    child_message = record.replace(message, open_body=_body_opener(setup.body_fd, setup.body_offset))
+    child_env = record.replace(env, uid=os.geteuid(), gid=os.getegid(), home=setup.home)
     transport.deliver(child_message, item, child_env)
     return {"status": "ok"}
 

@@ -8,10 +8,11 @@ language knows is fixed here, so that a typo in a configuration
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Callable, Mapping
+
+from mta import record
 
 # A variable's value: text (possibly Tainted), None for "unset" (expands to
 # ""), or a zero-argument callable computed only when the variable is used
@@ -20,7 +21,7 @@ from collections.abc import Callable, Mapping
 VariableValue = str | int | None | Callable[[], "str | int | None"]
 
 
-@dataclasses.dataclass
+@record.dataclass
 class ExpandContext:
     """Everything `expand()` may read.
 
@@ -36,7 +37,7 @@ class ExpandContext:
                 list text is passed as expanded, unsplit.
     """
 
-    variables: Mapping[str, VariableValue] = dataclasses.field(default_factory=dict)
+    variables: Mapping[str, VariableValue] = record.field(default_factory=dict)
     headers: Callable[[str], str | None] | None = None
     match_list: Callable[[str, str, str], bool] | None = None
 

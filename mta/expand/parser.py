@@ -13,10 +13,10 @@ whole defence against CVE-2019-10149-style attacks.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 
+from mta import record
 from mta.errors import ExpansionError
 from mta.expand import lookups, operators
 from mta.expand.escapes import interpret_escape
@@ -27,19 +27,19 @@ WHITE = " \t\n\r\f\v"
 # -- the tree -------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Literal:
     text: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Var:
     """``$name`` or ``${name}``; digits for the regex captures ``$1``..."""
 
     name: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Header:
     """``$h_name:`` (form "h"), ``$rh_name:`` ("rh") or ``$bh_name:`` ("bh")."""
 
@@ -47,7 +47,7 @@ class Header:
     name: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Operator:
     """``${name:arg}``; `params` holds the numbers of ``length_3``/``substr_1_2``."""
 
@@ -56,7 +56,7 @@ class Operator:
     arg: Seq
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Item:
     """``${name{a}{b}...}``: sg, tr, extract, readfile, length, substr."""
 
@@ -65,7 +65,7 @@ class Item:
     fail: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class If:
     cond: Cond
     yes: Seq | None
@@ -73,7 +73,7 @@ class If:
     fail: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Lookup:
     key: Seq
     search_type: str
@@ -83,7 +83,7 @@ class Lookup:
     fail: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Test:
     """A condition with braced arguments: ``eq{a}{b}``, ``exists{f}``, ``<{a}{b}``."""
 
@@ -91,7 +91,7 @@ class Test:
     args: tuple[Seq, ...]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Defined:
     """``def:name`` (header is None) or ``def:h_name:`` (var is None)."""
 
@@ -99,13 +99,13 @@ class Defined:
     header: str | None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Combine:
     name: str  # "and" or "or"
     conds: tuple[Cond, ...]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Not:
     cond: Cond
 

@@ -7,12 +7,12 @@ clock), so they are tested with fixed times.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import re
 from collections.abc import Iterable
 from typing import Protocol
 
+from mta import record
 from mta.errors import ConfigError
 from mta.values import parse_time
 
@@ -29,7 +29,7 @@ class SourceText(Protocol):
     line: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class RetryParams:
     """One parameter set: algorithm F, G or H, cutoff, first interval, multiplier."""
 
@@ -39,7 +39,7 @@ class RetryParams:
     multiplier: float = 1.0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class RetryRule:
     pattern: str
     error: str

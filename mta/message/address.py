@@ -42,9 +42,9 @@ passed them can be written to the spool and to SMTP without a second check.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
+from mta import record
 from mta.errors import AddressError
 from mta.message.address_syntax import (
     WSP,
@@ -123,7 +123,7 @@ def parse_envelope_address(text: str, strip_trailing_dot: bool = False) -> str:
 # -- header address lists ------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class HeaderAddress:
     """One mailbox from a To:/Cc:/From: ... header.
 

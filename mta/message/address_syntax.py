@@ -12,10 +12,10 @@ them.  mta.message.address is the public face: import from there.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import string
 
+from mta import record
 from mta.errors import AddressError
 
 MAX_LOCAL_PART = 64  # octets, RFC 5321 4.5.3.1.1
@@ -39,7 +39,7 @@ def is_control(c: str) -> bool:
 # -- tokens (RFC 5322 lexical level) -----------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class Token:
     kind: str  # atom, qstr, literal, comment, or the special character itself
     value: str  # atom text, unquoted string content, "[...]" as written, comment text

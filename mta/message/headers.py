@@ -37,9 +37,9 @@ as UTF-8 with surrogateescape, so 8-bit headers survive a round trip.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
+from mta import record
 from mta.errors import MtaError
 
 FLAG_DELETED = "*"
@@ -70,7 +70,7 @@ class HeaderSyntaxError(MtaError):
         self.line = line
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class Header:
     """One header, kept raw: `text` is "Name: value\\n" plus any folded lines."""
 

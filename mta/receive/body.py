@@ -7,15 +7,15 @@ NUL bytes counted) and written straight to the spool's data file.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import BinaryIO
 
+from mta import record
 from mta.errors import SubmissionError
 
 CHUNK_SIZE = 65536
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class BodyStats:
     size: int = 0  # bytes written to -D after its first line
     linecount: int = 0

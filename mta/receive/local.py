@@ -17,13 +17,13 @@ nothing is left on the spool after a refusal.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import signal
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from mta import record
 from mta.config.caller import Caller, current_caller, is_trusted
 from mta.errors import AddressError, SubmissionError
 from mta.message.address import parse_envelope_address, parse_header_addresses, qualify, split_address
@@ -42,7 +42,7 @@ _ADDRESS_HEADERS = ("from", "to", "cc", "bcc", "sender", "reply-to", "resent-fro
 _FROM_LINE = re.compile(rb"From \S")
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class HeaderBlock:
     lines: list[str]  # header lines as text, each ending "\n"
     body_start: bytes  # first bytes of the body already read (a non-header line)
@@ -193,7 +193,7 @@ def qualify_header_addresses(headers: list[Header], domain: str, recipient_domai
         headers[index] = new
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class SenderDecision:
     sender_address: str
     set_untrusted: bool  # an untrusted caller's -f was honoured (untrusted_set_sender)
@@ -254,7 +254,7 @@ def _display(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class LocalMessage:
     """A locally submitted message read from stdin: its body already written out."""
 

@@ -11,11 +11,10 @@ no file behind.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from mta import __version__
+from mta import __version__, record
 from mta.config.variables import expansion_context
 from mta.errors import ExpansionError, SpoolError, SubmissionError
 from mta.expand.expander import expand
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from mta.spool.envelope import Envelope
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class Arrival:
     """Envelope and origin of a message being received."""
 
@@ -59,7 +58,7 @@ class Arrival:
     parent_id: str | None = None
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class Received:
     """The result of a successful reception."""
 
@@ -211,7 +210,7 @@ def arrival_log_text(
     return " ".join(fields)
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class FinishedHeaders:
     headers: list[Header]  # Received: first, then the message's, then any added
     size: int  # Exim's message size: live headers + blank line + body

@@ -37,11 +37,11 @@ the spool or the log.
 
 from __future__ import annotations
 
-import dataclasses
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mta.drivers import Driver, DriverOptions, Kind, option
+from mta import record
+from mta.drivers import Driver, DriverOptions, Kind, option, options_table
 from mta.route.item import AddressItem
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from mta.route.dns import Host
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class RouteOptions(DriverOptions):
     """Generic options of directors and routers."""
 
@@ -109,7 +109,7 @@ class RouteOptions(DriverOptions):
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class DirectorOptions(RouteOptions):
     """Generic options of directors (local domains)."""
 
@@ -119,7 +119,7 @@ class DirectorOptions(RouteOptions):
 SELF_ACTIONS = ("freeze", "defer", "fail", "send", "pass")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class RouterOptions(RouteOptions):
     """Generic options of routers (remote domains)."""
 
@@ -143,26 +143,26 @@ class RouterOptions(RouteOptions):
 # -- results -------------------------------------------------------------
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class Accept:
     transport: str | None = None
-    hosts: list[Host] = dataclasses.field(default_factory=list)
+    hosts: list[Host] = record.field(default_factory=list)
     # True when `hosts` still need their addresses looked up (byname/bydns).
     hosts_unresolved: bool = False
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class Redirect:
     children: list[AddressItem]
     discard: bool = False  # :blackhole:
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class Decline:
     reason: str | None = None
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class Pass:
     reason: str | None = None
 

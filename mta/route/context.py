@@ -7,11 +7,11 @@ DNS resolver; they never touch the spool or the log.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from mta import record
 from mta.config.loader import Config
 from mta.config.variables import config_variables, list_matcher
 from mta.errors import DeferError, ExpansionError
@@ -23,16 +23,16 @@ if TYPE_CHECKING:
     from mta.route.dns import DnsResolver
 
 
-@dataclasses.dataclass
+@record.dataclass
 class RoutingContext:
     config: Config
     sender_address: str
     # None when delivering; "recipient" or "sender" when verifying (-bv, ACL verify).
     verify: str | None = None
     address_test: bool = False  # -bt: route as if delivering, but only report
-    message_variables: dict[str, Any] = dataclasses.field(default_factory=dict)
+    message_variables: dict[str, Any] = record.field(default_factory=dict)
     headers: Callable[[str], str | None] | None = None
-    transports: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    transports: Mapping[str, Any] = record.field(default_factory=dict)
     debug: Callable[[str], None] | None = None
     resolver_factory: Callable[[], DnsResolver] | None = None
 
@@ -108,7 +108,7 @@ def make_resolver(config: Config) -> DnsResolver:
         raise ConfigError(str(exc), config.path) from None
     settings = ResolverSettings(servers=servers)
     if config.main.dns_retrans:
-        settings = dataclasses.replace(settings, timeout=float(config.main.dns_retrans))
+        settings = record.replace(settings, timeout=float(config.main.dns_retrans))
     if config.main.dns_retry:
-        settings = dataclasses.replace(settings, retries=config.main.dns_retry)
+        settings = record.replace(settings, retries=config.main.dns_retry)
     return DnsResolver(settings)

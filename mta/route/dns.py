@@ -43,10 +43,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TypedDict, Unpack
 
 from mta.errors import DeferError, FailError
+from mta.record import dataclass, field
 from mta.route.dns_query import Addresses, MXRecord, Plan, Querier, Query, Result, Status, absolute, combine
 from mta.route.dns_settings import DEFAULT_PORT, ResolverSettings, ip_literal, parse_dns_servers
 

@@ -20,8 +20,9 @@ import enum
 import sys
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
+
+from mta.record import dataclass
 
 if TYPE_CHECKING:
     import dns.asyncresolver

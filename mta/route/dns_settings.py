@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+
+from mta.record import dataclass, field
 
 DEFAULT_PORT = 53
 

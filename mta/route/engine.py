@@ -15,11 +15,11 @@ MAX_DEPTH fails cleanly.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections import deque
 from collections.abc import Sequence
 
+from mta import record
 from mta.config.lists import match_address, match_domain, match_local_part
 from mta.errors import ConfigError, DeferError, ExpansionError, FailError
 from mta.message.address import split_address, strip_affix
@@ -32,14 +32,14 @@ MAX_DEPTH = 100
 DEFAULT_CANNOT_ROUTE = "Unrouteable address"
 
 
-@dataclasses.dataclass
+@record.dataclass
 class RoutingOutcome:
-    accepted: list[AddressItem] = dataclasses.field(default_factory=list)
-    failed: list[tuple[AddressItem, FailError]] = dataclasses.field(default_factory=list)
-    deferred: list[tuple[AddressItem, DeferError]] = dataclasses.field(default_factory=list)
-    discarded: list[AddressItem] = dataclasses.field(default_factory=list)  # :blackhole:
+    accepted: list[AddressItem] = record.field(default_factory=list)
+    failed: list[tuple[AddressItem, FailError]] = record.field(default_factory=list)
+    deferred: list[tuple[AddressItem, DeferError]] = record.field(default_factory=list)
+    discarded: list[AddressItem] = record.field(default_factory=list)  # :blackhole:
     # Final addresses that duplicate an accepted one: delivered with it.
-    duplicates: list[tuple[AddressItem, AddressItem]] = dataclasses.field(default_factory=list)
+    duplicates: list[tuple[AddressItem, AddressItem]] = record.field(default_factory=list)
 
 
 def _truthy(value: str) -> bool:
@@ -104,7 +104,7 @@ class RoutingEngine:
             # Accepted.
             key = item.unique_key(caseful=driver.options.caseful_local_part)
             if driver.options.unseen:
-                copy = dataclasses.replace(item, hosts=[], headers_add=list(item.headers_add),
+                copy = record.replace(item, hosts=[], headers_add=list(item.headers_add),
                                            headers_remove=list(item.headers_remove), handled_by=set(item.handled_by))
                 queue.append((copy, index + 1))
             if key in done:

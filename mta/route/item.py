@@ -8,16 +8,16 @@ line's ``<original>`` part are found.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from mta import record
 from mta.taint import Tainted
 
 if TYPE_CHECKING:
     from mta.route.dns import Host
 
 
-@dataclasses.dataclass(eq=False)
+@record.dataclass(eq=False)
 class AddressItem:
     """An address being routed or delivered.
 
@@ -49,15 +49,15 @@ class AddressItem:
     # Outcome of routing.
     router_name: str | None = None
     transport_name: str | None = None
-    hosts: list[Host] = dataclasses.field(default_factory=list)
-    fallback_hosts: list[Host] = dataclasses.field(default_factory=list)
-    headers_add: list[str] = dataclasses.field(default_factory=list)
-    headers_remove: list[str] = dataclasses.field(default_factory=list)
+    hosts: list[Host] = record.field(default_factory=list)
+    fallback_hosts: list[Host] = record.field(default_factory=list)
+    headers_add: list[str] = record.field(default_factory=list)
+    headers_remove: list[str] = record.field(default_factory=list)
     # The drivers that handled an address of this same text on the way down (loop safety).
-    handled_by: set[str] = dataclasses.field(default_factory=set)
+    handled_by: set[str] = record.field(default_factory=set)
     message: str | None = None  # failure or deferral text
     # Extra per-driver data (e.g. a queryprogram's DATA=).
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extra: dict[str, Any] = record.field(default_factory=dict)
 
     @property
     def is_pipe(self) -> bool:

@@ -68,13 +68,13 @@ Decisions
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import os
 import re
 import stat
 from collections.abc import Callable
 
+from mta import record
 from mta.errors import AddressError, DeferError, FailError
 from mta.message.address import parse_header_addresses, qualify
 from mta.taint import is_tainted
@@ -98,7 +98,7 @@ class ItemKind(enum.Enum):
     DIRECTORY = "directory"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class RedirectItem:
     """One delivery target from a list.
 
@@ -112,7 +112,7 @@ class RedirectItem:
     no_redirect: bool = False
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class RedirectParse:
     """What a list asks for.
 
@@ -121,10 +121,10 @@ class RedirectParse:
     items; a list made only of them discards the address.
     """
 
-    items: list[RedirectItem] = dataclasses.field(default_factory=list)
+    items: list[RedirectItem] = record.field(default_factory=list)
     blackhole: bool = False
     discarded: int = 0
-    syntax_errors: list[str] = dataclasses.field(default_factory=list)
+    syntax_errors: list[str] = record.field(default_factory=list)
 
     def _of(self, kind: ItemKind) -> list[str]:
         return [item.value for item in self.items if item.kind is kind]
@@ -166,7 +166,7 @@ class RedirectSyntaxError(DeferError):
         super().__init__(f"{source}: {reason}{where}")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class _Rules:
     source: str
     incoming_domain: str
@@ -399,7 +399,7 @@ def _include(item: str, rules: _Rules, out: RedirectParse, depth: int, stack: tu
         raise RedirectSyntaxError(rules.source, exc.message) from None
     if rules.include_check is not None:
         rules.include_check(path, st)
-    inner = dataclasses.replace(rules, source=f"included file {path}")
+    inner = record.replace(rules, source=f"included file {path}")
     _parse_into(text, inner, out, depth + 1, (*stack, path))
 
 

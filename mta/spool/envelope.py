@@ -10,11 +10,11 @@ message layer's own header type is converted to and from it by the caller.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import re
 from typing import NamedTuple
 
+from mta import record
 from mta.taint import Tainted
 
 ENCODING = "utf-8"
@@ -59,7 +59,7 @@ class HostAddress(NamedTuple):
     port: int
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class Recipient:
     """One envelope recipient.
 
@@ -78,7 +78,7 @@ class Recipient:
         return self.pno < 0 and not self.errors_to and not self.orcpt and self.dsn_flags == 0
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class ExtraOption:
     """An option line this version does not know, kept verbatim.
 
@@ -90,7 +90,7 @@ class ExtraOption:
     after: str = ""
 
 
-@dataclasses.dataclass(kw_only=True)
+@record.dataclass(kw_only=True)
 class Envelope:
     """Everything in a -H file.  Optional values are None (or False) when
     the file has no such line; a present-but-empty value is ""."""
@@ -114,7 +114,7 @@ class Envelope:
     ident: str | None = None
     received_protocol: str | None = None
     # "acl_c0", "acl_m_foo" ... -> value (may hold newlines).
-    acl_variables: dict[str, str] = dataclasses.field(default_factory=dict)
+    acl_variables: dict[str, str] = record.field(default_factory=dict)
     debug_selector: str | None = None
     debuglog_name: str | None = None
     spool_file_wireformat: bool = False
@@ -153,15 +153,15 @@ class Envelope:
     dsn_envid: str | None = None
     dsn_ret: int | None = None
     # Lookup quoter of a tainted option ("--(name)helo_name ..."), by option name.
-    quoters: dict[str, str] = dataclasses.field(default_factory=dict)
-    extra: list[ExtraOption] = dataclasses.field(default_factory=list)
-    non_recipients: set[str] = dataclasses.field(default_factory=set)
-    recipients: list[Recipient] = dataclasses.field(default_factory=list)
-    headers: list[SpoolHeader] = dataclasses.field(default_factory=list)
+    quoters: dict[str, str] = record.field(default_factory=dict)
+    extra: list[ExtraOption] = record.field(default_factory=list)
+    non_recipients: set[str] = record.field(default_factory=set)
+    recipients: list[Recipient] = record.field(default_factory=list)
+    headers: list[SpoolHeader] = record.field(default_factory=list)
     # The tree exactly as read, reused while non_recipients is unchanged so
     # that a file written by Exim (whose tree shape depends on insertion
     # order) is written back byte for byte.
-    _tree_as_read: tuple[frozenset[str], bytes] | None = dataclasses.field(
+    _tree_as_read: tuple[frozenset[str], bytes] | None = record.field(
         default=None, init=False, compare=False, repr=False
     )
 

@@ -12,7 +12,6 @@ result (delivered, deferred, failed) is the transport's business.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import selectors
 import signal
@@ -20,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 
+from mta import record
 from mta.errors import DeferError
 
 EX_EXECFAILED = 127
@@ -83,7 +83,7 @@ def _escape(text: str, i: int) -> tuple[str, int]:
 # -- running it ---------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class RunResult:
     """How a command ended, and what it wrote."""
 

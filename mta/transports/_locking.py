@@ -25,7 +25,6 @@ stays on the spool and the administrator can fix the mailbox.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fcntl
 import os
@@ -34,12 +33,13 @@ import sys
 import time
 from collections.abc import Callable
 
+from mta import record
 from mta.errors import DeferError
 
 LOCK_SUFFIX = ".lock"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class MailboxPolicy:
     """What appendfile's options allow for one mailbox file."""
 
@@ -58,7 +58,7 @@ class MailboxPolicy:
     lock_interval: float = 3.0
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class OpenMailbox:
     """A mailbox opened for appending and locked; `size` is its length once locked."""
 

@@ -22,14 +22,13 @@ except a message larger than the transport's message_size_limit (FailError).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from mta.drivers import DriverOptions, Kind, option
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError
 from mta.route.item import AddressItem
 from mta.taint import is_tainted
@@ -52,7 +51,7 @@ QUOTA_ERRNO = -22
 QUOTA_MESSAGE = "mailbox is full (quota exceeded)"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class AppendfileOptions(TransportOptions):
     """Options of the appendfile transport."""
 

@@ -19,12 +19,12 @@ the delivery code records outcomes.
 
 from __future__ import annotations
 
-import dataclasses
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from mta.drivers import Driver, DriverOptions, Kind, option
+from mta import record
+from mta.drivers import Driver, DriverOptions, Kind, option, options_table
 from mta.errors import DeferError, FailError
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from mta.route.item import AddressItem
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class TransportOptions(DriverOptions):
     """Options every transport has."""
 
@@ -64,7 +64,7 @@ class TransportOptions(DriverOptions):
     )
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class OutgoingMessage:
     """A spooled message as transports see it."""
 
@@ -76,7 +76,7 @@ class OutgoingMessage:
     open_body: Callable[[], BinaryIO]  # a binary file positioned at the start of the body
     body_linecount: int = 0
     received_protocol: str = "local"
-    variables: dict[str, Any] = dataclasses.field(default_factory=dict)
+    variables: dict[str, Any] = record.field(default_factory=dict)
 
     def header_value(self, name: str) -> str | None:
         """Raw value of the first live header called `name` (case-insensitive), or None."""
@@ -87,7 +87,7 @@ class OutgoingMessage:
         return "\n".join(v.strip() for v in values)
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class DeliveryEnv:
     """What a transport may use besides the message: expansion, identity, time."""
 
@@ -100,10 +100,10 @@ class DeliveryEnv:
     gid: int | None = None
     home: str | None = None
     # Extra fields a remote transport needs (authenticators, TLS settings ...).
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extra: dict[str, Any] = record.field(default_factory=dict)
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class Delivered:
     """A remote delivery that the server accepted, with what the log line shows.
 

@@ -42,12 +42,11 @@ as the delivery user (mta.deliver.local_exec).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 from typing import Any, ClassVar
 
-from mta.drivers import DriverOptions, Kind, option
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError, FailError
 from mta.route.item import AddressItem
 from mta.taint import is_tainted
@@ -85,7 +84,7 @@ _EXIT_MEANINGS = {
 }
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class PipeOptions(TransportOptions):
     """Options of the pipe transport."""
 

@@ -48,10 +48,9 @@ for hosts without an address, async client only; else getaddrinfo) and
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mta.drivers import DriverOptions, Kind, option
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, DeliveryError, FailError
 from mta.transports.base import OutgoingMessage, RemoteTransport, TransportOptions
 
@@ -62,7 +61,7 @@ if TYPE_CHECKING:
     from mta.transports.smtp_wire import Reply
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class SmtpOptions(TransportOptions):
     """The smtp transport's options (Exim names and defaults)."""
 

@@ -15,10 +15,10 @@ host's error.  With mua_wrapper every failure becomes permanent.
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from typing import TYPE_CHECKING, Any
 
+from mta import record
 from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError, FailError
 from mta.transports.smtp import SmtpDeferError, SmtpFailError, remote_error
 from mta.transports.smtp_session import Conversation, HostFailed, Retry, Spoiled
@@ -230,14 +230,14 @@ class SmtpJob:
     def _addresses(self, host: Host) -> Generator[Any, Any, list[Host]]:
         port = host.port or self.port
         if host.address:
-            return [dataclasses.replace(host, port=port)]
+            return [record.replace(host, port=port)]
         try:
             addresses = yield Resolve(host.name)
         except SmtpIoError as exc:
             self._permanent_lookup_failures += exc.permanent
             self.host_errors.append(remote_error(SmtpDeferError, exc.text, host, retry_error="lookup"))
             return []
-        return [dataclasses.replace(host, address=a, port=port) for a in dict.fromkeys(addresses)]
+        return [record.replace(host, address=a, port=port) for a in dict.fromkeys(addresses)]
 
     def _try_host(self, host: Host) -> Plan:
         try:

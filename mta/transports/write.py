@@ -15,10 +15,10 @@ the envelope sender a transport uses; both are shared by every transport.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from mta import record
 from mta.errors import DeferError, ExpansionError
 from mta.message.headers import HeaderSyntaxError, make_header, parse_header_block, rfc822_date
 from mta.values import split_list
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 CHUNK_SIZE = 65536
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class WriteSpec:
     """How the bytes of the message are shaped for one transport."""
 
@@ -167,7 +167,7 @@ def message_chunks(
         yield spec.suffix.replace(b"\n", b"\r\n") if spec.crlf else spec.suffix
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class HeaderEdits:
     """Header lines for `message_chunks`: added before and after the message's own, and removed."""
 

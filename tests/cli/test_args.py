@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from mta import record
 from mta.cli_args import Invocation, UsageError, parse_command_line
 
 # (id, argv, the Invocation fields expected; fields not named keep their defaults)
@@ -101,7 +102,7 @@ CASES: list[tuple[str, list[str], dict[str, Any]]] = [
 def test_parse(argv: list[str], want: dict[str, Any]) -> None:
     got = parse_command_line(argv)
     default = Invocation()
-    for field in Invocation.__slots__:  # type: ignore[attr-defined]
+    for field in (f.name for f in record.fields(Invocation)):
         expected = want.get(field, getattr(default, field))
         assert getattr(got, field) == expected, f"{field}: got {getattr(got, field)!r} want {expected!r}"
 

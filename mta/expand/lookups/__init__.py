@@ -34,10 +34,10 @@ time its type is used, so configurations that never use LMDB never import it.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable
 
+from mta import record
 from mta.errors import ExpansionError
 from mta.expand.lookups._common import LookupDeferError
 from mta.taint import is_tainted, untainted
@@ -64,7 +64,7 @@ Finder = Callable[[str, str], "str | None"]
 _loaded: dict[str, Finder] = {}
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class SearchType:
     base: str
     star: bool = False  # "lsearch*": fall back to the key "*"

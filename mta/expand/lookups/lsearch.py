@@ -20,12 +20,12 @@ process doing many lookups reads each file once and still sees an edit.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import os
 import re
 import threading
 
+from mta import record
 from mta.errors import ExpansionError
 from mta.expand.escapes import interpret_escape
 from mta.expand.lookups._common import LookupDeferError, decode
@@ -34,7 +34,7 @@ _WHITE = " \t\n\r\f\v"
 _CACHE_FILES = 64
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class LsearchFile:
     entries: tuple[tuple[str, str], ...]  # (key as written, dequoted; data) in file order
     index: dict[str, str]  # lower-cased key -> data of its first line

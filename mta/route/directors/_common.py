@@ -11,7 +11,6 @@ file name.
 
 from __future__ import annotations
 
-import dataclasses
 import grp
 import os
 import pwd
@@ -19,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mta.drivers import Kind, option
+from mta.drivers import Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.route.base import Decline, DirectorOptions, Redirect, RouteResult
 from mta.route.item import AddressItem
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
 _Entry = TypeVar("_Entry")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class RedirectingOptions(DirectorOptions):
     """Options shared by aliasfile and forwardfile (private to those drivers)."""
 

@@ -21,12 +21,11 @@ value that uses $local_part is tainted and may then give addresses only.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mta.drivers import DriverOptions, Kind, option
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.expand import LookupDeferError, lookup
 from mta.expand.lookups import parse_search_type
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
     from mta.route.context import RoutingContext
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class AliasfileOptions(RedirectingOptions):
     file: str | None = option(
         None, Kind.STRING,

@@ -36,14 +36,13 @@ user (uid and gid of the passwd entry) unless the director sets user/group.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pwd
 import re
 import stat
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mta.drivers import DriverOptions, Kind, option
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import DeferError
 from mta.route.base import Decline, Director, RouteResult
 from mta.route.directors import _common
@@ -59,7 +58,7 @@ if TYPE_CHECKING:
 _FILTER_LINE = re.compile(r"\s*#\s*(exim|sieve)\s+filter", re.IGNORECASE)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class ForwardfileOptions(RedirectingOptions):
     file: str | None = option(
         None, Kind.STRING,

@@ -18,10 +18,9 @@ or ``/etc/passwd@domain`` are simply unknown users.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, ClassVar
 
-from mta.drivers import DriverOptions, Kind, option
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.route.base import Accept, Decline, Director, DirectorOptions, RouteResult
 from mta.route.directors import _common
 from mta.route.item import AddressItem
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
     from mta.route.context import RoutingContext
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class LocaluserOptions(DirectorOptions):
     match_directory: str | None = option(
         None, Kind.STRING,

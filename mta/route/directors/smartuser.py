@@ -24,10 +24,9 @@ configuration error) otherwise.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mta.drivers import DriverOptions, Kind, option
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import AddressError, ConfigError, DeferError, FailError
 from mta.message.address import parse_envelope_address, qualify, split_address
 from mta.route.base import Accept, Decline, Director, DirectorOptions, Redirect, RouteResult
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
     from mta.route.context import RoutingContext
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class SmartuserOptions(DirectorOptions):
     new_address: str | None = option(
         None, Kind.STRING,

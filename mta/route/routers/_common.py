@@ -20,12 +20,12 @@ is looked up, never expanded or passed to a shell.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import random
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
+from mta import record
 from mta.config.lists import local_interface_addresses, match_host
 from mta.errors import ConfigError, DeferError, FailError
 from mta.route.base import Decline, Pass
@@ -78,7 +78,7 @@ class FreezeError(DeferError):
 # ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class HostSpec:
     """One item of a host list.
 
@@ -304,7 +304,7 @@ def hosts_file_addresses(name: str, path: str = HOSTS_FILE, use_ipv6: bool = Tru
     return found
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class _Found:
     hosts: list[Host]
     ignored: bool = False  # some (or all) addresses were dropped by ignore_target_hosts
@@ -312,7 +312,7 @@ class _Found:
     local_host_removed: bool = False
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class HostFinder:
     """Finds the addresses of the hosts of one host list for one address."""
 
@@ -560,7 +560,7 @@ def split_rule(text: str, with_domain: bool) -> tuple[str, str, str] | None:
     return pattern, hostlist, rest.strip()
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class RouteOptionWords:
     """The words after a host list in a routing rule: ``byname randomize remote_smtp``."""
 

@@ -30,13 +30,13 @@ say.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from typing import Any, ClassVar
 
+from mta import record
 from mta.config.lists import match_domain
-from mta.drivers import DriverOptions, Kind, option
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.expand.lookups import lookup, parse_search_type
 from mta.route.base import Accept, Decline, Pass, Router, RouteResult, RouterOptions
@@ -56,7 +56,7 @@ from mta.taint import taint
 from mta.values import split_list
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class DomainlistOptions(RouterOptions):
     route_list: str | None = option(
         None,
@@ -109,7 +109,7 @@ class DomainlistOptions(RouterOptions):
     )
 
 
-@dataclasses.dataclass(slots=True)
+@record.dataclass(slots=True)
 class _Rule:
     hostlist: str
     options: str

@@ -16,10 +16,9 @@ matter for the ACLs, which see the address before it is accepted.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar
 
-from mta.drivers import DriverOptions
+from mta.drivers import DriverOptions, options_table
 from mta.message.address import is_ip_literal
 from mta.route.base import Accept, Decline, Router, RouteResult, RouterOptions
 from mta.route.context import RoutingContext
@@ -28,7 +27,7 @@ from mta.route.item import AddressItem
 from mta.route.routers._common import LocalHost, fallback_hosts, ignore_predicate, self_action
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class IpliteralOptions(RouterOptions):
     """ipliteral has only the generic router options."""
 

@@ -28,11 +28,10 @@ and ``self`` is fail / defer / freeze.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar
 
 from mta.config.lists import match_domain
-from mta.drivers import DriverOptions, Kind, option
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.message.address import is_ip_literal
 from mta.route.base import Accept, Decline, Redirect, Router, RouteResult, RouterOptions
@@ -50,7 +49,7 @@ from mta.taint import taint
 from mta.values import split_list
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class LookuphostOptions(RouterOptions):
     gethostbyname: bool = option(
         False,

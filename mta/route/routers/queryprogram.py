@@ -32,7 +32,6 @@ REDIRECT are tainted, host names are only looked up.
 
 from __future__ import annotations
 
-import dataclasses
 import grp
 import os
 import pwd
@@ -42,7 +41,8 @@ import subprocess
 import time
 from typing import Any, ClassVar
 
-from mta.drivers import DriverOptions, Kind, option
+from mta import record
+from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import AddressError, ConfigError, DeferError, ExpansionError, FailError
 from mta.message.address import parse_envelope_address, qualify
 from mta.route.base import Accept, Decline, Pass, Redirect, Router, RouteResult, RouterOptions
@@ -68,7 +68,7 @@ MAX_OUTPUT = 64 * 1024
 _ACCEPT_KEYS = ("transport", "hosts", "lookup", "data")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class QueryprogramOptions(RouterOptions):
     command: str | None = option(
         None,
@@ -96,7 +96,7 @@ class QueryprogramOptions(RouterOptions):
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@record.dataclass(frozen=True, slots=True)
 class _Identity:
     uid: int | None  # None: do not change (not running as root)
     gid: int | None

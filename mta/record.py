@@ -1,0 +1,230 @@
+"""Records: the subset of `dataclasses` that mta uses, built without generating code.
+
+Why: `import dataclasses` costs about 12 ms (it imports inspect, ast, dis,
+tokenize) and each class it builds another 0.3-1 ms of generated and
+compiled methods.  mta defines some sixty record classes, and every
+`sendmail` call pays for them before it reads a byte: in mua_wrapper mode
+that was most of its run time.  Here every record class shares one __init__,
+one __eq__ and so on, driven by the class's field table.
+
+Supported, with the standard library's meaning: ``@dataclass`` with
+frozen, eq, order, repr, kw_only, slots (accepted; instances keep a
+__dict__), ``field(default=..., default_factory=..., init=..., repr=...,
+compare=..., metadata=...)``, ``__post_init__``, inheritance of fields,
+ClassVar annotations (skipped), ``replace()``, ``fields()``,
+``is_dataclass()`` and ``FrozenInstanceError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class FrozenInstanceError(AttributeError):
+    """Assignment to a field of a frozen record."""
+
+
+class Field:
+    __slots__ = ("compare", "default", "default_factory", "init", "metadata", "name", "repr")
+
+    def __init__(
+        self,
+        default: Any = MISSING,
+        default_factory: Any = MISSING,
+        init: bool = True,
+        repr: bool = True,
+        compare: bool = True,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if default is not MISSING and default_factory is not MISSING:
+            raise ValueError("cannot specify both default and default_factory")
+        self.name = ""
+        self.default, self.default_factory = default, default_factory
+        self.init, self.repr, self.compare = init, repr, compare
+        self.metadata = metadata or {}
+
+    def __repr__(self) -> str:
+        return f"Field({self.name!r})"
+
+
+def field(
+    *,
+    default: Any = MISSING,
+    default_factory: Any = MISSING,
+    init: bool = True,
+    repr: bool = True,
+    compare: bool = True,
+    metadata: dict[str, Any] | None = None,
+) -> Any:
+    return Field(default, default_factory, init, repr, compare, metadata)
+
+
+def _is_classvar(annotation: object) -> bool:
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return text.startswith(("ClassVar", "typing.ClassVar", "Final"))
+
+
+def dataclass(
+    cls: type[_T] | None = None,
+    /,
+    *,
+    frozen: bool = False,
+    eq: bool = True,
+    order: bool = False,
+    repr: bool = True,
+    kw_only: bool = False,
+    slots: bool = False,
+    unsafe_hash: bool = False,
+) -> Any:
+    def build(target: type[_T]) -> type[_T]:
+        return _build(target, frozen=frozen, eq=eq, order=order, want_repr=repr, kw_only=kw_only,
+                      unsafe_hash=unsafe_hash)
+
+    return build if cls is None else build(cls)
+
+
+def _build(
+    cls: type[_T], *, frozen: bool, eq: bool, order: bool, want_repr: bool, kw_only: bool, unsafe_hash: bool
+) -> type[_T]:
+    table: dict[str, Field] = {}
+    for base in reversed(cls.__mro__[1:]):
+        table.update(base.__dict__.get("__record_fields__", {}))
+    # Not inspect.get_annotations: importing inspect is the cost this module avoids.
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
+        if _is_classvar(annotation):
+            continue
+        value = cls.__dict__.get(name, MISSING)
+        spec = value if isinstance(value, Field) else Field(default=value)
+        spec.name = name
+        if spec.default is not MISSING:
+            setattr(cls, name, spec.default)
+        elif name in cls.__dict__:
+            delattr(cls, name)  # a Field with a factory: no class attribute
+        table[name] = spec
+    setattr(cls, "__record_fields__", table)  # noqa: B010 - a dunder set on a class being built
+    setattr(cls, "__record_kw_only__", kw_only)  # noqa: B010
+    setattr(cls, "__match_args__", tuple(n for n, f in table.items() if f.init))  # noqa: B010
+    if "__init__" not in cls.__dict__:
+        cls.__init__ = _init  # type: ignore[misc]
+    if want_repr and "__repr__" not in cls.__dict__:
+        cls.__repr__ = _repr  # type: ignore[method-assign]
+    if eq and "__eq__" not in cls.__dict__:
+        cls.__eq__ = _eq  # type: ignore[method-assign,assignment]
+        if not frozen and not unsafe_hash:
+            cls.__hash__ = None  # type: ignore[assignment]  # mutable and comparable: unhashable
+    if (frozen and eq) or unsafe_hash:
+        cls.__hash__ = _hash  # type: ignore[method-assign,assignment]
+    if order:
+        cls.__lt__ = _order(lambda a, b: a < b)  # type: ignore[method-assign,operator]
+        cls.__le__ = _order(lambda a, b: a <= b)  # type: ignore[method-assign,operator]
+        cls.__gt__ = _order(lambda a, b: a > b)  # type: ignore[method-assign,operator]
+        cls.__ge__ = _order(lambda a, b: a >= b)  # type: ignore[method-assign,operator]
+    if frozen:
+        cls.__setattr__ = _frozen_setattr  # type: ignore[method-assign,assignment]
+        cls.__delattr__ = _frozen_delattr  # type: ignore[method-assign,assignment]
+    return cls
+
+
+def _init(*args: Any, **values: Any) -> None:
+    # The instance comes positionally only, so that no field name can clash with it.
+    obj, args = args[0], args[1:]
+    cls = type(obj)
+    table: dict[str, Field] = cls.__record_fields__
+    if args:
+        if cls.__record_kw_only__:
+            raise TypeError(f"{cls.__name__}() takes keyword arguments only")
+        names = [n for n, f in table.items() if f.init]
+        if len(args) > len(names):
+            raise TypeError(f"{cls.__name__}() takes at most {len(names)} positional arguments")
+        for name, value in zip(names, args, strict=False):
+            if name in values:
+                raise TypeError(f"{cls.__name__}() got multiple values for {name!r}")
+            values[name] = value
+    set_value = object.__setattr__
+    for name, spec in table.items():
+        if spec.init and name in values:
+            set_value(obj, name, values.pop(name))
+        elif spec.default is not MISSING:
+            set_value(obj, name, spec.default)
+        elif spec.default_factory is not MISSING:
+            set_value(obj, name, spec.default_factory())
+        elif spec.init:
+            raise TypeError(f"{cls.__name__}() missing required argument: {name!r}")
+    if values:
+        raise TypeError(f"{cls.__name__}() got unexpected argument(s): {', '.join(sorted(values))}")
+    post_init = getattr(obj, "__post_init__", None)
+    if post_init is not None:
+        post_init()
+
+
+def _compared(obj: Any) -> tuple[Any, ...]:
+    return tuple(getattr(obj, n) for n, f in type(obj).__record_fields__.items() if f.compare)
+
+
+def _eq(self: Any, other: object) -> bool:
+    if type(other) is not type(self):
+        return NotImplemented
+    return _compared(self) == _compared(other)
+
+
+def _hash(self: Any) -> int:
+    return hash(_compared(self))
+
+
+def _order(compare: Callable[[tuple[Any, ...], tuple[Any, ...]], bool]) -> Callable[[Any, Any], bool]:
+    def method(self: Any, other: Any) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return compare(_compared(self), _compared(other))
+
+    return method
+
+
+def _repr(self: Any) -> str:
+    shown = ", ".join(f"{n}={getattr(self, n)!r}" for n, f in type(self).__record_fields__.items() if f.repr)
+    return f"{type(self).__qualname__}({shown})"
+
+
+def _frozen_setattr(self: Any, name: str, value: Any) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _frozen_delattr(self: Any, name: str) -> None:
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+def fields(obj: Any) -> tuple[Field, ...]:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return tuple(cls.__record_fields__.values())
+
+
+def is_dataclass(obj: Any) -> bool:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return "__record_fields__" in cls.__dict__ or hasattr(cls, "__record_fields__")
+
+
+def replace(obj: _T, **changes: Any) -> _T:
+    """A copy of `obj` with some fields changed (fields with init=False are copied as they are)."""
+    cls = type(obj)
+    table: dict[str, Field] = cls.__record_fields__  # type: ignore[attr-defined]
+    values = {n: getattr(obj, n) for n, f in table.items() if f.init}
+    for name in changes:
+        if name not in table or not table[name].init:
+            raise TypeError(f"{cls.__name__} has no field {name!r} to replace")
+    values.update(changes)
+    new = cls(**values)
+    for name, spec in table.items():
+        if not spec.init:
+            object.__setattr__(new, name, getattr(obj, name))
+    return new
