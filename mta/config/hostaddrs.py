@@ -13,19 +13,26 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import ipaddress
 import socket
 import struct
+from typing import TYPE_CHECKING
 
 from mta.errors import ConfigError, DeferError
 
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+if TYPE_CHECKING:
+    # ipaddress is imported where it is used: domain lists, which every
+    # submission matches, never need it, and it costs a millisecond to import.
+    import ipaddress
+
+    IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _SIOCGIFADDR = 0x8915
 
 
 def parse_ip(text: str) -> IpAddress | None:
     """The address in `text` (an IPv6 scope dropped, an IPv4-mapped IPv6 address as IPv4); None if it is none."""
+    import ipaddress
+
     try:
         addr = ipaddress.ip_address(text.strip().split("%", 1)[0])
     except ValueError:
@@ -38,6 +45,8 @@ def parse_ip(text: str) -> IpAddress | None:
 @functools.lru_cache(maxsize=512)
 def network(item: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """The network of an address or CIDR item; ConfigError when it is neither."""
+    import ipaddress
+
     try:
         return ipaddress.ip_network(item, strict=False)
     except ValueError as exc:
@@ -61,6 +70,8 @@ def local_interface_addresses() -> set[str]:
     IPv6 from /proc/net/if_inet6, IPv4 by SIOCGIFADDR on each interface;
     127.0.0.1 and ::1 are always included.
     """
+    import ipaddress
+
     found = {"127.0.0.1", "::1"}
     try:
         with open("/proc/net/if_inet6", encoding="ascii") as f:

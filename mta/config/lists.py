@@ -62,10 +62,10 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mta import record
 from mta.config.hostaddrs import (
-    IpAddress,
     default_resolve_host,
     ip_literal,
     local_interface_addresses,
@@ -73,6 +73,9 @@ from mta.config.hostaddrs import (
     parse_ip,
 )
 from mta.config.list_lookups import ip_key, lookup_item
+
+if TYPE_CHECKING:
+    from mta.config.hostaddrs import IpAddress
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.taint import is_tainted, taint
 from mta.values import split_list

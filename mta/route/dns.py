@@ -42,97 +42,21 @@ imports Host from here on every delivery path).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import TypedDict, Unpack
 
 from mta.errors import DeferError, FailError
-from mta.record import dataclass, field
 from mta.route.dns_query import Addresses, MXRecord, Plan, Querier, Query, Result, Status, absolute, combine
 from mta.route.dns_settings import DEFAULT_PORT, ResolverSettings, ip_literal, parse_dns_servers
-
-# Host.mx of the hosts of a domain that has no MX records, whose own address
-# records are used instead (RFC 5321 §5.1 "implicit MX"); Exim's MX_NONE.
-IMPLICIT_MX = -1
-# The retry-rule error name of every DNS deferral.
-RETRY_ERROR_LOOKUP = "lookup"
-ESC_BAD_DOMAIN = "5.1.2"  # RFC 3463: bad destination system address
-ESC_NULL_MX = "5.1.10"  # RFC 7505 §4.2
-ESC_DNS_TROUBLE = "4.4.3"  # RFC 3463: directory server failure
-
-IpPredicate = Callable[[str], bool]
-
-
-# ---------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Host:
-    """One address of one host, in delivery order.
-
-    A host name with several addresses becomes several Host rows, one after
-    the other.  `mx` is the MX preference, IMPLICIT_MX (-1) for a domain used
-    as its own MX, None for a host found by name.  `address` is None only for
-    a host whose address is still to be looked up (built by a router from a
-    route list).  `port` None means the transport's port.  Rows are in
-    `sort_key` order: preference * 1000 plus a random rank among hosts of
-    equal preference, the same for all addresses of one host.
-    """
-
-    name: str
-    address: str | None
-    mx: int | None = None
-    port: int | None = None
-    sort_key: int = 0
-
-    def __str__(self) -> str:
-        # The shape of Exim's -bt output: "mx1.example.org [192.0.2.1] MX=10"
-        text = f"{self.name} [{self.address}]" if self.address else self.name
-        if self.port is not None:
-            text += f":{self.port}"
-        if self.mx is not None and self.mx >= 0:
-            text += f" MX={self.mx}"
-        return text
-
-
-@dataclass(slots=True)
-class HostList:
-    """What find_hosts_by_mx found for a mail domain.
-
-    `domain`: the name that was found, fully qualified (differs from the
-    domain asked for only when qualify_single/search_parents extended it).
-
-    `self_reference`: this machine is among the lowest-preference MX hosts
-    (or the implicit MX is this machine).  `hosts` is then the whole list,
-    local host included, and the router's ``self`` option decides
-    (freeze/defer/fail/pass/send/reroute).
-
-    `local_host_removed`: this machine appeared at a higher preference; it
-    and every host of its preference or higher were removed (RFC 5321 §5.1),
-    which is what check_secondary_mx looks for.
-
-    `ignored`: rows dropped by ignore_target_hosts.  An empty `hosts` with a
-    non-empty `ignored` means every address was ignored: the router declines
-    (dnslookup) or applies host_all_ignored (domainlist).  Never accept an
-    address with an empty host list.
-
-    `deferred`: MX target names whose address lookup failed temporarily and
-    were left out; not empty only when other hosts were found.
-    """
-
-    domain: str
-    hosts: list[Host]
-    implicit_mx: bool = False
-    self_reference: bool = False
-    local_host_removed: bool = False
-    ignored: list[Host] = field(default_factory=list)
-    deferred: list[str] = field(default_factory=list)
-
-    @property
-    def all_ignored(self) -> bool:
-        return not self.hosts and bool(self.ignored)
-
+from mta.route.host import (
+    ESC_BAD_DOMAIN,
+    ESC_DNS_TROUBLE,
+    ESC_NULL_MX,
+    IMPLICIT_MX,
+    RETRY_ERROR_LOOKUP,
+    Host,
+    HostList,
+    IpPredicate,
+)
 
 # Typed failures, so that a router can tell them apart (Exim's dnslookup
 # declines where these are raised; whether a decline becomes a bounce is the

@@ -29,8 +29,8 @@ rather than stall.  After fork() the child has a new pid and starts afresh.
 
 from __future__ import annotations
 
+import _thread  # the lock primitive without importing threading (start-up time)
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -158,7 +158,7 @@ class _IssuedState:
     """What this process has issued; reset when the pid changes (fork)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.pid = -1
         self.last_us = -1  # time of the last id issued, in microseconds
 
@@ -168,7 +168,7 @@ _state = _IssuedState()
 
 def _reset_after_fork() -> None:
     # A forked child must not inherit a held lock; its pid differs anyway.
-    _state.lock = threading.Lock()
+    _state.lock = _thread.allocate_lock()
     _state.pid = -1
     _state.last_us = -1
 

@@ -131,7 +131,7 @@ class SmtpJob:
         self.authenticators: list[Authenticator] = [a for a in candidates if getattr(a, "is_client", False)]
 
     def _option_hosts(self, text: str, what: str) -> list[Host]:
-        from mta.route.dns import Host
+        from mta.route.host import Host
 
         expanded = self.expand_option(text, what)
         hosts = []

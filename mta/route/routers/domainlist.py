@@ -41,7 +41,7 @@ from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.expand.lookups import lookup, parse_search_type
 from mta.route.base import Accept, Decline, Pass, Router, RouteResult, RouterOptions
 from mta.route.context import RoutingContext
-from mta.route.dns import Host
+from mta.route.host import Host
 from mta.route.item import AddressItem
 from mta.route.routers._common import (
     HOST_ALL_IGNORED_ACTIONS,

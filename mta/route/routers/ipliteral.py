@@ -22,7 +22,7 @@ from mta.drivers import DriverOptions, options_table
 from mta.message.address import is_ip_literal
 from mta.route.base import Accept, Decline, Router, RouteResult, RouterOptions
 from mta.route.context import RoutingContext
-from mta.route.dns import Host
+from mta.route.host import Host
 from mta.route.item import AddressItem
 from mta.route.routers._common import LocalHost, fallback_hosts, ignore_predicate, self_action
 
