@@ -17,8 +17,13 @@ import enum
 import importlib
 from abc import ABC
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
 
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, TypeVar
+
+    _T = TypeVar("_T")
 
 class Kind(enum.Enum):
     """The value type of an option, as Exim's documentation names them."""
@@ -107,9 +112,6 @@ def options_table(cls: type[_T]) -> type[_T]:
     cls.__hash__ = _table_hash  # type: ignore[method-assign,assignment]
     cls.__repr__ = _table_repr  # type: ignore[method-assign]
     return cls
-
-
-_T = TypeVar("_T")
 
 
 def _table_init(*args: Any, **values: Any) -> None:

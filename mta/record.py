@@ -18,9 +18,13 @@ ClassVar annotations (skipped), ``replace()``, ``fields()``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
 
-_T = TypeVar("_T")
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    _T = TypeVar("_T")
 
 
 class _Missing:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
 
 from mta import record
 from mta.config.loader import Config, DriverSpec
@@ -20,6 +19,11 @@ from mta.drivers import Driver, load_driver_class
 from mta.errors import ConfigError
 from mta.log import Logger, parse_selector
 from mta.values import split_list
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _registries() -> dict[str, Mapping[str, str]]:

@@ -23,13 +23,16 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mta.config.caller import current_caller, is_trusted
 from mta.errors import ConfigError, DeferError, FailError, MtaError, SubmissionError
 from mta.log import ARRIVAL
 
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
     from mta.cli_args import Invocation
     from mta.config.loader import Config
     from mta.route.item import AddressItem
@@ -67,8 +70,7 @@ def _drop_privileges(config: Config) -> None:
     """
     if os.geteuid() != 0:
         return
-    import encodings.ascii
-    import encodings.idna  # noqa: F401 - socket uses these for host names
+    import encodings.idna  # noqa: F401 - socket.getaddrinfo encodes every host name with it
     import grp
     import pwd
     import ssl  # noqa: F401 - STARTTLS

@@ -34,10 +34,14 @@ import base64
 import binascii
 from abc import abstractmethod
 from collections.abc import Callable, Generator
-from typing import ClassVar
 
 from mta.drivers import Driver, DriverOptions, Kind, option, options_table
 from mta.errors import ExpansionError, MtaError
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 Expand = Callable[[str], str]
 Responses = Generator["bytes | None", bytes, None]

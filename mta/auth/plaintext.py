@@ -23,8 +23,6 @@ transport tries the next one.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from mta.auth._common import (
     AuthenticationCancelled,
     Authenticator,
@@ -35,6 +33,11 @@ from mta.auth._common import (
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ExpansionError
 from mta.values import split_list
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 
 @options_table

@@ -11,10 +11,14 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from typing import Any
 
 from mta import record
 from mta.values import split_list
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @record.dataclass(frozen=True, slots=True)

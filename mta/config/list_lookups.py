@@ -9,14 +9,14 @@ a malformed item is a ConfigError.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import ipaddress
-
 import re
 
 from mta.errors import ConfigError
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ipaddress
 
 # TYPE;DATA with optional partial[N]- prefix, * or *@ suffix and ,options.
 _LOOKUP_ITEM = re.compile(r"(?:partial(\d*)-)?([A-Za-z0-9_]+)(\*@|\*)?(?:,[^;]*)?;\s*(.*)$", re.S)

@@ -62,7 +62,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from mta import record
 from mta.config.hostaddrs import (
@@ -73,12 +72,14 @@ from mta.config.hostaddrs import (
     parse_ip,
 )
 from mta.config.list_lookups import ip_key, lookup_item
-
-if TYPE_CHECKING:
-    from mta.config.hostaddrs import IpAddress
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.taint import is_tainted, taint
 from mta.values import split_list
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mta.config.hostaddrs import IpAddress
 
 __all__ = [
     "ListContext",

@@ -8,9 +8,12 @@ qualify domains) are declared unset here and resolved by the Config.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from mta.drivers import Kind, option, options_table
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 DEFAULT_RECEIVED_HEADER_TEXT = (
     "Received: "

@@ -8,7 +8,6 @@ The same walk over an options dataclass serves the parser (`build_options`),
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from mta import record
 from mta.drivers import Kind, OptionSpec, is_generic, option_specs
@@ -21,6 +20,11 @@ from mta.values import (
     parse_size,
     parse_time,
 )
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @record.dataclass(frozen=True, slots=True)

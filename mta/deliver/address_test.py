@@ -8,13 +8,16 @@ routes, 1 when one could not be routed now (deferred), 2 when one fails.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TextIO
-
 from mta.errors import AddressError
 from mta.message.address import parse_envelope_address, qualify
 from mta.route.context import RoutingContext
 from mta.route.engine import RoutingEngine
 from mta.route.item import AddressItem
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 if TYPE_CHECKING:
     from mta.runtime import Runtime

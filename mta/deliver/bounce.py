@@ -52,7 +52,6 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from mta import record
 from mta.config.variables import expansion_context
@@ -63,6 +62,9 @@ from mta.message.headers import Header, make_header
 from mta.receive.body import CHUNK_SIZE, LocalBodyWriter
 from mta.receive.report import spool_report
 from mta.spool.envelope import FLAG_OLD, Envelope, encode_text
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from typing import BinaryIO

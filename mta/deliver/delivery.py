@@ -29,7 +29,6 @@ import os
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
 
 from mta import record
 from mta.deliver.deliverlog import (
@@ -47,6 +46,11 @@ from mta.route.engine import RoutingEngine
 from mta.route.item import AddressItem
 from mta.spool.files import NoSuchMessage
 from mta.transports.base import DeliveryEnv, OutgoingMessage
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     from mta.runtime import Runtime

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-from typing import TYPE_CHECKING, Protocol
 
 from mta.errors import ExpansionError
 from mta.expand.operators import parse_number
@@ -19,20 +18,26 @@ from mta.expand.parser import Combine, Cond, Defined, Not, Seq, Test
 from mta.taint import Tainted, is_tainted
 from mta.values import split_list
 
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from mta.expand.context import ExpandContext
 
 
-class Evaluator(Protocol):
-    """The part of the expander that conditions call back into."""
+if TYPE_CHECKING:
 
-    ctx: ExpandContext
+    class Evaluator(Protocol):
+        """The part of the expander that conditions call back into."""
 
-    def text(self, seq: Seq, skip: bool) -> str: ...
+        ctx: ExpandContext
 
-    def variable(self, name: str, skip: bool) -> str: ...
+        def text(self, seq: Seq, skip: bool) -> str: ...
 
-    def set_captures(self, captures: list[str]) -> None: ...
+        def variable(self, name: str, skip: bool) -> str: ...
+
+        def set_captures(self, captures: list[str]) -> None: ...
 
 
 @functools.lru_cache(maxsize=512)

@@ -12,7 +12,6 @@ them.  mta.message.address is the public face: import from there.
 
 from __future__ import annotations
 
-import ipaddress
 import string
 
 from mta import record
@@ -290,6 +289,8 @@ def is_ip_literal(domain: str) -> str | None:
     if len(domain) < 3 or domain[0] != "[" or domain[-1] != "]":
         return None
     inner = domain[1:-1]
+    import ipaddress  # here, not at the top: only IP literals need it (start-up time)
+
     try:
         if inner[:5].lower() == "ipv6:":
             return str(ipaddress.IPv6Address(inner[5:]))

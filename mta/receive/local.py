@@ -21,7 +21,6 @@ import re
 import signal
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mta import record
 from mta.config.caller import Caller, current_caller, is_trusted
@@ -30,6 +29,11 @@ from mta.message.address import parse_envelope_address, parse_header_addresses, 
 from mta.message.headers import Header, find, is_header_line, make_header, parse_header_block
 from mta.receive.body import CHUNK_SIZE, BodyStats, LocalBodyWriter
 from mta.receive.reception import Arrival, Received, Reception
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 if TYPE_CHECKING:
     from mta.cli_args import Invocation

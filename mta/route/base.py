@@ -38,11 +38,15 @@ the spool or the log.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
 
 from mta import record
 from mta.drivers import Driver, DriverOptions, Kind, option, options_table
 from mta.route.item import AddressItem
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 if TYPE_CHECKING:
     from mta.route.context import RoutingContext

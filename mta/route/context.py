@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
 
 from mta import record
 from mta.config.loader import Config
@@ -17,6 +16,11 @@ from mta.config.variables import config_variables, list_matcher
 from mta.errors import DeferError, ExpansionError
 from mta.expand.expander import ExpandContext, expand
 from mta.route.item import AddressItem
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     from mta.config.lists import ListContext

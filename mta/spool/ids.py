@@ -33,7 +33,6 @@ import _thread  # the lock primitive without importing threading (start-up time)
 import os
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 BASE62_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _DIGIT_VALUE = {c: i for i, c in enumerate(BASE62_DIGITS)}
@@ -54,12 +53,31 @@ LOCALHOST_NUMBER_MAX = 16
 _MAX_WAIT_US = 1_000
 
 
-class MessageIdParts(NamedTuple):
-    """The three fields of a message id, decoded (raw values, not scaled)."""
+class MessageIdParts(tuple[int, int, int]):
+    """The three fields of a message id, decoded (raw values, not scaled).
 
-    time: int  # epoch seconds
-    pid: int
-    fraction: int  # the sub-second field as stored (see module docstring)
+    A plain tuple subclass rather than a NamedTuple, whose class creation
+    costs a millisecond of every command's start-up.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, time: int, pid: int, fraction: int) -> MessageIdParts:
+        return super().__new__(cls, (time, pid, fraction))
+
+    @property
+    def time(self) -> int:
+        """Epoch seconds."""
+        return self[0]
+
+    @property
+    def pid(self) -> int:
+        return self[1]
+
+    @property
+    def fraction(self) -> int:
+        """The sub-second field as stored (see the module docstring)."""
+        return self[2]
 
 
 def base62_encode(value: int, width: int) -> str:

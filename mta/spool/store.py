@@ -43,7 +43,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import BinaryIO
 
 from mta.errors import LockedError, SpoolError, SpoolFormatError
 from mta.spool.envelope import Envelope
@@ -74,6 +73,11 @@ from mta.spool.format import (
 )
 from mta.spool.ids import BASE62_DIGITS, check_message_id, id_split_char, is_message_id, message_time
 from mta.spool.writer import MessageWriter
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 __all__ = ["MessageLock", "MessageWriter", "NoSuchMessage", "Spool"]
 

@@ -23,7 +23,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 
 from mta.errors import SpoolError
 from mta.spool.envelope import Envelope
@@ -40,6 +39,11 @@ from mta.spool.files import (
     write_all,
 )
 from mta.spool.format import DATA_SUFFIX, HEADER_SUFFIX, write_header_file
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 class MessageWriter:

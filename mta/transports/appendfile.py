@@ -26,7 +26,6 @@ import errno
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any, ClassVar
 
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError
@@ -42,6 +41,11 @@ from mta.transports._locking import (
 )
 from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage, TransportOptions
 from mta.transports.write import HeaderEdits, WriteSpec, header_edits, transport_return_path
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 # Backslash-n, as in Exim: the expansion makes it a newline.
 MBOX_PREFIX = "From ${if def:return_path{$return_path}{MAILER-DAEMON}} ${tod_bsdinbox}\\n"

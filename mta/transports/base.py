@@ -21,11 +21,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from mta import record
 from mta.drivers import Driver, DriverOptions, Kind, option, options_table
 from mta.errors import DeferError, FailError
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, ClassVar
 
 if TYPE_CHECKING:
     from mta.message.headers import Header

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, ClassVar
 
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError, FailError
@@ -55,6 +54,11 @@ from mta.transports._command import EX_EXECFAILED, RunResult, run_command, split
 from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage, TransportOptions
 from mta.transports.write import header_edits, transport_return_path
 from mta.values import split_list
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 __all__ = ["PipeOptions", "PipeTransport", "split_command"]
 

@@ -48,11 +48,14 @@ for hosts without an address, async client only; else getaddrinfo) and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
-
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, DeliveryError, FailError
 from mta.transports.base import OutgoingMessage, RemoteTransport, TransportOptions
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 if TYPE_CHECKING:
     from mta.route.dns import Host

@@ -33,7 +33,6 @@ import asyncio
 import inspect
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any
 
 from mta.errors import DeferError, FailError
 from mta.transports.smtp_plan import SmtpJob
@@ -51,6 +50,11 @@ from mta.transports.smtp_runner import (
     new_context,
 )
 from mta.transports.smtp_wire import Reply, SmtpIoError, TlsInfo, TlsSetup, tls_info
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     from mta.route.item import AddressItem

@@ -16,15 +16,21 @@ host's error.  With mua_wrapper every failure becomes permanent.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any
 
 from mta import record
 from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError, FailError
 from mta.transports.smtp import SmtpDeferError, SmtpFailError, remote_error
 from mta.transports.smtp_session import Conversation, HostFailed, Retry, Spoiled
-from mta.transports.smtp_wire import Close, Park, Plan, Resolve, Session, SmtpIoError
+from mta.transports.smtp_wire import Close, Park, Resolve, Session, SmtpIoError
 from mta.transports.write import header_edits, transport_return_path
 from mta.values import split_list
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mta.transports.smtp_wire import Plan
 
 if TYPE_CHECKING:
     from collections.abc import Generator

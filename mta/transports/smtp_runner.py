@@ -18,7 +18,6 @@ imports asyncio, and ssl is imported only once a TLS handshake has failed.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from mta.transports.smtp_wire import (
     ECONNREFUSED,
@@ -43,11 +42,31 @@ from mta.transports.smtp_wire import (
     make_ssl_context,
 )
 
+# typing is imported only by type checkers (it costs milliseconds of every
+# sendmail's start-up); at run time the generic bases below are plain classes.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable
+    from typing import Any, Generic, Protocol, TypeVar
 
     from mta.transports.smtp_wire import Op, Plan
+
+    class Connection(Protocol):
+        def pending(self) -> bool: ...
+
+        def close(self) -> None: ...
+
+    C = TypeVar("C", bound=Connection)
+    _Generic = Generic
+else:
+    C = None
+
+    class _Generic:
+        """Subscriptable like typing.Generic (Runner[_Connection]), and nothing more."""
+
+        def __class_getitem__(cls, item: object) -> type:
+            return cls
 
 QUIT = b"QUIT\r\n"
 QUIT_TIMEOUT = 5  # seconds for QUIT and its reply when idle connections are closed
@@ -91,16 +110,7 @@ class ReplyQueue:
         return bool(self.replies) or self.parser.pending or self.error is not None
 
 
-class Connection(Protocol):
-    def pending(self) -> bool: ...
-
-    def close(self) -> None: ...
-
-
-C = TypeVar("C", bound=Connection)
-
-
-class ConnectionPool(Generic[C]):
+class ConnectionPool(_Generic[C]):
     """Idle connections and TLS contexts a transport keeps between calls."""
 
     def __init__(self) -> None:
@@ -114,7 +124,7 @@ class ConnectionPool(Generic[C]):
         return connections
 
 
-class Runner(Generic[C]):
+class Runner(_Generic[C]):
     """Performs a plan's requests on one current connection at a time.
 
     `perform` hands each op to the method named in _OP_METHODS; the ops

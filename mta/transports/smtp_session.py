@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
 
 from mta.errors import DeferError, DeliveryError, ExpansionError
 from mta.transports.base import Delivered
@@ -33,7 +32,6 @@ from mta.transports.smtp_wire import (
     Close,
     Connect,
     Pending,
-    Plan,
     Receive,
     Reply,
     Reuse,
@@ -48,6 +46,13 @@ from mta.transports.smtp_wire import (
 )
 from mta.transports.write import WriteSpec, message_chunks
 from mta.values import split_list
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mta.transports.smtp_wire import Plan
 
 if TYPE_CHECKING:
     from mta.route.dns import Host

@@ -26,7 +26,6 @@ from __future__ import annotations
 import select
 import socket
 import time
-from typing import TYPE_CHECKING, Any
 
 from mta.errors import DeliveryError
 from mta.transports.smtp import failure_message
@@ -45,6 +44,11 @@ from mta.transports.smtp_runner import (
     new_context,
 )
 from mta.transports.smtp_wire import Reply, SmtpIoError, TlsInfo, TlsSetup, tls_info
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     import ssl

@@ -14,10 +14,12 @@ mua_wrapper's start-up time counts.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
 
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
+    from typing import Any
 
     from mta.route.dns import Host
 
@@ -352,8 +354,9 @@ class Close(_Record):
     __slots__ = ()
 
 
-Op = Resolve | Connect | Reuse | Park | Send | Receive | Pending | StartTls | SendBody | Blocking | Close
-Plan = Generator[Op, Any, None]
+if TYPE_CHECKING:
+    Op = Resolve | Connect | Reuse | Park | Send | Receive | Pending | StartTls | SendBody | Blocking | Close
+    Plan = Generator[Op, Any, None]
 
 
 class Session(_Record):

@@ -16,12 +16,14 @@ the envelope sender a transport uses; both are shared by every transport.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from mta import record
 from mta.errors import DeferError, ExpansionError
 from mta.message.headers import HeaderSyntaxError, make_header, parse_header_block, rfc822_date
 from mta.values import split_list
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from mta.message.headers import Header

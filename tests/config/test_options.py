@@ -6,7 +6,6 @@ tests do not depend on which drivers are registered.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar
 
 import pytest
@@ -20,11 +19,11 @@ from mta.config.options import (
     format_option,
     reference_markdown,
 )
-from mta.drivers import DriverOptions, Kind, OptionSpec, option, option_specs
+from mta.drivers import DriverOptions, Kind, OptionSpec, option, option_specs, options_table
 from mta.errors import ConfigError
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@options_table
 class SampleOptions(DriverOptions):
     """A driver's private options, one of each kind."""
 

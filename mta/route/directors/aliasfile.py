@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING, Any, ClassVar
 
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError
@@ -35,6 +34,11 @@ from mta.route.directors._common import RedirectingOptions, what
 from mta.route.item import AddressItem
 from mta.route.redirect import NO_REDIRECT
 from mta.taint import is_tainted
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 if TYPE_CHECKING:
     from mta.route.context import RoutingContext

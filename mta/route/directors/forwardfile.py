@@ -40,7 +40,6 @@ import os
 import pwd
 import re
 import stat
-from typing import TYPE_CHECKING, Any, ClassVar
 
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import DeferError
@@ -50,6 +49,11 @@ from mta.route.directors._common import RedirectingOptions, what
 from mta.route.item import AddressItem
 from mta.route.redirect import NO_REDIRECT, IncludeCheck, read_list_file
 from mta.taint import is_tainted, untainted
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 if TYPE_CHECKING:
     from mta.route.context import RoutingContext

@@ -24,8 +24,6 @@ configuration error) otherwise.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
-
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import AddressError, ConfigError, DeferError, FailError
 from mta.message.address import parse_envelope_address, qualify, split_address
@@ -34,6 +32,11 @@ from mta.route.directors import _common
 from mta.route.item import AddressItem
 from mta.route.redirect import NO_REDIRECT
 from mta.taint import is_tainted
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 if TYPE_CHECKING:
     from mta.route.context import RoutingContext

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, ClassVar
 
 from mta import record
 from mta.config.lists import match_domain
@@ -54,6 +53,11 @@ from mta.route.routers._common import (
 )
 from mta.taint import taint
 from mta.values import split_list
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 
 @options_table

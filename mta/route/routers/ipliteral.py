@@ -16,8 +16,6 @@ matter for the ACLs, which see the address before it is accepted.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from mta.drivers import DriverOptions, options_table
 from mta.message.address import is_ip_literal
 from mta.route.base import Accept, Decline, Router, RouteResult, RouterOptions
@@ -25,6 +23,11 @@ from mta.route.context import RoutingContext
 from mta.route.host import Host
 from mta.route.item import AddressItem
 from mta.route.routers._common import LocalHost, fallback_hosts, ignore_predicate, self_action
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 
 @options_table

@@ -39,7 +39,6 @@ import selectors
 import signal
 import subprocess
 import time
-from typing import Any, ClassVar
 
 from mta import record
 from mta.drivers import DriverOptions, Kind, option, options_table
@@ -60,6 +59,11 @@ from mta.route.routers._common import (
     split_rule,
 )
 from mta.taint import is_tainted, taint
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 CHILD_PATH = "/bin:/usr/bin"
 # Of the command's output only this much is kept (Exim reads 1024 bytes).
