@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from mta.config.main import MainOptions
@@ -12,7 +10,8 @@ from tests.support.mta import MtaEnv
 from tests.support.nobody import Nobody
 
 # shared/ sits beside the checkout (CI clones main with shared/ next to it).
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "research" / "exim-samples"
+from tests.support.samples import SAMPLES
+
 MAIN_NAMES = sorted(name for name, _spec, _default, _owner in option_specs(MainOptions))
 
 

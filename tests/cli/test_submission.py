@@ -8,7 +8,6 @@ Trust cases run the CLI as `nobody` (see conftest.py).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,7 @@ from mta import __version__
 from mta.spool.format import Envelope, read_header_file
 from tests.support.mta import MtaEnv
 from tests.support.nobody import Nobody, give_spool_to
-
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "research" / "exim-samples"
+from tests.support.samples import SAMPLES
 
 SIMPLE = "Subject: hello\n\nbody line\n"
 

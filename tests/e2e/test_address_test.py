@@ -8,13 +8,10 @@ Neither mode delivers anything.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.e2e.conftest import DOMAIN, E2E
-
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "research" / "exim-samples"
+from tests.support.samples import SAMPLES
 
 
 def sample(name: str) -> tuple[str, int]:

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-SAMPLES = Path(os.environ.get("MTA_SHARED", "/work/shared")) / "research" / "exim-samples"
+from tests.support.samples import SAMPLES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -26,7 +26,7 @@ from tests.transports.transport_helpers import BODY, HEADERS, make_env, make_ite
 
 utc = transport_helpers.utc  # a fixture, shared with the pipe tests
 
-SAMPLES = Path("/work/shared/research/exim-samples")
+from tests.support.samples import SAMPLES  # noqa: E402
 
 
 def appendfile(**options: Any) -> AppendfileTransport:

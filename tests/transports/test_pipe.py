@@ -19,7 +19,7 @@ from tests.transports.transport_helpers import HEADERS, make_env, make_item, mak
 utc = transport_helpers.utc  # a fixture, shared with the mbox tests
 
 PY = sys.executable
-SAMPLES = Path("/work/shared/research/exim-samples")
+from tests.support.samples import SAMPLES  # noqa: E402
 
 
 def pipe(**options: Any) -> PipeTransport:
