@@ -22,7 +22,7 @@ from tests.support.nobody import Nobody, give_spool_to
 SIMPLE = "Subject: x\n\nbody\n"
 
 
-def refused(result: subprocess.CompletedProcess[str], env: MtaEnv, message: str) -> None:
+def assert_refused(result: subprocess.CompletedProcess[str], env: MtaEnv, message: str) -> None:
     """Exit 1, exactly `message` as the one line on stderr, nothing on the spool."""
     assert result.returncode == 1, result
     assert result.stderr == message + "\n"
@@ -30,7 +30,7 @@ def refused(result: subprocess.CompletedProcess[str], env: MtaEnv, message: str)
 
 
 def test_no_recipients_without_t(mta_env: MtaEnv) -> None:
-    refused(
+    assert_refused(
         mta_env.run("-odq", "-oep", input=SIMPLE),
         mta_env,
         "mta: no recipients given on the command line (use -t to take them from the headers)",
@@ -44,13 +44,13 @@ def test_no_recipients_without_t(mta_env: MtaEnv) -> None:
 )
 def test_no_recipients_with_t(mta_env: MtaEnv, text: str) -> None:
     result = mta_env.run("-odq", "-oep", "-t", input=text)
-    refused(result, mta_env, "mta: no recipients found in To:, Cc: or Bcc: (with -t)")
+    assert_refused(result, mta_env, "mta: no recipients found in To:, Cc: or Bcc: (with -t)")
 
 
 def test_unterminated_header_block(mta_env: MtaEnv) -> None:
     mta_env.write_config("header_maxsize = 1K\n")
     text = "".join(f"X-Header-{i}: some value\n" for i in range(100))  # about 2.5K, no blank line
-    refused(
+    assert_refused(
         mta_env.run("-odq", "-oep", "bob@example.com", input=text),
         mta_env,
         "mta: header section is larger than header_maxsize (1024 bytes): is the blank line after the headers missing?",
@@ -78,7 +78,7 @@ def test_nul_bytes_stored_as_they_are_by_default(mta_env: MtaEnv) -> None:
 
 def test_nul_bytes_refused_with_message_reject_nul(mta_env: MtaEnv) -> None:
     mta_env.write_config("message_reject_nul = true\n")
-    refused(
+    assert_refused(
         mta_env.run("-odq", "-oep", "bob@example.com", input=b"Subject: x\n\na\0b\n"),
         mta_env,
         "mta: message body contains 1 NUL byte(s); refused (message_reject_nul is set)",
@@ -86,7 +86,7 @@ def test_nul_bytes_refused_with_message_reject_nul(mta_env: MtaEnv) -> None:
 
 
 def test_nul_in_a_header_is_refused(mta_env: MtaEnv) -> None:
-    refused(
+    assert_refused(
         mta_env.run("-odq", "-oep", "bob@example.com", input=b"Subject: a\0b\n\nbody\n"),
         mta_env,
         "mta: NUL character in header line 1",
@@ -107,7 +107,7 @@ def test_ten_megabyte_single_line_accepted(mta_env: MtaEnv) -> None:
 
 def test_ten_megabyte_line_refused_over_message_size_limit(mta_env: MtaEnv) -> None:
     mta_env.write_config("message_size_limit = 1M\n")
-    refused(
+    assert_refused(
         mta_env.run("-odq", "-oep", "bob@example.com", input=b"Subject: big\n\n" + b"x" * TEN_MB + b"\n"),
         mta_env,
         "mta: message too big (size limit is 1048576 bytes)",
@@ -128,13 +128,13 @@ def test_headers_push_message_over_the_limit(mta_env: MtaEnv) -> None:
 def test_missing_config(mta_env: MtaEnv) -> None:
     missing = mta_env.root / "missing.conf"
     result = mta_env.run("-C", str(missing), "-odq", "bob@example.com", input=SIMPLE, config=False)
-    refused(result, mta_env, f"mta: configuration error: {missing}: configuration file not found")
+    assert_refused(result, mta_env, f"mta: configuration error: {missing}: configuration file not found")
 
 
 def test_unreadable_config(open_env: MtaEnv, nobody: Nobody) -> None:
     open_env.config.chmod(0o000)
     result = nobody.run(open_env, "-odq", "bob@example.com", input=SIMPLE)
-    refused(
+    assert_refused(
         result,
         open_env,
         f"mta: configuration error: {open_env.config}: configuration file is not readable (permission denied)",
@@ -159,7 +159,7 @@ def test_config_is_a_directory(mta_env: MtaEnv) -> None:
     ids=["-Q", "long option", "-bZ", "-odx", "-f without argument"],
 )
 def test_unknown_or_malformed_options(mta_env: MtaEnv, args: tuple[str, ...], message: str) -> None:
-    refused(mta_env.run(*args, input=SIMPLE), mta_env, message)
+    assert_refused(mta_env.run(*args, input=SIMPLE), mta_env, message)
 
 
 def test_expansion_error_in_be(mta_env: MtaEnv) -> None:
@@ -172,7 +172,7 @@ def test_expansion_error_in_be(mta_env: MtaEnv) -> None:
 def test_spool_directory_not_writable(open_env: MtaEnv, nobody: Nobody) -> None:
     open_env.spool.mkdir(mode=0o755)  # root's, as after an install; nobody may not write it
     result = nobody.run(open_env, "-odq", "bob@example.com", input=SIMPLE)
-    refused(result, open_env, f"mta: spool directory {open_env.spool} is not writable: Permission denied")
+    assert_refused(result, open_env, f"mta: spool directory {open_env.spool} is not writable: Permission denied")
 
 
 def test_spool_input_directory_not_writable(open_env: MtaEnv, nobody: Nobody) -> None:
@@ -203,7 +203,7 @@ def test_spool_directory_below_a_regular_file(mta_env: MtaEnv) -> None:
     ids=["space", "empty"],
 )
 def test_bad_recipient_address(mta_env: MtaEnv, address: str, reason: str) -> None:
-    refused(mta_env.run("-odq", "-oep", address, input=SIMPLE), mta_env, reason)
+    assert_refused(mta_env.run("-odq", "-oep", address, input=SIMPLE), mta_env, reason)
 
 
 def test_bad_address_in_to_with_t(mta_env: MtaEnv) -> None:
