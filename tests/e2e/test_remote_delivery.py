@@ -128,12 +128,12 @@ def test_lookuphost_follows_mx_records_from_dns(mta_env: MtaEnv, dns_server: Dns
         }
     )
     try:
-        _lookuphost_delivery(mta_env, dns_server, sink)
+        assert_lookuphost_delivery(mta_env, dns_server, sink)
     finally:
         sink.stop()
 
 
-def _lookuphost_delivery(mta_env: MtaEnv, dns_server: DnsTestServer, sink: SmtpSink) -> None:
+def assert_lookuphost_delivery(mta_env: MtaEnv, dns_server: DnsTestServer, sink: SmtpSink) -> None:
     mta_env.write_config(
         f"""
 dns_servers = {dns_server.server_spec}
