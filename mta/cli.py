@@ -182,7 +182,8 @@ def mode_address_test(inv: Invocation) -> int:
         return 1
     verify = {"bt": None, "bv": "recipient", "bvs": "sender"}[inv.mode]
     sender = inv.sender or ""
-    return run_address_test(runtime, inv.args, sys.stdout, sender=sender, verify=verify)
+    trace = sys.stderr if (inv.verbose or inv.debug) else None
+    return run_address_test(runtime, inv.args, sys.stdout, sender=sender, verify=verify, trace=trace)
 
 
 def mode_message_action(inv: Invocation) -> int:

@@ -39,8 +39,14 @@ def _shown(item: AddressItem) -> str:
 
 
 def run_address_test(
-    runtime: Runtime, addresses: list[str], out: TextIO, sender: str = "", verify: str | None = None
+    runtime: Runtime,
+    addresses: list[str],
+    out: TextIO,
+    sender: str = "",
+    verify: str | None = None,
+    trace: TextIO | None = None,
 ) -> int:
+    """Route each address and print the result; `trace` (-v, -d) gets every driver considered."""
     config = runtime.config
     engine = RoutingEngine(runtime.directors, runtime.routers, config)
     status = 0
@@ -57,6 +63,7 @@ def run_address_test(
             verify=verify,
             address_test=verify is None,
             transports=runtime.transports,
+            debug=(lambda line: trace.write(line + "\n")) if trace is not None else None,
         )
         outcome = engine.route([AddressItem(address, original_index=0)], ctx)
         if outcome.failed:

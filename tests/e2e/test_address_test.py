@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import DOMAIN, E2E
+from tests.support.mta import MtaEnv
 from tests.support.samples import SAMPLES
 
 
@@ -117,3 +118,18 @@ def test_bt_of_a_world_writable_forward_cannot_be_resolved(e2e: E2E) -> None:
     assert proc.returncode == 1
     assert proc.stdout.startswith(f"{erin.address} cannot be resolved at this time: ")
     assert str(forward) in proc.stdout and "writable" in proc.stdout
+
+
+def test_bt_verbose_traces_every_driver_considered(mta_env: MtaEnv) -> None:
+    mta_env.write_config(
+        "begin directors\n"
+        "nothing:\n  driver = smartuser\n  local_parts = nobody-here\n  new_address = x@example.com\n"
+        "everyone:\n  driver = smartuser\n  transport = mbox\n"
+        "begin transports\nmbox:\n  driver = appendfile\n  file = /var/mail/everyone\n"
+    )
+    result = mta_env.run("-v", "-bt", "alice@example.com")
+    assert result.returncode == 0, result.stderr
+    trace = result.stderr.splitlines()
+    assert "director everyone: considering alice@example.com" in trace
+    assert "director nothing: considering alice@example.com" not in trace  # its local_parts did not match
+    assert result.stdout.splitlines() == ["alice@example.com", "  router = everyone, transport = mbox"]
