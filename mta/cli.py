@@ -236,6 +236,31 @@ def mode_queue_list(inv: Invocation) -> int:
         return 1
 
 
+def mode_newaliases(inv: Invocation) -> int:
+    """-bi (newaliases): run bi_command if one is set, as Exim does; nothing to do otherwise.
+
+    The command is split into arguments without a shell and run as the
+    caller; a typical one rebuilds an lmdb alias database.
+    """
+    import subprocess
+
+    from mta.transports._command import split_command
+
+    config = _load(inv)
+    command = config.main.bi_command.strip()
+    if not command:
+        return 0
+    argv = split_command(command)
+    if not argv or not argv[0].startswith("/"):
+        _err(f"bi_command must start with an absolute path: {command!r}")
+        return 1
+    try:
+        return subprocess.run(argv, check=False).returncode
+    except OSError as exc:
+        _err(f"cannot run bi_command {argv[0]}: {exc.strerror}")
+        return 1
+
+
 def mode_help(inv: Invocation) -> int:
     print(
         "usage: mta [options] [recipient ...]\n"
@@ -273,6 +298,7 @@ MODES: dict[str, Callable[[Invocation], int]] = {
     "bv": mode_address_test,
     "bvs": mode_address_test,
     "M": mode_message_action,
+    "bi": mode_newaliases,
     "help": mode_help,
 }
 

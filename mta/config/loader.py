@@ -27,7 +27,6 @@ from mta.errors import ConfigError
 
 SECTIONS = ("acl", "directors", "routers", "transports", "retry", "rewrite", "authenticators", "local_scan")
 DRIVER_SECTIONS = ("directors", "routers", "transports", "authenticators")
-LIST_TYPES = ("domainlist", "hostlist", "addresslist", "localpartlist")
 
 _MACRO_DEF = re.compile(r"([A-Z][A-Za-z0-9_]*)\s*(==?)\s*(.*)$", re.S)
 _MACRO_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")

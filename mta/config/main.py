@@ -15,6 +15,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import ClassVar
 
+# Options read by the queue runner and daemon, which come in a later version:
+# accepted (an Exim configuration has them) and documented as not yet in effect.
+_QUEUE_RUNNER = " Takes effect with the queue runner (not in this version yet)."
+
 DEFAULT_RECEIVED_HEADER_TEXT = (
     "Received: "
     "${if def:sender_rcvhost {from $sender_rcvhost\\n\\t}"
@@ -124,24 +128,30 @@ class MainOptions:
     # -- queueing and delivery -----------------------------------------
     queue_only: bool = option(False, Kind.BOOL, "Queue every arriving message; deliver only in queue runs.")
     queue_smtp_domains: str = option(
-        "", Kind.LIST, "Domains whose SMTP deliveries wait for a queue run even when local ones go at once."
+        "",
+        Kind.LIST,
+        "Domains whose SMTP deliveries wait for a queue run even when local ones go at once." + _QUEUE_RUNNER,
     )
-    queue_run_max: int = option(5, Kind.INT, "Most queue runner processes at once.", minimum=1)
+    queue_run_max: int = option(5, Kind.INT, "Most queue runner processes at once." + _QUEUE_RUNNER, minimum=1)
     remote_max_parallel: int = option(2, Kind.INT, "Most remote hosts one delivery talks to at once.", minimum=1)
     deliver_drop_privilege: bool = option(
-        False, Kind.BOOL, "Drop to mta_user for everything but local deliveries that need another user."
+        False, Kind.BOOL, "Drop to mta_user for everything but local deliveries that need another user." + _QUEUE_RUNNER
     )
     delay_warning: int = option(
-        24 * 3600, Kind.TIME, "Send a warning to the sender when a message has waited this long; 0 means never."
+        24 * 3600,
+        Kind.TIME,
+        "Send a warning to the sender when a message has waited this long; 0 means never." + _QUEUE_RUNNER,
     )
     ignore_bounce_errors_after: int = option(
-        10 * 7 * 86400, Kind.TIME, "Discard a frozen bounce after this long (it is tried once more, then dropped)."
+        10 * 7 * 86400,
+        Kind.TIME,
+        "Discard a frozen bounce after this long (it is tried once more, then dropped)." + _QUEUE_RUNNER,
     )
     timeout_frozen_after: int = option(
-        0, Kind.TIME, "Remove (bouncing if possible) messages frozen this long; 0 never."
+        0, Kind.TIME, "Remove (bouncing if possible) messages frozen this long; 0 never." + _QUEUE_RUNNER
     )
-    auto_thaw: int = option(0, Kind.TIME, "Thaw frozen messages after this long; 0 means never.")
-    freeze_tell: str = option("", Kind.LIST, "Addresses told when a bounce is frozen.")
+    auto_thaw: int = option(0, Kind.TIME, "Thaw frozen messages after this long; 0 means never." + _QUEUE_RUNNER)
+    freeze_tell: str = option("", Kind.LIST, "Addresses told when a bounce is frozen." + _QUEUE_RUNNER)
     bounce_return_message: bool = option(True, Kind.BOOL, "Include the original message (or its headers) in bounces.")
     bounce_return_body: bool = option(True, Kind.BOOL, "Include the body of the original message in bounces.")
     bounce_return_size_limit: int = option(
@@ -155,9 +165,9 @@ class MainOptions:
     )
 
     # -- retry ----------------------------------------------------------
-    retry_data_expire: int = option(7 * 86400, Kind.TIME, "Retry records older than this are ignored.")
+    retry_data_expire: int = option(7 * 86400, Kind.TIME, "Retry records older than this are ignored." + _QUEUE_RUNNER)
     retry_interval_max: int = option(
-        24 * 3600, Kind.TIME, "Cap on any retry interval.", maximum=24 * 3600, minimum=1
+        24 * 3600, Kind.TIME, "Cap on any retry interval." + _QUEUE_RUNNER, maximum=24 * 3600, minimum=1
     )
 
     # -- DNS ------------------------------------------------------------

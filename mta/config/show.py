@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 from mta.config.loader import DRIVER_SECTIONS, Config, DriverSpec
 from mta.config.main import MainOptions
-from mta.config.options import format_all, format_option
+from mta.config.options import format_option
 from mta.drivers import option_specs
 from mta.errors import ConfigError
 
@@ -114,6 +114,3 @@ def _config_text(path: str) -> Iterable[str]:
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file: {exc.strerror}", path) from None
 
-
-def format_driver_options(options: object, hidden: set[str], admin: bool) -> list[str]:
-    return format_all(options, hidden, show_hidden=admin)
