@@ -208,9 +208,14 @@ def mode_message_action(inv: Invocation) -> int:
 
         status = 0
         for message_id in inv.args:
-            report = Delivery(
-                runtime, message_id, forced=inv.mode_flags == "", dont_deliver=inv.dont_deliver
-            ).run()
+            try:
+                report = Delivery(
+                    runtime, message_id, forced=inv.mode_flags == "", dont_deliver=inv.dont_deliver
+                ).run()
+            except MtaError as exc:
+                _err(f"delivery of {message_id} failed: {exc} (the message stays on the spool)")
+                status = 1
+                continue
             if report.skipped == "missing":
                 _err(f"message {message_id} is not on the spool")
                 status = 1

@@ -25,6 +25,7 @@ stays on the spool, it is never marked delivered.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import time
@@ -252,7 +253,7 @@ class Delivery:
                 initgroups=identity.initgroups,
                 home=identity.home,
                 current_directory=identity.current_directory,
-                never_users=self._never_users(),
+                never_users=self._never_users,
             )
         except FailError as error:
             self._record_failure(item, error)
@@ -261,7 +262,9 @@ class Delivery:
         else:
             self._record_success(item, None)
 
+    @functools.cached_property
     def _never_users(self) -> set[int]:
+        """never_users as uids, resolved once per delivery attempt."""
         import pwd
 
         from mta.values import split_list

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 from mta import record
 from mta.config.caller import Caller, current_caller, is_trusted
-from mta.errors import AddressError, SubmissionError
+from mta.errors import AddressError, MtaError, SubmissionError
 from mta.message.address import parse_envelope_address, parse_header_addresses, qualify, split_address
 from mta.message.headers import Header, find, is_header_line, make_header, parse_header_block
 from mta.receive.body import CHUNK_SIZE, BodyStats, LocalBodyWriter
@@ -501,7 +501,14 @@ def start_delivery(runtime: Runtime, message_id: str, lock, background: bool, do
     from mta.deliver.delivery import Delivery
 
     if not background:
-        Delivery(runtime, message_id, lock=lock, dont_deliver=dont_deliver).run()
+        try:
+            Delivery(runtime, message_id, lock=lock, dont_deliver=dont_deliver).run()
+        except MtaError as exc:
+            # The message is safely on the spool: the submission succeeded, and
+            # failing it now would make the caller send it again. Say so, and
+            # leave the message for a later delivery attempt.
+            runtime.logger.panic(f"delivery after reception failed: {exc}; message left on the spool", message_id)
+            sys.stderr.write(f"mta: message {message_id} accepted, but delivering it failed: {exc}\n")
         return
     pid = os.fork()
     if pid:

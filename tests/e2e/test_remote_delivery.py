@@ -220,3 +220,17 @@ def test_size_refusal_after_data_fails_the_address(mta_env: MtaEnv, sink: SmtpSi
     assert "** bob@example.net R=smarthost T=remote_smtp: SMTP error from remote mail server after end of data: " \
         "552 5.3.4 Message too big" in body_lines(mta_env)
     assert sink.messages == []
+
+
+def test_a_spool_error_during_delivery_is_reported_and_keeps_the_message(mta_env: MtaEnv, sink: SmtpSink) -> None:
+    """The journal cannot be written (its path is a directory): one clear line, exit 1, message kept, no traceback."""
+    smarthost(mta_env, f"127.0.0.1::{sink.port}")
+    assert mta_env.run("-odq", "bob@example.net", input="Subject: x\n\nhi\n").returncode == 0
+    [message_id] = mta_env.message_ids()
+    (mta_env.spool / "input" / f"{message_id}-J").mkdir()
+    result = mta_env.run("-M", message_id)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"mta: delivery of {message_id} failed: ")
+    assert result.stderr.rstrip().endswith("(the message stays on the spool)")
+    assert mta_env.message_ids() == [message_id]
