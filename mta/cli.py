@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     handler = MODES.get(inv.mode)
     if handler is None:
-        _err(f"the -{inv.mode} mode is not available in this version of mta")
+        _err(_NOT_YET.get(inv.mode, f"the -{inv.mode} mode is not available in this version of mta"))
         return 1
     try:
         return handler(inv)
@@ -73,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # Output piped into something that went away (mailq | head).
         return 0
+
+
+# Modes that come with later work: say what is missing, so that a service
+# manager or an administrator never mistakes the exit for a start.
+_NOT_YET = {
+    "bd": "this version of mta has no SMTP daemon (-bd): nothing was started",
+    "q": "this version of mta has no queue runner (-q): deliver a queued message with -M ID",
+}
 
 
 def mailq_main() -> int:
@@ -116,7 +124,9 @@ def mode_print_options(inv: Invocation) -> int:
 
     config = _load(inv)
     admin = _caller_is_admin(config)
-    lines, status = show_options(config, inv.args, lambda spec: driver_option_lines(config, spec, admin), admin)
+    lines, status = show_options(
+        config, inv.args, lambda spec: driver_option_lines(config, spec, admin), admin, with_names=not inv.terse
+    )
     for line in lines:
         if isinstance(line, ShowError):
             sys.stdout.flush()
@@ -284,12 +294,12 @@ def mode_help(inv: Invocation) -> int:
 
 
 def _caller_is_admin(config) -> bool:  # type: ignore[no-untyped-def]
-    from mta.config.caller import current_caller, is_admin, is_trusted
+    from mta.config.caller import current_caller, is_admin, is_trusted, owns_spool
 
     caller = current_caller()
     m = config.main
     trusted = is_trusted(caller, m.trusted_users, m.trusted_groups, m.mta_user)
-    return is_admin(caller, m.admin_groups, m.mta_group, trusted)
+    return is_admin(caller, m.admin_groups, m.mta_group, trusted) or owns_spool(caller, m.spool_directory)
 
 
 MODES: dict[str, Callable[[Invocation], int]] = {

@@ -57,12 +57,13 @@ class Invocation:
     foreground: bool = False  # -bdf
     write_log: str | None = None  # -z text
     expansion_file: str | None = None  # -bem file
+    terse: bool = False  # -n: sendmail's "no aliasing", ignored; with -bP, values without names (Exim)
 
 
 # Options that take an argument and are accepted for compatibility only.
 _IGNORED_WITH_ARG = {"-B", "-h", "-O", "-X", "-L", "-oA", "-oL"}
 # Options accepted and ignored (sendmail/AIX/smail compatibility).
-_IGNORED = {"-m", "-om", "-n", "-U", "-x", "-Ac", "-Am", "-oo", "-G", "-oY", "-oPX", "-bnq"}
+_IGNORED = {"-m", "-om", "-U", "-x", "-Ac", "-Am", "-oo", "-G", "-oY", "-oPX", "-bnq"}
 
 
 def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
@@ -100,6 +101,8 @@ def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
             raise UsageError(f"unknown option {word}")
         elif word in _IGNORED:
             pass
+        elif word == "-n":
+            inv.terse = True
         elif word in _IGNORED_WITH_ARG:
             take_arg(word, "")
         elif word.startswith("-oB"):

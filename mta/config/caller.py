@@ -3,7 +3,8 @@
 Trusted (may set the envelope sender with -f and fake host data): root,
 mta_user, `trusted_users`, members of `trusted_groups`.  Administrators
 (may list and manage the queue): root, mta_user, members of mta_group or
-`admin_groups`, and trusted users.
+`admin_groups`, trusted users, and the owner of the spool directory (a
+per-user instance is administered by the user who runs it).
 """
 
 from __future__ import annotations
@@ -75,6 +76,16 @@ def is_admin(caller: Caller, admin_groups: str, mta_group: str, trusted: bool) -
         return True
     names = [g for g in split_list(admin_groups) if g] + [mta_group]
     return any(gid in caller.groups for gid in (_group_id(g) for g in names) if gid is not None)
+
+
+def owns_spool(caller: Caller, spool_directory: str) -> bool:
+    """True when the caller owns the spool directory: a per-user instance
+    (scripts/run from an ordinary user's checkout) is administered by its
+    owner, who can read and change its files anyway."""
+    try:
+        return os.stat(spool_directory).st_uid == caller.uid
+    except OSError:
+        return False
 
 
 def mta_identity(config: Any) -> tuple[str, int, int]:

@@ -62,7 +62,12 @@ class MainOptions:
         "", Kind.LIST, "Users (besides root and mta_user) who may set the sender with -f and fake host data."
     )
     trusted_groups: str = option("", Kind.LIST, "Groups whose members are trusted, as trusted_users.")
-    admin_groups: str = option("", Kind.LIST, "Groups whose members are administrators (queue listing, -M...).")
+    admin_groups: str = option(
+        "",
+        Kind.LIST,
+        "Groups whose members are administrators (queue listing, -M...). Root, mta_user, members of "
+        "mta_group, trusted users and the owner of the spool directory are administrators too.",
+    )
     never_users: str = option("root", Kind.LIST, "Local deliveries are never run as these users.")
     untrusted_set_sender: str = option(
         "",

@@ -10,6 +10,7 @@ file without comments.  Options marked ``hide`` show as
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 
 from mta.config.loader import DRIVER_SECTIONS, Config, DriverSpec
@@ -83,7 +84,10 @@ def show_options(
             else:
                 out.append(f"{entry.list_type} {entry.name} = {entry.value}")
         elif word in ("config_file", "configure_file"):
-            out.append(config.path if not with_names else f"configure_file = {config.path}")
+            # The name as asked for (Exim knows both), and the absolute path: a relative
+            # -C would tell nothing to someone reading the output elsewhere.
+            path = os.path.abspath(config.path)
+            out.append(path if not with_names else f"{word} = {path}")
         elif word == "config":
             out.extend(_config_text(config.path))
         elif word in specs:

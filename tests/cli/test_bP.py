@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from mta.config.main import MainOptions
@@ -70,7 +72,16 @@ def test_named_list(mta_env: MtaEnv) -> None:
 
 def test_config_file(mta_env: MtaEnv) -> None:
     result = mta_env.run("-bP", "config_file")
-    assert (result.returncode, result.stdout) == (0, f"configure_file = {mta_env.config}\n")
+    assert (result.returncode, result.stdout) == (0, f"config_file = {mta_env.config}\n")
+
+
+def test_config_file_is_absolute_and_named_as_asked(mta_env: MtaEnv) -> None:
+    relative = os.path.relpath(mta_env.config, mta_env.root)
+    result = mta_env.run("-C", relative, "-bP", "configure_file", "config_file", config=False, cwd=mta_env.root)
+    assert (result.returncode, result.stdout) == (
+        0,
+        f"configure_file = {mta_env.config}\nconfig_file = {mta_env.config}\n",
+    )
 
 
 def test_config_prints_the_file_without_comments(mta_env: MtaEnv) -> None:

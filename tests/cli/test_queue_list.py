@@ -8,6 +8,7 @@ appending to the -J journal.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from mta.spool.store import Spool
 from spool_tools.queue_list import format_age, format_size
 from tests.support.mta import MTA, MtaEnv
+from tests.support.nobody import Nobody
 
 MAILQ = str(Path(MTA).with_name("mailq"))
 
@@ -196,3 +198,23 @@ def test_mailq_is_bp(mta_env: MtaEnv) -> None:
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == bp(mta_env)
     assert result.stdout.count("@example.org") == 2
+
+
+def test_queue_listing_is_for_administrators_and_the_spool_owner(open_env: MtaEnv, nobody: Nobody) -> None:
+    queued = open_env.run("-odq", "someone@example.com", input="Subject: x\n\nhello\n")
+    assert queued.returncode == 0, queued.stderr
+    for args in (["-bp"], ["-M", open_env.message_ids()[0]]):
+        refused = nobody.run(open_env, *args)
+        assert refused.returncode == 1
+        assert "permission denied: only administrators" in refused.stderr
+    # A per-user instance: the user who owns the spool directory administers it.
+    for path in [open_env.spool, *open_env.spool.rglob("*")]:
+        os.chown(path, nobody.uid, nobody.gid)
+    listing = nobody.run(open_env, "-bp")
+    assert (listing.returncode, listing.stderr) == (0, "")
+    assert "someone@example.com" in listing.stdout
+
+
+def test_bP_n_prints_values_without_names(mta_env: MtaEnv) -> None:
+    result = mta_env.run("-bP", "-n", "primary_hostname", "queue_only", "config_file")
+    assert (result.returncode, result.stdout) == (0, f"mail.example.com\nno_queue_only\n{mta_env.config}\n")
