@@ -27,8 +27,19 @@ def _err(text: str) -> None:
     sys.stderr.write(f"{PROGRAM}: {text}\n")
 
 
+def _printable_output() -> None:
+    """Everything this process prints goes through mta.printable: no message data reaches
+    a terminal as raw control or bidi characters, and an error message stays one line."""
+    from mta.printable import PrintableStream
+
+    if not isinstance(sys.stdout, PrintableStream):
+        sys.stdout = PrintableStream(sys.stdout, keep="\n\t")  # type: ignore[assignment]
+        sys.stderr = PrintableStream(sys.stderr, keep="\t", one_line_writes=True)  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> int:
     global PROGRAM
+    _printable_output()
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "mta"
     if argv is None:
         argv = sys.argv[1:]
@@ -231,6 +242,9 @@ def mode_message_action(inv: Invocation) -> int:
                 status = 1
             elif report.skipped == "locked":
                 _err(f"message {message_id} is locked (being delivered by another process)")
+                status = 1
+            elif report.skipped == "spool error":
+                _err(f"message {message_id} is frozen: {report.spool_error} (repair the file, or remove the message)")
                 status = 1
         return status
     _err(f"-M{inv.mode_flags} is not available in this version of mta")

@@ -20,6 +20,8 @@ import sys
 import time
 from collections.abc import Iterable
 
+from mta.printable import printable
+
 MAIN = "main"
 REJECT = "reject"
 PANIC = "panic"
@@ -110,25 +112,17 @@ def parse_selector(text: str) -> frozenset[str]:
 
 
 def escape(text: str) -> str:
-    """Make client-supplied text safe for one log line (Exim's string_printing)."""
+    """Make client-supplied text safe for one log line (Exim's string_printing): backslashes
+    doubled, so that the escapes of mta.printable cannot be faked."""
     if text.isprintable() and "\\" not in text:
         return text
-    out = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif not ch.isprintable():
-            code = ord(ch)
-            out.append(f"\\{code:03o}" if code < 256 else f"\\x{{{code:x}}}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return printable(text.replace("\\", "\\\\"))
+
+
+def escape_token(text: str) -> str:
+    """`escape` for a field that must stay one word (``P=``, ``U=``): a space becomes ``\\040``,
+    so that programs splitting the line at spaces (exigrep, eximstats) see one field."""
+    return escape(text).replace(" ", "\\040")
 
 
 def log_timestamp(now: float | None = None, with_zone: bool = False, millisec: bool = False) -> str:
@@ -178,21 +172,24 @@ class Logger:
         return name in self.selectors
 
     # -- public writers ---------------------------------------------------
+    # Every line is made printable here, whatever its callers did: a CR, LF or ESC from a
+    # message can never forge a log line or reach the terminal of whoever reads the log.
     def main(self, text: str, message_id: str | None = None, now: float | None = None) -> None:
-        self._emit(MAIN, self._line(text, message_id, now))
+        self._emit(MAIN, self._line(printable(text), message_id, now))
 
     def reject(self, text: str, detail_lines: Iterable[str] = (), now: float | None = None) -> None:
         """A rejection: one line in the main log; the same line plus details in the reject log."""
-        line = self._line(text, None, now)
+        line = self._line(printable(text), None, now)
         self._emit(MAIN, line)
         if self.write_rejectlog:
-            self._emit(REJECT, line + "".join(d + "\n" for d in detail_lines))
+            self._emit(REJECT, line + "".join(printable(d) + "\n" for d in detail_lines))
 
     def panic(self, text: str, message_id: str | None = None, now: float | None = None) -> None:
-        """A serious problem: written to the panic log and the main log."""
-        line = self._line(text, message_id, now)
-        self._emit(PANIC, line)
-        self._emit(MAIN, line)
+        """A serious problem: written to the panic log and the main log.  The panic log keeps
+        the newlines of a traceback (it is read by an administrator, not parsed); the main log
+        gets the same text as one line."""
+        self._emit(PANIC, self._line(printable(text, keep="\n"), message_id, now))
+        self._emit(MAIN, self._line(printable(text), message_id, now))
 
     # -- internals --------------------------------------------------------
     def _line(self, text: str, message_id: str | None, now: float | None) -> str:
@@ -269,7 +266,8 @@ class Logger:
                     continue
         # Last resort: stderr (never raise from logging).
         try:
-            sys.stderr.write(f"mta: {note}\nmta: {line}")
+            sys.stderr.write(f"mta: {note}\n")
+            sys.stderr.write(f"mta: {line}")
         except OSError:
             return
 

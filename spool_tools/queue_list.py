@@ -85,10 +85,13 @@ def list_queue(config: Config, flags: str, ids: list[str], out: TextIO, now: flo
             size = message_size(spool, envelope)
             delivered = delivered_addresses(spool, envelope)
         except NoSuchMessage:
-            continue  # delivered and removed while we were listing
+            if not spool.exists(message_id):
+                continue  # delivered and removed while we were listing
+            # An -H whose -D is missing: not deliverable, but still there; show it.
+            _spool_read_error(out, now, message_id, f"data file {message_id}-D is missing")
+            continue
         except SpoolError as exc:
-            age = format_age(now - message_time(message_id))
-            out.write(f"{age}       {message_id} *** spool read error: {exc} ***\n\n")
+            _spool_read_error(out, now, message_id, str(exc))
             continue
         age = format_age(now - envelope.received_time)
         line = f"{age} {format_size(size)} {message_id} <{envelope.sender_address}>"
@@ -104,3 +107,8 @@ def list_queue(config: Config, flags: str, ids: list[str], out: TextIO, now: flo
             out.write(f"        {'D' if done else ' '} {recipient.address}\n")
         out.write("\n")
     return 0
+
+
+def _spool_read_error(out: TextIO, now: float, message_id: str, problem: str) -> None:
+    age = format_age(now - message_time(message_id))
+    out.write(f"{age}       {message_id} *** spool read error: {problem} ***\n\n")

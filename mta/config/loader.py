@@ -278,8 +278,28 @@ class _Reader:
         return re.sub(r"(?<![A-Za-z0-9_$])[A-Z][A-Za-z0-9_]*", repl, text)
 
 
+DEFAULT_CONFIG_PATH = "/etc/mta/mta.conf"
+
+
 def default_config_path() -> str:
-    return os.environ.get("MTA_CONFIG") or "/etc/mta/mta.conf"
+    """The configuration file when no -C is given: $MTA_CONFIG for ordinary users, else
+    /etc/mta/mta.conf.
+
+    Root never takes it from the environment: `sudo -E sendmail`, or a root
+    process started with a user's environment, must not run under a
+    configuration someone else chose (its pipes, files and expansions run with
+    root's power).  Root names another file with -C, which is visible on the
+    command line.
+    """
+    requested = os.environ.get("MTA_CONFIG")
+    if not requested:
+        return DEFAULT_CONFIG_PATH
+    if os.getuid() == 0 or os.geteuid() == 0:
+        import sys
+
+        sys.stderr.write(f"mta: MTA_CONFIG is ignored when running as root (use -C {requested})\n")
+        return DEFAULT_CONFIG_PATH
+    return requested
 
 
 def parse_macro_override(text: str) -> tuple[str, str]:

@@ -69,6 +69,7 @@ class DeliveryReport:
     frozen: bool = False
     bounce_ids: list[str] = record.field(default_factory=list)
     skipped: str | None = None  # "locked", "frozen", "missing", "spool error"
+    spool_error: str | None = None  # with skipped == "spool error": what is wrong with which file
 
 
 def _is_root() -> bool:
@@ -134,7 +135,14 @@ class Delivery:
                                      self.message_id)
                 return self.report
             except NoSuchMessage:
-                self.report.skipped = "missing"
+                if self.spool.exists(self.message_id):
+                    # An -H without its -D: the message cannot be delivered, but it is not gone.
+                    problem = f"data file {self.message_id}-D is missing"
+                    self.logger.panic(f"spool format error: {problem}; message left for the administrator",
+                                      self.message_id)
+                    self.report.skipped, self.report.spool_error = "spool error", problem
+                else:
+                    self.report.skipped = "missing"
                 return self.report
         try:
             self._run_locked()
@@ -152,10 +160,21 @@ class Delivery:
             self.report.skipped = "missing"
             return
         except SpoolFormatError as exc:
-            self.logger.panic(f"spool format error: {exc}; message left on the spool", self.message_id)
-            self.report.skipped = "spool error"
+            # The -H cannot be rewritten to say "frozen" without guessing at its contents: it is
+            # left exactly as it is, which freezes it just as well, since nothing can deliver it
+            # until an administrator repairs or removes it (-bp shows it with the error).
+            self.logger.panic(f"spool format error: {exc}; message frozen until the file is repaired",
+                              self.message_id)
+            self.report.skipped, self.report.spool_error, self.report.frozen = "spool error", str(exc), True
             return
-        journal = self.spool.read_journal(self.message_id)
+        try:
+            journal = self.spool.read_journal(self.message_id)
+            # A -D that is not this message's (or is truncated) must stop the attempt now, not
+            # half-way through the transports.
+            self.spool.open_body(self.message_id).close()
+        except SpoolFormatError as exc:
+            self._freeze_for_spool_error(envelope, exc)
+            return
         if journal:
             # A previous attempt crashed after these deliveries: never repeat them.
             envelope.non_recipients |= set(journal)
@@ -169,6 +188,18 @@ class Delivery:
             envelope.manual_thaw = True
             self._log("Unfrozen by forced delivery")
         self._attempt(envelope)
+
+    def _freeze_for_spool_error(self, envelope: Envelope, error: SpoolFormatError) -> None:
+        """A malformed -J or -D: which recipients were delivered, or what the message is, is
+        unknown, so nothing is delivered (never twice) and the message is frozen for the
+        administrator.  The damaged file is left as it is, for inspection."""
+        self.report.skipped, self.report.spool_error, self.report.frozen = "spool error", str(error), True
+        self.logger.panic(f"spool format error: {error}; message frozen", self.message_id)
+        if envelope.frozen is None:
+            envelope.frozen = int(self.now)
+            envelope.manual_thaw = False
+            self.spool.rewrite_envelope(envelope)
+            self._msglog(f"Frozen: spool format error: {error}")
 
     def _attempt(self, envelope: Envelope) -> None:
         headers = spool_headers(envelope)

@@ -57,6 +57,7 @@ import time
 
 from mta import record
 from mta.errors import DeferError, DeliveryError, ExpansionError, FailError, SpoolError
+from mta.privilege import RootRegainedError, become_user
 from mta.route.item import AddressItem
 from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage
 
@@ -422,26 +423,14 @@ def _drop_privileges(transport: LocalTransport, setup: _ChildSetup) -> None:
         # for unprivileged runs).  Root without a uid was refused by the parent.
         return
     try:
-        if setup.username is not None:
-            os.initgroups(setup.username, setup.gid)
-        else:
-            os.setgroups([setup.gid])
-        os.setgid(setup.gid)
-        os.setuid(setup.uid)
+        become_user(setup.uid, setup.gid, setup.username)
+    except RootRegainedError as exc:
+        raise DeferError(f"{exc} in {transport.name} transport", errno=errno.EPERM) from None
     except OSError as exc:
         raise DeferError(
             f"unable to set uid={setup.uid} gid={setup.gid} for {transport.name} transport: {exc.strerror}",
             errno=exc.errno or 0,
         ) from None
-    if setup.uid != 0:
-        # Postfix's paranoia: prove that root cannot be had back.
-        try:
-            os.setuid(0)
-        except PermissionError:
-            return
-        raise DeferError(
-            f"could regain root after setuid({setup.uid}) in {transport.name} transport", errno=errno.EPERM
-        )
 
 
 def _body_opener(fd: int, offset: int) -> Any:

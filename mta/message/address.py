@@ -217,6 +217,9 @@ def _mailbox(toks: list[Token], group: str | None) -> HeaderAddress:
     p = Parser(toks)
     angle = next((i for i, t in enumerate(p.toks) if t.kind == "<"), None)
     if angle is None:
+        if p.at("@"):
+            # An obsolete bare source route (@a,@b:user@host), accepted as Exim does: the route is dropped.
+            p.toks = drop_route(p.toks)
         local_part, domain = p.addr_spec()
         if p.peek() is not None:
             raise AddressError(_after_address(p.peek()))

@@ -127,7 +127,9 @@ def parse_header_block(data: bytes | str) -> list[Header]:
     Lines end in LF.  A line starting with space or tab continues the header
     before it.  A final empty line (the separator from the body) is allowed;
     anything after it, a continuation with nothing to continue, a line that
-    is not ``name:``, a NUL or a CR raises HeaderSyntaxError naming the line.
+    is not ``name:``, or a NUL raises HeaderSyntaxError naming the line.  A
+    bare CR inside a line is data, kept as it is (Exim and Postfix accept
+    such messages; the smtp transport makes it safe on the way out).
     """
     text = data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data
     lines = text.split("\n")
@@ -139,8 +141,6 @@ def parse_header_block(data: bytes | str) -> list[Header]:
     for number, line in enumerate(lines, 1):
         if "\0" in line:
             raise HeaderSyntaxError("NUL character in header", number)
-        if "\r" in line:
-            raise HeaderSyntaxError("CR character in header (line endings must be LF)", number)
         if line == "":
             if number != len(lines):
                 raise HeaderSyntaxError("empty line inside the header block", number)

@@ -25,8 +25,16 @@ from collections.abc import Iterator
 from mta import record
 from mta.config.caller import Caller, current_caller, is_trusted
 from mta.errors import AddressError, MtaError, SubmissionError
+from mta.log import escape
 from mta.message.address import parse_envelope_address, parse_header_addresses, qualify, split_address
-from mta.message.headers import Header, find, is_header_line, make_header, parse_header_block
+from mta.message.headers import (
+    Header,
+    HeaderSyntaxError,
+    find,
+    is_header_line,
+    make_header,
+    parse_header_block,
+)
 from mta.receive.body import CHUNK_SIZE, BodyStats, LocalBodyWriter
 from mta.receive.reception import Arrival, Received, Reception
 
@@ -109,39 +117,26 @@ def _body_chunks(stream: BinaryIO) -> Iterator[bytes]:
 
 
 def parse_recipient_arguments(args: list[str], qualify_domain: str) -> list[str]:
-    """Command-line recipients: each argument may hold a comma-separated list."""
+    """Command-line recipients, as Exim reads them: each argument is an RFC 5322 address
+    list, so ``a@b, c@d``, ``Some User <user@host>``, ``a(comment)@host`` and a source route
+    ``@a:user@host`` (dropped) are all accepted."""
     result: list[str] = []
     for arg in args:
-        for part in _split_commas(arg):
-            if not part.strip():
-                continue
-            try:
-                address = parse_envelope_address(part.strip())
-            except AddressError as exc:
-                raise SubmissionError(f'bad recipient address "{part.strip()}": {exc.message}') from None
-            if not address:
+        if "\r" in arg or "\n" in arg or "\0" in arg:
+            raise SubmissionError(f'bad recipient address "{escape(arg)}": it contains CR, LF or NUL')
+        if arg.strip() in ("<>", ""):
+            if arg.strip():
                 raise SubmissionError("bad recipient address <>: an empty address cannot be a recipient")
-            result.append(qualify(address, qualify_domain))
-    return result
-
-
-def _split_commas(text: str) -> list[str]:
-    """Split at commas outside double quotes and angle brackets."""
-    parts, current, quoted, depth = [], [], False, 0
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch == "<":
-            depth += 1
-        elif not quoted and ch == ">":
-            depth = max(0, depth - 1)
-        elif ch == "," and not quoted and depth == 0:
-            parts.append("".join(current))
-            current = []
             continue
-        current.append(ch)
-    parts.append("".join(current))
-    return parts
+        try:
+            found = parse_header_addresses(arg)
+        except AddressError as exc:
+            raise SubmissionError(f'bad recipient address "{escape(arg.strip())}": {escape(exc.message)}') from None
+        for entry in found:
+            if not entry.address:
+                raise SubmissionError("bad recipient address <>: an empty address cannot be a recipient")
+            result.append(qualify(entry.address, qualify_domain))
+    return result
 
 
 def extract_recipients(headers: list[Header], qualify_domain: str) -> list[str]:
@@ -321,7 +316,11 @@ def _read_rest(
     protocol: str,
 ) -> LocalMessage:
     own = qualify(caller.login, config.qualify_domain)
-    headers = parse_header_block("".join(block.lines)) if block.lines else []
+    try:
+        headers = parse_header_block("".join(block.lines)) if block.lines else []
+    except HeaderSyntaxError as exc:
+        # The sender's mistake like any other refusal: reported by -oem/-oew mail too.
+        raise SubmissionError(f"malformed header section: {exc}") from None
     line_limit = config.main.header_line_maxsize
     if line_limit and any(len(h.text) > line_limit for h in headers):
         raise SubmissionError(f"a header line is longer than header_line_maxsize ({line_limit})")

@@ -17,7 +17,7 @@ from mta import __version__, record
 from mta.config.variables import expansion_context
 from mta.errors import ExpansionError, SpoolError, SubmissionError
 from mta.expand.expander import expand
-from mta.log import ARRIVAL, escape
+from mta.log import ARRIVAL, escape, escape_token
 from mta.message.headers import Header, find, make_header, rfc822_date
 from mta.receive.body import BodyStats
 from mta.spool.ids import new_message_id
@@ -192,8 +192,8 @@ def arrival_log_text(
             host = f"{escape(arrival.host_name)} {host}"
         fields.append(f"H={host}")
     if arrival.local or arrival.ident:
-        fields.append(f"U={arrival.ident or arrival.caller_login}")
-    fields.append(f"P={arrival.received_protocol}")
+        fields.append(f"U={escape_token(arrival.ident or arrival.caller_login)}")
+    fields.append(f"P={escape_token(arrival.received_protocol)}")
     if arrival.tls_cipher and logger.selected("tls_cipher"):
         fields.append(f"X={arrival.tls_cipher}")
     if arrival.authenticator:

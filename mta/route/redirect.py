@@ -6,7 +6,7 @@ parse_redirect_list(text, *, source, incoming_domain, qualify_domain,
                     allow_pipe, allow_file, allow_include, allow_fail,
                     allow_defer, allow_blackhole, qualify_preserve_domain=False,
                     skip_syntax_errors=False, include_check=None,
-                    include_depth=0) -> RedirectParse
+                    include_reader=None, include_depth=0) -> RedirectParse
     Parse the value of an alias or the contents of a .forward file.
 read_list_file(path, what) -> (text, os.stat_result)
     Read a regular file of at most MAX_LIST_FILE_SIZE bytes; DeferError if
@@ -89,6 +89,7 @@ _SMTP_CODE = re.compile(r"([45]\d\d)(?:\s+([45]\.\d{1,3}\.\d{1,3}))?(?:\s+|$)")
 _QUOTED_ITEM_SUFFIX = re.compile(r""" in (?:'.*'|".*")$""", re.S)
 
 IncludeCheck = Callable[[str, os.stat_result], None]
+IncludeReader = Callable[[str, str], "tuple[str, os.stat_result]"]
 
 
 class ItemKind(enum.Enum):
@@ -181,6 +182,7 @@ class _Rules:
     skip_syntax_errors: bool
     include_check: IncludeCheck | None
     tainted: bool
+    include_reader: IncludeReader | None = None
 
 
 def parse_redirect_list(
@@ -198,6 +200,7 @@ def parse_redirect_list(
     qualify_preserve_domain: bool = False,
     skip_syntax_errors: bool = False,
     include_check: IncludeCheck | None = None,
+    include_reader: IncludeReader | None = None,
     include_depth: int = 0,
 ) -> RedirectParse:
     """Parse an alias value or a forward file; see the module docstring.
@@ -206,6 +209,9 @@ def parse_redirect_list(
     /etc/aliases, entry "sales"``).  `include_check(path, stat)` is called
     for every :include: file before it is used and may raise DeferError (a
     forward file uses it to stop a user including files they cannot read).
+    `include_reader(path, what)` reads an :include: file instead of
+    read_list_file (a forward file's are read as its user); it raises as
+    read_list_file does.
 
     Raises FailError for ``:fail:``, DeferError for ``:defer:``, and
     RedirectSyntaxError (a DeferError) for any error in the list.
@@ -213,7 +219,7 @@ def parse_redirect_list(
     rules = _Rules(
         source, incoming_domain, qualify_domain, allow_pipe, allow_file, allow_include, allow_fail,
         allow_defer, allow_blackhole, qualify_preserve_domain, skip_syntax_errors, include_check,
-        is_tainted(text),
+        is_tainted(text), include_reader,
     )
     result = RedirectParse()
     _parse_into(str(text), rules, result, include_depth, ())
@@ -392,7 +398,7 @@ def _include(item: str, rules: _Rules, out: RedirectParse, depth: int, stack: tu
     if path in stack:
         raise RedirectSyntaxError(rules.source, f"included file {path} includes itself", item)
     try:
-        text, st = read_list_file(path, "included file")
+        text, st = (rules.include_reader or read_list_file)(path, "included file")
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise RedirectSyntaxError(rules.source, f"cannot open included file {path}: {exc.strerror}") from None
     except DeferError as exc:

@@ -6,10 +6,11 @@ from an alias or forward file, from the item itself (unless
 white space separates arguments, double quotes (with backslash escapes) or
 single quotes group them.  Each argument of ``command`` is then expanded on
 its own, so an expansion can never add an argument; ``$pipe_addresses``
-standing as a whole argument becomes one argument per address.  Commands
-from alias and forward files are not expanded (as in Exim).  ``use_shell``
-runs the whole expanded string with ``/bin/sh -c`` instead; that needs the
-result to be free of message data (tainted data is refused).
+standing as a whole argument becomes one argument per address, never split
+or expanded.  Commands from alias and forward files are not expanded (as in
+Exim).  ``use_shell`` runs the whole expanded string with ``/bin/sh -c``
+instead; that needs the result to be free of message data: tainted data,
+``$pipe_addresses`` and ``$local_part`` included, is refused.
 
 The command runs in its own process group with a fixed environment and
 nothing inherited: DOMAIN, HOME, HOST (when the address has a host),
@@ -48,7 +49,7 @@ import signal
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError, FailError
 from mta.route.item import AddressItem
-from mta.taint import is_tainted
+from mta.taint import is_tainted, taint
 from mta.transports import _local
 from mta.transports._command import EX_EXECFAILED, RunResult, run_command, split_command
 from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage, TransportOptions
@@ -238,17 +239,17 @@ class PipeTransport(LocalTransport):
         elif not o.command:
             raise DeferError(f"no command specified for {self.name} transport")
         elif o.use_shell:
-            text = o.command
-            for name in _PIPE_ADDRESSES:
-                text = text.replace(name, item.address)
-            # Message data must never reach a shell (OpenSMTPD CVE-2020-7247).
-            argv = ["/bin/sh", "-c", self._untainted(self._expand("command", text, item, env))]
+            # The command text is the configuration's, expanded once; $pipe_addresses is a tainted
+            # variable like $local_part, so a command that would contain it (or any other message
+            # data) is refused: message data must never reach a shell (Exim 4.94+, CVE-2019-10149,
+            # OpenSMTPD CVE-2020-7247).
+            argv = ["/bin/sh", "-c", self._untainted(self._expand("command", o.command, item, env))]
         else:
             argv = []
             for arg in split_command(o.command):
                 if arg in _PIPE_ADDRESSES:
-                    # One argument per address (a local delivery has one), never re-split.
-                    argv.append(item.address)
+                    # One argument per address (a local delivery has one), never re-split or expanded.
+                    argv.append(taint(item.address))
                 elif arg in _ADDRESS_PIPE and o.force_command and item.pipe_command is not None:
                     argv.extend(split_command(_strip_bar(self._untainted(item.pipe_command))))
                 else:
@@ -263,7 +264,7 @@ class PipeTransport(LocalTransport):
 
     def _expand_argument(self, arg: str, command: str, item: AddressItem, env: DeliveryEnv) -> str:
         try:
-            return env.expand(arg, item, {"pipe_addresses": item.address})
+            return env.expand(arg, item, {"pipe_addresses": taint(item.address)})
         except ExpansionError as exc:
             if exc.forced:
                 raise FailError(
@@ -279,7 +280,7 @@ class PipeTransport(LocalTransport):
         return command
 
     def _expand(self, name: str, text: str, item: AddressItem, env: DeliveryEnv, return_path: str = "") -> str:
-        extra = {"pipe_addresses": item.address, **({"return_path": return_path} if return_path else {})}
+        extra = {"pipe_addresses": taint(item.address), **({"return_path": return_path} if return_path else {})}
         try:
             return env.expand(text, item, extra)
         except ExpansionError as exc:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
 from mta import __version__
 from tests.support.mta import BASE_CONFIG, MtaEnv
+from tests.support.nobody import Nobody
 
 BASE_LINES = len(BASE_CONFIG.splitlines())
 
@@ -22,10 +24,19 @@ def test_version_and_config_file(mta_env: MtaEnv, option: str) -> None:
     assert lines[-1] == f"Configuration file is {mta_env.config}"
 
 
-def test_config_from_environment_when_no_C(mta_env: MtaEnv) -> None:
-    result = mta_env.run("-bV", config=False, env={"MTA_CONFIG": str(mta_env.config)})
+def test_config_from_environment_for_an_ordinary_user(open_env: MtaEnv, nobody: Nobody) -> None:
+    result = nobody.run(open_env, "-bV", config=False, environ={"MTA_CONFIG": str(open_env.config)})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1] == f"Configuration file is {mta_env.config}"
+    assert result.stdout.splitlines()[-1] == f"Configuration file is {open_env.config}"
+
+
+def test_config_from_environment_is_ignored_for_root(mta_env: MtaEnv) -> None:
+    """`sudo -E sendmail` must not run root under a configuration from a user's environment."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    result = mta_env.run("-bV", config=False, env={"MTA_CONFIG": str(mta_env.config)})
+    assert f"MTA_CONFIG is ignored when running as root (use -C {mta_env.config})" in result.stderr
+    assert f"Configuration file is {mta_env.config}" not in result.stdout
 
 
 @pytest.mark.parametrize(

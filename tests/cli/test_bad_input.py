@@ -197,7 +197,11 @@ def test_spool_directory_below_a_regular_file(mta_env: MtaEnv) -> None:
 @pytest.mark.parametrize(
     ("address", "reason"),
     [
-        ("a b@c", 'mta: bad recipient address "a b@c": space in address outside quotes'),
+        (
+            "a b@c",
+            'mta: bad recipient address "a b@c": unexpected "b" after address (missing comma or angle brackets?)'
+            " in 'a b@c'",
+        ),
         ("<>", "mta: bad recipient address <>: an empty address cannot be a recipient"),
     ],
     ids=["space", "empty"],

@@ -23,8 +23,9 @@ PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def copy_checkout(target: Path, owner: LocalUser) -> None:
-    """The tracked files of this checkout, as they are in the work tree, owned by `owner`."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
+    """What a clone of this work tree would hold (tracked and new, not ignored files), owned by `owner`."""
+    argv = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    listed = subprocess.run(argv, cwd=REPO, capture_output=True, check=True)
     for name in listed.stdout.decode().split("\0"):
         source = REPO / name
         if not name or not source.is_file():

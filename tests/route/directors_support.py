@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,6 +123,7 @@ def _run(argv: list[str]) -> None:
 # removed by the last to finish.
 _created: dict[str, SystemUser] = {}
 _holders = 0
+_homes: list[Path] = []
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +137,10 @@ def system_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     _holders += 1
     try:
         if not _created:
-            _create_users(tmp_path_factory.mktemp("homes"))
+            # Not under pytest's tmp_path (0700 root): a user's .forward is read as the user,
+            # who must be able to reach their home, as on a real system.
+            _homes.append(Path(tempfile.mkdtemp(prefix="mta-homes-", dir="/tmp")))
+            _create_users(_homes[0])
         yield dict(_created)
     finally:
         _holders -= 1
@@ -143,6 +148,8 @@ def system_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             while _created:
                 _role, user = _created.popitem()
                 _run(["userdel", user.name])
+            while _homes:
+                shutil.rmtree(_homes.pop(), ignore_errors=True)
 
 
 def _create_users(homes: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -163,17 +164,20 @@ def test_symlinks(tmp_path: Path, users: Users) -> None:
     secret = give(write(tmp_path / "secret", f"{carol.name}\n"), None, 0o600)
     bobs = give(write(bob.home / "list", f"{carol.name}\n"), bob)
     own = give(write(alice.home / "dotfiles-forward", f"{carol.name}\n"), alice)
-    cases = [(secret, alice, False), (bobs, alice, False), (own, alice, True), (own, bob, False)]
-    for target, link_owner, ok in cases:
+    # Root's 0600 file cannot even be opened: the .forward is read as alice.  Bob's readable
+    # file can be, and is refused because the link leads to someone else's file.
+    cases = [(secret, alice, "Permission denied"), (bobs, alice, "symbolic link"), (own, alice, None),
+             (own, bob, "symbolic link")]
+    for target, link_owner, refusal in cases:
         if link.is_symlink():
             link.unlink()
         link.symlink_to(target)
         give(link, link_owner)
         outcome = route(tmp_path, address)
-        if ok:
+        if refusal is None:
             assert accepted(outcome) == [(f"{carol.name}@example.com", "local_mbox")], target
         else:
-            assert "symbolic link" in only_deferral(outcome, address), target
+            assert refusal in only_deferral(outcome, address), target
     # A dangling link is no file at all.
     link.unlink()
     link.symlink_to(alice.home / "nothing-here")
@@ -213,22 +217,46 @@ def test_syntax_errors(tmp_path: Path, users: Users) -> None:
     assert accepted(outcome) == [(f"{alice.name}@example.com", "local_mbox")]
 
 
-def test_include_from_forward(tmp_path: Path, users: Users) -> None:
+def test_include_from_forward_is_read_as_the_user(tmp_path: Path, users: Users) -> None:
+    """A user's :include: is opened as the user: what they cannot read (a root-only file, a
+    readable file in a directory they cannot enter) is refused, and nothing of it is used."""
     alice, bob = users["alice"], users["bob"]
     address = f"{alice.name}@example.com"
+    shared = alice.home.parent  # 0755: anyone may enter
     mine = give(write(alice.home / "friends", f"{bob.name}\n"), alice, 0o600)
-    public = give(write(tmp_path / "public", f"{bob.name}\n"), None, 0o644)
-    private = give(write(tmp_path / "private", f"{bob.name}\n"), None, 0o600)
-    for target, ok in ((mine, True), (public, True), (private, False)):
-        forward(alice, f":include:{target}\n")
-        outcome = route(tmp_path, address)
-        if ok:
-            assert accepted(outcome) == [(f"{bob.name}@example.com", "local_mbox")], target
-        else:
-            assert "nor readable by everyone" in only_deferral(outcome, address)
-    public.chmod(0o666)
-    forward(alice, f":include:{public}\n")
-    assert "writable by group and others" in only_deferral(route(tmp_path, address), address)
+    public = give(write(shared / "public", f"{bob.name}\n"), None, 0o644)
+    private = give(write(shared / "private", f"{bob.name}\n"), None, 0o600)
+    closed = tmp_path / "closed"  # pytest's tmp_path is 0700 root: alice cannot enter it
+    closed.mkdir(mode=0o700)
+    behind = give(write(closed / "readable", f"{bob.name}\n"), None, 0o644)
+    try:
+        for target, ok in ((mine, True), (public, True), (private, False), (behind, False)):
+            forward(alice, f":include:{target}\n")
+            outcome = route(tmp_path, address)
+            if ok:
+                assert accepted(outcome) == [(f"{bob.name}@example.com", "local_mbox")], target
+            else:
+                message = only_deferral(outcome, address)
+                assert f"included file {target}: Permission denied" in message, message
+                assert bob.name not in message
+        public.chmod(0o666)
+        forward(alice, f":include:{public}\n")
+        assert "writable by group and others" in only_deferral(route(tmp_path, address), address)
+    finally:
+        public.unlink()
+        private.unlink()
+
+
+def test_forward_in_a_home_the_user_cannot_enter_defers(tmp_path: Path, users: Users) -> None:
+    """The .forward itself is opened as its user too: root could read it, the user cannot."""
+    alice, carol = users["alice"], users["carol"]
+    forward(alice, f"{carol.name}\n")
+    alice.home.chmod(0o000)
+    try:
+        message = only_deferral(route(tmp_path, f"{alice.name}@example.com"), f"{alice.name}@example.com")
+        assert "Permission denied" in message
+    finally:
+        alice.home.chmod(0o755)
 
 
 def test_pipe_needs_transport_and_permission(tmp_path: Path, users: Users) -> None:
@@ -251,13 +279,18 @@ def test_director_user_runs_pipes(tmp_path: Path, users: Users) -> None:
 
 def test_file_directory(tmp_path: Path, users: Users) -> None:
     alice, bob = users["alice"], users["bob"]
-    base = tmp_path / "forwards" / alice.name
+    # Somewhere users can reach, as an administrator's file_directory is: the file is read as alice.
+    forwards = alice.home.parent / "forwards"
+    base = forwards / alice.name
     base.mkdir(parents=True)
-    give(write(base / "forward", f"{bob.name}\n"), alice)
-    options = f"  file_directory = {tmp_path}/forwards/$local_part_data\n"
-    text = USERFORWARD.format(options=options).replace("file = .forward", "file = forward")
-    outcome = make_world(tmp_path, text).route(f"{alice.name}@example.com")
-    assert accepted(outcome) == [(f"{bob.name}@example.com", "local_mbox")]
+    try:
+        give(write(base / "forward", f"{bob.name}\n"), alice)
+        options = f"  file_directory = {forwards}/$local_part_data\n"
+        text = USERFORWARD.format(options=options).replace("file = .forward", "file = forward")
+        outcome = make_world(tmp_path, text).route(f"{alice.name}@example.com")
+        assert accepted(outcome) == [(f"{bob.name}@example.com", "local_mbox")]
+    finally:
+        shutil.rmtree(forwards)
 
 
 # -- mailing lists -------------------------------------------------------------------------

@@ -39,7 +39,12 @@ class Nobody:
     gid: int
 
     def run(
-        self, env: MtaEnv, *args: str, input: bytes | str | None = None, config: bool = True
+        self,
+        env: MtaEnv,
+        *args: str,
+        input: bytes | str | None = None,
+        config: bool = True,
+        environ: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         argv = [*self.prefix, *(["-C", str(env.config)] if config else []), *args]
         data = input.encode() if isinstance(input, str) else input
@@ -52,6 +57,7 @@ class Nobody:
             group=self.gid,
             extra_groups=[],
             cwd="/",
+            env={**os.environ, **(environ or {})},
         )
         return subprocess.CompletedProcess(
             proc.args, proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")

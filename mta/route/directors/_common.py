@@ -22,7 +22,7 @@ from mta.drivers import Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.route.base import Decline, DirectorOptions, Redirect, RouteResult
 from mta.route.item import AddressItem
-from mta.route.redirect import NO_REDIRECT, IncludeCheck, ItemKind, RedirectParse, parse_redirect_list
+from mta.route.redirect import NO_REDIRECT, IncludeCheck, IncludeReader, ItemKind, RedirectParse, parse_redirect_list
 from mta.taint import taint
 from mta.values import split_list
 
@@ -370,6 +370,7 @@ def redirect(
     source: str,
     include_check: IncludeCheck,
     empty: str,
+    include_reader: IncludeReader | None = None,
     fallback: tuple[int | None, int | None] = (None, None),
     home: str | None = None,
 ) -> RouteResult:
@@ -397,6 +398,7 @@ def redirect(
         qualify_preserve_domain=opts.qualify_preserve_domain,
         skip_syntax_errors=opts.skip_syntax_errors,
         include_check=include_check,
+        include_reader=include_reader,
     )
     if parsed.syntax_errors:
         item.extra.setdefault("syntax_errors", []).extend(parsed.syntax_errors)

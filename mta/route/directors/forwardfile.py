@@ -22,16 +22,17 @@ name; $home, the uid and gid come from its passwd entry, and a relative
 ``file`` is taken in the home directory.  A missing file declines; an
 unreadable one defers.
 
-Security: the file is read by this (privileged) process, so before its
-contents are believed it must be a regular file that passes `modemask`
-(no group/world write by default) and, with ``check_owner``, be owned by
-the user or root.  If the name is a symbolic link, the link must pass the
-owner check and the file it points to must have the same owner as the
-link (whenever an owner check is in force: check_owner or owners), so a
-user cannot make us read a file they do not own (``~/.forward ->
-/etc/shadow``).  An ``:include:`` in a user's file must name a file the
-user owns or anyone may read.  Pipes and files from a .forward run as the
-user (uid and gid of the passwd entry) unless the director sets user/group.
+Security: a user's file (with ``check_local_user``), and every file it
+``:include:``s, is read by a child process that has become the user
+(mta.route.user_files), so the kernel refuses what the user could not read
+(``:include:/root/private``, a file under a directory they cannot enter).
+Before its contents are believed it must be a regular file that passes
+`modemask` (no group/world write by default) and, with ``check_owner``, be
+owned by the user or root.  If the name is a symbolic link, the link must
+pass the owner check and the file it points to must have the same owner
+as the link (whenever an owner check is in force: check_owner or owners).
+Pipes and files from a .forward run as the user (uid and gid of the passwd
+entry) unless the director sets user/group.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from mta.route.directors import _common
 from mta.route.directors._common import RedirectingOptions, what
 from mta.route.item import AddressItem
 from mta.route.redirect import NO_REDIRECT, IncludeCheck, read_list_file
+from mta.route.user_files import FileOwner, read_user_file, user_file_reader
 from mta.taint import is_tainted, untainted
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -143,7 +145,8 @@ class ForwardfileDirector(Director):
         return _common.redirect(
             self, ctx, item, text,
             source=f"{what(self)}: {path}",
-            include_check=self._include_checker(pw),
+            include_check=self._include_checker(),
+            include_reader=user_file_reader(_owner(pw)) if pw is not None else None,
             empty=f"{path} gives no addresses",
             fallback=(pw.pw_uid, pw.pw_gid) if pw is not None else (None, None),
             home=item.home,
@@ -178,20 +181,25 @@ class ForwardfileDirector(Director):
         return name
 
     def _read(self, path: str, pw: pwd.struct_passwd | None) -> str | None:
-        """The file's text after the mode, owner and symlink checks; None if it does not exist."""
+        """The file's text after the mode, owner and symlink checks; None if it does not exist.
+
+        A user's file is read as the user (mta.route.user_files), so that the
+        kernel, not this code, decides what the user may make us read."""
         opts = self.options
         label = f"{what(self)}: file"
         try:
-            link = os.lstat(path)
+            if pw is not None:
+                text, link, st = read_user_file(_owner(pw), path, label)
+            else:
+                link = os.lstat(path)
+                text, st = read_list_file(path, label)
         except (FileNotFoundError, NotADirectoryError):
+            # No file, or a dangling symlink, or the file went away since the lstat: no forwarding.
             return None
+        except DeferError:
+            raise
         except OSError as exc:
             raise DeferError(f"{label} {path}: cannot stat: {exc.strerror}", errno=exc.errno or 0) from None
-        try:
-            text, st = read_list_file(path, label)
-        except (FileNotFoundError, NotADirectoryError):
-            # A dangling symlink, or the file went away since the lstat: treat as no file.
-            return None
         uids = self._owner_uids(pw)
         gids = _common.resolve_owners(self, opts.owngroups, "group")
         if stat.S_ISLNK(link.st_mode) and uids is not None:
@@ -217,15 +225,17 @@ class ForwardfileDirector(Director):
             return {pw.pw_uid, 0} | (listed or set())
         return listed
 
-    def _include_checker(self, pw: pwd.struct_passwd | None) -> IncludeCheck:
-        """Checks for an :include:d file: `modemask`, and for a user's file, that the user could read it."""
+    def _include_checker(self) -> IncludeCheck:
+        """The check of an :include:d file: `modemask`.  Whether the user may read it at all is
+        the kernel's decision: a user's included files are read as the user."""
         modemask = self.options.modemask
         label = f"{what(self)}: included file"
 
         def check(path: str, st: os.stat_result) -> None:
             _common.check_file(path, st, label=label, modemask=modemask, uids=None, gids=None)
-            # We read as root: a user may only include what they own or anyone may read.
-            if pw is not None and st.st_uid != pw.pw_uid and not st.st_mode & stat.S_IROTH:
-                raise DeferError(f"{label} {path} is neither owned by {pw.pw_name} nor readable by everyone")
 
         return check
+
+
+def _owner(pw: pwd.struct_passwd) -> FileOwner:
+    return FileOwner(pw.pw_uid, pw.pw_gid, pw.pw_name)

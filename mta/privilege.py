@@ -1,0 +1,153 @@
+"""Becoming another user: for good in a forked child, to do one job with that user's rights.
+
+Security: whatever a user's own data names (their .forward, a file it
+:include:s, a path relative to their home) is opened with that user's
+identity, never root's, so the kernel's permission checks (directories the
+user cannot enter included) apply exactly as they would to the user.  A
+seteuid() around the open would not do: it changes every thread of the
+process, and root could be regained by code running meanwhile.  So the job
+runs in a child that drops to the user for good (`become_user`) and reports
+back as JSON, never as pickled objects: the parent must not execute anything
+a process running as the user could have shaped.
+
+Diagnostics: a child that cannot drop privileges, dies, or runs out of time
+is reported by `AsUserError` with the reason; the caller turns it into a
+deferral.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_MAX_REPORT = 4 * 1024 * 1024  # a list file is at most 1 MB; its JSON form with escapes fits
+
+
+class AsUserError(Exception):
+    """The job could not be run as the user (fork, privilege drop, timeout, no report)."""
+
+
+class RootRegainedError(RuntimeError):
+    """setuid() to an ordinary user left a way back to root: the process must not go on."""
+
+
+def become_user(uid: int, gid: int, username: str | None = None) -> None:
+    """Drop to uid/gid for good: supplementary groups (the user's with `username`, else just
+    gid), then the gid, then the uid; the order matters, as after setuid() groups can no longer
+    be changed.  Raises OSError if a step fails and RootRegainedError if root could be had back."""
+    if username is not None:
+        os.initgroups(username, gid)
+    else:
+        os.setgroups([gid])
+    os.setgid(gid)
+    os.setuid(uid)
+    if uid != 0:
+        # Postfix's paranoia: prove that root cannot be had back.
+        try:
+            os.setuid(0)
+        except PermissionError:
+            return
+        raise RootRegainedError(f"could regain root after setuid({uid})")
+
+
+def run_as_user(
+    uid: int, gid: int, username: str | None, job: Callable[[], dict[str, Any]], timeout: float = 60.0
+) -> dict[str, Any]:
+    """Run `job` in a child that has become uid/gid; return the JSON-safe dict it returned.
+
+    An exception in the job is reported as ``{"error": text, "errno": n}``
+    (the caller decides what it means).  Raises AsUserError when the child
+    cannot be made, cannot drop privileges, dies without a report or takes
+    longer than `timeout` seconds (it is then killed).
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise AsUserError(f"cannot fork to act as uid {uid}: {exc.strerror}") from None
+    if pid == 0:  # pragma: no cover - the child; its effects are what the tests check
+        os.close(read_fd)
+        _child(write_fd, uid, gid, username, job)
+    os.close(write_fd)
+    try:
+        report = _read_all(read_fd, pid, timeout)
+    finally:
+        status = _reap(pid)
+    try:
+        result = json.loads(report)
+    except ValueError:
+        shown = "unknown" if status is None else str(os.waitstatus_to_exitcode(status))
+        raise AsUserError(f"the process acting as uid {uid} ended without a report (exit status {shown})") from None
+    if not isinstance(result, dict) or "privilege_error" in result:
+        reason = result.get("privilege_error") if isinstance(result, dict) else "bad report"
+        raise AsUserError(f"cannot act as uid {uid} gid {gid}: {reason}")
+    return result
+
+
+def _child(write_fd: int, uid: int, gid: int, username: str | None, job: Callable[[], dict[str, Any]]) -> None:
+    """Never returns: become the user, run the job, write its result, exit."""
+    code = 1
+    try:
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(number, signal.SIG_DFL)
+        try:
+            become_user(uid, gid, username)
+        except (OSError, RootRegainedError) as exc:
+            result: dict[str, Any] = {"privilege_error": str(getattr(exc, "strerror", None) or exc)}
+        else:
+            try:
+                result = job()
+            except OSError as exc:
+                result = {"error": exc.strerror or str(exc), "errno": exc.errno or 0}
+            except Exception as exc:
+                # A forked child must never return into the parent's code: any error is a report.
+                result = {"error": f"{type(exc).__name__}: {exc}", "errno": 0}
+        data = memoryview(json.dumps(result).encode("ascii"))
+        while data:
+            data = data[os.write(write_fd, data) :]
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _read_all(fd: int, pid: int, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    data = bytearray()
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0.0))
+            if not ready:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                raise AsUserError(f"the process acting as another user took more than {timeout:g}s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return bytes(data)
+            data += chunk
+            if len(data) > _MAX_REPORT:
+                raise AsUserError("the process acting as another user reported too much")
+    finally:
+        os.close(fd)
+
+
+def _reap(pid: int) -> int | None:
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return None  # reaped by someone else (a SIGCHLD handler)
+        except InterruptedError:
+            continue
