@@ -83,7 +83,7 @@ def run_as_user(
     try:
         report = _read_all(read_fd, pid, timeout)
     finally:
-        status = _reap(pid)
+        status = reap(pid)
     try:
         result = json.loads(report)
     except ValueError:
@@ -113,12 +113,17 @@ def _child(write_fd: int, uid: int, gid: int, username: str | None, job: Callabl
             except Exception as exc:
                 # A forked child must never return into the parent's code: any error is a report.
                 result = {"error": f"{type(exc).__name__}: {exc}", "errno": 0}
-        data = memoryview(json.dumps(result).encode("ascii"))
-        while data:
-            data = data[os.write(write_fd, data) :]
+        write_report(write_fd, result)
         code = 0
     finally:
         os._exit(code)
+
+
+def write_report(fd: int, report: dict[str, Any]) -> None:
+    """A forked child's report to its parent: JSON, ASCII only, written whole."""
+    data = memoryview(json.dumps(report).encode("ascii"))
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def _read_all(fd: int, pid: int, timeout: float) -> bytes:
@@ -143,7 +148,8 @@ def _read_all(fd: int, pid: int, timeout: float) -> bytes:
         os.close(fd)
 
 
-def _reap(pid: int) -> int | None:
+def reap(pid: int) -> int | None:
+    """The child's wait status, or None if someone else (a SIGCHLD handler) already reaped it."""
     while True:
         try:
             return os.waitpid(pid, 0)[1]

@@ -57,7 +57,7 @@ import time
 
 from mta import record
 from mta.errors import DeferError, DeliveryError, ExpansionError, FailError, SpoolError
-from mta.privilege import RootRegainedError, become_user
+from mta.privilege import RootRegainedError, become_user, reap, write_report
 from mta.route.item import AddressItem
 from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage
 
@@ -235,7 +235,7 @@ def run_local_delivery(
         report = _read_report(read_end, pid, timeout, transport.name)
     finally:
         body.close()
-    status = _reap(pid)
+    status = reap(pid)
     _raise_outcome(report, status, transport.name)
 
 
@@ -260,7 +260,7 @@ def _read_report(fd: int, pid: int, timeout: float | None, name: str) -> bytes |
             ready, _, _ = select.select([fd], [], [], wait)
             if not ready:
                 _kill_child(pid)
-                _reap(pid)
+                reap(pid)
                 raise DeferError(f"local delivery process for {name} transport timed out after {timeout:g}s")
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -278,17 +278,6 @@ def _kill_child(pid: int) -> None:
             kill()
             return
         except ProcessLookupError:
-            continue
-
-
-def _reap(pid: int) -> int | None:
-    """The child's wait status, or None if someone else (a SIGCHLD handler) already reaped it."""
-    while True:
-        try:
-            return os.waitpid(pid, 0)[1]
-        except ChildProcessError:
-            return None
-        except InterruptedError:
             continue
 
 
@@ -354,9 +343,7 @@ def _child(
             # never return into the parent's code.  Whatever went wrong (a bug included)
             # becomes a deferral reported to the parent, so the message stays on the spool.
             report = {"status": "defer", "message": f"{transport.name} transport: {type(exc).__name__}: {exc}"}
-        data = memoryview(json.dumps(report).encode("ascii"))
-        while data:
-            data = data[os.write(report_fd, data) :]
+        write_report(report_fd, report)
         exit_code = 0
     finally:
         os._exit(exit_code)
