@@ -159,12 +159,12 @@ class RedirectSyntaxError(DeferError):
     (None when the problem is not one item, e.g. an unreadable :include:).
     """
 
-    def __init__(self, source: str, reason: str, item: str | None = None) -> None:
+    def __init__(self, source: str, reason: str, item: str | None = None, errno: int = 0) -> None:
         self.source = source
         self.reason = reason
         self.item = item
         where = f' in "{_shorten(item)}"' if item is not None else ""
-        super().__init__(f"{source}: {reason}{where}")
+        super().__init__(f"{source}: {reason}{where}", errno=errno)
 
 
 @record.dataclass(frozen=True, slots=True)
@@ -400,9 +400,11 @@ def _include(item: str, rules: _Rules, out: RedirectParse, depth: int, stack: tu
     try:
         text, st = (rules.include_reader or read_list_file)(path, "included file")
     except (FileNotFoundError, NotADirectoryError) as exc:
-        raise RedirectSyntaxError(rules.source, f"cannot open included file {path}: {exc.strerror}") from None
+        raise RedirectSyntaxError(
+            rules.source, f"cannot open included file {path}: {exc.strerror}", errno=exc.errno or 0
+        ) from None
     except DeferError as exc:
-        raise RedirectSyntaxError(rules.source, exc.message) from None
+        raise RedirectSyntaxError(rules.source, exc.message, errno=exc.errno) from None
     if rules.include_check is not None:
         rules.include_check(path, st)
     inner = record.replace(rules, source=f"included file {path}")

@@ -249,11 +249,12 @@ class PipeTransport(LocalTransport):
             for arg in split_command(o.command):
                 if arg in _PIPE_ADDRESSES:
                     # One argument per address (a local delivery has one), never re-split or expanded.
-                    argv.append(taint(item.address))
+                    argv.append(self._not_an_option(taint(item.address), arg))
                 elif arg in _ADDRESS_PIPE and o.force_command and item.pipe_command is not None:
                     argv.extend(split_command(_strip_bar(self._untainted(item.pipe_command))))
                 else:
-                    argv.append(self._expand_argument(arg, o.command, item, env))
+                    value = self._expand_argument(arg, o.command, item, env)
+                    argv.append(value if arg.startswith("-") else self._not_an_option(value, arg))
         if not argv or not argv[0]:
             raise DeferError(f"no command specified for {self.name} transport")
         # Arguments may carry message data (procmail -d $local_part): argv cannot be re-split.
@@ -273,6 +274,18 @@ class PipeTransport(LocalTransport):
             raise DeferError(
                 f'Expansion of "{arg}" from command "{command}" in {self.name} transport failed: {exc.message}'
             ) from None
+
+    def _not_an_option(self, value: str, written: str) -> str:
+        """An argument whose leading "-" came from message data is refused: a recipient
+        "-oQ/tmp"@host must not become an option of the command (the argument-injection class
+        of CVE-2016-10033; Postfix refuses such addresses by default, allow_min_user).  A "-"
+        the configuration wrote itself (``--user=$local_part``) is the administrator's."""
+        if value.startswith("-") and is_tainted(value):
+            raise FailError(
+                f'argument "{value}" (from "{written}" in the command of {self.name} transport) starts with "-" '
+                "and comes from the message: refused, as it could be taken for an option"
+            )
+        return value
 
     def _untainted(self, command: str) -> str:
         if is_tainted(command):

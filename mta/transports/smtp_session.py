@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from mta.route.item import AddressItem
     from mta.transports.smtp_plan import SmtpJob
 
-DATA_SPEC = WriteSpec(crlf=True, dot_stuff=True)
+DATA_SPEC = WriteSpec(crlf=True, dot_stuff=True, bare_cr_to_space=True)
 QUIT_TIMEOUT = 10.0  # a polite goodbye is not worth waiting command_timeout for
 
 

@@ -46,6 +46,10 @@ class WriteSpec:
     body_only: bool = False
     prefix: bytes = b""  # e.g. the mbox "From sender date" line
     suffix: bytes = b""  # e.g. the blank line between mbox messages
+    # SMTP: a CR that is not part of a line end the transport makes becomes a space (Postfix's
+    # rule), so no next hop can see a line end other than our CRLF (SMTP smuggling: a bare CR
+    # before "." would otherwise end the message at a hop that accepts CR alone).
+    bare_cr_to_space: bool = False
 
 
 def header_removed(name: str, patterns: Iterable[str]) -> bool:
@@ -99,6 +103,10 @@ class _Shaper:
         self.at_line_start = True
 
     def _shape(self, data: bytes, at_line_start: bool) -> bytes:
+        if self.spec.bare_cr_to_space:
+            # Before anything else: with CR gone, LF is the only line end left, and the
+            # dot-stuffing after LF below covers every line a next hop could see.
+            data = data.replace(b"\r", b" ")
         for pattern, replacement in self.patterns:
             data = data.replace(b"\n" + pattern, b"\n" + replacement)
             if at_line_start and data.startswith(pattern):

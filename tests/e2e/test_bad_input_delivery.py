@@ -398,3 +398,28 @@ def test_mail_for_root_is_never_delivered_as_root(e2e: E2E) -> None:
     ]
     assert not (e2e.mail / "root").exists()
     assert queued(e2e, message_id)
+
+
+# -- a user's :include: of what only root can read ----------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["root-only file", "directory the user cannot enter"])
+def test_include_of_what_the_user_cannot_read_is_refused(e2e: E2E, where: str) -> None:
+    """Issue 9: a user's .forward and its :include:s are read as the user, not as root."""
+    alice, erin = e2e.user("alice"), e2e.user("erin")
+    secret_dir = e2e.root / "private"
+    secret_dir.mkdir(mode=0o700 if where != "root-only file" else 0o755)
+    secret = secret_dir / "secret.txt"
+    secret.write_text(f"{alice.name}\ntop-secret-{e2e.token}\n")
+    secret.chmod(0o600 if where == "root-only file" else 0o644)
+    e2e.write_forward(erin, f":include:{secret}\n")
+    e2e.write_config()
+    e2e.submit(message_text(alice.address, erin.address, "x", "body\n"), "-odi", "-f", alice.address, erin.address)
+    (message_id,) = e2e.received_ids()
+    (line,) = e2e.log_for(message_id)[1:]
+    assert line.startswith(f"== {erin.address} defer (13): ")
+    assert f"included file {secret}: Permission denied" in line
+    # Nothing of the file was used or shown: alice got nothing, no bounce, no trace of its text.
+    assert not e2e.mbox_path(alice).exists()
+    assert f"top-secret-{e2e.token}" not in "\n".join(e2e.env.log_lines())
+    assert queued(e2e, message_id)
