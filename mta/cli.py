@@ -88,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # Modes that come with later work: say what is missing, so that a service
 # manager or an administrator never mistakes the exit for a start.
-_NOT_YET = {
-    "bd": "this version of mta has no SMTP daemon (-bd): nothing was started",
-    "q": "this version of mta has no queue runner (-q): deliver a queued message with -M ID",
-}
+_NOT_YET: dict[str, str] = {}
 
 
 def mailq_main() -> int:
@@ -182,7 +179,7 @@ def mode_submit(inv: Invocation) -> int:
         from mta.wrapper import submit
 
         return submit(config, inv, sys.stdin.buffer)
-    from mta.receive.local import submit_from_command_line
+    from mta.receive.local_submit import submit_from_command_line
 
     try:
         return submit_from_command_line(config, inv, sys.stdin.buffer)
@@ -307,6 +304,13 @@ def mode_help(inv: Invocation) -> int:
     return 0
 
 
+def _smtp_mode(name: str, inv: Invocation) -> int:
+    import mta.cli_smtp as modes
+
+    result: int = getattr(modes, name)(inv)
+    return result
+
+
 def _caller_is_admin(config) -> bool:  # type: ignore[no-untyped-def]
     from mta.config.caller import current_caller, is_admin, is_trusted, owns_spool
 
@@ -329,6 +333,13 @@ MODES: dict[str, Callable[[Invocation], int]] = {
     "M": mode_message_action,
     "bi": mode_newaliases,
     "help": mode_help,
+    "bd": lambda inv: _smtp_mode("mode_daemon", inv),
+    "q": lambda inv: _smtp_mode("mode_queue", inv),
+    "R": lambda inv: _smtp_mode("mode_queue", inv),
+    "S": lambda inv: _smtp_mode("mode_queue", inv),
+    "bs": lambda inv: _smtp_mode("mode_smtp_stdio", inv),
+    "bS": lambda inv: _smtp_mode("mode_smtp_stdio", inv),
+    "bh": lambda inv: _smtp_mode("mode_smtp_stdio", inv),
 }
 
 

@@ -58,6 +58,7 @@ class Invocation:
     write_log: str | None = None  # -z text
     expansion_file: str | None = None  # -bem file
     terse: bool = False  # -n: sendmail's "no aliasing", ignored; with -bP, values without names (Exim)
+    argv: list[str] = record.field(default_factory=list)  # as given, for handing on to the daemon
 
 
 # Options that take an argument and are accepted for compatibility only.
@@ -68,7 +69,7 @@ _IGNORED = {"-m", "-om", "-U", "-x", "-Ac", "-Am", "-oo", "-G", "-oY", "-oPX", "
 
 def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
     """Parse argv (without argv[0]); raise UsageError for anything unknown or malformed."""
-    inv = Invocation()
+    inv = Invocation(argv=list(argv))
     mode_set: list[str] = []
 
     def set_mode(mode: str, flags: str = "") -> None:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable
 
 from mta.printable import printable
+from mta.privilege import adopt_directory_owner
 
 MAIN = "main"
 REJECT = "reject"
@@ -248,6 +249,12 @@ class Logger:
             os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         st = os.fstat(fd)
+        if st.st_uid == 0 and os.geteuid() == 0:
+            try:
+                # Made by root: it must stay writable by the daemon's processes (mta_user).
+                adopt_directory_owner(fd, os.path.dirname(path) or ".")
+            except OSError:
+                pass
         self._fds[path] = (fd, st.st_dev, st.st_ino)
         return fd
 

@@ -59,6 +59,49 @@ def become_user(uid: int, gid: int, username: str | None = None) -> None:
         raise RootRegainedError(f"could regain root after setuid({uid})")
 
 
+def adopt_directory_owner(fd: int, directory: str | os.PathLike[str]) -> None:
+    """Give a file just created by root to the owner of its directory.
+
+    The spool and log directories belong to mta_user: the receiving processes
+    (which run as mta_user) and the admin tools must be able to use every
+    file in them, whoever made it.  Does nothing unless running as root and
+    the directory is someone else's."""
+    if os.geteuid() != 0:
+        return
+    st = os.stat(directory)
+    if st.st_uid != 0 or st.st_gid != 0:
+        os.fchown(fd, st.st_uid, st.st_gid)
+
+
+class EffectiveUser:
+    """``with EffectiveUser(uid, gid):`` run a stretch of code with that effective uid and gid
+    (the real and saved ids stay root, so root is had back at the end).
+
+    For the daemon's delivery workers: the remote (SMTP) part of a delivery
+    runs as mta_user.  It changes every thread of the process (glibc applies
+    set*id to all threads), which is what is wanted there: the worker does
+    nothing else meanwhile.  Not a security boundary against code that is
+    already hostile; a guard against mistakes (no file is written as root
+    by the SMTP client, no privileged port is used)."""
+
+    def __init__(self, uid: int, gid: int) -> None:
+        self.uid, self.gid = uid, gid
+        self._active = False
+
+    def __enter__(self) -> EffectiveUser:
+        if os.geteuid() == 0 and self.uid != 0:
+            os.setegid(self.gid)
+            os.seteuid(self.uid)
+            self._active = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._active:
+            os.seteuid(0)
+            os.setegid(0)
+            self._active = False
+
+
 def run_as_user(
     uid: int, gid: int, username: str | None, job: Callable[[], dict[str, Any]], timeout: float = 60.0
 ) -> dict[str, Any]:

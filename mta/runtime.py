@@ -77,6 +77,8 @@ class Runtime:
     verbose: bool = False
     # mua_wrapper: a log that cannot be written is not worth a word on stderr.
     quiet_log_failures: bool = False
+    # The daemon's delivery workers: (uid, gid) the remote part of a delivery runs as.
+    remote_identity: tuple[int, int] | None = None
 
     @cached_property
     def logger(self) -> Logger:

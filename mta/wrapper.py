@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-from mta.config.caller import current_caller, is_trusted
+from mta.config.caller import current_caller
 from mta.errors import ConfigError, DeferError, FailError, MtaError, SubmissionError
 from mta.log import ARRIVAL
 
@@ -111,17 +111,12 @@ def submit(config: Config, inv: Invocation, stream: BinaryIO) -> int:
 
 
 def _submit(config: Config, inv: Invocation, stream: BinaryIO) -> None:
-    from mta.receive.local import decide_sender, parse_recipient_arguments, read_local_message
+    from mta.receive.local import read_local_message, submission_envelope
     from mta.runtime import build_runtime
 
     caller = current_caller()
-    m = config.main
-    trusted = is_trusted(caller, m.trusted_users, m.trusted_groups, m.mta_user)
     runtime = build_runtime(config, verbose=inv.verbose, quiet_log_failures=True)
-    recipients = parse_recipient_arguments(inv.args, config.qualify_recipient)
-    if not inv.extract_recipients and not recipients:
-        raise SubmissionError("no recipients given on the command line (use -t to take them from the headers)")
-    sender = decide_sender(inv.sender, caller, trusted, config)
+    trusted, recipients, sender = submission_envelope(inv, caller, config)
     started = time.time()
     with _memory_file() as body:
         message = read_local_message(

@@ -8,6 +8,7 @@ qualify domains) are declared unset here and resolved by the Config.
 
 from __future__ import annotations
 
+from mta.config.main_smtp import SmtpServerOptions
 from mta.drivers import Kind, option, options_table
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -26,8 +27,10 @@ DEFAULT_RECEIVED_HEADER_TEXT = (
     "${if def:sender_helo_name {(helo=$sender_helo_name)\\n\\t}}}}"
     "by $primary_hostname "
     "${if def:received_protocol {with $received_protocol }}"
-    "${if def:tls_cipher {($tls_cipher)\\n\\t}}"
+    "${if def:tls_in_ver { ($tls_in_ver)}}"
+    "${if def:tls_in_cipher_std { tls $tls_in_cipher_std\\n\\t}}"
     "(mta $version_number)\\n\\t"
+    "${if def:sender_host_authenticated {(authenticated as $authenticated_id)\\n\\t}}"
     "${if def:sender_address {(envelope-from <$sender_address>)\\n\\t}}"
     "id $message_exim_id"
     "${if def:received_for {\\n\\tfor $received_for}}"
@@ -35,7 +38,7 @@ DEFAULT_RECEIVED_HEADER_TEXT = (
 
 
 @options_table
-class MainOptions:
+class MainOptions(SmtpServerOptions):
     """Options of the main section (before the first ``begin``)."""
 
     _generic: ClassVar[bool] = True

@@ -241,10 +241,15 @@ class Delivery:
         for item in local:
             self._deliver_local(item, message, env)
         if remote:
-            if self.loop_runner is not None:
-                self.loop_runner.run(self._deliver_remote(remote, message, env, close=False))
-            else:
-                asyncio.run(self._deliver_remote(remote, message, env, close=True))
+            from mta.privilege import EffectiveUser
+
+            identity = self.runtime.remote_identity
+            # The daemon's workers send as mta_user; a command-line delivery as whoever ran it.
+            with EffectiveUser(*identity) if identity is not None else _nothing():
+                if self.loop_runner is not None:
+                    self.loop_runner.run(self._deliver_remote(remote, message, env, close=False))
+                else:
+                    asyncio.run(self._deliver_remote(remote, message, env, close=True))
         self._finish(envelope)
 
     def _delivery_env(self, ctx: RoutingContext) -> DeliveryEnv:
@@ -475,6 +480,12 @@ class Delivery:
         # The bounce arrives now, not when this attempt started: a pipe that ran for an hour
         # must not give the bounce an arrival time (log line, Received:, -H) an hour old.
         self.report.bounce_ids.extend(send_bounces(self.runtime, envelope, failures, now=time.time()))
+
+
+def _nothing():  # type: ignore[no-untyped-def]
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def _with_duplicates(item: AddressItem) -> list[AddressItem]:

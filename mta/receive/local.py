@@ -18,13 +18,11 @@ nothing is left on the spool after a refusal.
 from __future__ import annotations
 
 import re
-import signal
-import sys
 from collections.abc import Iterator
 
 from mta import record
-from mta.config.caller import Caller, current_caller, is_trusted
-from mta.errors import AddressError, MtaError, SubmissionError
+from mta.config.caller import Caller, is_trusted
+from mta.errors import AddressError, SubmissionError
 from mta.log import escape
 from mta.message.address import parse_envelope_address, parse_header_addresses, qualify, split_address
 from mta.message.headers import (
@@ -429,101 +427,11 @@ def _dedupe(addresses: list[str]) -> list[str]:
     return result
 
 
-def _timeout_handler(signum: int, frame: object) -> None:
-    raise SubmissionError("timed out while reading the message from standard input")
-
-
-def submit_from_command_line(config: Config, inv: Invocation, stream: BinaryIO) -> int:
-    """The -bm / -t mode: receive, then (later) deliver; returns the exit status."""
-    from mta.runtime import build_runtime
-    from mta.values import parse_time
-
-    runtime = build_runtime(config, verbose=inv.verbose)
-    caller = current_caller()
+def submission_envelope(inv: Invocation, caller: Caller, config: Config) -> tuple[bool, list[str], SenderDecision]:
+    """From a -bm/-t command line and its caller: (trusted, command-line recipients, sender)."""
     m = config.main
     trusted = is_trusted(caller, m.trusted_users, m.trusted_groups, m.mta_user)
     recipients = parse_recipient_arguments(inv.args, config.qualify_recipient)
     if not inv.extract_recipients and not recipients:
         raise SubmissionError("no recipients given on the command line (use -t to take them from the headers)")
-    sender = decide_sender(inv.sender, caller, trusted, config)
-    timeout = m.receive_timeout
-    if inv.receive_timeout:
-        try:
-            timeout = parse_time(inv.receive_timeout)
-        except ValueError as exc:
-            raise SubmissionError(f"-or: {exc}") from None
-    if timeout:
-        signal.signal(signal.SIGALRM, _timeout_handler)
-        signal.alarm(timeout)
-    mode = inv.delivery_mode or ("q" if m.queue_only else "b")
-    try:
-        received = receive_local(
-            runtime,
-            stream,
-            caller=caller,
-            trusted=trusted,
-            recipients=recipients,
-            extract=inv.extract_recipients,
-            dot_ends=inv.dot_ends,
-            sender=sender,
-            sender_name=inv.sender_name,
-            protocol=inv.receive_protocol if (trusted and inv.receive_protocol) else "local",
-            keep_lock=mode not in ("q", "qs"),
-        )
-    except SubmissionError as exc:
-        if inv.error_mode in ("m", "w", "e") and sender.sender_address:
-            from mta.receive.moan import send_submission_error
-
-            copy = getattr(exc, "copy", b"")
-            report_id = send_submission_error(runtime, sender.sender_address, exc.message, copy)
-            runtime.logger.main(f"Error message sent to <{sender.sender_address}>: {exc.message}", report_id)
-            if mode not in ("q", "qs"):
-                start_delivery(runtime, report_id, runtime.spool.lock(report_id), background=(mode == "b"))
-            if inv.error_mode == "e":
-                # -oee: the error has been reported by mail, which counts as success.
-                sys.stderr.write(f"mta: {exc.message} (an error report was mailed to {sender.sender_address})\n")
-                return 0
-        raise
-    finally:
-        if timeout:
-            signal.alarm(0)
-    if received.lock is not None:
-        start_delivery(runtime, received.message_id, received.lock, background=(mode == "b"),
-                       dont_deliver=inv.dont_deliver)
-    return 0
-
-
-def start_delivery(runtime: Runtime, message_id: str, lock, background: bool, dont_deliver: bool = False) -> None:  # type: ignore[no-untyped-def]
-    """Deliver a just-received message now, in this process or in a detached child (-odb)."""
-    import os
-
-    from mta.deliver.delivery import Delivery
-
-    if not background:
-        try:
-            Delivery(runtime, message_id, lock=lock, dont_deliver=dont_deliver).run()
-        except MtaError as exc:
-            # The message is safely on the spool: the submission succeeded, and
-            # failing it now would make the caller send it again. Say so, and
-            # leave the message for a later delivery attempt.
-            runtime.logger.panic(f"delivery after reception failed: {exc}; message left on the spool", message_id)
-            sys.stderr.write(f"mta: message {message_id} accepted, but delivering it failed: {exc}\n")
-        return
-    pid = os.fork()
-    if pid:
-        # The child's copy of the descriptor keeps the lock (open file description locks).
-        lock.release()
-        return
-    try:
-        os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        Delivery(runtime, message_id, lock=lock, dont_deliver=dont_deliver).run()
-        code = 0
-    except BaseException as exc:
-        import traceback
-
-        runtime.logger.panic(f"background delivery failed: {exc!r}\n{traceback.format_exc()}", message_id)
-        code = 1
-    os._exit(code)
+    return trusted, recipients, decide_sender(inv.sender, caller, trusted, config)

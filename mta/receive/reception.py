@@ -60,6 +60,13 @@ class Arrival:
     # -localerror in -H, and the other message's id as R= in the log line.
     localerror: bool = False
     parent_id: str | None = None
+    # SMTP extras (RFC 3461 DSN, RFC 6531 SMTPUTF8, ACL variables): by recipient index.
+    orcpts: dict[int, str] = record.field(default_factory=dict)
+    dsn_flags: dict[int, int] = record.field(default_factory=dict)
+    dsn_envid: str | None = None
+    dsn_ret: int | None = None
+    smtputf8: bool = False
+    acl_variables: dict[str, str] = record.field(default_factory=dict)
 
 
 @record.dataclass(slots=True)
@@ -116,52 +123,11 @@ class Reception:
     # -- completion -------------------------------------------------------
     def accept(self, arrival: Arrival, headers: list[Header], body: BodyStats) -> Received:
         """Put the message on the spool for good; raise SpoolError/SubmissionError if that fails."""
-        # The spool format is imported here, not at the top: mua_wrapper uses
-        # this module without ever writing a spool file (start-up time).
-        from mta.spool.format import Envelope, HostAddress, Recipient, SpoolHeader
-
-        finished = finish_headers(self.runtime, self.message_id, self.started, arrival, headers, body)
-        all_headers, size, max_line = finished.headers, finished.size, finished.max_line_length
-        envelope = Envelope(
-            message_id=self.message_id,
-            originator_login=arrival.caller_login,
-            originator_uid=arrival.caller_uid,
-            originator_gid=arrival.caller_gid,
-            sender_address=arrival.sender_address,
-            received_time=int(self.started),
-            received_time_usec=int((self.started % 1) * 1_000_000),
-            received_time_complete=_seconds_usec(time.time()),
-            warning_count=0,
-            helo_name=arrival.helo_name,
-            host_address=HostAddress(arrival.host_address, arrival.host_port or 0) if arrival.host_address else None,
-            host_name=arrival.host_name,
-            interface_address=(
-                HostAddress(arrival.interface_address, arrival.interface_port or 0)
-                if arrival.interface_address
-                else None
-            ),
-            ident=arrival.ident,
-            received_protocol=arrival.received_protocol,
-            body_linecount=body.linecount,
-            max_received_linelength=max_line,
-            body_zerocount=body.zero_count or None,
-            auth_id=arrival.auth_id,
-            auth_sender=arrival.auth_sender,
-            host_auth=arrival.authenticator,
-            tls_cipher=arrival.tls_cipher,
-            allow_unqualified_recipient=arrival.allow_unqualified,
-            allow_unqualified_sender=arrival.allow_unqualified,
-            deliver_firsttime=True,
-            local=arrival.local,
-            sender_set_untrusted=arrival.sender_set_untrusted,
-            localerror=arrival.localerror,
-            recipients=[Recipient(address=r) for r in arrival.recipients],
-            headers=[SpoolHeader(h.flag, h.text) for h in all_headers],
-        )
-        self.writer.commit(envelope)
+        prepared = prepare_envelope(self.runtime, self.message_id, self.started, arrival, headers, body)
+        self.writer.commit(prepared.envelope)
         self.finished = True
-        self._log_arrival(arrival, envelope, size, all_headers, finished.had_message_id)
-        return Received(self.message_id, size, envelope)
+        self._log_arrival(arrival, prepared.envelope, prepared.size, prepared.headers, prepared.had_message_id)
+        return Received(self.message_id, prepared.size, prepared.envelope)
 
     def _log_arrival(
         self, arrival: Arrival, envelope: Envelope, size: int, headers: list[Header], log_message_id: bool
@@ -174,6 +140,72 @@ class Reception:
                 self.runtime.spool.append_msglog(self.message_id, _stamp(self.started) + f" Received from {text}")
             except SpoolError as exc:
                 logger.main(f"cannot write message log: {exc}", self.message_id)
+
+
+@record.dataclass(slots=True)
+class PreparedEnvelope:
+    """A received message's -H contents, ready to be written, and what its log line needs."""
+
+    envelope: Envelope
+    headers: list[Header]
+    size: int
+    had_message_id: bool
+
+
+def prepare_envelope(
+    runtime: Any, message_id: str, started: float, arrival: Arrival, headers: list[Header], body: BodyStats
+) -> PreparedEnvelope:
+    """The checks and additions of finish_headers, and the envelope built from `arrival`.
+    Shared by every way into the spool (command line, SMTP daemon)."""
+    # The spool format is imported here, not at the top: mua_wrapper uses
+    # this module without ever writing a spool file (start-up time).
+    from mta.spool.format import Envelope, HostAddress, Recipient, SpoolHeader
+
+    finished = finish_headers(runtime, message_id, started, arrival, headers, body)
+    envelope = Envelope(
+        message_id=message_id,
+        originator_login=arrival.caller_login,
+        originator_uid=arrival.caller_uid,
+        originator_gid=arrival.caller_gid,
+        sender_address=arrival.sender_address,
+        received_time=int(started),
+        received_time_usec=int((started % 1) * 1_000_000),
+        received_time_complete=_seconds_usec(time.time()),
+        warning_count=0,
+        helo_name=arrival.helo_name,
+        host_address=HostAddress(arrival.host_address, arrival.host_port or 0) if arrival.host_address else None,
+        host_name=arrival.host_name,
+        interface_address=(
+            HostAddress(arrival.interface_address, arrival.interface_port or 0)
+            if arrival.interface_address
+            else None
+        ),
+        ident=arrival.ident,
+        received_protocol=arrival.received_protocol,
+        body_linecount=body.linecount,
+        max_received_linelength=finished.max_line_length,
+        body_zerocount=body.zero_count or None,
+        auth_id=arrival.auth_id,
+        auth_sender=arrival.auth_sender,
+        host_auth=arrival.authenticator,
+        tls_cipher=arrival.tls_cipher,
+        allow_unqualified_recipient=arrival.allow_unqualified,
+        allow_unqualified_sender=arrival.allow_unqualified,
+        deliver_firsttime=True,
+        local=arrival.local,
+        sender_set_untrusted=arrival.sender_set_untrusted,
+        localerror=arrival.localerror,
+        recipients=[
+            Recipient(address=r, orcpt=arrival.orcpts.get(i, ""), dsn_flags=arrival.dsn_flags.get(i, 0))
+            for i, r in enumerate(arrival.recipients)
+        ],
+        headers=[SpoolHeader(h.flag, h.text) for h in finished.headers],
+        dsn_envid=arrival.dsn_envid,
+        dsn_ret=arrival.dsn_ret,
+        smtputf8=arrival.smtputf8,
+        acl_variables=dict(arrival.acl_variables),
+    )
+    return PreparedEnvelope(envelope, finished.headers, finished.size, finished.had_message_id)
 
 
 def arrival_log_text(
@@ -270,6 +302,11 @@ def received_header(runtime: Any, message_id: str, started: float, arrival: Arri
         "received_for": received_for,
         "version_number": __version__,
         "authenticated_id": arrival.auth_id,
+        "sender_host_authenticated": arrival.authenticator,
+        # From Exim's X= text "TLS1.3:TLS_AES_256_GCM_SHA384:256": the version and the cipher's name.
+        "tls_in_ver": arrival.tls_cipher.split(":")[0] if arrival.tls_cipher else None,
+        "tls_in_cipher_std": arrival.tls_cipher.split(":")[1] if arrival.tls_cipher and ":" in arrival.tls_cipher
+        else None,
     }
     ctx = expansion_context(config, variables)
     try:

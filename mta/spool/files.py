@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from mta.errors import LockedError, SpoolError
+from mta.privilege import adopt_directory_owner
 from mta.spool.format import HEADER_SUFFIX
 
 SPOOL_MODE = 0o640
@@ -124,9 +125,18 @@ def make_directory(path: Path) -> None:
         raise SpoolError(f"spool directory {path.parent} is not writable: {exc.strerror}") from exc
     try:
         os.chmod(path, DIRECTORY_MODE)  # the umask may have taken bits away
+        _adopt_path_owner(path)
     except OSError as exc:
         raise os_error("chmod", path, exc) from exc
     fsync_directory(path.parent)
+
+
+def _adopt_path_owner(path: Path) -> None:
+    """A directory root has just made belongs to whoever owns its parent (mta_user's spool)."""
+    if os.geteuid() == 0:
+        parent = os.stat(path.parent)
+        if parent.st_uid != 0 or parent.st_gid != 0:
+            os.chown(path, parent.st_uid, parent.st_gid)
 
 
 # ---------------------------------------------------------------------------
@@ -150,6 +160,7 @@ def stage_header(directory: Path, message_id: str, header: bytes) -> None:
             fd = os.open(temp, flags, SPOOL_MODE)
         try:
             os.fchmod(fd, SPOOL_MODE)
+            adopt_directory_owner(fd, directory)
             write_all(fd, header)
             os.fsync(fd)  # the contents are on disk before the rename can be
         finally:

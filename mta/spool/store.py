@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 from mta.errors import LockedError, SpoolError, SpoolFormatError
+from mta.privilege import adopt_directory_owner
 from mta.spool.envelope import Envelope
 from mta.spool.files import (
     HEADER_TEMP_PREFIX,
@@ -96,6 +97,7 @@ class Spool:
         # Locks this object holds, by message id (for the checks that only
         # the lock holder rewrites -H or touches -J).
         self._held: dict[str, MessageLock] = {}
+        self._made: set[Path] = set()  # input directories known to exist
 
     # -- layout ------------------------------------------------------------
 
@@ -141,6 +143,15 @@ class Spool:
         writer = MessageWriter(message_id, directory, self._forget_lock)
         self._held[message_id] = writer.lock
         return writer
+
+    def input_directory_for(self, message_id: str) -> Path:
+        """The directory a new message's files go in (made if missing)."""
+        check_message_id(message_id)
+        directory = self._places(INPUT, message_id)[0]
+        if directory not in self._made:
+            make_directory(directory)
+            self._made.add(directory)
+        return directory
 
     # -- locks -------------------------------------------------------------
 
@@ -249,6 +260,7 @@ class Spool:
             except FileNotFoundError:
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                 fd = os.open(path, flags, SPOOL_MODE)
+                adopt_directory_owner(fd, path.parent)
                 created = True
             try:
                 write_all(fd, line)  # one write(): a crash tears at most this line
@@ -297,6 +309,8 @@ class Spool:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, SPOOL_MODE)
             try:
+                if os.geteuid() == 0 and os.fstat(fd).st_uid == 0:
+                    adopt_directory_owner(fd, path.parent)
                 write_all(fd, (text + "\n").encode("utf-8", "surrogateescape"))
             finally:
                 os.close(fd)

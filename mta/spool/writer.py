@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from mta.errors import SpoolError
+from mta.privilege import adopt_directory_owner
 from mta.spool.envelope import Envelope
 from mta.spool.files import (
     HEADER_TEMP_PREFIX,
@@ -80,6 +81,7 @@ class MessageWriter:
             # Lock first: from here on the message is "busy" to everyone.
             take_lock(fd, message_id, self.data_path)
             os.fchmod(fd, SPOOL_MODE)  # the umask may have taken bits away
+            adopt_directory_owner(fd, directory)
             write_all(fd, (message_id + DATA_SUFFIX + "\n").encode())
             fsync_directory(directory)
             created = True

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import smtplib
 import subprocess
 import time
 from pathlib import Path
@@ -20,6 +22,13 @@ from tests.e2e.conftest import E2E, LocalUser
 
 REPO = Path(__file__).resolve().parents[2]
 PLAIN_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def wait_for_file_text(path: Path, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in (path.read_text() if path.exists() else ""):
+        assert time.monotonic() < deadline, f"{text!r} never reached {path}"
+        time.sleep(0.1)
 
 
 def copy_checkout(target: Path, owner: LocalUser) -> None:
@@ -55,11 +64,24 @@ def test_readme_first_command_then_queue_submission_and_delivery(e2e: E2E, tmp_p
     checkout = user.home / "mta"
     copy_checkout(checkout, user)
 
-    # The README's first command: until the daemon exists it must fail, not pretend to start.
+    # The README's first command: the daemon on 127.0.0.1:2525, detached once it listens.
     started = as_user(user, ["scripts/run"], checkout)
-    assert started.returncode != 0
-    assert "no SMTP daemon" in started.stderr
-    assert (checkout / ".venv" / "bin" / "mta").exists()
+    pid_file = checkout / "var" / "spool" / "mta-daemon.pid"
+    try:
+        assert started.returncode == 0, started.stderr
+        assert (checkout / ".venv" / "bin" / "mta").exists()
+        with smtplib.SMTP("127.0.0.1", 2525, timeout=30) as client:
+            refused = client.sendmail("someone@example.org", [f"{user.name}@localhost"],
+                                      b"Subject: over SMTP\r\n\r\nhello\r\n")
+        assert refused == {}
+        wait_for_file_text(checkout / "var" / "mail" / user.name, "Subject: over SMTP")
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_file.exists(), "the daemon did not stop on SIGTERM"
 
     listing = as_user(user, ["scripts/run", "-bp"], checkout)
     assert (listing.returncode, listing.stdout, listing.stderr) == (0, "", "")
@@ -77,10 +99,7 @@ def test_readme_first_command_then_queue_submission_and_delivery(e2e: E2E, tmp_p
     sent = as_user(user, ["scripts/run", address], checkout, input="Subject: from a newcomer\n\nhello\n")
     assert (sent.returncode, sent.stderr) == (0, "")
     mailbox = checkout / "var" / "mail" / user.name
-    deadline = time.monotonic() + 30
-    while "Subject: from a newcomer" not in (mailbox.read_text() if mailbox.exists() else ""):
-        assert time.monotonic() < deadline, "the message never reached var/mail"
-        time.sleep(0.1)
+    wait_for_file_text(mailbox, "Subject: from a newcomer")
     assert "Subject: queued first" in mailbox.read_text()
     assert mailbox.stat().st_uid == user.uid
     assert as_user(user, ["scripts/run", "-bp"], checkout).stdout == ""

@@ -1,0 +1,95 @@
+"""The daemon's delivery workers: long-lived processes that deliver what the receivers spooled.
+
+Each worker reads message ids from the dispatch socket (a Unix datagram
+socket all workers share, so the kernel hands each id to one idle worker)
+and delivers that message, holding its -D lock, exactly as ``mta -M``
+would.  A worker keeps its SMTP connections open from one message to the
+next (one asyncio.Runner for its whole life) and closes them when it has
+been idle for a while.
+
+Security: a worker starts as root when the daemon does, because a local
+delivery's child must become the recipient.  The remote part of every
+delivery (the SMTP client, its DNS lookups, its -J writes) runs with the
+effective uid and gid of mta_user (mta.privilege.EffectiveUser); files it
+creates in the spool belong to mta_user in any case.
+
+Durability: a worker that dies (killed, crashed) loses nothing.  Its
+message stays on the spool with its -J journal, unlocked when the process
+ends; the master starts a new worker and the next queue run delivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import signal
+import socket
+import time
+import traceback
+
+from mta.errors import MtaError
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mta.runtime import Runtime
+
+IDLE_CLOSE = 5.0  # seconds without work before cached SMTP connections are closed
+_stopping = False
+
+
+def _stop(signum: int, frame: object) -> None:
+    global _stopping
+    _stopping = True
+
+
+def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tuple[int, int] | None) -> int:
+    """The body of a worker process (after fork); returns its exit status."""
+    from mta.deliver.delivery import Delivery, close_connections
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    runtime.remote_identity = remote_identity
+    dispatch.setblocking(False)
+    idle_since: float | None = time.monotonic()
+    with asyncio.Runner() as runner:
+        try:
+            while not _stopping:
+                ready, _, _ = select.select([dispatch], [], [], 1.0)
+                if not ready:
+                    if idle_since is not None and time.monotonic() - idle_since > IDLE_CLOSE:
+                        runner.run(close_connections(runtime))
+                        idle_since = None
+                    continue
+                try:
+                    data = dispatch.recv(256)
+                except (BlockingIOError, InterruptedError):
+                    continue  # another worker took it
+                message_id = data.decode("ascii", "replace").strip()
+                if not message_id:
+                    continue
+                try:
+                    Delivery(runtime, message_id, loop_runner=runner).run()
+                except MtaError as exc:
+                    runtime.logger.panic(f"delivery worker: {exc}; message left on the spool", message_id)
+                except Exception as exc:
+                    # A bug: the message stays on the spool (it was never marked delivered); this worker
+                    # ends so that a fresh one, started by the master, carries on.
+                    runtime.logger.panic(
+                        f"delivery worker failed: {exc!r}\n{traceback.format_exc()}; message left on the spool",
+                        message_id,
+                    )
+                    return 1
+                idle_since = time.monotonic()
+        finally:
+            try:
+                runner.run(close_connections(runtime))
+            except (OSError, MtaError):
+                pass
+    return 0
+
+
+def worker_pid_note() -> str:
+    return f"delivery worker pid={os.getpid()}"

@@ -1,0 +1,380 @@
+"""What every SMTP session of one receiving process shares: configuration, ACLs, TLS, AUTH, spool.
+
+`ReceiverContext` answers the session's questions (what does EHLO offer
+this host? does the RCPT ACL accept this address?) and does the work that
+is not one connection's: spooling through the process's `Spooler`,
+handing an accepted message to delivery, logging.  A session never reads
+the configuration by itself, so the daemon, `-bs`, `-bS` and `-bh` differ
+only in the context they give it.
+
+ACL results become replies here, in Exim's words and codes: accept goes on,
+deny is 550 (or the ACL's code), defer 451, drop 550 and the end of the
+connection, discard accepts the command but not the recipient or message.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import time
+
+from mta.config.lists import match_domain, match_host
+from mta.config.variables import expansion_context, list_context
+from mta.errors import ExpansionError, SpoolError
+from mta.log import ARRIVAL, escape, log_timestamp
+from mta.spool.ids import new_message_id
+from mta.taint import Tainted, taint
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from mta.receive.smtp_server import SmtpSession
+    from mta.receive.spooler import PendingMessage, Spooler
+    from mta.runtime import Runtime
+
+# ACL stages that are checked when their option is unset (Exim: no RCPT ACL means no mail).
+_DENY_WHEN_UNSET = ("RCPT", "VRFY", "EXPN", "ETRN")
+_ACL_OPTION = {
+    "CONNECT": "acl_smtp_connect", "HELO": "acl_smtp_helo", "MAIL": "acl_smtp_mail", "RCPT": "acl_smtp_rcpt",
+    "PREDATA": "acl_smtp_predata", "DATA": "acl_smtp_data", "VRFY": "acl_smtp_vrfy", "EXPN": "acl_smtp_expn",
+    "ETRN": "acl_smtp_etrn", "AUTH": "acl_smtp_auth", "QUIT": "acl_smtp_quit", "STARTTLS": "acl_smtp_starttls",
+}
+_REJECT_WHAT = {"CONNECT": "connection", "HELO": "EHLO or HELO", "MAIL": "MAIL", "RCPT": "RCPT",
+                "PREDATA": "DATA", "DATA": "after DATA", "VRFY": "VRFY", "EXPN": "EXPN", "ETRN": "ETRN",
+                "AUTH": "AUTH", "STARTTLS": "STARTTLS", "QUIT": "QUIT"}
+
+
+class ReceiverContext:
+    """Shared by the sessions of one process."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        spooler: Spooler | None,
+        on_accepted: Callable[[str, Any], None] | None = None,
+        trace: Callable[[str], None] | None = None,
+        batch_errors: Callable[[str], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.spooler = spooler  # None: -bh, nothing is spooled
+        self.on_accepted = on_accepted
+        self._trace = trace
+        self._batch_errors = batch_errors
+        self.lists = list_context(self.config)
+        m = self.config.main
+        self.enforce_sync = m.smtp_enforce_sync
+        try:
+            entry = pwd.getpwnam(m.mta_user)
+            self.mta_login, self.mta_uid, self.mta_gid = entry.pw_name, entry.pw_uid, entry.pw_gid
+        except KeyError:
+            self.mta_login, self.mta_uid, self.mta_gid = str(os.getuid()), os.getuid(), os.getgid()
+        if os.geteuid() != 0 and os.getuid() != self.mta_uid:
+            # A per-user instance: its messages are the user's.
+            entry = pwd.getpwuid(os.getuid())
+            self.mta_login, self.mta_uid, self.mta_gid = entry.pw_name, entry.pw_uid, entry.pw_gid
+        self._acl: Any = None
+        self._tls: Any = None
+
+    # -- small helpers -----------------------------------------------------------------------
+    @staticmethod
+    def taint(text: str) -> Tainted:
+        return taint(text)
+
+    def trace(self, text: str) -> None:
+        if self._trace is not None:
+            self._trace(text)
+
+    def batch_error(self, text: str) -> None:
+        if self._batch_errors is not None:
+            self._batch_errors(text)
+
+    def host_in(self, option_value: str, session: SmtpSession) -> bool:
+        if not option_value:
+            return False
+        if session.host_address is None:
+            # Local SMTP (-bs, -bS): Exim matches an empty host list item; "*" matches too.
+            return option_value.strip() in ("*", ":")
+        try:
+            return match_host(session.host_address, session.host_name, option_value, self.lists).matched
+        except ValueError:
+            return False
+
+    def variables(self, session: SmtpSession) -> dict[str, Any]:
+        """The session's facts as expansion variables (all network data tainted)."""
+        t = session.transaction
+        return {
+            "sender_host_address": session.host_address,
+            "sender_host_port": str(session.host_port) if session.host_port else None,
+            "sender_host_name": session.host_name,
+            "sender_helo_name": session.helo_name,
+            "interface_address": session.interface_address,
+            "interface_port": str(session.interface_port) if session.interface_port else None,
+            "received_protocol": session.received_protocol,
+            "authenticated_id": session.authenticated_id,
+            "sender_host_authenticated": session.authenticator,
+            "tls_in_cipher": session.tls_cipher,
+            "tls_cipher": session.tls_cipher,
+            "sender_address": t.sender,
+            "smtp_active_hostname": self.config.primary_hostname,
+            "recipients_count": str(len(t.recipients)),
+            "rcpt_count": str(len(t.recipients)),
+        }
+
+    def expand(self, text: str, session: SmtpSession) -> str:
+        return expansion_context_expand(text, expansion_context(self.config, self.variables(session)))
+
+    # -- what the session offers -----------------------------------------------------------
+    def banner(self, session: SmtpSession) -> str:
+        try:
+            return self.expand(self.config.main.smtp_banner, session)
+        except ExpansionError as exc:
+            self.runtime.logger.panic(f"expansion of smtp_banner failed: {exc.message}")
+            return f"{self.config.primary_hostname} ESMTP"
+
+    def tls_advertised(self, session: SmtpSession) -> bool:
+        if session.tls_cipher is not None or session.host_address is None:
+            return False
+        hosts = getattr(self.config.main, "tls_advertise_hosts", "*")
+        return self.tls_available() and self.host_in(hosts, session)
+
+    def tls_available(self) -> bool:
+        try:
+            from mta.receive import tls  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def pipelining_advertised(self, session: SmtpSession) -> bool:
+        return self.host_in(self.config.main.pipelining_advertise_hosts, session) or session.host_address is None
+
+    def auth_mechanisms(self, session: SmtpSession) -> list[str]:
+        if not self.runtime.authenticators:
+            return []
+        if session.tls_cipher is None and not self.host_in(self.config.main.auth_advertise_hosts, session):
+            return []
+        from mta.receive.smtp_auth import advertised_mechanisms
+
+        return advertised_mechanisms(self, session)
+
+    def extensions(self, session: SmtpSession) -> list[str]:
+        """The EHLO reply's lines after the greeting (HELP is added by the session), Exim's order."""
+        m = self.config.main
+        lines = []
+        if m.message_size_limit:
+            lines.append(f"SIZE {m.message_size_limit}")
+        lines.append("8BITMIME")
+        if self.pipelining_advertised(session):
+            lines.append("PIPELINING")
+        if self.host_in(m.chunking_advertise_hosts, session):
+            lines.append("CHUNKING")
+        if self.host_in(m.dsn_advertise_hosts, session):
+            lines.append("DSN")
+        mechanisms = self.auth_mechanisms(session)
+        if mechanisms:
+            lines.append("AUTH " + " ".join(mechanisms))
+        if self.tls_advertised(session):
+            lines.append("STARTTLS")
+        if self.host_in(m.smtputf8_advertise_hosts, session):
+            lines.append("SMTPUTF8")
+        return lines
+
+    def extension_names(self, session: SmtpSession) -> set[str]:
+        if not session.esmtp:
+            return set()
+        return {line.split()[0] for line in self.extensions(session)}
+
+    def unqualified_sender_ok(self, session: SmtpSession) -> bool:
+        return self.host_in(self.config.main.sender_unqualified_hosts, session)
+
+    def unqualified_recipient_ok(self, session: SmtpSession) -> bool:
+        return self.host_in(self.config.main.recipient_unqualified_hosts, session)
+
+    def local_sender(self, session: SmtpSession, sender: str) -> str:
+        """-bs by an untrusted caller: the envelope sender is the caller's own address (Exim)."""
+        caller = session.local_caller
+        if caller is None or getattr(caller, "trusted", True):
+            return sender
+        from mta.message.address import qualify
+
+        return qualify(caller.login, self.config.qualify_domain)
+
+    # -- ACLs ----------------------------------------------------------------------------------
+    def _acl_engine(self) -> Any:
+        if self._acl is None:
+            from mta.receive.smtp_acl import acl_engine
+
+            self._acl = acl_engine(self.runtime)
+        return self._acl
+
+    async def connection_refusal(self, session: SmtpSession) -> tuple[int, str, str] | None:
+        reply = await self.acl_check(session, "CONNECT", "", quiet=True)
+        if reply is None:
+            return None
+        return int(reply[:3]), reply[4:], ""
+
+    async def acl_check(
+        self,
+        session: SmtpSession,
+        stage: str,
+        line: str,
+        *,
+        recipient: str | None = None,
+        headers: list[Any] | None = None,
+        size: int | None = None,
+        quiet: bool = False,
+    ) -> str | None:
+        """Run the stage's ACL.  None: accepted (go on).  Otherwise the reply has been queued (unless
+        `quiet`), the rejection logged, and its text ("550 relay not permitted") is returned."""
+        from mta.receive.smtp_acl import run_acl
+
+        option = _ACL_OPTION.get(stage)
+        acl_name = getattr(self.config.main, option, None) if option else None
+        result = await run_acl(self, session, stage, acl_name, line, recipient=recipient, headers=headers, size=size)
+        transaction = session.transaction
+        if result.add_headers:
+            transaction.add_headers.extend(result.add_headers)
+        if result.verb in ("accept", "warn"):
+            return None
+        if result.verb == "discard":
+            if stage == "RCPT":
+                session.reply(250, "Accepted")  # accepted, then silently dropped
+                return "discard"
+            return None
+        temporary = result.verb == "defer"
+        code, text = _reply_for(result, temporary, stage, recipient)
+        what = _REJECT_WHAT.get(stage, stage)
+        sender = transaction.sender
+        sender_part = f"F=<{escape(sender)}> " if sender is not None and stage not in ("CONNECT", "HELO") else ""
+        target = f" <{escape(recipient)}>" if recipient is not None else ""
+        reason = result.log_message or text.split("\n")[0]
+        verb_text = "temporarily rejected" if temporary else "rejected"
+        header_lines = [f"{h.flag or ' '} {h.text.rstrip()}" for h in headers] if headers else []
+        session.log_reject(f"{sender_part}{verb_text} {what}{target}: {escape(reason)}", header_lines)
+        if not quiet:
+            session.reply(code, text)
+        if result.verb == "drop":
+            from mta.receive.smtp_server import Drop
+
+            if quiet:
+                session.reply(code, text)
+            raise Drop()
+        return f"{code} {text}"
+
+    async def verify_command(self, session: SmtpSession, verb: str, argument: str, line: str) -> None:
+        if not argument:
+            session.reply(501, f"{verb} must have an address argument")
+            return
+        reply = await self.acl_check(session, verb, line, recipient=taint(argument))
+        if reply is None:
+            session.reply(252, f"{verb} not available") if verb == "EXPN" else session.reply(
+                252, "Administrative prohibition"
+            )
+
+    async def etrn(self, session: SmtpSession, argument: str, line: str) -> None:
+        if not argument:
+            session.reply(501, "ETRN must have an argument")
+            return
+        if await self.acl_check(session, "ETRN", line) is not None:
+            return
+        session.reply(250, "OK")
+        self.runtime.logger.main(f"ETRN {escape(argument)} received from {session.host_text().removeprefix('H=')}")
+        from mta.receive.smtp_etrn import start_etrn
+
+        start_etrn(self, argument)
+
+    # -- AUTH and TLS --------------------------------------------------------------------------
+    async def authenticate(self, session: SmtpSession, argument: str, line: str) -> None:
+        from mta.receive.smtp_auth import authenticate
+
+        await authenticate(self, session, argument, line)
+
+    def tls_context(self) -> Any:
+        if self._tls is None:
+            from mta.receive.tls import server_context
+
+            self._tls = server_context(self.runtime)
+        return self._tls
+
+    def describe_tls(self, ssl_object: Any) -> tuple[str | None, str | None, str | None]:
+        """(protocol version, standard cipher name, Exim's X= text) of a TLS session."""
+        if ssl_object is None:
+            return None, None, None
+        version = ssl_object.version()
+        name, _protocol, bits = ssl_object.cipher()
+        short = version.replace("TLSv", "TLS") if version else "TLS"
+        return short, name, f"{short}:{name}:{bits}"
+
+    # -- spooling and after ---------------------------------------------------------------------
+    def new_message(self, session: SmtpSession) -> PendingMessage | None:
+        if self.spooler is None:
+            return None
+        return self.spooler.new_message(new_message_id())
+
+    @staticmethod
+    def fake_message_id() -> str:
+        return new_message_id()
+
+    def log_arrival(self, message_id: str, text: str, started: float) -> None:
+        """Runs in the spool thread right after the commit: the <= line and the msglog."""
+        logger = self.runtime.logger
+        logger.main(f"{ARRIVAL} {text}", message_id, now=started)
+        if self.config.main.message_logs:
+            try:
+                self.runtime.spool.append_msglog(message_id, f"{log_timestamp(started)} Received from {text}")
+            except SpoolError as exc:  # the msglog is a convenience copy; the message is safe
+                logger.main(f"cannot write message log: {exc}", message_id)
+
+    async def message_accepted(self, session: SmtpSession, pending: PendingMessage) -> None:
+        if self.on_accepted is not None:
+            self.on_accepted(pending.message_id, pending)
+        else:
+            pending.release_lock()
+
+
+def expansion_context_expand(text: str, ctx: Any) -> str:
+    from mta.expand.expander import expand
+
+    return expand(text, ctx)
+
+
+def _reply_for(result: Any, temporary: bool, stage: str, recipient: str | None) -> tuple[int, str]:
+    default_code = 451 if temporary else 550
+    text = result.user_message
+    code = default_code
+    if result.code:
+        try:
+            given = int(str(result.code)[:3])
+        except ValueError:
+            given = default_code
+        # A message's own code must keep the verb's class (Exim: 4xx only for defer).
+        if (given // 100 == 4) == temporary and given // 100 in (4, 5):
+            code = given
+    if not text:
+        if temporary:
+            text = "Temporary local problem - please try later"
+        elif stage == "RCPT":
+            text = "relay not permitted" if recipient else "Administrative prohibition"
+        else:
+            text = "Administrative prohibition"
+    return code, text
+
+
+def load_average() -> int:
+    """The 1-minute load average times 1000, as Exim's smtp_load_reserve counts it."""
+    try:
+        return int(os.getloadavg()[0] * 1000)
+    except OSError:
+        return 0
+
+
+def match_local_domain(config: Any, domain: str, lists: Any) -> bool:
+    return match_domain(domain, config.local_domains, lists).matched
+
+
+def elapsed(since: float) -> float:
+    return time.time() - since

@@ -1,0 +1,376 @@
+"""The mail transaction of an SMTP session: MAIL, RCPT, DATA, BDAT, and spooling the message.
+
+The body is streamed: DATA through `DotDecoder` (only CRLF.CRLF ends it),
+BDAT chunk by chunk, both into `MessageText` (headers kept, body sent on to
+the spool's buffer, which spills to -D from a worker thread when large).
+The size limit is checked as the text arrives (552 at the end, the rest
+read and thrown away so the client can be told), a client that goes away
+mid-message leaves nothing on the spool, and 250 is said only after
+`PendingMessage.commit()` has made the message durable.
+
+Replies are Exim's (``250 OK``, ``250 Accepted``, ``354 Enter message,
+ending with "." on a line by itself``, ``250 OK id=...``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from mta.errors import SpoolError, SubmissionError
+from mta.log import escape
+from mta.message.address import qualify
+from mta.message.headers import HeaderSyntaxError, make_header, parse_header_block
+from mta.receive.reception import Arrival, arrival_log_text, prepare_envelope
+from mta.receive.smtp_commands import CommandError, MailCommand, parse_mail, parse_rcpt
+from mta.receive.smtp_data import DotDecoder, MessageText
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mta.receive.smtp_server import SmtpSession
+    from mta.receive.spooler import PendingMessage
+
+DATA_CHUNK_TIMEOUT_NOTE = "SMTP data timeout (message abandoned)"
+
+
+class Transaction:
+    """MAIL ... DATA/BDAT LAST: one message's envelope and text."""
+
+    def __init__(self, session: SmtpSession) -> None:
+        self.session = session
+        self.mail: MailCommand | None = None
+        self.recipients: list[str] = []
+        self.orcpts: dict[int, str] = {}
+        self.notify: dict[int, int] = {}
+        self.rejected_rcpt_replies: list[str] = []
+        self.message_vars: dict[str, str] = {}
+        self.add_headers: list[str] = []
+        self.in_data = False
+        # BDAT state across chunks
+        self._bdat: tuple[PendingMessage | None, MessageText | None] | None = None
+        self._bdat_failed: tuple[int, str] | None = None
+        self.started = 0.0
+
+    @property
+    def sender(self) -> str | None:
+        return None if self.mail is None else self.mail.sender
+
+    async def reset(self) -> None:
+        await self.abandon()
+        self.mail = None
+        self.recipients = []
+        self.orcpts = {}
+        self.notify = {}
+        self.rejected_rcpt_replies = []
+        self.message_vars = {}
+        self.add_headers = []
+
+    async def abandon(self) -> None:
+        """Drop a message in progress (RSET, a lost connection): nothing of it stays."""
+        if self._bdat is not None:
+            pending = self._bdat[0]
+            self._bdat = None
+            if pending is not None:
+                await pending.abort()
+        self._bdat_failed = None
+        self.in_data = False
+
+    # -- MAIL ------------------------------------------------------------------------------------
+    async def cmd_mail(self, argument: str, line: str) -> None:
+        s = self.session
+        if s.helo_name is None and s.local_caller is None:
+            s.reply(503, "HELO or EHLO required")
+            s._protocol_error()
+            return
+        if self.mail is not None:
+            s.reply(503, "sender already given")
+            s._protocol_error()
+            return
+        try:
+            mail = parse_mail(argument, s.ctx.extension_names(s))
+        except CommandError as exc:
+            s.reply(exc.code, exc.text)
+            s._protocol_error()
+            return
+        limit = s.config.main.message_size_limit
+        if limit and mail.size is not None and mail.size > limit:
+            s.reply(552, "Message size exceeds maximum permitted")
+            s.log_reject(f"F=<{escape(mail.sender)}> rejected MAIL FROM: message too big: "
+                         f"size={mail.size} max={limit}")
+            return
+        sender = mail.sender
+        if sender and "@" not in sender:
+            if s.local_caller is None and not s.ctx.unqualified_sender_ok(s):
+                s.reply(501, f"<{escape(sender)}>: sender address must contain a domain")
+                s.log_reject(f"F=<{escape(sender)}> rejected MAIL FROM: unqualified sender")
+                return
+            mail.sender = s.ctx.taint(qualify(sender, s.config.qualify_domain))
+        sender = s.ctx.local_sender(s, mail.sender)
+        mail.sender = sender
+        self.mail = mail
+        self.started = time.time()
+        refusal = await s.ctx.acl_check(s, "MAIL", line)
+        if refusal is not None:
+            self.mail = None
+            return
+        s.reply(250, "OK")
+
+    # -- RCPT ------------------------------------------------------------------------------------
+    async def cmd_rcpt(self, argument: str, line: str) -> None:
+        s = self.session
+        if self.mail is None:
+            s.reply(503, "sender not yet given")
+            s._protocol_error()
+            return
+        limit = s.config.main.recipients_max
+        if limit and len(self.recipients) >= limit:
+            s.reply(452, "too many recipients")
+            return
+        try:
+            rcpt = parse_rcpt(argument, s.ctx.extension_names(s), self.mail.smtputf8)
+        except CommandError as exc:
+            s.reply(exc.code, exc.text)
+            self.rejected_rcpt_replies.append(f"{exc.code} {exc.text}")
+            s._protocol_error()
+            return
+        recipient = rcpt.recipient
+        if "@" not in recipient:
+            if s.local_caller is None and not s.ctx.unqualified_recipient_ok(s) and recipient != "postmaster":
+                text = f"<{escape(recipient)}>: recipient address must contain a domain"
+                s.reply(501, text)
+                self.rejected_rcpt_replies.append(f"501 {text}")
+                return
+            recipient = s.ctx.taint(qualify(recipient, s.config.qualify_recipient))
+        result = await s.ctx.acl_check(s, "RCPT", line, recipient=recipient)
+        if result is not None:
+            self.rejected_rcpt_replies.append(result)
+            return
+        index = len(self.recipients)
+        self.recipients.append(recipient)
+        if rcpt.orcpt:
+            self.orcpts[index] = rcpt.orcpt
+        if rcpt.notify:
+            self.notify[index] = rcpt.notify
+        s.reply(250, "Accepted")
+
+    # -- DATA ------------------------------------------------------------------------------------
+    def _data_refusal(self, verb: str) -> bool:
+        """503 when the transaction cannot take message text yet (True if refused)."""
+        s = self.session
+        if self.mail is None:
+            s.reply(503, "MAIL command must precede " + verb if verb != "BDAT" else "sender not yet given")
+            return True
+        if not self.recipients:
+            if self.rejected_rcpt_replies:
+                lines = ["All RCPT commands were rejected with this error:", self.rejected_rcpt_replies[-1]]
+                s.reply(503, "\n".join([*lines, "valid RCPT command must precede " + verb]))
+            else:
+                s.reply(503, "valid RCPT command must precede " + verb)
+            return True
+        return False
+
+    async def cmd_data(self, argument: str, line: str) -> None:
+        s = self.session
+        if argument:
+            s.reply(501, "DATA takes no argument")
+            return
+        if self._data_refusal("DATA"):
+            s._protocol_error()
+            return
+        if s.ctx.enforce_sync and not s.batched and not s.testing and s.host_address is not None \
+                and s.channel.has_input:
+            s.reply(554, "SMTP synchronization error")
+            from mta.receive.smtp_server import Drop
+
+            raise Drop(f"SMTP protocol synchronization error (next input sent too soon: DATA was not the last "
+                       f"command of a pipelined group): {s.host_text()}")
+        if await s.ctx.acl_check(s, "PREDATA", line) is not None:
+            return
+        pending = s.ctx.new_message(s)  # before the 354: once it is sent, the text follows regardless
+        text = MessageText(pending if pending is not None else _NULL_SINK, s.config.main.header_maxsize,
+                           s.config.main.message_size_limit)
+        s.reply(354, 'Enter message, ending with "." on a line by itself')
+        decoder = DotDecoder()
+        self.in_data = True
+        failure: tuple[int, str] | None = None
+        try:
+            while not decoder.ended:
+                chunk = await s.channel.read_chunk(s.timeout)
+                stored, rest = decoder.feed(chunk)
+                if rest:
+                    s.channel.unread(rest)
+                if failure is None and stored:
+                    try:
+                        text.feed(stored)
+                    except SubmissionError as exc:
+                        failure = _size_failure(exc)
+                    if pending is not None and pending.wants_spill and failure is None:
+                        await pending.spill()
+        except BaseException:
+            self.in_data = False
+            if pending is not None:
+                await pending.abort()
+            raise
+        self.in_data = False
+        await self._end_of_message(pending, text, failure, line)
+
+    # -- BDAT (RFC 3030 CHUNKING) --------------------------------------------------------------------
+    async def cmd_bdat(self, argument: str, line: str) -> None:
+        s = self.session
+        words = argument.split()
+        if not words or not words[0].isdigit() or len(words) > 2 or (len(words) == 2 and words[1].upper() != "LAST"):
+            s.reply(501, "BDAT needs a size and, optionally, LAST")
+            s._protocol_error()
+            return
+        size, last = int(words[0]), len(words) == 2
+        if self._bdat is None:
+            refused = "CHUNKING" not in s.ctx.extension_names(s) or self._data_refusal("BDAT")
+            if refused:
+                # The chunk is on its way regardless: read it and throw it away.
+                await s.channel.read_exactly(size, s.timeout, _discard)
+                if "CHUNKING" not in s.ctx.extension_names(s):
+                    s.reply(503, "BDAT command used when CHUNKING not advertised")
+                return
+            if await s.ctx.acl_check(s, "PREDATA", line) is not None:
+                await s.channel.read_exactly(size, s.timeout, _discard)
+                return
+            pending = s.ctx.new_message(s)
+            self._bdat = (pending, MessageText(pending if pending is not None else _NULL_SINK,
+                                               s.config.main.header_maxsize, s.config.main.message_size_limit))
+        pending, text = self._bdat
+        assert text is not None
+        self.in_data = True
+
+        async def take(piece: bytes) -> None:
+            if self._bdat_failed is not None:
+                return
+            try:
+                text.feed(piece)
+            except SubmissionError as exc:
+                self._bdat_failed = _size_failure(exc)
+                return
+            if pending is not None and pending.wants_spill:
+                await pending.spill()
+
+        try:
+            await s.channel.read_exactly(size, s.timeout, take)
+        except BaseException:
+            await self.abandon()
+            raise
+        if not last:
+            s.reply(250, f"{size} byte chunk received")
+            return
+        failure, self._bdat_failed, self._bdat = self._bdat_failed, None, None
+        self.in_data = False
+        await self._end_of_message(pending, text, failure, line)
+
+    # -- the end of the message -----------------------------------------------------------------------
+    async def _end_of_message(
+        self, pending: PendingMessage | None, text: MessageText, failure: tuple[int, str] | None, line: str
+    ) -> None:
+        s = self.session
+        try:
+            if failure is not None:
+                code, reason = failure
+                s.reply(code, reason)
+                s.log_reject(f"F=<{escape(self.mail.sender if self.mail else '')}> rejected after DATA: {reason}")
+                return
+            try:
+                header_text, stats = text.finish()
+                headers = parse_header_block(header_text) if header_text else []
+            except (SubmissionError, HeaderSyntaxError) as exc:
+                s.reply(552 if "too big" in str(exc) else 550, escape(str(exc)))
+                s.log_reject(f"F=<{escape(self.mail.sender if self.mail else '')}> rejected after DATA: "
+                             f"{escape(str(exc))}")
+                return
+            await self._accept(pending, headers, stats, line)
+        finally:
+            if pending is not None:
+                await pending.abort()  # nothing, once committed
+            await self.reset()
+
+    async def _accept(self, pending: PendingMessage | None, headers: list[Any], stats: Any, line: str) -> None:
+        s = self.session
+        assert self.mail is not None
+        arrival = self._arrival()
+        message_id = pending.message_id if pending is not None else s.ctx.fake_message_id()
+        try:
+            prepared = prepare_envelope(s.ctx.runtime, message_id, self.started, arrival, headers, stats)
+        except SubmissionError as exc:
+            s.reply(550 if "loop" in exc.message else 552, escape(exc.message))
+            s.log_reject(f"F=<{escape(self.mail.sender)}> rejected after DATA: {escape(exc.message)}")
+            return
+        refusal = await s.ctx.acl_check(s, "DATA", line, headers=prepared.headers, size=prepared.size)
+        if refusal is not None:
+            return
+        for added in self.add_headers:
+            prepared.headers.append(make_header(*added.split(":", 1)))
+            prepared.envelope.headers.append(type(prepared.envelope.headers[0])(" ", prepared.headers[-1].text))
+        if pending is None:  # -bh: nothing is spooled
+            s.reply(250, f"OK id={message_id}")
+            s.ctx.trace("**** SMTP testing: that is not a real message id!")
+            return
+        log_text = arrival_log_text(s.logger, arrival, prepared.size, prepared.headers, prepared.had_message_id)
+        try:
+            await pending.commit(prepared.envelope, lambda: s.ctx.log_arrival(message_id, log_text, self.started))
+        except SpoolError as exc:
+            s.logger.panic(f"spool write failed for {message_id}: {exc}")
+            s.reply(451, "Temporary local problem - please try later")
+            return
+        s.messages_accepted += 1
+        s.reply(250, f"OK id={message_id}")
+        await s.ctx.message_accepted(s, pending)
+
+    def _arrival(self) -> Arrival:
+        s = self.session
+        assert self.mail is not None
+        caller = s.local_caller
+        arrival = Arrival(
+            sender_address=self.mail.sender,
+            recipients=list(self.recipients),
+            received_protocol=s.received_protocol,
+            caller_login=caller.login if caller is not None else s.ctx.mta_login,
+            caller_uid=caller.uid if caller is not None else s.ctx.mta_uid,
+            caller_gid=caller.gid if caller is not None else s.ctx.mta_gid,
+            ident=caller.login if caller is not None else None,
+            host_address=s.host_address,
+            host_port=s.host_port,
+            host_name=s.host_name,
+            helo_name=s.helo_name,
+            interface_address=s.interface_address,
+            interface_port=s.interface_port,
+            authenticator=s.authenticator,
+            auth_id=s.authenticated_id,
+            auth_sender=self.mail.auth if self.mail.auth and self.mail.auth != "<>" else None,
+            tls_cipher=s.tls_cipher,
+            local=caller is not None,
+            orcpts=dict(self.orcpts),
+            dsn_flags=dict(self.notify),
+            dsn_envid=self.mail.envid,
+            dsn_ret=self.mail.ret,
+            smtputf8=self.mail.smtputf8,
+            acl_variables={**{k: v for k, v in s.connection_vars.items()}, **self.message_vars},
+        )
+        return arrival
+
+
+class _NullSink:
+    """Where -bh's message text goes: nowhere."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+_NULL_SINK: Any = _NullSink()
+
+
+async def _discard(piece: bytes) -> None:
+    return None
+
+
+def _size_failure(exc: SubmissionError) -> tuple[int, str]:
+    if "header_maxsize" in exc.message:
+        return 552, "Message header section too big"
+    return 552, "Message size exceeds maximum permitted"

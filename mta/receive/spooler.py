@@ -1,0 +1,242 @@
+"""Spooling a message received over SMTP, without blocking the event loop.
+
+The body is kept in memory while it is small and spilled to its -D file
+(from a worker thread) once it passes `SPILL_SIZE`, so that a 100 MB message
+costs no more memory than a small one.  `commit()` runs in a worker thread:
+
+1. the -D file: created with O_EXCL and locked (if it was not spilled
+   already), the rest of the body written, fsynced;
+2. the -H under its temporary name hdr.ID, written and fsynced;
+3. the directory fsynced: -D's entry is durable before any -H can name it;
+4. hdr.ID renamed to ID-H, the directory fsynced again.
+
+Only when `commit()` returns may the session say 250.  The directory
+syncs of steps 3 and 4 are shared by the sessions that commit at the same
+moment (`GroupSync`): one fsync() of input/ covers every rename done
+before it started, which is what lets twenty sessions spool a thousand
+messages a second on one disk (group commit).  Each session still waits
+for a sync that started after its own rename; none is ever answered early.
+
+A crash at any point leaves either no -H (the -D is removed by
+Spool.tidy_temporaries) or the whole message.  `abort()` removes whatever
+was written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from mta.errors import SpoolError
+from mta.spool.files import (
+    HEADER_TEMP_PREFIX,
+    SPOOL_MODE,
+    MessageLock,
+    fsync_directory,
+    os_error,
+    take_lock,
+    unlink_quietly,
+    write_all,
+)
+from mta.spool.format import DATA_SUFFIX, HEADER_SUFFIX, write_header_file
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mta.spool.envelope import Envelope
+    from mta.spool.store import Spool
+
+SPILL_SIZE = 256 * 1024  # bytes of body kept in memory before it goes to -D
+
+
+class GroupSync:
+    """fsync() of one directory, shared by the threads that need it at the same time.
+
+    A caller's changes (creations, renames) are durable when `sync()`
+    returns: it waits for an fsync that *started* after the call, and if
+    none is running it runs one itself, for everyone waiting.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cond = threading.Condition()
+        self._requested = 0  # tickets handed out
+        self._completed = 0  # every ticket up to this one is durable
+        self._running = False
+
+    def sync(self) -> None:
+        with self._cond:
+            self._requested += 1
+            ticket = self._requested
+            while self._completed < ticket:
+                if not self._running:
+                    self._running = True
+                    covering = self._requested  # this fsync covers every change made so far
+                    break
+                self._cond.wait()
+            else:
+                return
+        ok = False
+        try:
+            fsync_directory(self.path)
+            ok = True
+        finally:
+            with self._cond:
+                self._running = False
+                if ok:
+                    self._completed = max(self._completed, covering)
+                self._cond.notify_all()
+
+
+class Spooler:
+    """What one receiving process needs to spool messages: the spool, a thread pool, group syncs."""
+
+    def __init__(self, spool: Spool, threads: int = 16) -> None:
+        self.spool = spool
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="spool")
+        self._syncs: dict[Path, GroupSync] = {}
+        self._syncs_lock = threading.Lock()
+
+    def group_sync(self, directory: Path) -> GroupSync:
+        with self._syncs_lock:
+            sync = self._syncs.get(directory)
+            if sync is None:
+                sync = self._syncs[directory] = GroupSync(directory)
+            return sync
+
+    async def run(self, function: Callable[..., object], *args: object) -> object:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    def new_message(self, message_id: str) -> PendingMessage:
+        directory = self.spool.input_directory_for(message_id)
+        return PendingMessage(self, message_id, directory)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+class PendingMessage:
+    """One message being received: a file-like sink for the body, then commit or abort."""
+
+    def __init__(self, spooler: Spooler, message_id: str, directory: Path) -> None:
+        self.spooler = spooler
+        self.message_id = message_id
+        self.directory = directory
+        self.data_path = directory / (message_id + DATA_SUFFIX)
+        self._parts: list[bytes] = [(message_id + DATA_SUFFIX + "\n").encode()]
+        self._buffered = 0
+        self._fd: int | None = None
+        self.lock: MessageLock | None = None
+        self._done = False
+
+    # -- the body sink (sync: called by LocalBodyWriter) -----------------------------------
+    def write(self, data: bytes) -> int:
+        self._parts.append(data)
+        self._buffered += len(data)
+        return len(data)
+
+    @property
+    def wants_spill(self) -> bool:
+        return self._buffered >= SPILL_SIZE
+
+    async def spill(self) -> None:
+        """Write what is buffered to -D (creating it), in a worker thread."""
+        await self.spooler.run(self._flush_parts)
+
+    # -- worker-thread work -------------------------------------------------------------------
+    def _open_data_file(self) -> None:
+        try:
+            fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SPOOL_MODE)
+        except OSError as exc:
+            raise os_error("create", self.data_path, exc) from exc
+        self._fd = fd
+        self.lock = MessageLock(self.message_id, fd, self.data_path)
+        try:
+            take_lock(fd, self.message_id, self.data_path)  # nobody may deliver it before the -H exists
+            os.fchmod(fd, SPOOL_MODE)
+        except (OSError, SpoolError):
+            self._remove_files()
+            raise
+
+    def _flush_parts(self) -> None:
+        if self._fd is None:
+            self._open_data_file()
+        data, self._parts, self._buffered = b"".join(self._parts), [], 0
+        assert self._fd is not None
+        try:
+            write_all(self._fd, data)
+        except OSError as exc:
+            raise os_error("write", self.data_path, exc) from exc
+
+    def _commit(self, header: bytes) -> None:
+        temp = self.directory / (HEADER_TEMP_PREFIX + self.message_id)
+        try:
+            self._flush_parts()
+            assert self._fd is not None
+            os.fsync(self._fd)  # the body is on disk before any -H names it
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SPOOL_MODE)
+            try:
+                os.fchmod(fd, SPOOL_MODE)
+                write_all(fd, header)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            unlink_quietly(temp)
+            raise os_error("write", temp, exc) from exc
+        except BaseException:
+            unlink_quietly(temp)
+            raise
+        sync = self.spooler.group_sync(self.directory)
+        sync.sync()  # -D's and hdr.ID's entries: durable before the rename
+        try:
+            os.rename(temp, self.directory / (self.message_id + HEADER_SUFFIX))
+        except OSError as exc:
+            unlink_quietly(temp)
+            raise os_error("rename", temp, exc) from exc
+        sync.sync()  # the message exists once this returns
+
+    # -- the session's calls ------------------------------------------------------------------
+    async def commit(self, envelope: Envelope, after: Callable[[], None] | None = None) -> None:
+        """Make the message durable and visible (see the module docstring), then run `after`
+        (the arrival's log lines) in the same worker thread.  Raises SpoolError, and removes
+        everything, if the message could not be spooled: it must then not be acknowledged."""
+        header = write_header_file(envelope)  # a value that cannot be written fails before any I/O
+        try:
+            await self.spooler.run(self._commit, header)
+        except BaseException:
+            await self.abort()
+            raise
+        self._done = True
+        if after is not None:
+            await self.spooler.run(after)
+
+    def release_lock(self) -> None:
+        """After commit: let go of the -D lock (for the delivery workers or a queue runner)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+            self._fd = None
+
+    async def abort(self) -> None:
+        """Forget the message: remove every file written so far.  Nothing after commit."""
+        if self._done:
+            return
+        self._done = True
+        self._parts = []
+        if self._fd is not None:
+            await self.spooler.run(self._remove_files)
+
+    def _remove_files(self) -> None:
+        for path in (self.directory / (self.message_id + HEADER_SUFFIX),
+                     self.directory / (HEADER_TEMP_PREFIX + self.message_id), self.data_path):
+            unlink_quietly(path)
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        self._fd = None
