@@ -1,7 +1,7 @@
 """The client side (ClientExchange) against the server side (ServerExchange), from a configuration file.
 
-The server checks passwords in real lsearch files, as the documentation's
-examples do; the client is the one the smtp transport uses.
+The server is docs/auth.md's example, checking passwords in a real lsearch
+file; the client is the one the smtp transport uses.
 """
 
 from __future__ import annotations
@@ -18,32 +18,12 @@ from mta.config.loader import Config, load_config
 from mta.config.variables import expansion_context
 from mta.expand import ExpandContext, expand
 from mta.runtime import build_runtime
+from tests.e2e.test_doc_examples import doc_example
 
-SERVER_CONFIG = """\
+SERVER_MAIN = """\
 primary_hostname = mx.test.example
 spool_directory = {spool}
 
-begin authenticators
-
-plain:
-  driver = plaintext
-  public_name = PLAIN
-  server_prompts = :
-  server_condition = ${{lookup{{$auth2}}lsearch{{{passwd}}}{{${{if eq{{$value}}{{$auth3}}}}}}{{no}}}}
-  server_set_id = $auth2
-
-login:
-  driver = plaintext
-  public_name = LOGIN
-  server_prompts = Username:: : Password::
-  server_condition = ${{lookup{{$auth1}}lsearch{{{passwd}}}{{${{if eq{{$value}}{{$auth2}}}}}}{{no}}}}
-  server_set_id = $auth1
-
-cram:
-  driver = cram_md5
-  public_name = CRAM-MD5
-  hide server_secret = ${{lookup{{$auth1}}lsearch{{{passwd}}}{{$value}}fail}}
-  server_set_id = $auth1
 """
 
 USERS = {"ph10": "tanstaaf:tanstaaf", "alice": "wonder land^2"}
@@ -54,7 +34,10 @@ def server(tmp_path: Path) -> Config:
     passwd = tmp_path / "passwd"
     passwd.write_text("".join(f"{user}: {password}\n" for user, password in USERS.items()))
     path = tmp_path / "mta.conf"
-    path.write_text(SERVER_CONFIG.format(spool=tmp_path / "spool", passwd=passwd))
+    example = doc_example("auth.md", "server-authenticators").replace("/etc/mta/passwd", str(passwd))
+    # hide: -bP shows the secret's expansion to administrators only (test below).
+    example = example.replace("  server_secret =", "  hide server_secret =")
+    path.write_text(SERVER_MAIN.format(spool=tmp_path / "spool") + example)
     return load_config(str(path))
 
 
@@ -122,7 +105,8 @@ def test_client_against_server(server: Config, mechanism: str, user: str, passwo
     else:
         assert isinstance(step, Success), step
         assert step.authenticated_id == want
-        assert step.log_field == f"{mechanism.lower().replace('-md5', '')}:{want}"
+        instance = {"PLAIN": "plain_server", "LOGIN": "login_server", "CRAM-MD5": "cram_server"}[mechanism]
+        assert step.log_field == f"{instance}:{want}"
 
 
 def test_hidden_server_secret_and_server_options_in_bP(server: Config) -> None:
@@ -137,3 +121,29 @@ def test_hidden_server_secret_and_server_options_in_bP(server: Config) -> None:
     assert "server_set_id = $auth1" in other
     plain = driver_option_lines(server, server.drivers["authenticators"][0], admin=False)
     assert "server_prompts = :" in plain and any(line.startswith("server_condition = ") for line in plain)
+
+
+def test_docs_tables_are_generated_from_the_options() -> None:
+    from mta.auth._common import AuthenticatorOptions
+    from mta.config.options import reference_markdown
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "auth.md").read_text()
+    tables = [
+        reference_markdown("Options every authenticator has", AuthenticatorOptions),
+        reference_markdown("Options of the plaintext authenticator", PlaintextOptions, private_only=True),
+        reference_markdown("Options of the cram_md5 authenticator", CramMd5Options, private_only=True),
+    ]
+    for table in tables:
+        assert table in text, f"docs/auth.md is out of date; regenerate:\n{table}"
+
+
+def test_the_default_configurations_commented_authenticators_work(tmp_path: Path) -> None:
+    """etc/mta.conf ends with server authenticators to uncomment; uncommented, they are docs/auth.md's."""
+    text = (Path(__file__).resolve().parents[2] / "etc" / "mta.conf").read_text()
+    block = text[text.index("# begin authenticators") :]
+    uncommented = "".join(line[2:] + "\n" for line in block.splitlines() if line.startswith("# "))
+    documented = doc_example("auth.md", "server-authenticators").splitlines()
+    assert all(line in documented for line in uncommented.splitlines()), "etc/mta.conf and docs/auth.md differ"
+    (tmp_path / "mta.conf").write_text(SERVER_MAIN.format(spool=tmp_path / "spool") + uncommented)
+    runtime = build_runtime(load_config(str(tmp_path / "mta.conf")))
+    assert [a.public_name for a in runtime.authenticators if a.is_server] == ["PLAIN", "LOGIN"]
