@@ -151,8 +151,8 @@ class ServerData:
     Tainted string: $auth1, $auth2, $auth3 (and $1, $2, ... as older Exim
     configurations write them).  They are values of variables only.
     `defer_reason` is set by whoever returns Verdict.DEFER, for the log.
-    `secrets` holds values the log must never show (a decoded password, an
-    expanded server_secret); see `mta.auth.server`.
+    `secrets` holds other values the log must never show (an expanded
+    server_secret); see `mta.auth.server`.
     """
 
     def __init__(self, expand_with: ExpandWith, debug: Callable[[str], None] | None = None) -> None:

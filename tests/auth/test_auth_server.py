@@ -87,6 +87,8 @@ PLAIN = [
     ("empty initial response =", "=", [], [], "535 5.7.8"),
     ("malformed base64", "AHBoMTAA!!!", [], [], "501 5.5.2"),
     ("bad padding", "AHBoMTA", [], [], "501 5.5.2"),
+    ("not even ASCII", "AHBoMTAA\u00e9\u00e9\u00e9=", [], [], "501 5.5.2"),
+    ("a line break inside", "AHBo\r\nMTAA", [], [], "501 5.5.2"),
     ("malformed answer", None, ["not base64 at all"], [b""], "501 5.5.2"),
     ("cancelled", None, ["*"], [b""], "501 5.5.2"),
     ("absurdly long line", "A" * 20000, [], [], "500 5.5.6"),
