@@ -1,6 +1,31 @@
-"""The plaintext authenticator: PLAIN and LOGIN (RFC 4616, draft-murchison-sasl-login), client side.
+"""The plaintext authenticator: PLAIN and LOGIN (RFC 4616, draft-murchison-sasl-login).
 
-The client sends fixed strings, Exim style::
+Server side, Exim style: the client's data, decoded and split at NUL bytes,
+goes into $auth1, $auth2, $auth3, and `server_condition` decides::
+
+    plain_server:
+      driver = plaintext
+      public_name = PLAIN
+      server_prompts = :
+      server_condition = ${if eq{$auth3}{${lookup{$auth2}lsearch{/etc/mta/passwd}}}}
+      server_set_id = $auth2
+
+    login_server:
+      driver = plaintext
+      public_name = LOGIN
+      server_prompts = Username:: : Password::
+      server_condition = ${if eq{$auth2}{${lookup{$auth1}lsearch{/etc/mta/passwd}}}}
+      server_set_id = $auth1
+
+PLAIN's one message is ``authzid NUL user NUL password``, so $auth1 is the
+authorization id (usually empty), $auth2 the user, $auth3 the password.
+LOGIN asks for each in turn: $auth1 the user, $auth2 the password.
+`server_prompts` is a list (expanded, then split) of the challenges sent when
+the client has not yet given that many items; data sent with the AUTH
+command counts first.  Unset, it is ``:`` for PLAIN (one empty challenge,
+RFC 4954) and ``Username:: : Password::`` for LOGIN, and empty otherwise.
+
+Client side, the client sends fixed strings, Exim style::
 
     fixed_plain:
       driver = plaintext
@@ -24,11 +49,15 @@ transport tries the next one.
 from __future__ import annotations
 
 from mta.auth._common import (
+    MAX_SERVER_ITEMS,
     AuthenticationCancelled,
     Authenticator,
     AuthenticatorOptions,
     Expand,
     Responses,
+    ServerData,
+    ServerSteps,
+    Verdict,
 )
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ExpansionError
@@ -49,6 +78,25 @@ class PlaintextOptions(AuthenticatorOptions):
         " empty for none); `^` in a result is a NUL byte, `^^` a literal `^`.",
         expand=True,
     )
+    server_prompts: str | None = option(
+        None,
+        Kind.STRING,
+        "Server side: a colon list (expanded, then split) of the challenges sent in turn while the client has"
+        " given fewer items; unset: `:` for PLAIN, `Username:: : Password::` for LOGIN, none otherwise.",
+        expand=True,
+    )
+
+
+# What Exim's documentation tells every administrator to write.
+DEFAULT_PROMPTS = {"PLAIN": ":", "LOGIN": "Username:: : Password::"}
+
+
+def prompt_list(text: str) -> list[str]:
+    """The items of a prompt list; as in every Exim list, an empty last item is ignored (``:`` is one empty prompt)."""
+    items = split_list(text)
+    if len(items) > 1 and items[-1] == "":
+        items.pop()
+    return items
 
 
 def circumflex(text: str) -> bytes:
@@ -86,6 +134,30 @@ class PlaintextAuthenticator(Authenticator):
         yield initial
         for text in rest:
             yield self._item(text, expand)
+
+    @property
+    def is_server(self) -> bool:
+        return self.options.server_condition is not None
+
+    def server_steps(self, initial: bytes | None, data: ServerData) -> ServerSteps:
+        # Exim's auth_plaintext_server(): prompts are expanded before anything is read.
+        text = self.options.server_prompts
+        if text is None:
+            text = DEFAULT_PROMPTS.get(self.public_name, "")
+        try:
+            prompts = prompt_list(data.expand(text)) if text else []
+        except ExpansionError as exc:
+            return data.defer(f"server_prompts: {exc.message}")
+        if initial is not None:
+            data.add(initial)
+        for number, prompt in enumerate(prompts, 1):
+            if len(data.items) >= MAX_SERVER_ITEMS:
+                break
+            # A prompt is sent only for an item the client has not given yet.
+            if number > len(data.items):
+                data.add((yield prompt.encode("utf-8")))
+        data.debug_print(self)
+        return self.check_server_condition(data, unset=Verdict.FAIL)
 
     def _item(self, text: str, expand: Expand) -> bytes:
         try:

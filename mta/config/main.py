@@ -185,5 +185,47 @@ class MainOptions(SmtpServerOptions):
     dns_retrans: int = option(0, Kind.TIME, "Time to wait for one DNS answer; 0 means the resolver's default.")
     dns_retry: int = option(0, Kind.INT, "Times to retry a DNS query; 0 means the resolver's default.")
 
+    # -- the SMTP daemon: TLS and AUTH ---------------------------------
+    tls_advertise_hosts: str = option(
+        "*",
+        Kind.LIST,
+        "Hosts to which the daemon offers STARTTLS (a host list); empty: to nobody.",
+        expand=True,
+    )
+    tls_certificate: str | None = option(
+        None,
+        Kind.STRING,
+        "The daemon's certificate chain (PEM file: the certificate first, then any intermediates); read at"
+        " start-up and on SIGHUP.  Unset: a self-signed certificate for primary_hostname, made once and kept"
+        " under `<spool_directory>/tls/`.",
+        expand=True,
+    )
+    tls_privatekey: str | None = option(
+        None,
+        Kind.STRING,
+        "The private key of `tls_certificate` (PEM, unencrypted); unset: in the certificate's file.",
+        expand=True,
+    )
+    tls_on_connect_ports: str = option(
+        "",
+        Kind.LIST,
+        "Ports (of `daemon_smtp_ports`) on which TLS starts as soon as a client connects, without STARTTLS"
+        " (SMTPS, RFC 8314), e.g. 465.",
+    )
+    tls_require_ciphers: str | None = option(
+        None,
+        Kind.STRING,
+        "The daemon's TLS 1.2 cipher list, in OpenSSL's syntax; unset: OpenSSL's defaults.  TLS 1.3 always uses"
+        " OpenSSL's TLS 1.3 suites.  TLS 1.0 and 1.1 are never accepted.",
+        expand=True,
+    )
+    auth_advertise_hosts: str = option(
+        "",
+        Kind.LIST,
+        "Hosts to which the daemon offers AUTH before STARTTLS (a host list); every client is offered it once"
+        " TLS is on.  Default: nobody, so that no password crosses the network in clear.",
+        expand=True,
+    )
+
     # -- commands -------------------------------------------------------
     bi_command: str = option("", Kind.STRING, "Command run by `mta -bi` (newaliases).")

@@ -104,11 +104,6 @@ class SmtpServerOptions:
         "*", Kind.LIST, "Hosts offered DSN (RET, ENVID, NOTIFY, ORCPT). Exim's default is none."
     )
     smtputf8_advertise_hosts: str = option("*", Kind.LIST, "Hosts offered SMTPUTF8.")
-    auth_advertise_hosts: str = option(
-        "",
-        Kind.LIST,
-        "Hosts offered AUTH without TLS. AUTH is always offered once STARTTLS has been done.",
-    )
     sender_unqualified_hosts: str = option("", Kind.LIST, "Hosts that may send unqualified sender addresses.")
     recipient_unqualified_hosts: str = option("", Kind.LIST, "Hosts that may send unqualified recipient addresses.")
     host_lookup: str = option(

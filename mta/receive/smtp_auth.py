@@ -34,23 +34,13 @@ AUTH_LINE_MAX = 12288
 _recent_failures: dict[str, list[float]] = {}
 
 
-def _server_side_available() -> bool:
-    try:
-        from mta.auth._common import ServerExchange  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def advertised_mechanisms(context: ReceiverContext, session: SmtpSession) -> list[str]:
-    if not _server_side_available():
-        return []
-    from mta.auth._common import server_mechanisms
+    from mta.auth.server import server_mechanisms
 
     def expand(text: str) -> str:
         return context.expand(text, session)
 
-    return list(server_mechanisms(context.runtime.authenticators, expand))
+    return list(server_mechanisms(context.runtime.authenticators, expand, context.runtime.logger.main))
 
 
 def _host_failures(address: str | None, now: float) -> list[float]:
@@ -73,7 +63,10 @@ async def authenticate(context: ReceiverContext, session: SmtpSession, argument:
     if session.transaction.mail is not None:
         session.reply(503, "AUTH not allowed during a mail transaction")
         return
-    if not words or words[0].upper() not in offered:
+    from mta.auth.server import Challenge, ServerExchange, Success, find_server_authenticator
+
+    authenticator = find_server_authenticator(context.runtime.authenticators, words[0] if words else "", offered)
+    if authenticator is None:
         session.reply(504, f"{escape(words[0]) if words else ''} authentication mechanism not supported")
         return
     now = time.time()
@@ -82,9 +75,6 @@ async def authenticate(context: ReceiverContext, session: SmtpSession, argument:
         return
     if await context.acl_check(session, "AUTH", line) is not None:
         return
-    mechanism = words[0].upper()
-    authenticator = next(a for a in context.runtime.authenticators if (a.public_name or a.name).upper() == mechanism)
-    from mta.auth._common import Challenge, Failure, ServerExchange, Success
 
     def expand(text: str, extra: dict[str, Any]) -> str:
         from mta.config.variables import expansion_context
@@ -93,22 +83,20 @@ async def authenticate(context: ReceiverContext, session: SmtpSession, argument:
         return do_expand(text, expansion_context(context.config, {**context.variables(session), **extra}))
 
     exchange = ServerExchange(authenticator, expand)
-    step = exchange.start(words[1] if len(words) > 1 else None)
+    # Lookups of a server_condition read files: never on the event loop.
+    step = await asyncio.to_thread(exchange.start, words[1] if len(words) > 1 else None)
     while isinstance(step, Challenge):
         session.reply(334, step.text)
         raw = await session.channel.read_line(AUTH_LINE_MAX, session.timeout)
-        step = exchange.respond(raw.rstrip(b"\r\n").decode("ascii", "replace"))
+        step = await asyncio.to_thread(exchange.respond, raw.rstrip(b"\r\n").decode("ascii", "replace"))
     if isinstance(step, Success):
-        session.authenticated_id = step.authenticated_id
         session.authenticator = authenticator.name
-        session.reply(235, "Authentication succeeded")
+        session.authenticated_id = step.authenticated_id or ""
+        session.auth_variables = dict(step.variables)
+        session.reply(step.code, f"{step.esc} {step.text}")
         return
-    assert isinstance(step, Failure)
     who = session.host_text().removeprefix("H=")
-    context.runtime.logger.main(
-        f"{authenticator.name} authenticator failed for {who}: {step.code} {escape(step.text)}"
-        + (f" ({escape(step.log_reason)})" if step.log_reason else "")
-    )
+    context.runtime.logger.main(f"{authenticator.name} authenticator failed for {who}: {escape(step.log_reason)}")
     if step.code // 100 == 5 and step.code != 501:
         session.auth_failures += 1
         _host_failures(session.host_address, now).append(now)

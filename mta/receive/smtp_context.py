@@ -119,6 +119,8 @@ class ReceiverContext:
             "sender_host_authenticated": session.authenticator,
             "tls_in_cipher": session.tls_cipher,
             "tls_cipher": session.tls_cipher,
+            "tls_in_ver": session.tls_version,
+            **session.auth_variables,
             "sender_address": t.sender,
             "smtp_active_hostname": self.config.primary_hostname,
             "recipients_count": str(len(t.recipients)),
@@ -143,10 +145,6 @@ class ReceiverContext:
         return self.tls_available() and self.host_in(hosts, session)
 
     def tls_available(self) -> bool:
-        try:
-            from mta.receive import tls  # noqa: F401
-        except ImportError:
-            return False
         return True
 
     def pipelining_advertised(self, session: SmtpSession) -> bool:
@@ -304,10 +302,11 @@ class ReceiverContext:
         """(protocol version, standard cipher name, Exim's X= text) of a TLS session."""
         if ssl_object is None:
             return None, None, None
-        version = ssl_object.version()
-        name, _protocol, bits = ssl_object.cipher()
-        short = version.replace("TLSv", "TLS") if version else "TLS"
-        return short, name, f"{short}:{name}:{bits}"
+        from mta.receive.tls import cipher_text
+
+        text = cipher_text(ssl_object)
+        version, name, _bits = text.split(":", 2)
+        return version, name, text
 
     # -- spooling and after ---------------------------------------------------------------------
     def new_message(self, session: SmtpSession) -> PendingMessage | None:

@@ -86,6 +86,7 @@ class SmtpSession:
         self.authenticated_id: str | None = None
         self.authenticator: str | None = None
         self.auth_failures = 0
+        self.auth_variables: dict[str, str | None] = {}
         self.tls_cipher: str | None = None
         self.tls_version: str | None = None
         self.tls_cipher_std: str | None = None
@@ -107,7 +108,7 @@ class SmtpSession:
         protocol = "esmtp" if self.esmtp else "smtp"
         if self.tls_cipher:
             protocol += "s"
-        if self.authenticated_id is not None:
+        if self.authenticator is not None:
             protocol += "a"
         return protocol
 

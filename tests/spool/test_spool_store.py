@@ -20,6 +20,11 @@ from tests.spool.spool_helpers import Child
 BODY = b"Hello Bob,\n\nsee you on Friday.\n"
 
 
+# One arrival time for every envelope a test makes: a test that writes one and compares
+# it with another made later must not fail because a second boundary fell between them.
+RECEIVED_TIME = int(time.time())
+
+
 def envelope_for(message_id: str, *recipients: str) -> Envelope:
     return Envelope(
         message_id=message_id,
@@ -27,7 +32,7 @@ def envelope_for(message_id: str, *recipients: str) -> Envelope:
         originator_uid=os.getuid(),
         originator_gid=os.getgid(),
         sender_address="alice@example.com",
-        received_time=int(time.time()),
+        received_time=RECEIVED_TIME,
         received_time_usec=0,
         body_linecount=BODY.count(b"\n"),
         max_received_linelength=20,
