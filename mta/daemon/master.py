@@ -106,12 +106,15 @@ class Master:
         import mta.deliver.delivery
         import mta.queue.runner  # noqa: F401
 
+        inherited = os.environ.pop(INHERIT_ENV, None)
+        handed_on = json.loads(inherited) if inherited else None
+        if handed_on is not None:
+            self.pid_fd = handed_on["pid_fd"]  # still locked: locks survive exec
         self._take_pid_file()
         self._prepare_spool()
         self._check_tls()
-        inherited = os.environ.pop(INHERIT_ENV, None)
-        if inherited:
-            self._adopt(json.loads(inherited))
+        if handed_on is not None:
+            self._adopt(handed_on)
         else:
             self.listeners = bind_listeners(listen_addresses(self.config.main, self.inv.listen))
             self.submission = self._bind_submission()
@@ -208,6 +211,15 @@ class Master:
             self.listeners.append((ListenAddress(item["address"], item["port"], item["tls"]), sock))
         if inherited.get("submission") is not None:
             self.submission = socket.socket(fileno=inherited["submission"])
+        if inherited.get("dispatch") is not None:
+            # The receivers of the old image still send ids on this pair: the new workers must hear them.
+            self.dispatch_send.close()
+            self.dispatch_recv.close()
+            send_fd, recv_fd = inherited["dispatch"]
+            self.dispatch_send = socket.socket(fileno=send_fd)
+            self.dispatch_recv = socket.socket(fileno=recv_fd)
+            for sock in (self.dispatch_send, self.dispatch_recv):
+                os.set_inheritable(sock.fileno(), False)
         os.set_inheritable(inherited["pid_fd"], False)
 
     # -- children --------------------------------------------------------------------------------
@@ -483,7 +495,10 @@ class Master:
                 os.kill(child.pid, signal.SIGTERM)  # they finish what they are doing, then end
             except ProcessLookupError:
                 pass
-        fds: dict[str, Any] = {"listeners": [], "pid_fd": self.pid_fd, "submission": None}
+        fds: dict[str, Any] = {"listeners": [], "pid_fd": self.pid_fd, "submission": None,
+                               "dispatch": [self.dispatch_send.fileno(), self.dispatch_recv.fileno()]}
+        for sock in (self.dispatch_send, self.dispatch_recv):
+            os.set_inheritable(sock.fileno(), True)
         for entry, sock in self.listeners:
             os.set_inheritable(sock.fileno(), True)
             fds["listeners"].append({"fd": sock.fileno(), "address": entry.address, "port": entry.port,
