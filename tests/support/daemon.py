@@ -100,7 +100,7 @@ class RawClient:
                 if not chunk:
                     return True
                 self.buffer += chunk
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return False
         except ConnectionResetError:
             return True
