@@ -17,7 +17,6 @@ import string
 from mta import record
 from mta.errors import AddressError
 
-MAX_LOCAL_PART = 64  # octets, RFC 5321 4.5.3.1.1
 MAX_DOMAIN = 255  # octets, RFC 5321 4.5.3.1.2
 MAX_LABEL = 63
 
@@ -246,9 +245,9 @@ def check_domain(domain: str, strip_trailing_dot: bool = False) -> str:
 
 def build_address(local_part: str, domain: str | None) -> str:
     """The internal form of an address (the local part quoted only where needed); AddressError if too long."""
+    # RFC 5321's 64 octets is not enforced: Exim and Postfix accept longer local parts, and
+    # refusing a whole message for one address helps nobody.  Command lines bound the length.
     quoted = quote_local_part(local_part)
-    if len(quoted.encode()) > MAX_LOCAL_PART:
-        raise AddressError(f"local part longer than {MAX_LOCAL_PART} characters")
     return quoted if domain is None else f"{quoted}@{domain}"
 
 

@@ -170,7 +170,7 @@ class SmtpSession:
         return self.host_text().removeprefix("H=") if self.host_address else "local process"
 
     def _log_lost(self) -> None:
-        if self.transaction.in_data:
+        if self.transaction.in_data or self.transaction.lost_in_data:
             self.logger.main(
                 f"SMTP connection from {self._peer_for_log()} lost while reading message data"
             )

@@ -48,6 +48,7 @@ class Transaction:
         self.message_vars: dict[str, str] = {}
         self.add_headers: list[str] = []
         self.in_data = False
+        self.lost_in_data = False  # the connection went while message text was coming
         # BDAT state across chunks
         self._bdat: tuple[PendingMessage | None, MessageText | None] | None = None
         self._bdat_failed: tuple[int, str] | None = None
@@ -209,6 +210,7 @@ class Transaction:
                     if pending is not None and pending.wants_spill and failure is None:
                         await pending.spill()
         except BaseException:
+            self.lost_in_data = True
             self.in_data = False
             if pending is not None:
                 await pending.abort()
@@ -257,6 +259,7 @@ class Transaction:
         try:
             await s.channel.read_exactly(size, s.timeout, take)
         except BaseException:
+            self.lost_in_data = True
             await self.abandon()
             raise
         if not last:
