@@ -20,6 +20,11 @@ def interpret_escape(text: str, pos: int) -> tuple[str, int]:
     digits, ``\\b \\f \\n \\r \\t \\v`` the usual controls, and a backslash
     before anything else stands for that character.  A backslash at the very
     end stands for itself.
+
+    A code stands for one byte, as in Exim: ``\\351`` is the byte 0xE9, not
+    "é", so it is returned as the surrogateescape code point U+DCE9; callers
+    re-read such bytes as UTF-8 where they form it (textcodecs.normalise), so
+    ``\\303\\251`` is "é".
     """
     nxt = pos + 1
     if nxt >= len(text):
@@ -29,7 +34,7 @@ def interpret_escape(text: str, pos: int) -> tuple[str, int]:
         end = nxt + 1
         while end < len(text) and end < nxt + 3 and text[end] in _OCTAL:
             end += 1
-        return chr(int(text[nxt:end], 8)), end
+        return _byte(int(text[nxt:end], 8)), end
     if ch == "x":
         end = nxt + 1
         while end < len(text) and end < nxt + 3 and text[end] in _HEX:
@@ -38,5 +43,10 @@ def interpret_escape(text: str, pos: int) -> tuple[str, int]:
             # Exim would yield NUL here; a lone "\x" is far more likely a typo,
             # and a NUL in an expanded string only causes trouble later.
             return "x", end
-        return chr(int(text[nxt + 1 : end], 16)), end
+        return _byte(int(text[nxt + 1 : end], 16)), end
     return _SIMPLE.get(ch, ch), nxt + 1
+
+
+def _byte(value: int) -> str:
+    value &= 0xFF  # "\\777" is one byte in Exim too
+    return chr(value) if value < 0x80 else chr(0xDC00 + value)

@@ -29,6 +29,7 @@ from mta import record
 from mta.errors import ExpansionError
 from mta.expand.escapes import interpret_escape
 from mta.expand.lookups._common import LookupDeferError, decode
+from mta.expand.textcodecs import normalise
 
 _WHITE = " \t\n\r\f\v"
 _CACHE_FILES = 64
@@ -56,7 +57,7 @@ def _read_key(line: str) -> tuple[str, int]:
             else:
                 out.append(line[i])
                 i += 1
-        return "".join(out), min(i + 1, len(line))
+        return normalise("".join(out)), min(i + 1, len(line))
     i = 0
     while i < len(line) and line[i] != ":" and line[i] not in _WHITE:
         i += 1
@@ -107,7 +108,7 @@ def load(path: str) -> LsearchFile:
             raw = f.read()
     except OSError as exc:
         raise LookupDeferError(
-            f"failed to open {path} for linear search: {exc.strerror}", path, exc.errno or 0
+            f"failed to open {path} for linear search: {exc.strerror}", path, exc.errno or 0, opening=True
         ) from None
     entries = parse_lsearch(decode(raw))
     index: dict[str, str] = {}
@@ -122,7 +123,7 @@ def load(path: str) -> LsearchFile:
     return parsed
 
 
-def find_lsearch(path: str, key: str) -> str | None:
+def find_lsearch(path: str, key: str, options: str | None = None) -> str | None:
     return load(path).index.get(key.lower())
 
 
@@ -144,11 +145,38 @@ def wild_match(pattern: str, subject: str) -> bool:
     return pattern.lower() == subject.lower()
 
 
-def find_wild(path: str, key: str) -> str | None:
+def find_wild(path: str, key: str, options: str | None = None) -> str | None:
     for pattern, data in load(path).entries:
         try:
             if wild_match(pattern, key):
                 return data
         except re.error as exc:
             raise ExpansionError(f'bad regular expression "{pattern}" in {path}: {exc}') from None
+    return None
+
+
+def find_ip(path: str, key: str, options: str | None = None) -> str | None:
+    """iplsearch: keys are IP addresses or CIDR networks; "*" matches only the key "*"."""
+    import ipaddress
+
+    from mta.expand.ipaddr import is_ip_address
+
+    if key != "*" and is_ip_address(key)[0] == 0:
+        raise LookupDeferError(
+            f'"{key}" is not a valid iplsearch key (an IP address, with optional CIDR mask, is wanted): '
+            "in a host list, use net-iplsearch as the search type",
+            path,
+        )
+    for pattern, data in load(path).entries:
+        if pattern == "*" or key == "*":
+            if pattern == key:
+                return data
+            continue
+        try:
+            network = ipaddress.ip_network(pattern, strict=False)
+            address = ipaddress.ip_network(key, strict=False)
+        except ValueError:
+            continue
+        if address.version == network.version and address.subnet_of(network):  # type: ignore[arg-type]
+            return data
     return None
