@@ -98,9 +98,15 @@ def expand(text: str, ctx: ExpandContext | None = None) -> str:
 
 
 def check(text: str) -> None:
-    """Raise ExpansionError if `text` would fail to expand for reasons of syntax."""
+    """Raise ExpansionError if `text` would fail to expand for reasons of syntax.
+
+    Variable names are not checked: the code that expands an option may add
+    names of its own ($pipe_addresses in a pipe command, say).
+    """
     if "$" in text or "\\" in text:
-        Expander(_EMPTY_CONTEXT).run(str.__str__(text), skipping=True)
+        checker = Expander(_EMPTY_CONTEXT)
+        checker.checking = True
+        checker.run(str.__str__(text), skipping=True)
 
 
 def is_header_name(name: str) -> bool:
@@ -130,6 +136,13 @@ class Expander:
         self.cache: dict[str, str] = {}
         self.extra: dict[str, str | None] = {}  # prvscheck_*, srs_recipient set by items
         self.depth = 0
+        self.checking = False  # check(): any variable name is accepted
+        # $0..$9 may come from the caller (a router's pattern captures), as
+        # Exim's expand_nstring is set before a router expands its host list.
+        captures = [ctx.variables.get(str(n)) for n in range(10)]
+        while captures and captures[-1] is None:
+            captures.pop()
+        self.nstrings = ["" if c is None else c if isinstance(c, str) else str(c) for c in captures]
 
     # -- entry points --------------------------------------------------------------------
 
@@ -218,7 +231,8 @@ class Expander:
         if name == "runrc" and "runrc" not in self.ctx.variables:
             return str(self.runrc)
         if skipping:
-            return "" if name in self.ctx.variables or is_known_variable(name) else None
+            known = (self.checking and bool(name)) or name in self.ctx.variables or is_known_variable(name)
+            return "" if known else None
         return variable_value(self.ctx, name, self.cache)
 
     def header(self, name: str) -> str | None:
