@@ -168,8 +168,8 @@ def test_strings_from_stdin(env: MtaEnv) -> None:
 
 
 def test_caller_variables_are_those_of_the_person_running_it(env: MtaEnv) -> None:
-    import pwd
     import os
+    import pwd
 
     login = pwd.getpwuid(os.getuid()).pw_name
     result = env.run("-be", "$sender_address|$authenticated_id|$sender_ident|$message_size")
@@ -179,7 +179,8 @@ def test_caller_variables_are_those_of_the_person_running_it(env: MtaEnv) -> Non
 
 def test_macros_are_defined_and_used(env: MtaEnv) -> None:
     result = env.run("-be", "GREETING = hello", "GREETING ${uc:GREETING}", "GREETING == bye", "GREETING")
-    assert (result.returncode, result.stdout) == (0, "Defined macro 'GREETING'\nhello HELLO\nDefined macro 'GREETING'\nbye\n")
+    want = "Defined macro 'GREETING'\nhello HELLO\nDefined macro 'GREETING'\nbye\n"
+    assert (result.returncode, result.stdout) == (0, want)
     redefined = env.run("-be", "X1 = a", "X1 = b")
     assert redefined.returncode == 1
     assert redefined.stderr == 'mta: macro "X1" is already defined (use "==" if you want to redefine it)\n'
@@ -187,7 +188,11 @@ def test_macros_are_defined_and_used(env: MtaEnv) -> None:
 
 ERRORS = [
     ("unknown variable", "$no_such_variable", 'Failed: unknown variable name "no_such_variable"'),
-    ("unknown item", "${no_such_item{x}}", 'Failed: "${no_such_item" is not a known operator (or a } is missing in a variable reference)'),
+    (
+        "unknown item",
+        "${no_such_item{x}}",
+        'Failed: "${no_such_item" is not a known operator (or a } is missing in a variable reference)',
+    ),
     ("unknown operator", "${no_such_op:x}", 'Failed: unknown expansion operator "no_such_op"'),
     ("unknown condition", "${if no_such_cond{a}{b}}", 'Failed: unknown condition "no_such_cond"'),
     ("unknown lookup type", "${lookup{k}nosuch{/etc/passwd}}", 'Failed: unknown lookup type "nosuch"'),

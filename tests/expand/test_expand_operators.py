@@ -229,7 +229,11 @@ CONDITION_ERRORS = [
     ("num-bad-suffix", "${if ={1X}{1}{T}{F}}", 'invalid integer "1X"'),
     ("ne-is-not-exim", "${if ne{a}{b}{T}{F}}", 'unknown condition "ne"'),
     ("eq-one-arg", "${if eq{a}}", 'missing 2nd string in {} after "eq"'),
-    ("and-unbraced", "${if and{eq{a}{a}}{T}{F}}", 'each subcondition inside an "and{...}" condition must be in its own {}'),
+    (
+        "and-unbraced",
+        "${if and{eq{a}{a}}{T}{F}}",
+        'each subcondition inside an "and{...}" condition must be in its own {}',
+    ),
     ("unknown-symbol", "${if =~{a}{b}{T}{F}}", 'missing { after "="'),
     ("missing-condition", "${if {a}{T}}", "condition name expected"),
 ]
