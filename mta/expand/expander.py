@@ -72,6 +72,9 @@ __all__ = [
 ]
 
 _EMPTY_CONTEXT = ExpandContext()
+# check() reads ${run} and ${readsocket} without running them: whether they are
+# allowed is the configuration's policy, applied when the string is expanded.
+_CHECK_CONTEXT = ExpandContext(policy=ExpandPolicy(run=True, readsocket=True))
 _C_SPACE = " \t\n\r\f\v"
 _MAX_DEPTH = 150
 _HEADER_PREFIXES = ("h_", "header_", "rh_", "rheader_", "lh_", "lheader_", "bh_", "bheader_")
@@ -104,7 +107,7 @@ def check(text: str) -> None:
     names of its own ($pipe_addresses in a pipe command, say).
     """
     if "$" in text or "\\" in text:
-        checker = Expander(_EMPTY_CONTEXT)
+        checker = Expander(_CHECK_CONTEXT)
         checker.checking = True
         checker.run(str.__str__(text), skipping=True)
 
