@@ -15,7 +15,8 @@ INT_MAX = 2**63 - 1
 _C_SPACE = " \t\n\r\f\v"
 _SUFFIX = {"k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
 _DECIMAL = re.compile(r"[-+]?\d+")
-_CNUMBER = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9]\d*)")
+# sscanf("%lli"): glibc takes "0x" even with no hex digit after it (value 0).
+_CNUMBER = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]*|0[0-7]*|[1-9]\d*)")
 
 
 def wrap(value: int) -> int:
@@ -64,7 +65,7 @@ class _Eval:
             if self.decimal:
                 n = int(digits)
             elif digits.lower().startswith("0x"):
-                n = int(digits, 16)
+                n = int(digits[2:] or "0", 16)
             elif len(digits) > 1 and digits.startswith("0"):
                 n = int(digits, 8)
             else:

@@ -300,9 +300,10 @@ def item_sg(ex: Expander, name: str, skipping: bool) -> str:
     saved_n = ex.nstrings
     subject, pattern, replacement = ex.read_subs(3, 3, skipping, True, name)
     assert subject is not None and pattern is not None and replacement is not None
+    # Exim compiles the pattern even in a branch not taken (so its errors are errors there too).
+    regex = conditions.compile_regex(ex, pattern, '"sg" item')
     if skipping:
         return ""
-    regex = conditions.compile_regex(ex, pattern, '"sg" item')
     out: list[str] = []
     pos = 0
     tainted = isinstance(subject, Tainted)
