@@ -42,6 +42,9 @@ configuration's policy allows them.
 
 from __future__ import annotations
 
+import functools
+import re
+
 from mta.errors import ExpansionError
 from mta.expand.context import ExpandContext, ExpandPolicy, HeaderLines, time_variables
 from mta.expand.escapes import interpret_escape
@@ -77,6 +80,11 @@ _EMPTY_CONTEXT = ExpandContext()
 _CHECK_CONTEXT = ExpandContext(policy=ExpandPolicy(run=True, readsocket=True))
 _C_SPACE = " \t\n\r\f\v"
 _MAX_DEPTH = 150
+_DIGITS = tuple(str(n) for n in range(10))
+_DIGIT_NAMES = frozenset(_DIGITS)
+_NAME = re.compile(r"[A-Za-z0-9_]*")
+_NAME_WITH_HYPHEN = re.compile(r"[A-Za-z0-9_-]*")
+_TEXT = re.compile(r"[^$}\\\\]*")
 _HEADER_PREFIXES = ("h_", "header_", "rh_", "rheader_", "lh_", "lheader_", "bh_", "bheader_")
 # $h_ (decoded), $rh_ (raw), $lh_ (raw, as a list), $bh_ (decoded, charset not converted)
 _HEADER_FORMS = {
@@ -112,6 +120,14 @@ def check(text: str) -> None:
         checker.run(str.__str__(text), skipping=True)
 
 
+@functools.cache
+def _handlers():  # type: ignore[no-untyped-def]
+    # Imported on first use: items and operators import this module.
+    from mta.expand import items, operators
+
+    return items, operators
+
+
 def is_header_name(name: str) -> bool:
     return name.startswith(_HEADER_PREFIXES)
 
@@ -142,10 +158,11 @@ class Expander:
         self.checking = False  # check(): any variable name is accepted
         # $0..$9 may come from the caller (a router's pattern captures), as
         # Exim's expand_nstring is set before a router expands its host list.
-        captures = [ctx.variables.get(str(n)) for n in range(10)]
-        while captures and captures[-1] is None:
-            captures.pop()
-        self.nstrings = ["" if c is None else c if isinstance(c, str) else str(c) for c in captures]
+        if ctx.variables.keys() & _DIGIT_NAMES:
+            captures = [ctx.variables.get(name) for name in _DIGITS]
+            while captures and captures[-1] is None:
+                captures.pop()
+            self.nstrings = ["" if c is None else c if isinstance(c, str) else str(c) for c in captures]
 
     # -- entry points --------------------------------------------------------------------
 
@@ -186,11 +203,11 @@ class Expander:
         return ch
 
     def read_name(self, extras: str) -> str:
-        s, n = self.s, len(self.s)
-        start = self.i
-        while self.i < n and ((s[self.i].isascii() and s[self.i].isalnum()) or s[self.i] in extras):
-            self.i += 1
-        return s[start : self.i][:255]
+        """Exim's read_name(): letters, digits and `extras` ("_" or "_-"); at most 255 kept."""
+        m = (_NAME if extras == "_" else _NAME_WITH_HYPHEN).match(self.s, self.i)
+        assert m is not None
+        self.i = m.end()
+        return m.group(0)[:255]
 
     def fail(self, msg: str | None = None, forced: bool = False) -> ExpansionError:
         if msg is not None:
@@ -264,8 +281,7 @@ class Expander:
 
         With `ket_ends`, stops at the first unmatched "}" (left unread).
         """
-        from mta.expand import items, operators
-
+        items, operators = _handlers()
         self.depth += 1
         if self.depth > _MAX_DEPTH:
             raise ExpansionError("expansion string is nested too deeply")
@@ -283,11 +299,10 @@ class Expander:
                 if ket_ends and ch == "}":
                     break
                 if ch != "$" or not honour_dollar:
-                    j = self.i + 1
-                    while j < n and s[j] not in "$}\\":
-                        j += 1
-                    out.append(s[self.i : j])
-                    self.i = j
+                    m = _TEXT.match(s, self.i + 1)
+                    assert m is not None
+                    out.append(s[self.i : m.end()])
+                    self.i = m.end()
                     continue
                 self.i += 1
                 ch = self.at()
