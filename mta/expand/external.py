@@ -156,7 +156,7 @@ def _run(ex: Expander, argv: list[str]) -> tuple[str, int]:
             os.killpg(proc.pid, 9)  # the whole process group, as Exim does
         except ProcessLookupError:
             pass
-        proc.wait()
+        proc.communicate()  # reap it and close the pipe
         raise ex.fail("command timed out") from None
     if proc.returncode < 0:
         raise ex.fail(f"command killed by signal {-proc.returncode}")
