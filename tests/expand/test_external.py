@@ -24,7 +24,9 @@ from mta.taint import Tainted
 ALLOWED = ExpandPolicy(run=True, readsocket=True, run_timeout=5, socket_timeout=2)
 
 
-def ctx(policy: ExpandPolicy = ALLOWED, environment: dict[str, str] | None = None, **variables: object) -> ExpandContext:
+def ctx(
+    policy: ExpandPolicy = ALLOWED, environment: dict[str, str] | None = None, **variables: object
+) -> ExpandContext:
     return ExpandContext(variables, policy=policy, environment=environment or {})  # type: ignore[arg-type]
 
 
@@ -43,7 +45,7 @@ RUN = [
     ("exit-status", "${run{/bin/sh -c 'exit 3'}{yes}{no $runrc}}", "no 3"),
     ("runrc-after", "${run{/bin/false}{}{}}$runrc", "1"),
     ("stderr-joined", "${run{/bin/sh -c 'echo err >&2'}}", "err\n"),
-    ("quoted-args", "${run{/bin/echo 'a  b' \"c\\\"d\"}}", "a  b c\"d\n"),
+    ("quoted-args", '${run{/bin/echo \'a  b\' "c\\"d"}}', 'a  b c"d\n'),
     ("late-expansion", "${run{/bin/echo ${lc:AB} $primary_hostname}}", "ab mx.example\n"),
     ("preexpand", "${run,preexpand{/bin/echo ${uc:ab}}}", "AB\n"),
     ("no-shell", "${run{/bin/echo \\$(id) ; ls}}", "$(id) ; ls\n"),
@@ -182,7 +184,7 @@ def test_readsocket_unix(unix_server: tuple[str, EchoServer]) -> None:
 
 
 def test_readsocket_tcp_with_eol(tcp_server: tuple[int, EchoServer]) -> None:
-    port, server = tcp_server
+    port, _ = tcp_server
     got = expand(f"${{readsocket{{inet:127.0.0.1:{port}}}{{hi}}{{2s}}{{|}}}}", ctx())
     assert got == "you said: hi|bye|"
 
