@@ -39,6 +39,7 @@ class RoutingContext:
     transports: Mapping[str, Any] = record.field(default_factory=dict)
     debug: Callable[[str], None] | None = None
     resolver_factory: Callable[[], DnsResolver] | None = None
+    first_delivery: bool = False  # the first_delivery expansion condition
 
     @cached_property
     def base_variables(self) -> dict[str, Any]:
@@ -64,7 +65,13 @@ class RoutingContext:
             variables.update(extra)
         return expand(
             text,
-            ExpandContext(variables=variables, headers=self.headers, match_list=self._matcher, **self._settings),
+            ExpandContext(
+                variables=variables,
+                headers=self.headers,
+                match_list=self._matcher,
+                first_delivery=self.first_delivery,
+                **self._settings,
+            ),
         )
 
     def expand_or_defer(self, text: str, item: AddressItem | None, what: str) -> str | None:

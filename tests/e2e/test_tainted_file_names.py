@@ -47,6 +47,7 @@ classic_mbox:
   driver = appendfile
   file = {spool_mail}/${{local_part}}
   mode = 0600
+  headers_add = X-First: ${{if first_delivery{{yes}}{{no}}}}
 """
 
 
@@ -92,6 +93,7 @@ def test_classic_mailbox_per_local_part(world: tuple[E2E, LocalUser, Path, Path]
     mbox = spool_mail / "alice"
     assert (mbox.stat().st_uid, stat.S_IMODE(mbox.stat().st_mode)) == (owner.uid, 0o600)
     assert "Subject: hi" in mbox.read_text()
+    assert "X-First: yes" in mbox.read_text()  # the first_delivery condition, in a real delivery
 
 
 ESCAPES = [
