@@ -251,39 +251,19 @@ def extract_address(text: str, groups: GroupState | None = None) -> Extracted | 
         return None
 
 
-def find_address_end(s: str, start: int) -> int:
-    """parse_find_address_end(s, FALSE): the comma (or end) that ends the address at `start`."""
+def find_address_end(s: str, start: int, nl_ends: bool = False) -> int:
+    """Exim's parse_find_address_end(): the comma (or end, or newline with `nl_ends`)
+    that ends the address starting at `start`, outside quotes, comments and <...>."""
     i = start
     n = len(s)
     source_routing = s[i : i + 1] == "@"
     no_term = 1 if source_routing else 0
-    while i < n and (s[i] != "," or no_term > 0):
+    while i < n and (s[i] != "," or no_term > 0) and not (nl_ends and s[i] == "\n"):
         c = s[i]
         if c == "\\" and i + 1 < n:
             i += 2
-        elif c == '"':
-            i += 1
-            while i < n:
-                if s[i] == "\\" and i + 1 < n:
-                    i += 1
-                elif s[i] == '"':
-                    i += 1
-                    break
-                i += 1
-        elif c == "(":
-            level = 1
-            i += 1
-            while i < n:
-                if s[i] == "\\" and i + 1 < n:
-                    i += 1
-                elif s[i] == "(":
-                    level += 1
-                elif s[i] == ")":
-                    level -= 1
-                    if level <= 0:
-                        i += 1
-                        break
-                i += 1
+        elif c in "\"(":
+            i = _skip_enclosed(s, i, nl_ends)
         else:
             if c == "<":
                 source_routing = s[i + 1 : i + 2] == "@"
@@ -291,6 +271,28 @@ def find_address_end(s: str, start: int) -> int:
             elif c == ">" or (source_routing and c == ":"):
                 no_term -= 1
             i += 1
+    return i
+
+
+def _skip_enclosed(s: str, i: int, nl_ends: bool) -> int:
+    """Past the quoted string or (nested) comment that starts at s[i]; a backslash protects."""
+    quote = s[i] == '"'
+    level = 1
+    i += 1
+    while i < len(s) and not (nl_ends and s[i] == "\n"):
+        ch = s[i]
+        if ch == "\\" and i + 1 < len(s):
+            i += 2
+            continue
+        i += 1
+        if quote and ch == '"':
+            break
+        if not quote and ch == "(":
+            level += 1
+        elif not quote and ch == ")":
+            level -= 1
+            if level <= 0:
+                break
     return i
 
 

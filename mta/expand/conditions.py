@@ -24,94 +24,26 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from mta.expand.expander import Expander
 
-CONDITION_NAMES = frozenset(
-    [
-        "<",
-        "<=",
-        "=",
-        "==",
-        ">",
-        ">=",
-        "acl",
-        "and",
-        "bool",
-        "bool_lax",
-        "crypteq",
-        "def",
-        "eq",
-        "eqi",
-        "exists",
-        "first_delivery",
-        "forall",
-        "forall_json",
-        "forall_jsons",
-        "forany",
-        "forany_json",
-        "forany_jsons",
-        "ge",
-        "gei",
-        "gt",
-        "gti",
-        "inbound_srs",
-        "inlist",
-        "inlisti",
-        "isip",
-        "isip4",
-        "isip6",
-        "ldapauth",
-        "le",
-        "lei",
-        "lt",
-        "lti",
-        "match",
-        "match_address",
-        "match_domain",
-        "match_ip",
-        "match_local_part",
-        "or",
-        "pam",
-        "pwcheck",
-        "queue_running",
-        "radius",
-        "saslauthd",
-    ]
-)
-_TWO_ARGS = frozenset(
-    [
-        "<",
-        "<=",
-        "=",
-        "==",
-        ">",
-        ">=",
-        "crypteq",
-        "inlist",
-        "inlisti",
-        "match",
-        "match_address",
-        "match_domain",
-        "match_ip",
-        "match_local_part",
-        "lt",
-        "lti",
-        "le",
-        "lei",
-        "eq",
-        "eqi",
-        "gt",
-        "gti",
-        "ge",
-        "gei",
-    ]
-)
-_ONE_ARG = frozenset(["exists", "isip", "isip4", "isip6", "pam", "radius", "ldapauth", "pwcheck"])
-_NOT_COMPILED = frozenset({"pam", "radius", "ldapauth", "pwcheck"})
+# Conditions with two braced arguments, with one, and the rest (Exim's cond_table).
+_NUMERIC = frozenset({"<", "<=", "=", "==", ">", ">="})
+_LEXICAL = frozenset({"lt", "lti", "le", "lei", "eq", "eqi", "gt", "gti", "ge", "gei"})
 _LIST_KINDS = {
     "match_domain": "domain",
     "match_address": "address",
     "match_local_part": "localpart",
     "match_ip": "host",
 }
+_TWO_ARGS = _NUMERIC | _LEXICAL | frozenset({"crypteq", "inlist", "inlisti", "match", *_LIST_KINDS})
+_ONE_ARG = frozenset({"exists", "isip", "isip4", "isip6", "pam", "radius", "ldapauth", "pwcheck"})
+_FOR_MANY = frozenset(f"{kind}{json}" for kind in ("forall", "forany") for json in ("", "_json", "_jsons"))
+CONDITION_NAMES = (
+    _TWO_ARGS
+    | _ONE_ARG
+    | _FOR_MANY
+    | frozenset({"acl", "and", "or", "bool", "bool_lax", "def", "first_delivery", "queue_running"})
+    | frozenset({"inbound_srs", "saslauthd"})
+)
+_NOT_COMPILED = frozenset({"pam", "radius", "ldapauth", "pwcheck"})
 _C_SPACE = " \t\n\r\f\v"
 
 
@@ -306,7 +238,7 @@ def _two_args(ex: Expander, name: str, skipping: bool) -> bool:
     if not name[0].isalpha():
         x, y = numbers
         return {"=": x == y, "==": x == y, ">": x > y, ">=": x >= y, "<": x < y, "<=": x <= y}[name]
-    if name in ("lt", "lti", "le", "lei", "eq", "eqi", "gt", "gti", "ge", "gei"):
+    if name in _LEXICAL:
         return compare_strings(name, a, b)
     if name == "match":
         m = compile_regex(ex, b, '"match" condition').search(a)

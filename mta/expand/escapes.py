@@ -50,3 +50,26 @@ def interpret_escape(text: str, pos: int) -> tuple[str, int]:
 def _byte(value: int) -> str:
     value &= 0xFF  # "\\777" is one byte in Exim too
     return chr(value) if value < 0x80 else chr(0xDC00 + value)
+
+
+def dequote(text: str, pos: int) -> tuple[str, int]:
+    """Exim's string_dequote(): a "quoted" string with escapes, or up to white space.
+
+    Returns the string and the index just after it (after the closing quote).
+    """
+    n = len(text)
+    if pos < n and text[pos] == '"':
+        out: list[str] = []
+        pos += 1
+        while pos < n and text[pos] != '"':
+            if text[pos] == "\\":
+                ch, pos = interpret_escape(text, pos)
+                out.append(ch)
+            else:
+                out.append(text[pos])
+                pos += 1
+        return "".join(out), min(pos + 1, n)
+    start = pos
+    while pos < n and text[pos] not in " \t\n\r\f\v":
+        pos += 1
+    return text[start:pos], pos

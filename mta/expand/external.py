@@ -81,7 +81,7 @@ def item_run(ex: Expander, name: str, skipping: bool) -> str:
 
 def split_command(command: str) -> list[str]:
     """Exim's transport_set_up_command() splitting (no expansion)."""
-    from mta.expand.extract import _dequote
+    from mta.expand.escapes import dequote
 
     argv: list[str] = []
     i, n = 0, len(command)
@@ -94,7 +94,7 @@ def split_command(command: str) -> list[str]:
             argv.append(command[i + 1 : end])
             i = min(end + 1, n)
         else:
-            word, i = _dequote(command, i)
+            word, i = dequote(command, i)
             argv.append(word)
         while i < n and command[i] in _C_SPACE:
             i += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from mta.expand.escapes import interpret_escape
+from mta.expand.escapes import dequote
 from mta.expand.exim_lists import ListReader
 from mta.taint import like
 
@@ -89,32 +89,12 @@ def getkeyed(key: str, data: str) -> str | None:
             i += 1
             while i < n and data[i] in _C_SPACE:
                 i += 1
-        value, i = _dequote(data, i)
+        value, i = dequote(data, i)
         if found.lower() == key.lower():
             return like(data, value)
         while i < n and data[i] in _C_SPACE:
             i += 1
     return None
-
-
-def _dequote(text: str, i: int) -> tuple[str, int]:
-    """Exim's string_dequote()."""
-    n = len(text)
-    if i < n and text[i] == '"':
-        out: list[str] = []
-        i += 1
-        while i < n and text[i] != '"':
-            if text[i] == "\\":
-                ch, i = interpret_escape(text, i)
-                out.append(ch)
-            else:
-                out.append(text[i])
-                i += 1
-        return "".join(out), min(i + 1, n)
-    start = i
-    while i < n and text[i] not in _C_SPACE:
-        i += 1
-    return text[start:i], i
 
 
 def gettokened(field: int, separators: str, data: str) -> str | None:
@@ -170,25 +150,15 @@ def item_extract(ex: Expander, name: str, skipping: bool) -> str:
     subs: list[str] = []
     field: int | None = None
     wanted = 2
-    k = 0
-    while k < wanted:
-        if ex.skip_white() != "{":
-            raise ex.curly(f"missing '{{' for arg {k + 1} of extract")
-        ex.i += 1
-        subs.append(ex.sub(skipping))
-        if ex.take() != "}":
-            raise ex.curly(f"missing '}}' closing arg {k + 1} of extract")
-        if k == 0:
-            first = subs[0].strip(_C_SPACE)
-            subs[0] = first
-            if not first:
+    while len(subs) < wanted:
+        subs.append(_read_arg(ex, len(subs), "extract", skipping))
+        if len(subs) == 1:
+            subs[0] = subs[0].strip(_C_SPACE)
+            if not subs[0]:
                 raise ex.fail('first argument of "extract" must not be empty')
-            numeric = re.fullmatch(r"(-?)([0-9]*)", first)
-            if numeric is not None:
-                field = (-1 if numeric.group(1) else 1) * int(numeric.group(2) or "0")
-                if fmt == "basic":
-                    wanted = 3
-        k += 1
+            field = _field_number(subs[0])
+            if field is not None and fmt == "basic":
+                wanted = 3
     ex.lookup_value = _extract_value(ex, fmt, field, subs)
     out = ex.yesno(skipping, ex.lookup_value is not None, saved_value, "extract")
     ex.nstrings = saved_n
@@ -235,24 +205,38 @@ def item_listextract(ex: Expander, name: str, skipping: bool) -> str:
     field = 1
     subs: list[str] = []
     for k in range(2):
-        if ex.skip_white() != "{":
-            raise ex.curly(f"missing '{{' for arg {k + 1} of listextract")
-        ex.i += 1
-        subs.append(ex.sub(skipping))
-        if ex.take() != "}":
-            raise ex.curly(f"missing '}}' closing arg {k + 1} of listextract")
+        subs.append(_read_arg(ex, k, "listextract", skipping))
         if k == 0:
             first = subs[0].strip(_C_SPACE)
             if not first and not skipping:
                 raise ex.fail('first argument of "listextract" must not be empty')
-            numeric = re.fullmatch(r"(-?)([0-9]*)", first)
-            if numeric is None:
+            number = _field_number(first)
+            if number is None:
                 raise ex.fail('first argument of "listextract" must be numeric')
-            field = (-1 if numeric.group(1) else 1) * int(numeric.group(2) or "0")
+            field = number
     ex.lookup_value = None if skipping else _list_element(field, subs[1])
     out = ex.yesno(skipping, ex.lookup_value is not None, saved_value, "listextract")
     ex.nstrings = saved_n
     return out
+
+
+def _read_arg(ex: Expander, k: int, item: str, skipping: bool) -> str:
+    """Braced argument k (from 0) of extract or listextract."""
+    if ex.skip_white() != "{":
+        raise ex.curly(f"missing '{{' for arg {k + 1} of {item}")
+    ex.i += 1
+    value = ex.sub(skipping)
+    if ex.take() != "}":
+        raise ex.curly(f"missing '}}' closing arg {k + 1} of {item}")
+    return value
+
+
+def _field_number(text: str) -> int | None:
+    """Exim's reading of a field number: optional "-", then only digits (none is 0); else None."""
+    numeric = re.fullmatch(r"(-?)([0-9]*)", text)
+    if numeric is None:
+        return None
+    return (-1 if numeric.group(1) else 1) * int(numeric.group(2) or "0")
 
 
 def _list_element(field: int, text: str) -> str | None:

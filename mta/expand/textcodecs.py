@@ -276,9 +276,6 @@ def rfc2047_encode(text: str, charset: str = "UTF-8") -> str:
     return "".join(out) + "?="
 
 
-_MIME_WORD = re.compile(r"=\?")
-
-
 def _qp_decode(data: str) -> bytes | None:
     raw = to_bytes(data)
     out = bytearray()

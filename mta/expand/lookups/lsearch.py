@@ -27,7 +27,7 @@ import threading
 
 from mta import record
 from mta.errors import ExpansionError
-from mta.expand.escapes import interpret_escape
+from mta.expand.escapes import dequote
 from mta.expand.lookups._common import LookupDeferError, decode
 from mta.expand.textcodecs import normalise
 
@@ -48,16 +48,8 @@ _cache_lock = threading.Lock()
 def _read_key(line: str) -> tuple[str, int]:
     """Return the key at the start of `line` and the index just after it."""
     if line.startswith('"'):
-        out: list[str] = []
-        i = 1
-        while i < len(line) and line[i] != '"':
-            if line[i] == "\\":
-                ch, i = interpret_escape(line, i)
-                out.append(ch)
-            else:
-                out.append(line[i])
-                i += 1
-        return normalise("".join(out)), min(i + 1, len(line))
+        key, end = dequote(line, 0)
+        return normalise(key), end
     i = 0
     while i < len(line) and line[i] != ":" and line[i] not in _WHITE:
         i += 1
