@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from mta.cli_args import Invocation
-from mta.config.loader import Config, parse_macro_definition, substitute_macros
+from mta.config.loader import Config, parse_macro_definition
 from mta.errors import ExpansionError, MtaError
 from mta.expand.context import ExpandContext, HeaderLines
 from mta.expand.expander import expand
@@ -98,7 +98,7 @@ class ExpansionTest:
         self.ctx = build_context(config, inv, admin)
 
     def line(self, text: str) -> bytes:
-        text = substitute_macros(text, self.macros) if not _is_definition(text) else text
+        text = macros_expand(text, self.macros)
         if text[:1].isupper() and text[:1].isascii():
             return self.define(text)
         try:
@@ -114,13 +114,42 @@ class ExpansionTest:
         name, op, value = definition
         if name in self.macros and op == "=":
             raise ExpansionTestError(f'macro "{name}" is already defined (use "==" if you want to redefine it)')
-        self.macros[name] = substitute_macros(value, self.macros)
+        self.macros[name] = value
         return f"Defined macro '{name}'\n".encode()
 
 
-def _is_definition(text: str) -> bool:
-    # The name being defined is not itself replaced ("ABC == 2" after "ABC = 1" redefines ABC).
-    return parse_macro_definition(text) is not None and text[:1].isupper()
+def _candidate(text: str, i: int) -> int:
+    """The next place a macro name could start: a capital, or "_" before one."""
+    n = len(text)
+    while i < n and not ("A" <= text[i] <= "Z" or (text[i] == "_" and "A" <= text[i + 1 : i + 2] <= "Z")):
+        i += 1
+    return i
+
+
+def macros_expand(text: str, macros: dict[str, str]) -> str:
+    """Exim's macros_expand() for a -be line, exactly: every occurrence of each macro
+    name is replaced (it need not be a whole word), macros in the order they were
+    defined, not in the name of a ``NAME = value`` definition, never rescanning a
+    replacement for the same macro."""
+    start = 0
+    if text[:1].isascii() and text[:1].isupper():
+        end = 0
+        while end < len(text) and ((text[end].isascii() and text[end].isalnum()) or text[end] == "_"):
+            end += 1
+        while end < len(text) and text[end] in " \t\n\r\f\v":
+            end += 1
+        if text[end : end + 1] == "=":
+            start = end
+    start = _candidate(text, start)
+    for name, value in macros.items():
+        start = _candidate(text, start)
+        if start >= len(text):
+            break
+        at = text.find(name, start)
+        while at >= 0:
+            text = text[:at] + value + text[at + len(name) :]
+            at = text.find(name, _candidate(text, at + len(value)))
+    return text
 
 
 def build_context(config: Config, inv: Invocation, admin: bool) -> ExpandContext:

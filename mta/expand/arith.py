@@ -173,9 +173,10 @@ def string_integer(text: str, isplus: bool) -> tuple[int, str | None]:
     """Exim's expanded_string_integer(): (value, None) or (0, error message)."""
     s = text
     if s[:1] in _C_SPACE and s[:1]:
-        s = s.lstrip(_C_SPACE)
+        s = s.lstrip(_C_SPACE)  # and the messages below then show it without (Exim moves its pointer)
         if not s:
             return 0, None
+        text = s
     m = re.match(r"[ \t\n\r\f\v]*([-+]?\d+)", s)
     if m is None:
         return 0, f'integer expected but "{text}" found'

@@ -18,6 +18,7 @@ from mta.expand.arith import string_integer
 from mta.expand.exim_lists import ListReader
 from mta.expand.failures import CurlyError
 from mta.expand.ipaddr import is_ip_address
+from mta.expand.textcodecs import from_bytes, to_bytes
 from mta.taint import Tainted, file_name_refusal, is_tainted
 
 TYPE_CHECKING = False
@@ -58,11 +59,13 @@ def identify_operator(text: str, pos: int = 0) -> str | None:
 
 
 @functools.lru_cache(maxsize=512)
-def _compile(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _compile(pattern: str) -> re.Pattern[bytes]:
+    # Exim compiles with no PCRE2_UTF: patterns and subjects are bytes ("." is one
+    # byte of "é", \w and (?i) are ASCII), so mta matches bytes too.
+    return re.compile(to_bytes(pattern))
 
 
-def compile_regex(ex: Expander, pattern: str, where: str) -> re.Pattern[str]:
+def compile_regex(ex: Expander, pattern: str, where: str) -> re.Pattern[bytes]:
     """Compile a configuration regex; a tainted one is refused (ReDoS, and it would let a sender steer)."""
     if is_tainted(pattern):
         raise ex.fail(f'tainted regular expression "{pattern}" refused in {where}')
@@ -93,23 +96,34 @@ def pcre_message(exc: re.error, pattern: str) -> tuple[str, int]:
     return msg, pos
 
 
-def captures_of(match: re.Match[str], subject: str) -> list[str]:
-    """$0..$n of a match; captures of tainted text are tainted too."""
-    groups = [match.group(0), *(g or "" for g in match.groups())]
+def captures_of(match: re.Match[bytes], subject: str) -> list[str]:
+    """$0..$n of a match (on the subject's bytes); captures of tainted text are tainted too."""
+    groups = [from_bytes(g or b"") for g in (match.group(0), *match.groups())]
     if is_tainted(subject):
         return [Tainted(g) for g in groups]
     return groups
 
 
 def compare_strings(op: str, a: str, b: str) -> bool:
-    if op.endswith("i"):
-        a, b = a.lower(), b.lower()
-        op = op[:-1]
-    a_bytes, b_bytes = a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape")
-    return {
-        "lt": a_bytes < b_bytes, "le": a_bytes <= b_bytes, "eq": a_bytes == b_bytes,
-        "gt": a_bytes > b_bytes, "ge": a_bytes >= b_bytes,
-    }[op]  # fmt: skip
+    """Exim's lt/le/eq/gt/ge (strcmp) and their "i" forms (its strcmpic)."""
+    a_bytes, b_bytes = to_bytes(a), to_bytes(b)
+    order = strcmpic(a_bytes, b_bytes) if op.endswith("i") else (a_bytes > b_bytes) - (a_bytes < b_bytes)
+    return {"lt": order < 0, "le": order <= 0, "eq": order == 0, "gt": order > 0, "ge": order >= 0}[op[:2]]
+
+
+def strcmpic(a: bytes, b: bytes) -> int:
+    """Exim's strcmpic(), faithfully: when `a` runs out first it answers b's next byte,
+    so a prefix of `b` counts as greater ("" gti "abc" is true in Exim)."""
+    for k, ch in enumerate(a):
+        other = b[k] if k < len(b) else 0
+        diff = _c_lower(ch) - _c_lower(other)
+        if diff:
+            return diff
+    return b[len(a)] if len(b) > len(a) else 0
+
+
+def _c_lower(byte: int) -> int:
+    return byte + 32 if 65 <= byte <= 90 else byte
 
 
 def evaluate(ex: Expander, skipping: bool) -> bool:
@@ -119,7 +133,7 @@ def evaluate(ex: Expander, skipping: bool) -> bool:
         ex.i += 1
     name = identify_operator(ex.s, ex.i)
     if name is None:
-        raise ex.fail(f'condition name expected, but found "{ex.s[ex.i : ex.i + 16]}"')
+        raise ex.fail(f'condition name expected, but found "{from_bytes(to_bytes(ex.s[ex.i : ex.i + 16])[:16])}"')
     ex.i += len(name)
     if name not in CONDITION_NAMES:
         raise ex.fail(ex.msg or f'unknown condition "{name}"')
@@ -241,7 +255,7 @@ def _two_args(ex: Expander, name: str, skipping: bool) -> bool:
     if name in _LEXICAL:
         return compare_strings(name, a, b)
     if name == "match":
-        m = compile_regex(ex, b, '"match" condition').search(a)
+        m = compile_regex(ex, b, '"match" condition').search(to_bytes(a))
         if m is None:
             return False
         ex.nstrings = captures_of(m, a)
@@ -259,9 +273,8 @@ def _two_args(ex: Expander, name: str, skipping: bool) -> bool:
 
 
 def _inlist(ex: Expander, name: str, subject: str, the_list: str) -> bool:
-    wanted = subject.lower() if name == "inlisti" else subject
     for item in ListReader(the_list):
-        if (item.lower() if name == "inlisti" else item) == wanted:
+        if compare_strings("eqi" if name == "inlisti" else "eq", subject, item):
             ex.lookup_value = item
             return True
     return False
@@ -270,13 +283,30 @@ def _inlist(ex: Expander, name: str, subject: str, the_list: str) -> bool:
 def _match_list(ex: Expander, name: str, subject: str, the_list: str) -> bool:
     if name == "match_ip" and subject and is_ip_address(subject)[0] == 0:
         raise ex.fail(f'"{subject}" is not an IP address')
+    if name == "match_ip":
+        # Exim's match_check_list() expands a host list itself (the other kinds are
+        # passed MCL_NOEXPAND); the text is the configuration's, not data.
+        try:
+            the_list = ex.expand_other(the_list, skipping=False)
+        except ExpansionError:
+            raise ex.fail(f'unable to complete match against "{the_list}": NULL') from None
     if ex.ctx.match_list is None:
         raise ex.fail(f'condition "{name}" cannot be used here (no lists are available)')
+    if ex.ctx.named_list is not None:
+        for item in ListReader(the_list):
+            named = item.lstrip("!")
+            if named.startswith("+") and ex.ctx.named_list(_LIST_KINDS[name], named[1:]) is None:
+                # Exim logs "unknown named ... list" and has no message to give here.
+                raise ex.fail(f'unable to complete match against "{the_list}": NULL')
     try:
         return bool(ex.ctx.match_list(_LIST_KINDS[name], subject, the_list))
     except ExpansionError as exc:
         raise ex.fail(f'unable to complete match against "{the_list}": {exc.message}') from None
     except MtaError as exc:  # a malformed list item (ConfigError): an error, never a traceback
+        if name == "match_ip":
+            # Exim takes an item that is no IP address for a host name, which an
+            # address with no name never matches.
+            return False
         raise ex.fail(f'unable to complete match against "{the_list}": {exc}') from None
 
 
@@ -329,8 +359,8 @@ def _for_many(ex: Expander, name: str, skipping: bool) -> bool:
     ex.skip_white()
     if ex.take() != "}":
         raise ex.fail(f'missing }} at end of condition inside "{name}"')
-    if skipping:
-        return False
+    # Exim goes through the items even when the whole condition is being skipped
+    # (only its answer is not kept), so errors in the condition show there too.
     end = ex.i
     saved_item = ex.iterate_item
     result = False  # Exim: an empty list makes forall and forany alike false
@@ -360,7 +390,7 @@ def _for_many(ex: Expander, name: str, skipping: bool) -> bool:
     finally:
         ex.i = end
         ex.iterate_item = saved_item
-    return result
+    return result and not skipping
 
 
 def _bool(ex: Expander, name: str, skipping: bool) -> bool:

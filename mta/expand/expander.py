@@ -409,7 +409,12 @@ class Expander:
                 subs.append(None)
                 break
             self.i += 1
-            subs.append(self.sub(skipping))
+            try:
+                subs.append(self.sub(skipping))
+            except CurlyError as exc:
+                # A bracket problem inside the argument is the argument's failure
+                # (read_subs returns 3), not a bracket problem of this item (1).
+                raise ExpansionError(exc.message, forced=exc.forced) from None
             if self.take() != "}":
                 raise self.curly()
             self.skip_white()

@@ -304,21 +304,22 @@ def item_sg(ex: Expander, name: str, skipping: bool) -> str:
     regex = conditions.compile_regex(ex, pattern, '"sg" item')
     if skipping:
         return ""
-    out: list[str] = []
+    raw = to_bytes(subject)
+    out: list[bytes] = []
     pos = 0
     tainted = isinstance(subject, Tainted)
     try:
-        for m in regex.finditer(subject):
-            out.append(subject[pos : m.start()])
+        for m in regex.finditer(raw):
+            out.append(raw[pos : m.start()])
             ex.nstrings = conditions.captures_of(m, subject)
             inserted = ex.expand_other(replacement, skipping=False)
             tainted = tainted or isinstance(inserted, Tainted)
-            out.append(inserted)
+            out.append(to_bytes(inserted))
             pos = m.end()
-        out.append(subject[pos:])
+        out.append(raw[pos:])
     finally:
         ex.nstrings = saved_n
-    result = "".join(out)
+    result = from_bytes(b"".join(out))
     return Tainted(result) if tainted else result
 
 
@@ -428,6 +429,9 @@ def item_srs_encode(ex: Expander, name: str, skipping: bool) -> str:
     return like(return_path, f"{encoded}@{domain}")
 
 
+_ICONV_EILSEQ = "Invalid or incomplete multibyte or wide character"  # glibc's strerror(EILSEQ)
+
+
 def imap_utf7_encode(folder: str, sep: str, specials: str) -> str:
     """Exim's imap_utf7_encode() (RFC 3501 modified UTF-7, sep -> ".")."""
     body = folder[1:] if folder[:1] == sep else folder
@@ -447,6 +451,8 @@ def imap_utf7_encode(folder: str, sep: str, specials: str) -> str:
     for ch in body:
         if ord(ch) >= 0x7F or ord(ch) < 0x20 or (ch in specials and ch != sep):
             last_sep = False
+            if 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte that is not UTF-8 (see textcodecs)
+                raise ValueError(f"imapfolder: iconv() failed to convert from UTF-8: {_ICONV_EILSEQ}")
             pending += ch.encode("utf-16-be")
         elif ch not in "./" or ch == sep:
             flush()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from mta.expand import conditions
 from mta.expand.arith import string_integer
 from mta.expand.exim_lists import ListReader, append_element
+from mta.expand.textcodecs import from_bytes, to_bytes
 from mta.taint import Tainted, concat
 
 TYPE_CHECKING = False
@@ -131,7 +132,7 @@ def item_sort(ex: Expander, name: str, skipping: bool) -> str:
         raise ex.curly("missing '}' closing comparator arg of sort")
     op = conditions.identify_operator(comparator)
     if op is None:
-        raise ex.fail(f'condition name expected, but found "{comparator[:16]}"')
+        raise ex.fail(f'condition name expected, but found "{from_bytes(to_bytes(comparator)[:16])}"')
     if op not in conditions.CONDITION_NAMES:
         raise ex.fail()  # Exim leaves its message empty here ("Failed: ")
     if op not in _SORT_COMPARATORS:
@@ -180,6 +181,6 @@ def _sorts_before(ex: Expander, op: str, left: str, right: str) -> bool:
         if error is None:
             b, error = string_integer(right, False)
         if error is not None:
-            raise ex.fail(error)
+            return False  # Exim's sort notes the error and carries on: "does not sort before"
         return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
     return conditions.compare_strings(op, left, right)

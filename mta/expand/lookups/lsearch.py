@@ -29,7 +29,7 @@ from mta import record
 from mta.errors import ExpansionError
 from mta.expand.escapes import dequote
 from mta.expand.lookups._common import LookupDeferError, decode
-from mta.expand.textcodecs import normalise
+from mta.expand.textcodecs import normalise, to_bytes
 
 _WHITE = " \t\n\r\f\v"
 _CACHE_FILES = 64
@@ -120,8 +120,9 @@ def find_lsearch(path: str, key: str, options: str | None = None) -> str | None:
 
 
 @functools.lru_cache(maxsize=512)
-def _wild_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
+def _wild_regex(pattern: str) -> re.Pattern[bytes]:
+    # Bytes, as PCRE without UTF mode in Exim.
+    return re.compile(to_bytes(pattern), re.IGNORECASE)
 
 
 def wild_match(pattern: str, subject: str) -> bool:
@@ -131,7 +132,7 @@ def wild_match(pattern: str, subject: str) -> bool:
     in suffix (``*`` alone matches anything), anything else is literal.
     """
     if pattern.startswith("^"):
-        return _wild_regex(pattern).search(subject) is not None
+        return _wild_regex(pattern).search(to_bytes(subject)) is not None
     if pattern.startswith("*"):
         return subject.lower().endswith(pattern[1:].lower())
     return pattern.lower() == subject.lower()
