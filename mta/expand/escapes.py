@@ -40,9 +40,7 @@ def interpret_escape(text: str, pos: int) -> tuple[str, int]:
         while end < len(text) and end < nxt + 3 and text[end] in _HEX:
             end += 1
         if end == nxt + 1:
-            # Exim would yield NUL here; a lone "\x" is far more likely a typo,
-            # and a NUL in an expanded string only causes trouble later.
-            return "x", end
+            return "\0", end  # as Exim: a NUL, which then ends the string (see Expander.internal)
         return _byte(int(text[nxt + 1 : end], 16)), end
     return _SIMPLE.get(ch, ch), nxt + 1
 

@@ -58,7 +58,7 @@ from mta.expand.variables import (
     unknown_variable_detail,
     variable_value,
 )
-from mta.taint import Tainted, concat, is_tainted
+from mta.taint import Tainted, concat, is_tainted, like
 
 __all__ = [
     "KNOWN_VARIABLES",
@@ -350,6 +350,9 @@ class Expander:
                     else "missing } at end of string"
                 )
             result = concat(out)
+            if "\0" in result:
+                # Exim's strings are C strings: whatever follows a NUL is lost.
+                result = like(result, result[: result.index("\0")])
             if isinstance(result, Tainted):
                 fixed = normalise(result)
                 return result if fixed == result else Tainted(fixed)

@@ -30,7 +30,7 @@ import subprocess
 from mta.errors import ExpansionError
 from mta.expand.arith import readtime
 from mta.expand.exim_lists import ListReader
-from mta.expand.textcodecs import from_bytes, to_bytes
+from mta.expand.textcodecs import cat_file, to_bytes
 from mta.taint import Tainted, is_tainted
 
 TYPE_CHECKING = False
@@ -160,7 +160,7 @@ def _run(ex: Expander, argv: list[str]) -> tuple[str, int]:
         raise ex.fail("command timed out") from None
     if proc.returncode < 0:
         raise ex.fail(f"command killed by signal {-proc.returncode}")
-    return from_bytes(output), proc.returncode
+    return cat_file(output, None), proc.returncode
 
 
 # -- ${readsocket} -------------------------------------------------------------------------------
@@ -267,7 +267,4 @@ def _read_socket(ex: Expander, spec: str, request: str, options: str | None, eol
         raise _SocketFailure("socket read timed out") from None
     except OSError as exc:
         raise _SocketFailure(f"request write to socket failed: {exc.strerror}") from None
-    text = from_bytes(b"".join(chunks).split(b"\0", 1)[0])
-    if eol:
-        text = text.replace("\n", eol)
-    return text
+    return cat_file(b"".join(chunks), eol or None)

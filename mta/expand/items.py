@@ -14,7 +14,7 @@ from collections.abc import Callable
 from mta.errors import ExpansionError
 from mta.expand import conditions, external, listops, signing
 from mta.expand.lookups import LookupDeferError, find, parse_search_type
-from mta.expand.textcodecs import from_bytes, string_printing, to_bytes
+from mta.expand.textcodecs import cat_file, from_bytes, string_printing, to_bytes
 from mta.taint import Tainted, file_name_refusal, like
 
 TYPE_CHECKING = False
@@ -211,11 +211,7 @@ def item_readfile(ex: Expander, name: str, skipping: bool) -> str:
             raw = f.read()
     except OSError as exc:
         raise ex.fail(f"failed to open {path}: {exc.strerror}") from None
-    from mta.expand.textcodecs import from_bytes
-
-    content = from_bytes(raw.split(b"\0", 1)[0])
-    if eol is not None:
-        content = content.replace("\n", eol)
+    content = cat_file(raw, eol)
     return Tainted(content) if isinstance(path, Tainted) else content
 
 
@@ -226,8 +222,11 @@ def item_tr(ex: Expander, name: str, skipping: bool) -> str:
     assert subject is not None and source is not None and target is not None
     if not target:
         return subject
-    table = {ch: target[min(k, len(target) - 1)] for k, ch in enumerate(source)}
-    return like(subject, "".join(table.get(ch, ch) for ch in subject))
+    # Bytes, as Exim: each byte of the subject found in `source` (its last place there)
+    # becomes the byte of `target` at that place, or target's last byte.
+    wanted = to_bytes(target)
+    table = {byte: wanted[min(k, len(wanted) - 1)] for k, byte in enumerate(to_bytes(source))}
+    return like(subject, from_bytes(bytes(table.get(byte, byte) for byte in to_bytes(subject))))
 
 
 def item_substr_family(ex: Expander, name: str, skipping: bool) -> str:

@@ -90,6 +90,28 @@ def until_nul(raw: bytes) -> bytes:
     return raw if end < 0 else raw[:end]
 
 
+def cat_file(raw: bytes, eol: str | None) -> str:
+    """Exim's cat_file() (${readfile}, ${run}, ${readsocket} output), byte for byte.
+
+    It reads with fgets() into a 1024-byte buffer and appends each piece as a C
+    string: a NUL drops the rest of its piece, newline included; with `eol`,
+    the newline that ends a piece is replaced by `eol`.
+    """
+    out: list[bytes] = []
+    replacement = to_bytes(eol) if eol is not None else None
+    for line in raw.splitlines(keepends=True):
+        for k in range(0, len(line), 1023):
+            piece = line[k : k + 1023]
+            nul = piece.find(b"\0")
+            if nul >= 0:
+                out.append(piece[:nul])
+            elif replacement is not None and piece.endswith(b"\n"):
+                out.append(piece[:-1] + replacement)
+            else:
+                out.append(piece)
+    return from_bytes(b"".join(out))
+
+
 # -- base32 / base62 -------------------------------------------------------------------
 
 

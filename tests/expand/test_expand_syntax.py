@@ -78,7 +78,7 @@ ESCAPES = [
     ("octal", r"\101\1022", "AB2"),
     ("octal-short", r"\7x", "\x07x"),
     ("hex", r"\x41\x4a", "AJ"),
-    ("hex-no-digits", r"\xq", "xq"),
+    ("hex-no-digits-is-nul-which-ends-the-string", r"a\xq", "a"),
     ("other-char", r"\q\.", "q."),
     ("protect", r"\N${run{x}}$foo\N!", "${run{x}}$foo!"),
     ("protect-backslashes", r"\N\d+\.\N", r"\d+\."),

@@ -154,13 +154,14 @@ def find_ip(path: str, key: str, options: str | None = None) -> str | None:
 
     from mta.expand.ipaddr import is_ip_address
 
+    entries = load(path).entries  # opened first, as Exim: a missing file is reported before a bad key
     if key != "*" and is_ip_address(key)[0] == 0:
         raise LookupDeferError(
             f'"{key}" is not a valid iplsearch key (an IP address, with optional CIDR mask, is wanted): '
             "in a host list, use net-iplsearch as the search type",
             path,
         )
-    for pattern, data in load(path).entries:
+    for pattern, data in entries:
         if pattern == "*" or key == "*":
             if pattern == key:
                 return data
