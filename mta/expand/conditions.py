@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import warnings
 
 from mta.errors import ExpansionError, MtaError
 from mta.expand import signing
@@ -61,8 +62,11 @@ def identify_operator(text: str, pos: int = 0) -> str | None:
 @functools.lru_cache(maxsize=512)
 def _compile(pattern: str) -> re.Pattern[bytes]:
     # Exim compiles with no PCRE2_UTF: patterns and subjects are bytes ("." is one
-    # byte of "é", \w and (?i) are ASCII), so mta matches bytes too.
-    return re.compile(to_bytes(pattern))
+    # byte of "é", \w and (?i) are ASCII), so mta matches bytes too.  Python's
+    # FutureWarnings about PCRE-valid patterns ("[[") would only clutter stderr.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return re.compile(to_bytes(pattern))
 
 
 def compile_regex(ex: Expander, pattern: str, where: str) -> re.Pattern[bytes]:

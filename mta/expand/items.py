@@ -290,9 +290,10 @@ def item_hmac(ex: Expander, name: str, skipping: bool) -> str:
         return ""
     assert algorithm is not None and key is not None and text is not None
     try:
-        return signing.hmac_hex(algorithm, key, text)
+        digest = signing.hmac_hex(algorithm, key, text)
     except ExpansionError as exc:
         raise ex.fail(exc.message) from None
+    return Tainted(digest) if isinstance(key, Tainted) or isinstance(text, Tainted) else digest
 
 
 def item_sg(ex: Expander, name: str, skipping: bool) -> str:

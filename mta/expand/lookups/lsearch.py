@@ -24,6 +24,7 @@ import functools
 import os
 import re
 import threading
+import warnings
 
 from mta import record
 from mta.errors import ExpansionError
@@ -121,8 +122,10 @@ def find_lsearch(path: str, key: str, options: str | None = None) -> str | None:
 
 @functools.lru_cache(maxsize=512)
 def _wild_regex(pattern: str) -> re.Pattern[bytes]:
-    # Bytes, as PCRE without UTF mode in Exim.
-    return re.compile(to_bytes(pattern), re.IGNORECASE)
+    # Bytes, as PCRE without UTF mode in Exim; no FutureWarning noise for PCRE-valid patterns.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return re.compile(to_bytes(pattern), re.IGNORECASE)
 
 
 def wild_match(pattern: str, subject: str) -> bool:
