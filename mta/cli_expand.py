@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from mta.cli_args import Invocation
 from mta.config.loader import Config, parse_macro_definition
@@ -157,7 +157,7 @@ def build_context(config: Config, inv: Invocation, admin: bool) -> ExpandContext
     from mta.config.variables import config_variables, expansion_settings, list_matcher
 
     caller = current_caller()
-    variables = dict(config_variables(config))
+    variables: dict[str, Any] = dict(config_variables(config))
     sender = inv.sender if inv.sender is not None else f"{caller.login}@{config.qualify_domain}"
     variables.update(
         {

@@ -129,7 +129,6 @@ def _run(ex: Expander, argv: list[str]) -> tuple[str, int]:
     # Dropping privilege is done by Popen itself (user=/group=), not by a
     # preexec_fn: the daemon has threads, and preexec_fn is unsafe with them.
     run_as = policy.run_as if os.geteuid() == 0 else None
-    privileges = {"user": run_as[0], "group": run_as[1], "extra_groups": []} if run_as is not None else {}
     try:
         proc = subprocess.Popen(
             [to_bytes(a) for a in argv],
@@ -141,7 +140,9 @@ def _run(ex: Expander, argv: list[str]) -> tuple[str, int]:
             close_fds=True,
             start_new_session=True,
             umask=0o077,
-            **privileges,  # type: ignore[arg-type]
+            user=run_as[0] if run_as else None,
+            group=run_as[1] if run_as else None,
+            extra_groups=[] if run_as else None,
         )
     except FileNotFoundError:
         return "", EX_EXECFAILED  # what Exim's child reports when execv() fails

@@ -28,7 +28,7 @@ class WrapError(Exception):
 
 def dewrap(text: str, wrap: str) -> str:
     """Exim's dewrap(): the text inside the outer `wrap` pair; backslashes protect."""
-    opener, closer = wrap
+    opener, closer = wrap[0], wrap[1]
     quotes = opener == closer
     i = 0
     while i < len(text) and text[i] in _C_SPACE:
