@@ -52,6 +52,7 @@ from mta.expand.failures import CurlyError
 from mta.expand.lookups import LookupDeferError
 from mta.expand.textcodecs import normalise
 from mta.expand.variables import (
+    FILTER_VARIABLES,
     KNOWN_VARIABLES,
     find_header,
     is_known_variable,
@@ -251,7 +252,12 @@ class Expander:
         if name == "runrc" and "runrc" not in self.ctx.variables:
             return str(self.runrc)
         if skipping:
-            known = (self.checking and bool(name)) or name in self.ctx.variables or is_known_variable(name)
+            known = (
+                (self.checking and bool(name))
+                or name in self.ctx.variables
+                or is_known_variable(name)
+                or name in FILTER_VARIABLES
+            )
             return "" if known else None
         return variable_value(self.ctx, name, self.cache)
 

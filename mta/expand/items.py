@@ -15,7 +15,7 @@ from mta.errors import ExpansionError
 from mta.expand import conditions, external, listops, signing
 from mta.expand.lookups import LookupDeferError, find, parse_search_type
 from mta.expand.textcodecs import cat_file, from_bytes, string_printing, to_bytes
-from mta.taint import Tainted, file_name_refusal, like
+from mta.taint import Tainted, concat, file_name_refusal, like
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -73,8 +73,6 @@ def item_authresults(ex: Expander, name: str, skipping: bool) -> str:
             )
         if var("authenticated_sender"):
             out.append(f" smtp.mailfrom={var('authenticated_sender')}")
-    from mta.taint import concat
-
     return concat(out)
 
 
@@ -240,15 +238,21 @@ def item_substr_family(ex: Expander, name: str, skipping: bool) -> str:
         text = subs[k]
         if text is None:
             continue
+        if text == "":
+            values[k] = 0  # strtol() of nothing: 0, and nothing left over (also what skipping gives)
+            continue
         m = re.fullmatch(r"[ \t\n\r\f\v]*[-+]?\d+", text)
         if m is None or (k != 0 and int(text) < 0):
             raise ex.fail(f'"{text}" is not a{" positive" if k else ""} number (in "{name}" expansion)')
         values[k] = int(text)
-    if skipping:
-        return ""
     subject = subs[2]
     assert subject is not None
-    return like(subject, compute(name, subject, values[0], values[1]))
+    try:
+        # Computed also in a branch not taken, as Exim does (so "hash count too big" shows there).
+        result = compute(name, subject, values[0], values[1])
+    except ExpansionError as exc:
+        raise ex.fail(exc.message) from None
+    return "" if skipping else like(subject, result)
 
 
 def compute(name: str, subject: str, value1: int, value2: int) -> str:

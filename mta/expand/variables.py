@@ -87,6 +87,9 @@ _DEFAULTS: dict[str, str] = {
 _MTA_ALIASES = {"mta_uid": "exim_uid", "mta_gid": "exim_gid"}
 
 STRING_VARIABLES = frozenset(_STRING.split())
+# Exim filter variables: names Exim knows, but with a value only while a filter runs,
+# so they are "unknown" elsewhere except in a branch that is not taken.
+FILTER_VARIABLES = frozenset([f"n{k}" for k in range(10)] + [f"sn{k}" for k in range(10)])
 INT_VARIABLES = frozenset(_INT.split())
 BOOL_VARIABLES = frozenset(_BOOL.split())
 KNOWN_VARIABLES: frozenset[str] = (
