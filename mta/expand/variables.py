@@ -240,7 +240,8 @@ def _legacy_header(ctx: ExpandContext, name: str | None, form: str) -> str | Non
 
 
 def _all_headers(ctx: ExpandContext, raw: bool) -> str:
-    value = find_header(ctx, None, "rh" if raw else "h")
+    # Exim decodes RFC 2047 words in $message_headers but, as for $bh_, keeps their charset.
+    value = find_header(ctx, None, "rh" if raw else "b")
     return "" if value is None else value
 
 
