@@ -145,23 +145,15 @@ def mode_print_options(inv: Invocation) -> int:
 
 
 def mode_expand(inv: Invocation) -> int:
-    from mta.config.variables import expansion_context
-    from mta.errors import ExpansionError
-    from mta.expand.expander import expand
+    """-be, -bem FILE, -be -Mset ID: see mta/cli_expand.py."""
+    from mta.cli_expand import ExpansionTestError, run_expansion_test
 
     config = _load(inv)
-    ctx = expansion_context(config)
-    strings = list(inv.args)
-    if not strings:
-        strings = [line.rstrip("\n") for line in sys.stdin]
-    status = 0
-    for text in strings:
-        try:
-            print(expand(text, ctx))
-        except ExpansionError as exc:
-            sys.stderr.write(f"Failed: {exc.message}\n")
-            status = 1
-    return status
+    try:
+        return run_expansion_test(inv, config, _caller_is_admin(config))
+    except ExpansionTestError as exc:
+        _err(exc.message)
+        return 1
 
 
 def _wrapper_refusal(inv: Invocation) -> str | None:
@@ -298,7 +290,7 @@ def mode_help(inv: Invocation) -> int:
         "  -bt addr       test routing of an address;  -bv addr: verify it\n"
         "  -M id          deliver a message now\n"
         "  -bP [name]     print configuration options;  -bV: version and configuration check\n"
-        "  -be 'string'   test string expansion\n"
+        "  -be 'string'   test string expansion;  -bem file: with a message;  -be -Mset id: a spooled one\n"
         "  -C file        use another configuration file;  -D NAME=value: override a macro"
     )
     return 0

@@ -59,6 +59,7 @@ class Invocation:
     expansion_file: str | None = None  # -bem file
     terse: bool = False  # -n: sendmail's "no aliasing", ignored; with -bP, values without names (Exim)
     argv: list[str] = record.field(default_factory=list)  # as given, for handing on to the daemon
+    expansion_message_id: str | None = None  # -Mset id (with -be: that spooled message's variables)
 
 
 # Options that take an argument and are accepted for compatibility only.
@@ -178,6 +179,8 @@ def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
                 raise UsageError(f"unknown option {word}")
             set_mode(letter, flags)
             inv.args.append(take_arg(word, ""))
+        elif word == "-Mset":
+            inv.expansion_message_id = take_arg(word, "")
         elif word.startswith("-M"):
             flags = word[2:]
             if flags not in ("", "c", "f", "t", "g", "rm", "ar", "md", "mad", "es", "vb", "vh", "vl", "vc", "set"):
@@ -198,6 +201,8 @@ def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
         raise UsageError(f"conflicting options: {' '.join(sorted(distinct))}")
     if inv.extract_recipients and inv.mode == "bm":
         inv.mode = "t"
+    if inv.expansion_message_id is not None and inv.mode != "be":
+        raise UsageError("-Mset is only for use with -be (expansion testing with a message's variables)")
     return inv
 
 

@@ -268,14 +268,25 @@ class _Reader:
         self.macros[name] = self.substitute(value)
 
     def substitute(self, text: str) -> str:
-        if not self.macros or not any(c.isupper() for c in text):
-            return text
+        return substitute_macros(text, self.macros)
 
-        def repl(m: re.Match[str]) -> str:
-            return self.macros.get(m.group(0), m.group(0))
 
-        # Whole words only, and not inside a longer identifier such as $h_X.
-        return re.sub(r"(?<![A-Za-z0-9_$])[A-Z][A-Za-z0-9_]*", repl, text)
+def substitute_macros(text: str, macros: dict[str, str]) -> str:
+    """Replace macro names in `text` (also used for `mta -be` lines, as Exim does)."""
+    if not macros or not any(c.isupper() for c in text):
+        return text
+
+    def repl(m: re.Match[str]) -> str:
+        return macros.get(m.group(0), m.group(0))
+
+    # Whole words only, and not inside a longer identifier such as $h_X.
+    return re.sub(r"(?<![A-Za-z0-9_$])[A-Z][A-Za-z0-9_]*", repl, text)
+
+
+def parse_macro_definition(line: str) -> tuple[str, str, str] | None:
+    """(name, "=" or "==", value) of a ``NAME = value`` line, or None if it is not one."""
+    m = _MACRO_DEF.match(line.strip())
+    return (m.group(1), m.group(2), m.group(3).strip()) if m else None
 
 
 DEFAULT_CONFIG_PATH = "/etc/mta/mta.conf"

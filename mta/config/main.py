@@ -229,3 +229,29 @@ class MainOptions(SmtpServerOptions):
 
     # -- commands -------------------------------------------------------
     bi_command: str = option("", Kind.STRING, "Command run by `mta -bi` (newaliases).")
+
+    # -- string expansion -------------------------------------------------
+    expansion_run_commands: bool = option(
+        True,
+        Kind.BOOL,
+        "Allow the `${run}` expansion item (a command from the configuration, run without a shell; "
+        "a tainted argument is always refused). `no_expansion_run_commands` makes it an error.",
+    )
+    expansion_read_sockets: bool = option(
+        True,
+        Kind.BOOL,
+        "Allow the `${readsocket}` expansion item (a Unix or TCP socket named in the configuration). "
+        "`no_expansion_read_sockets` makes it an error.",
+    )
+    expansion_run_timeout: int = option(
+        60, Kind.TIME, "A `${run}` command still running after this long is killed and the expansion fails.", minimum=1
+    )
+    keep_environment: str = option(
+        "",
+        Kind.LIST,
+        "Names of environment variables kept for `${env}` and `${run}` commands; every other one is removed "
+        "(Exim's rule). Empty: none.",
+    )
+    add_environment: str = option(
+        "", Kind.LIST, "`NAME=value` settings added to the environment `${env}` reads and `${run}` commands get."
+    )

@@ -210,6 +210,7 @@ class Delivery:
             message_variables=message.variables,
             headers=header_lookup(headers),
             transports=self.runtime.transports,
+            first_delivery=envelope.deliver_firsttime,
         )
         engine = RoutingEngine(self.runtime.directors, self.runtime.routers, self.config)
         done_keys = set(envelope.non_recipients) | {a.lower() for a in envelope.non_recipients}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from mta.expand.context import HeaderLines
 from mta.message.headers import Header
 from mta.taint import Tainted
 from mta.transports.base import OutgoingMessage
@@ -33,17 +34,9 @@ def spool_headers(envelope: Envelope) -> list[Header]:
     return headers
 
 
-def header_lookup(headers: list[Header]) -> Callable[[str], str | None]:
-    """The expander's $h_ hook: all live headers of that name, values joined by newlines."""
-
-    def lookup(name: str) -> str | None:
-        lname = name.lower()
-        values = [h.text.split(":", 1)[1] for h in headers if h.flag != "*" and h.name.lower() == lname]
-        if not values:
-            return None
-        return Tainted("\n".join(v.rstrip("\n") for v in values))
-
-    return lookup
+def header_lookup(headers: list[Header]) -> HeaderLines:
+    """The expander's view of the headers ($h_, $rh_, $message_headers ...): the live ones, in order."""
+    return HeaderLines(lambda: [Tainted(h.text) for h in headers if h.flag != "*"])
 
 
 def message_variables(envelope: Envelope, size: int, body_path: Callable[[], Any] | None = None) -> dict[str, Any]:

@@ -20,6 +20,11 @@ def interpret_escape(text: str, pos: int) -> tuple[str, int]:
     digits, ``\\b \\f \\n \\r \\t \\v`` the usual controls, and a backslash
     before anything else stands for that character.  A backslash at the very
     end stands for itself.
+
+    A code stands for one byte, as in Exim: ``\\351`` is the byte 0xE9, not
+    "é", so it is returned as the surrogateescape code point U+DCE9; callers
+    re-read such bytes as UTF-8 where they form it (textcodecs.normalise), so
+    ``\\303\\251`` is "é".
     """
     nxt = pos + 1
     if nxt >= len(text):
@@ -29,14 +34,40 @@ def interpret_escape(text: str, pos: int) -> tuple[str, int]:
         end = nxt + 1
         while end < len(text) and end < nxt + 3 and text[end] in _OCTAL:
             end += 1
-        return chr(int(text[nxt:end], 8)), end
+        return _byte(int(text[nxt:end], 8)), end
     if ch == "x":
         end = nxt + 1
         while end < len(text) and end < nxt + 3 and text[end] in _HEX:
             end += 1
         if end == nxt + 1:
-            # Exim would yield NUL here; a lone "\x" is far more likely a typo,
-            # and a NUL in an expanded string only causes trouble later.
-            return "x", end
-        return chr(int(text[nxt + 1 : end], 16)), end
+            return "\0", end  # as Exim: a NUL, which then ends the string (see Expander.internal)
+        return _byte(int(text[nxt + 1 : end], 16)), end
     return _SIMPLE.get(ch, ch), nxt + 1
+
+
+def _byte(value: int) -> str:
+    value &= 0xFF  # "\\777" is one byte in Exim too
+    return chr(value) if value < 0x80 else chr(0xDC00 + value)
+
+
+def dequote(text: str, pos: int) -> tuple[str, int]:
+    """Exim's string_dequote(): a "quoted" string with escapes, or up to white space.
+
+    Returns the string and the index just after it (after the closing quote).
+    """
+    n = len(text)
+    if pos < n and text[pos] == '"':
+        out: list[str] = []
+        pos += 1
+        while pos < n and text[pos] != '"':
+            if text[pos] == "\\":
+                ch, pos = interpret_escape(text, pos)
+                out.append(ch)
+            else:
+                out.append(text[pos])
+                pos += 1
+        return "".join(out), min(pos + 1, n)
+    start = pos
+    while pos < n and text[pos] not in " \t\n\r\f\v":
+        pos += 1
+    return text[start:pos], pos

@@ -5,53 +5,69 @@ Public API
 expand(text, ctx=None) -> str
     Expand configuration text.  Returns a `Tainted` string if any tainted
     value (a Tainted variable, a header, a capture of tainted text) went
-    into the result, a plain `str` otherwise.  Raises ExpansionError on
-    any error; ``forced`` is true only for an explicit ``fail``.  A
-    LookupDeferError (an ExpansionError subclass) means a lookup file could
-    not be read: defer.
+    into the result, a plain `str` otherwise; a Tainted result knows which
+    of its characters are tainted (mta.taint).  Raises ExpansionError on any
+    error; ``forced`` is true only for an explicit ``fail`` (and the other
+    forced failures Exim has).  A LookupDeferError (an ExpansionError
+    subclass) means a lookup file could not be read: defer.
 check(text) -> None
-    Parse only: raises ExpansionError for a syntax error, an unknown item,
-    operator, condition or lookup type.  For checking a configuration at
-    start-up; variable names are checked when expanding.
-ExpandContext(variables={}, headers=None, match_list=None)
-    What the expansion can see (see context.py).
-time_variables(now=None) -> dict[str, str]
-    The $tod_* variables, to merge into ExpandContext.variables.
-KNOWN_VARIABLES, is_known_variable(name)
-    The variable names the language knows.  A known name with no value
-    expands to ""; an unknown name not in ctx.variables is an error.
+    Walk the whole string without evaluating anything (Exim's "skipping"
+    mode): raises ExpansionError for a syntax error, an unknown item,
+    operator, condition, variable or lookup type.  For checking a
+    configuration at start-up.
+ExpandContext, ExpandPolicy, HeaderLines (context.py), time_variables()
+KNOWN_VARIABLES, is_known_variable(name) (variables.py)
 
-A caller like ``mta -be`` does::
-
-    ctx = ExpandContext({"primary_hostname": host, **time_variables(), ...})
-    print(expand(argument, ctx))
+How it works
+------------
+This is a port of Exim 4.96's expand_string_internal(): one pass over the
+text, reading and evaluating at once, with a "skipping" flag for the parts
+whose value is not wanted (the branch of an ${if} not taken).  Skipped parts
+are still read in full, so a syntax error or an unknown variable anywhere
+is an error, and errors are found in the order Exim finds them, with
+Exim's words.  The items live in items.py, listops.py and external.py, the
+conditions in conditions.py, the operators in operators.py.
 
 Security
 --------
-Only configuration text is parsed.  A variable's value is inserted as it
-is, never parsed, so a local part like ``${run{...}}`` stays that text
-(CVE-2019-10149).  Expanding a Tainted string is refused.  Nothing here runs
-a program, opens a socket or re-expands a result: ${run}, ${perl},
-${readsocket}, ${dlfunc} and ${expand:} are errors.  A tainted file name in
-${lookup}, ${readfile} or exists{} is an error, and so is a tainted regex.
+Only configuration text is expanded.  A variable's value is inserted as it
+is, never read as expansion syntax, so a local part like ``${run{...}}``
+stays that text (CVE-2019-10149).  Expanding a Tainted string is refused,
+also by ${expand:} (CVE-2019-13917 class).  Taint follows the data through
+every operator, item and list operation; a tainted value never names a
+command or socket, and names a file only as one checked path component
+(mta.taint.file_name_refusal).  ${run} and ${readsocket} exist only when the
+configuration's policy allows them.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
 from mta.errors import ExpansionError
-from mta.expand import conditions, lookups, operators
-from mta.expand.context import KNOWN_VARIABLES, ExpandContext, is_known_variable, time_variables
+from mta.expand.context import ExpandContext, ExpandPolicy, HeaderLines, time_variables
+from mta.expand.escapes import interpret_escape
+from mta.expand.failures import CurlyError
 from mta.expand.lookups import LookupDeferError
-from mta.expand.lookups._common import decode
-from mta.expand.parser import Header, If, Item, Literal, Lookup, Operator, Part, Seq, Var, parse
-from mta.taint import Tainted, is_tainted
+from mta.expand.textcodecs import normalise
+from mta.expand.variables import (
+    FILTER_VARIABLES,
+    KNOWN_VARIABLES,
+    find_header,
+    is_known_variable,
+    unknown_variable_detail,
+    variable_value,
+)
+from mta.taint import Tainted, concat, is_tainted, like
 
 __all__ = [
     "KNOWN_VARIABLES",
     "ExpandContext",
+    "ExpandPolicy",
+    "Expander",
     "ExpansionError",
+    "HeaderLines",
     "LookupDeferError",
     "check",
     "expand",
@@ -60,335 +76,425 @@ __all__ = [
 ]
 
 _EMPTY_CONTEXT = ExpandContext()
-_CAPTURE_REF = re.compile(r"\$(\d)|\$\{(\d+)\}")
-_INTEGER = re.compile(r"-?\d+")
+# check() reads ${run} and ${readsocket} without running them: whether they are
+# allowed is the configuration's policy, applied when the string is expanded.
+_CHECK_CONTEXT = ExpandContext(policy=ExpandPolicy(run=True, readsocket=True))
+_C_SPACE = " \t\n\r\f\v"
+_MAX_DEPTH = 150
+_DIGITS = tuple(str(n) for n in range(10))
+_DIGIT_NAMES = frozenset(_DIGITS)
+_NAME = re.compile(r"[A-Za-z0-9_]*")
+_NAME_WITH_HYPHEN = re.compile(r"[A-Za-z0-9_-]*")
+_TEXT = re.compile(r"[^$}\\\\]*")
+_HEADER_PREFIXES = ("h_", "header_", "rh_", "rheader_", "lh_", "lheader_", "bh_", "bheader_")
+# $h_ (decoded), $rh_ (raw), $lh_ (raw, as a list), $bh_ (decoded, charset not converted)
+_HEADER_FORMS = {
+    "h": "h",
+    "header": "h",
+    "rh": "rh",
+    "rheader": "rh",
+    "lh": "lh",
+    "lheader": "lh",
+    "bh": "b",
+    "bheader": "b",
+}
 
 
 def expand(text: str, ctx: ExpandContext | None = None) -> str:
     """Expand `text`; see the module docstring."""
-    if is_tainted(text):
-        raise ExpansionError(f'attempt to expand tainted string "{text[:60]}"')
     if "$" not in text and "\\" not in text:
-        return text  # the common case: a plain option value
-    try:
-        seq = parse(text)
-        return _Evaluator(ctx or _EMPTY_CONTEXT).text(seq, skip=False)
-    except RecursionError:
-        # Only a pathological configuration nests this deep; report it like
-        # any other expansion problem rather than crash the caller.
-        raise ExpansionError("expansion string is nested too deeply") from None
+        if is_tainted(text):
+            raise ExpansionError(f"attempt to expand tainted string '{text}'")
+        return text  # Exim's expand_cstring() shortcut: nothing to expand
+    return Expander(ctx or _EMPTY_CONTEXT).run(text, skipping=False)
 
 
 def check(text: str) -> None:
-    """Raise ExpansionError if `text` is not a well-formed expansion string."""
-    try:
-        parse(str.__str__(text))
-    except RecursionError:
-        raise ExpansionError("expansion string is nested too deeply") from None
+    """Raise ExpansionError if `text` would fail to expand for reasons of syntax.
+
+    Variable names are not checked: the code that expands an option may add
+    names of its own ($pipe_addresses in a pipe command, say).
+    """
+    if "$" in text or "\\" in text:
+        checker = Expander(_CHECK_CONTEXT)
+        checker.checking = True
+        checker.run(str.__str__(text), skipping=True)
 
 
-def _join(parts: list[str]) -> str:
-    out = "".join(parts)
-    if any(isinstance(p, Tainted) for p in parts):
-        return Tainted(out)
-    return out
+@functools.cache
+def _handlers():  # type: ignore[no-untyped-def]
+    # Imported on first use: items and operators import this module.
+    from mta.expand import items, operators
+
+    return items, operators
 
 
-def _like(source: str, result: str) -> str:
-    """`result` with the taint of `source` (operators keep their input's taint)."""
-    return Tainted(result) if is_tainted(source) else result
+def is_header_name(name: str) -> bool:
+    return name.startswith(_HEADER_PREFIXES)
 
 
-def _number(text: str, where: str) -> int:
-    if not _INTEGER.fullmatch(text.strip()):
-        raise ExpansionError(f'"{text}" is not a number (in {where})')
-    return int(text.strip())
+class Expander:
+    """One expansion, with the state Exim keeps in globals.
 
-
-def _untainted_path(path: str, where: str) -> str:
-    if is_tainted(path):
-        raise ExpansionError(f'Tainted filename "{path}" refused in {where}')
-    return path
-
-
-def _forced(where: str) -> ExpansionError:
-    return ExpansionError(f'"{where}" failed and "fail" requested', forced=True)
-
-
-class _Evaluator:
-    """One expansion: walks the parsed tree with the state Exim keeps globally.
-
-    `value` is $value inside a lookup's or extract's yes/no strings;
-    `captures` are $0..$9 after a successful match condition.  Both are
-    saved and restored around the item that sets them.  Computed variables
-    are called at most once per expansion.
+    s, i           the text being read and the position in it
+    msg            Exim's expand_string_message: reset to "" by every nested
+                   expansion, so an error path that sets nothing reports ""
+                   exactly where Exim does
+    lookup_value   $value; iterate_item: $item; nstrings: $0..$n
     """
 
     def __init__(self, ctx: ExpandContext) -> None:
         self.ctx = ctx
-        self.value: str | None = None
-        self.captures: list[str] | None = None
-        self.computed: dict[str, str] = {}
+        self.s = ""
+        self.i = 0
+        self.msg = ""
+        self.lookup_value: str | None = None
+        self.iterate_item: str | None = None
+        self.nstrings: list[str] = []
+        self.runrc = 0
+        self.malformed_header = False
+        self.cache: dict[str, str] = {}
+        self.extra: dict[str, str | None] = {}  # prvscheck_*, srs_recipient set by items
+        self.depth = 0
+        self.checking = False  # check(): any variable name is accepted
+        # $0..$9 may come from the caller (a router's pattern captures), as
+        # Exim's expand_nstring is set before a router expands its host list.
+        if ctx.variables.keys() & _DIGIT_NAMES:
+            captures = [ctx.variables.get(name) for name in _DIGITS]
+            while captures and captures[-1] is None:
+                captures.pop()
+            self.nstrings = ["" if c is None else c if isinstance(c, str) else str(c) for c in captures]
 
-    # -- the Evaluator protocol of conditions.py --
+    # -- entry points --------------------------------------------------------------------
 
-    def set_captures(self, captures: list[str]) -> None:
-        self.captures = captures
-
-    def variable(self, name: str, skip: bool) -> str:
-        if name.isdigit():
-            if skip:
-                return ""
-            if self.captures is not None:
-                n = int(name)
-                return self.captures[n] if n < len(self.captures) else ""
-            return self._from_context(name)
-        if name not in self.ctx.variables and not is_known_variable(name):
-            raise ExpansionError(f'unknown variable name "{name}"')
-        if skip:
-            return ""
-        if name == "value" and self.value is not None:
-            return self.value
-        return self._from_context(name)
-
-    def text(self, seq: Seq, skip: bool) -> str:
-        parts = [self.part(node, skip) for node in seq]
-        return "" if skip else _join(parts)
-
-    # -- internals --
-
-    def _from_context(self, name: str) -> str:
-        if name in self.computed:
-            return self.computed[name]
-        raw = self.ctx.variables.get(name)
-        if callable(raw):
-            raw = raw()
-            value = "" if raw is None else raw if isinstance(raw, str) else str(raw)
-            self.computed[name] = value
-            return value
-        if raw is None:
-            return ""
-        return raw if isinstance(raw, str) else str(raw)
-
-    def part(self, node: Part, skip: bool) -> str:
-        if isinstance(node, Literal):
-            return node.text
-        if isinstance(node, Var):
-            return self.variable(node.name, skip)
-        if isinstance(node, Header):
-            return "" if skip else self.header(node)
-        if isinstance(node, Operator):
-            arg = self.text(node.arg, skip)
-            return "" if skip else _like(arg, operators.apply(node.name, node.params, arg))
-        if isinstance(node, If):
-            return self.if_item(node, skip)
-        if isinstance(node, Lookup):
-            return self.lookup_item(node, skip)
-        if isinstance(node, Item):
-            return self.item(node, skip)
-        raise AssertionError(f"unexpected node {node!r}")
-
-    def header(self, node: Header) -> str:
-        raw = self.ctx.headers(node.name) if self.ctx.headers is not None else None
-        if raw is None:
-            return ""
-        # $rh_ is the raw text; $h_ and $bh_ lose surrounding white space as in
-        # Exim ($h_ would also decode RFC 2047 words there; mta does not).
-        return Tainted(raw if node.form == "rh" else raw.strip(" \t\r\n"))
-
-    def branches(
-        self, found: bool, yes: Seq | None, no: Seq | None, fail: bool, where: str, skip: bool,
-        default: str,
-    ) -> str:
-        """The common tail of if, lookup and extract: pick and expand a string.
-
-        The string not chosen is still walked, so errors in it are errors
-        (as in Exim).  `default` is the result when the test succeeded and
-        no yes string was given.
-        """
-        if skip or not found:
-            if yes is not None:
-                self.text(yes, skip=True)
-        if skip or found:
-            if no is not None:
-                self.text(no, skip=True)
-        if skip:
-            return ""
-        if found:
-            return self.text(yes, skip=False) if yes is not None else default
-        if no is not None:
-            return self.text(no, skip=False)
-        if fail:
-            raise _forced(where)
-        return ""
-
-    def with_value(
-        self, value: str | None, yes: Seq | None, no: Seq | None, fail: bool, where: str, skip: bool
-    ) -> str:
-        """Branches of lookup and extract: $value is the result ("" if none)."""
-        saved = self.value
-        self.value = "" if value is None else value
+    def run(self, text: str, skipping: bool) -> str:
         try:
-            return self.branches(value is not None, yes, no, fail, where, skip, self.value)
-        finally:
-            self.value = saved
+            return self.expand_other(text, skipping)
+        except RecursionError:
+            # Only a pathological configuration nests this deep; report it like
+            # any other expansion problem rather than crash the caller.
+            raise ExpansionError("expansion string is nested too deeply") from None
 
-    def if_item(self, node: If, skip: bool) -> str:
-        saved = self.captures
+    def expand_other(self, text: str, skipping: bool) -> str:
+        """Expand a whole other string (Exim's expand_string() from inside an item)."""
+        saved = self.s, self.i
+        self.s, self.i = text, 0
         try:
-            truth = conditions.evaluate(self, node.cond, skip)
-            return self.branches(truth, node.yes, node.no, node.fail, "if", skip, "true")
+            return self.internal(ket_ends=False, skipping=skipping)
         finally:
-            self.captures = saved
+            self.s, self.i = saved
 
-    def lookup_item(self, node: Lookup, skip: bool) -> str:
-        key = self.text(node.key, skip)
-        filename = self.text(node.filename, skip)
-        result = None
-        if not skip:
-            _untainted_path(filename, f'"{node.search_type}" lookup')
-            result = lookups.lookup(node.search_type, filename, key)
-        return self.with_value(result, node.yes, node.no, node.fail, "lookup", skip)
+    # -- small helpers -------------------------------------------------------------------
 
-    def item(self, node: Item, skip: bool) -> str:
-        if node.name == "extract":
-            return self.extract(node, skip)
-        args = [self.text(arg, skip) for arg in node.args]
-        if skip:
-            return ""
-        name = node.name
-        if name == "sg":
-            return self.sg(*args)
-        if name == "tr":
-            return _like(args[0], _translate(*args))
-        if name == "readfile":
-            return _readfile(args[0], args[1] if len(args) > 1 else None)
-        if name == "length":
-            return _like(args[1], operators.length(args[1], _number(args[0], '"length" item')))
-        if name == "substr":
-            start = _number(args[0], '"substr" item')
-            size = _number(args[1], '"substr" item') if len(args) == 3 else None
-            if size is not None and size < 0:
-                raise ExpansionError(f'"substr" length "{size}" must not be negative')
-            return _like(args[-1], operators.substr(args[-1], start, size))
-        raise AssertionError(f"item {name} passed the parser but has no implementation")
+    def at(self, k: int = 0) -> str:
+        j = self.i + k
+        return self.s[j] if j < len(self.s) else ""
 
-    def sg(self, subject: str, pattern: str, replacement: str) -> str:
-        regex = conditions.compile_regex(pattern, '"sg" item')
+    def skip_white(self) -> str:
+        """Exim's Uskip_whitespace(): skip C white space, return the next character."""
+        s, n = self.s, len(self.s)
+        while self.i < n and s[self.i] in _C_SPACE:
+            self.i += 1
+        return s[self.i] if self.i < n else ""
 
-        def substitute(m: re.Match[str]) -> str:
-            groups = conditions.captures_of(m, subject)
-            return _CAPTURE_REF.sub(
-                lambda ref: _group(groups, int(ref.group(1) or ref.group(2))), replacement
+    def take(self) -> str:
+        """`*s++`: the current character (or "" at the end), moving on by one."""
+        ch = self.at()
+        self.i += 1
+        return ch
+
+    def read_name(self, extras: str) -> str:
+        """Exim's read_name(): letters, digits and `extras` ("_" or "_-"); at most 255 kept."""
+        m = (_NAME if extras == "_" else _NAME_WITH_HYPHEN).match(self.s, self.i)
+        assert m is not None
+        self.i = m.end()
+        return m.group(0)[:255]
+
+    def fail(self, msg: str | None = None, forced: bool = False) -> ExpansionError:
+        if msg is not None:
+            self.msg = msg
+        return ExpansionError(self.msg, forced=forced)
+
+    def curly(self, msg: str | None = None) -> ExpansionError:
+        """Exim's EXPAND_FAILED_CURLY exit."""
+        if msg is not None:
+            self.msg = msg
+        if self.malformed_header:
+            self.msg = "missing or misplaced { or } - could be header name not terminated by colon"
+        elif not self.msg:
+            self.msg = "missing or misplaced { or }"
+        return CurlyError(self.msg)
+
+    def sub(self, skipping: bool, honour_dollar: bool = True) -> str:
+        """Expand a braced argument whose "{" has been read; leaves "}" to the caller."""
+        return self.internal(ket_ends=True, skipping=skipping, honour_dollar=honour_dollar)
+
+    def scan(self, start: int, skipping: bool, honour_dollar: bool = True) -> str:
+        """Expand from `start` of the current text up to the closing brace, then come back."""
+        saved = self.i
+        self.i = start
+        try:
+            return self.sub(skipping, honour_dollar)
+        finally:
+            self.i = saved
+
+    # -- variables -----------------------------------------------------------------------
+
+    def find_variable(self, name: str, skipping: bool) -> str | None:
+        if name in self.extra:
+            value = self.extra[name]
+            return "" if skipping or value is None else value
+        if name == "value":
+            if "value" not in self.ctx.variables or self.lookup_value is not None:
+                return "" if skipping or self.lookup_value is None else self.lookup_value
+        if name == "item" and "item" not in self.ctx.variables:
+            return "" if skipping or self.iterate_item is None else self.iterate_item
+        if name == "runrc" and "runrc" not in self.ctx.variables:
+            return str(self.runrc)
+        if skipping:
+            known = (
+                (self.checking and bool(name))
+                or name in self.ctx.variables
+                or is_known_variable(name)
+                or name in FILTER_VARIABLES
             )
+            return "" if known else None
+        return variable_value(self.ctx, name, self.cache)
 
-        result = regex.sub(substitute, subject)
-        return Tainted(result) if is_tainted(subject) or is_tainted(replacement) else result
+    def header(self, name: str) -> str | None:
+        """$h_name: (and its forms); `name` as read, prefix included, ending in ":"."""
+        prefix, _, rest = name.partition("_")
+        return find_header(self.ctx, rest, _HEADER_FORMS[prefix])
 
-    def extract(self, node: Item, skip: bool) -> str:
-        args = node.args
-        if skip:
-            # Which form this is depends on a value we do not compute here.
-            for arg in args:
-                self.text(arg, skip=True)
-            return ""
-        first = self.text(args[0], skip=False).strip(" \t\r\n")
-        if not first:
-            raise ExpansionError('first argument of "extract" must not be empty')
-        numeric = _INTEGER.fullmatch(first) is not None
-        fixed = 3 if numeric else 2
-        if len(args) < fixed:
-            raise ExpansionError(f"missing '{{' for arg {fixed} of extract")
-        if len(args) > fixed + 2:
-            raise ExpansionError('too many arguments for "extract" (the key form is {key}{string}{yes}{no})')
-        middle = [self.text(arg, skip=False) for arg in args[1:fixed]]
-        yes = args[fixed] if len(args) > fixed else None
-        no = args[fixed + 1] if len(args) > fixed + 1 else None
-        if numeric:
-            field = _field(int(first), middle[0], middle[1])
-        else:
-            field = _keyed(first, middle[0])
-        return self.with_value(field, yes, no, node.fail, "extract", skip=False)
+    def read_header_name(self, name: str) -> str:
+        """Exim's read_header_name(): the rest of a header name, with ":" added."""
+        s, n = self.s, len(self.s)
+        out = [name.split("_", 1)[1]]
+        while self.i < n and 33 <= ord(s[self.i]) <= 126 and s[self.i] != ":":
+            out.append(s[self.i])
+            self.i += 1
+        if self.at() == ":":
+            self.i += 1
+        return name.split("_", 1)[0] + "_" + "".join(out)[:254] + ":"
 
+    def capture(self, n: int) -> str | None:
+        return self.nstrings[n] if 0 <= n < len(self.nstrings) else None
 
-def _group(groups: list[str], n: int) -> str:
-    return groups[n] if n < len(groups) else ""
+    # -- the main loop -------------------------------------------------------------------
 
+    def internal(self, ket_ends: bool, skipping: bool, honour_dollar: bool = True) -> str:
+        """Exim's expand_string_internal() from the current position.
 
-def _translate(subject: str, source: str, target: str) -> str:
-    if not target:
-        return subject
-    table: dict[str, str] = {}
-    for i, ch in enumerate(source):
-        # Later occurrences win, as Exim finds them with strrchr().
-        table[ch] = target[i] if i < len(target) else target[-1]
-    return "".join(table.get(ch, ch) for ch in subject)
+        With `ket_ends`, stops at the first unmatched "}" (left unread).
+        """
+        items, operators = _handlers()
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise ExpansionError("expansion string is nested too deeply")
+        try:
+            self.msg = ""
+            if is_tainted(self.s):
+                raise self.fail(f"attempt to expand tainted string '{self.s[self.i :]}'")
+            out: list[str] = []
+            s, n = self.s, len(self.s)
+            while self.i < n:
+                ch = s[self.i]
+                if ch == "\\":
+                    self.backslash(out)
+                    continue
+                if ket_ends and ch == "}":
+                    break
+                if ch != "$" or not honour_dollar:
+                    m = _TEXT.match(s, self.i + 1)
+                    assert m is not None
+                    out.append(s[self.i : m.end()])
+                    self.i = m.end()
+                    continue
+                self.i += 1
+                ch = self.at()
+                if ch.isascii() and ch.isalpha():
+                    self.dollar_name(out, skipping)
+                    continue
+                if ch.isascii() and ch.isdigit():
+                    value = self.capture(self.read_number())
+                    if value is not None:
+                        out.append(value)
+                    continue
+                if ch != "{":
+                    raise self.fail("$ not followed by letter, digit, or {")
+                self.i += 1
+                ch = self.at()
+                if ch.isascii() and ch.isdigit():
+                    number = self.read_number()
+                    if self.take() != "}":
+                        raise self.fail("} expected after number")
+                    value = self.capture(number)
+                    if value is not None:
+                        out.append(value)
+                    continue
+                if not (ch.isascii() and ch.isalpha()):
+                    raise self.fail("letter or digit expected after ${")
+                name = self.read_name("_-")
+                handler = items.ITEMS.get(name)
+                if handler is not None:
+                    out.append(handler(self, name, skipping))
+                    continue
+                if self.at() == ":":
+                    out.append(operators.operate(self, name, skipping))
+                    continue
+                if self.take() == "}":
+                    value = self.find_variable(name, skipping)
+                    if value is None:
+                        raise self.fail(f'unknown variable in "${{{name}}}"' + unknown_variable_detail(name))
+                    out.append(value)
+                    continue
+                raise self.fail(f'"${{{name}" is not a known operator (or a }} is missing in a variable reference)')
+            if ket_ends and self.i >= n:
+                raise self.fail(
+                    "missing } at end of string - could be header name not terminated by colon"
+                    if self.malformed_header
+                    else "missing } at end of string"
+                )
+            result = concat(out)
+            if "\0" in result:
+                # Exim's strings are C strings: whatever follows a NUL is lost.
+                result = like(result, result[: result.index("\0")])
+            if isinstance(result, Tainted):
+                fixed = normalise(result)
+                return result if fixed == result else Tainted(fixed)
+            return normalise(result)
+        finally:
+            self.depth -= 1
 
+    def read_number(self) -> int:
+        start = self.i
+        while self.at().isascii() and self.at().isdigit():
+            self.i += 1
+        return int(self.s[start : self.i])
 
-def _readfile(path: str, eol: str | None) -> str:
-    _untainted_path(path, '"readfile" item')
-    try:
-        with open(path, "rb") as f:
-            content = decode(f.read())
-    except OSError as exc:
-        raise ExpansionError(f"failed to open {path} (in readfile item): {exc.strerror}") from None
-    return content if eol is None else content.replace("\n", eol)
+    def backslash(self, out: list[str]) -> None:
+        s, n = self.s, len(self.s)
+        if self.i + 1 >= n:
+            raise self.fail("\\ at end of string")
+        if s[self.i + 1] == "N":
+            start = self.i + 2
+            end = s.find("\\N", start)
+            end = n if end < 0 else end
+            out.append(s[start:end])
+            self.i = min(end + 2, n)
+            return
+        decoded, self.i = interpret_escape(s, self.i)
+        out.append(decoded)
 
+    def dollar_name(self, out: list[str], skipping: bool) -> None:
+        name = self.read_name("_")
+        if is_header_name(name):
+            name = self.read_header_name(name)
+            value = None if skipping else self.header(name)
+            if value is None:
+                if "}" in name:
+                    self.malformed_header = True
+                return
+            out.append(value)
+            return
+        value = self.find_variable(name, skipping)
+        if value is None:
+            raise self.fail(f'unknown variable name "{name}"' + unknown_variable_detail(name))
+        out.append(value)
 
-def _dequote(text: str, pos: int) -> tuple[str, int]:
-    """Exim's string_dequote(): a quoted string with escapes, or up to white space."""
-    from mta.expand.escapes import interpret_escape
+    # -- shared pieces of items ----------------------------------------------------------
 
-    if pos < len(text) and text[pos] == '"':
-        out: list[str] = []
-        pos += 1
-        while pos < len(text) and text[pos] != '"':
-            if text[pos] == "\\":
-                ch, pos = interpret_escape(text, pos)
-                out.append(ch)
+    def read_subs(self, n: int, m: int, skipping: bool, check_end: bool, name: str) -> list[str | None]:
+        """Exim's read_subs(): up to `n` braced arguments, at least `m`.
+
+        Raises the curly error (Exim's return 1) or an ordinary one (2, 3).
+        """
+        subs: list[str | None] = []
+        self.skip_white()
+        for k in range(n):
+            if self.at() != "{":
+                if k < m:
+                    raise self.curly(f"Not enough arguments for '{name}' (min is {m})")
+                subs.append(None)
+                break
+            self.i += 1
+            try:
+                subs.append(self.sub(skipping))
+            except CurlyError as exc:
+                # A bracket problem inside the argument is the argument's failure
+                # (read_subs returns 3), not a bracket problem of this item (1).
+                raise ExpansionError(exc.message, forced=exc.forced) from None
+            if self.take() != "}":
+                raise self.curly()
+            self.skip_white()
+        subs += [None] * (n - len(subs))
+        if check_end:
+            ch = self.take()
+            if ch != "}":
+                if ch == "{":
+                    raise self.fail(f"Too many arguments for '{name}' (max is {n})")
+                raise self.curly(f"missing '}}' after '{name}'")
+        return subs
+
+    def yesno(self, skipping: bool, yes: bool, save_lookup: str | None, kind: str) -> str:
+        """Exim's process_yesno(): the {yes}{no} / {yes}fail / nothing tail of an item.
+
+        Returns the text to insert.  $value is reset to `save_lookup` before
+        the second string, as in Exim.
+        """
+        out = ""
+        if self.skip_white() == "}":
+            if kind == "if":
+                if yes and not skipping:
+                    out = "true"
             else:
-                out.append(text[pos])
-                pos += 1
-        return "".join(out), min(pos + 1, len(text))
-    end = pos
-    while end < len(text) and not text[end].isspace():
-        end += 1
-    return text[pos:end], end
+                if yes and self.lookup_value is not None and not skipping:
+                    out = self.lookup_value
+                self.lookup_value = save_lookup
+            self.i += 1
+            return out
+        if self.take() != "{":
+            raise self._yesno_curly("'yes' part did not start with '{'")
+        try:
+            first = self.sub(skipping=not yes or skipping)
+        except ExpansionError as exc:
+            if yes or not exc.forced:
+                raise
+            first = ""
+        if self.take() != "}":
+            raise self._yesno_curly("'yes' part did not end with '}'")
+        if yes:
+            out = first
+        self.lookup_value = save_lookup
+        if self.skip_white() == "{":
+            self.i += 1
+            try:
+                second = self.sub(skipping=yes or skipping)
+            except ExpansionError as exc:
+                if not yes or not exc.forced:
+                    raise
+                second = ""
+            if self.take() != "}":
+                raise self._yesno_curly("'no' part did not start with '{'")
+            if not yes:
+                out = second
+        elif self.at() != "}":
+            word = self.read_name("_")
+            if word == "fail":
+                if not yes and not skipping:
+                    self.skip_white()
+                    if self.take() != "}":
+                        raise self._yesno_curly("did not close with '}' after forcedfail")
+                    raise self.fail(f'"{kind}" failed and "fail" requested', forced=True)
+            else:
+                raise self.fail(f'syntax error in "{kind}" item - "fail" expected')
+        self.skip_white()
+        if self.take() != "}":
+            raise self._yesno_curly("did not close with '}'")
+        return out
 
-
-def _keyed(key: str, data: str) -> str | None:
-    """``key=value`` pairs: Exim's expand_getkeyed(); the key is caseless."""
-    i, n = 0, len(data)
-    wanted = key.lower()
-    while True:
-        while i < n and data[i].isspace():
-            i += 1
-        if i >= n:
-            return None
-        start = i
-        while i < n and data[i] != "=" and not data[i].isspace():
-            i += 1
-        found = data[start:i]
-        while i < n and data[i].isspace():
-            i += 1
-        if i < n and data[i] == "=":
-            i += 1
-            while i < n and data[i].isspace():
-                i += 1
-        value, i = _dequote(data, i)
-        if found.lower() == wanted:
-            return _like(data, value)
-
-
-def _field(number: int, separators: str, data: str) -> str | None:
-    """Field `number` (1-based; negative counts from the end; 0 is all)."""
-    if number == 0:
-        return data
-    if not separators:
-        fields = [data]
-    else:
-        fields = re.split("[" + re.escape(separators) + "]", data)
-    index = number - 1 if number > 0 else len(fields) + number
-    if not 0 <= index < len(fields):
-        return None
-    return _like(data, fields[index])
+    def _yesno_curly(self, where: str) -> ExpansionError:
+        rest = self.s[max(self.i - 1, 0) :] if self.i <= len(self.s) else ""
+        return self.curly(
+            f"curly-bracket problem in conditional yes/no parsing: {where}\n remaining string is '{rest}'"
+        )

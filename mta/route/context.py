@@ -12,7 +12,7 @@ from functools import cached_property
 
 from mta import record
 from mta.config.loader import Config
-from mta.config.variables import config_variables, list_matcher
+from mta.config.variables import config_variables, expansion_settings, list_matcher
 from mta.errors import DeferError, ExpansionError
 from mta.expand.expander import ExpandContext, expand
 from mta.route.item import AddressItem
@@ -39,6 +39,7 @@ class RoutingContext:
     transports: Mapping[str, Any] = record.field(default_factory=dict)
     debug: Callable[[str], None] | None = None
     resolver_factory: Callable[[], DnsResolver] | None = None
+    first_delivery: bool = False  # the first_delivery expansion condition
 
     @cached_property
     def base_variables(self) -> dict[str, Any]:
@@ -62,7 +63,16 @@ class RoutingContext:
             variables.update(item.variables())
         if extra:
             variables.update(extra)
-        return expand(text, ExpandContext(variables=variables, headers=self.headers, match_list=self._matcher))
+        return expand(
+            text,
+            ExpandContext(
+                variables=variables,
+                headers=self.headers,
+                match_list=self._matcher,
+                first_delivery=self.first_delivery,
+                **self._settings,
+            ),
+        )
 
     def expand_or_defer(self, text: str, item: AddressItem | None, what: str) -> str | None:
         """Expand an option; a forced failure gives None, any other failure defers the address."""
@@ -76,6 +86,10 @@ class RoutingContext:
     @cached_property
     def _matcher(self) -> Callable[[str, str, str], bool]:
         return list_matcher(self.config)
+
+    @cached_property
+    def _settings(self) -> dict[str, Any]:
+        return expansion_settings(self.config)
 
     @cached_property
     def list_context(self) -> ListContext:

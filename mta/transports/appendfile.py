@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError
 from mta.route.item import AddressItem
-from mta.taint import is_tainted
+from mta.taint import file_name_refused
 from mta.transports import _local, _maildir
 from mta.transports._locking import (
     MailboxPolicy,
@@ -213,7 +213,7 @@ class AppendfileTransport(LocalTransport):
             raise DeferError(
                 f'Expansion of "{text}" (file or directory name for {self.name} transport) failed: {exc.message}'
             ) from None
-        if is_tainted(path):
+        if file_name_refused(path):
             # CVE-2019-10149 and friends: a name built from message data could point anywhere.
             raise DeferError(f"Tainted '{path}' (file or directory name for {self.name} transport) not permitted")
         if not path.startswith("/") or "\0" in path:

@@ -1,9 +1,11 @@
 """`mta -be`: every expansion item of issue 2, through the real CLI, one call per case.
 
-The expander has its own unit tests (tests/expand); these check that the
-CLI mode wires the configuration's variables, the lookups and the error
-reporting (``Failed: ...`` on stderr, exit 1) together.  `{root}` in a case
-is the test's directory, where the lookup files are made.
+The expander has its own unit tests (tests/expand, and the corpus checked
+against Exim's own output); these check that the CLI mode wires the
+configuration's variables, the lookups and the error reporting together:
+as in Exim, a failure is ``Failed: ...`` on stdout and the exit status stays
+0.  `{root}` in a case is the test's directory, where the lookup files are
+made.
 """
 
 from __future__ import annotations
@@ -53,13 +55,10 @@ CASES = [
             "local_part_prefix",
             "local_part_suffix",
             "home",
-            "sender_address",
             "message_id",
-            "message_size",
             "received_protocol",
             "sender_host_address",
             "sender_host_name",
-            "authenticated_id",
             "address_data",
             "value",
         )
@@ -83,7 +82,6 @@ CASES = [
     ("eq", "${if eq{abc}{abc}{y}{n}}", "y"),
     ("eq differs", "${if eq{abc}{ABC}{y}{n}}", "n"),
     ("eqi", "${if eqi{abc}{ABC}{y}{n}}", "y"),
-    ("ne", "${if ne{a}{b}{y}{n}}", "y"),
     ("match captures", "${if match{abc123}{\\N^([a-z]+)(\\d+)$\\N}{$2-$1}{no}}", "123-abc"),
     ("match fails", "${if match{abc}{^\\d}{y}{n}}", "n"),
     ("exists", "${if exists{{root}/aliases}{y}{n}}", "y"),
@@ -116,7 +114,7 @@ CASES = [
     ("base64d", "${base64d:aGVsbG8gd29ybGQ=}", "hello world"),
     ("quote plain", "${quote:abc}", "abc"),
     ("quote", '${quote:a "b" c}', '"a \\"b\\" c"'),
-    ("escape", "${escape:a\tb}", "a\\tb"),
+    ("escape", "${escape:a\x01b\tc}", "a\\001b\tc"),
     ("address", "${address:Joe Bloggs <joe@example.com>}", "joe@example.com"),
     # items
     ("sg", "${sg{a.b.c}{\\N\\.\\N}{-}}", "a-b-c"),
@@ -164,20 +162,40 @@ def test_several_arguments_one_line_each(env: MtaEnv) -> None:
 
 
 def test_strings_from_stdin(env: MtaEnv) -> None:
-    result = env.run("-be", input="${lc:ABC}\n$qualify_domain\n")
-    assert (result.returncode, result.stdout) == (0, "abc\nexample.com\n")
+    # Exim's prompt before each line, a backslash continues a line, a newline at the end.
+    result = env.run("-be", input="${lc:ABC}\n$qualify_domain\n${uc:a\\\n   b}\n")
+    assert (result.returncode, result.stdout) == (0, "> abc\n> example.com\n> AB\n> \n")
+
+
+def test_caller_variables_are_those_of_the_person_running_it(env: MtaEnv) -> None:
+    import os
+    import pwd
+
+    login = pwd.getpwuid(os.getuid()).pw_name
+    result = env.run("-be", "$sender_address|$authenticated_id|$sender_ident|$message_size")
+    assert result.stdout == f"{login}@example.com|{login}|{login}|0\n"
+    assert env.run("-f", "x@y.example", "-be", "$sender_address").stdout == "x@y.example\n"
+
+
+def test_macros_are_defined_and_used(env: MtaEnv) -> None:
+    result = env.run("-be", "GREETING = hello", "GREETING ${uc:GREETING}", "GREETING == bye", "GREETING")
+    want = "Defined macro 'GREETING'\nhello HELLO\nDefined macro 'GREETING'\nbye\n"
+    assert (result.returncode, result.stdout) == (0, want)
+    redefined = env.run("-be", "X1 = a", "X1 = b")
+    assert redefined.returncode == 1
+    assert redefined.stderr == 'mta: macro "X1" is already defined (use "==" if you want to redefine it)\n'
 
 
 ERRORS = [
     ("unknown variable", "$no_such_variable", 'Failed: unknown variable name "no_such_variable"'),
-    ("unknown item", "${no_such_item{x}}", 'Failed: unknown expansion item "no_such_item"'),
+    (
+        "unknown item",
+        "${no_such_item{x}}",
+        'Failed: "${no_such_item" is not a known operator (or a } is missing in a variable reference)',
+    ),
     ("unknown operator", "${no_such_op:x}", 'Failed: unknown expansion operator "no_such_op"'),
     ("unknown condition", "${if no_such_cond{a}{b}}", 'Failed: unknown condition "no_such_cond"'),
-    (
-        "unknown lookup type",
-        "${lookup{k}nosuch{/etc/passwd}}",
-        'Failed: unknown lookup type "nosuch" (known: dsearch, lmdb, lsearch, nwildlsearch, wildlsearch)',
-    ),
+    ("unknown lookup type", "${lookup{k}nosuch{/etc/passwd}}", 'Failed: unknown lookup type "nosuch"'),
     ("forced fail in if", "${if eq{a}{b}{y}fail}", 'Failed: "if" failed and "fail" requested'),
     (
         "forced fail in lookup",
@@ -185,27 +203,22 @@ ERRORS = [
         'Failed: "lookup" failed and "fail" requested',
     ),
     ("unterminated", "${lc:abc", "Failed: missing } at end of string"),
-    (
-        "run is refused",
-        "${run{/bin/true}}",
-        'Failed: expansion item "run" is not supported: mta never runs commands, opens sockets or re-expands data',
-    ),
 ]
 
 
 @pytest.mark.parametrize(("text", "message"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])
 def test_expansion_errors(env: MtaEnv, text: str, message: str) -> None:
-    assert expand(env, text) == (1, "", message + "\n")
+    assert expand(env, text) == (0, message + "\n", "")
 
 
 def test_error_in_one_argument_does_not_stop_the_others(env: MtaEnv) -> None:
     result = env.run("-be", "ok1", "$nosuch", "ok2")
-    assert result.returncode == 1
-    assert result.stdout == "ok1\nok2\n"
-    assert result.stderr == 'Failed: unknown variable name "nosuch"\n'
+    assert result.returncode == 0
+    assert result.stdout == 'ok1\nFailed: unknown variable name "nosuch"\nok2\n'
+    assert result.stderr == ""
 
 
 def test_lookup_file_missing(env: MtaEnv, tmp_path: Path) -> None:
     code, out, err = expand(env, "${lookup{a}lsearch{{root}/missing}}")
-    assert (code, out) == (1, "")
-    assert err.startswith("Failed: ") and "missing" in err and err.count("\n") == 1
+    assert (code, err) == (0, "")
+    assert out == f"Failed: failed to open {env.root}/missing for linear search: No such file or directory\n"

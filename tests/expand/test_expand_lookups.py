@@ -216,7 +216,7 @@ def test_lsearch_result_untainted(lsearch_file: str) -> None:
 
 
 def test_dsearch_on_a_file_defers(lsearch_file: str) -> None:
-    with pytest.raises(LookupDeferError, match="not a directory"):
+    with pytest.raises(LookupDeferError, match="Not a directory"):
         lookup("dsearch", lsearch_file, "x")
 
 
@@ -302,7 +302,7 @@ MISSING = [
     ("lsearch*", "failed to open"),
     ("wildlsearch", "failed to open"),
     ("nwildlsearch", "failed to open"),
-    ("dsearch", "failed to open directory"),
+    ("dsearch", "failed to open"),
     ("lmdb", "failed to open"),
 ]
 
@@ -334,15 +334,16 @@ def test_build_from_missing_source_defers(tmp_path: Path) -> None:
 
 
 def test_lookup_types() -> None:
-    want = ["dsearch", "lmdb", "lsearch", "nwildlsearch", "wildlsearch"]
+    want = ["dsearch", "iplsearch", "lmdb", "lsearch", "nwildlsearch", "passwd", "wildlsearch"]
     assert lookup_types() == want, f"got {lookup_types()}, want {want}"
 
 
 BAD_TYPES = [
     ("unknown", "xyz", 'unknown lookup type "xyz"'),
-    ("unknown-star", "xyz*", 'unknown lookup type "xyz*"'),
-    ("partial", "partial-lsearch", "partial matching is not supported"),
-    ("query-style", "dnsdb", 'unknown lookup type "dnsdb"'),
+    ("unknown-star", "xyz*", 'unknown lookup type "xyz"'),
+    ("bad-partial", "partial+lsearch", 'format error in lookup type "partial+lsearch"'),
+    ("not-shipped", "dnsdb", 'lookup type "dnsdb" is not available'),
+    ("partial-query-style", "partial-passwd", '"partial" is not permitted for lookup type "passwd"'),
 ]
 
 

@@ -51,6 +51,8 @@ ENVELOPE_GOOD = [
     ("utf8", "jörg@bücher.example", "jörg@bücher.example"),
     ("underscore-domain", "a@host_name.example", "a@host_name.example"),
     ("max-local-part", "a" * 64 + "@example.com", "a" * 64 + "@example.com"),
+    # Longer than RFC 5321's 64: accepted, as Exim and Postfix accept it.
+    ("long-local-part", "a" * 200 + "@example.com", "a" * 200 + "@example.com"),
 ]
 
 
@@ -89,7 +91,6 @@ ENVELOPE_BAD = [
     ("lf-inside", "user@exa\nmple.com", "CR, LF or NUL"),
     ("nul", "us\0er@example.com", "CR, LF or NUL"),
     ("control-in-quotes", '"a\x01b"@example.com', "control character"),
-    ("local-part-too-long", "a" * 65 + "@example.com", "local part longer than 64"),
     ("domain-too-long", "a@" + ".".join(["a" * 60] * 5), "domain longer than 255"),
     ("label-too-long", "a@" + "b" * 64 + ".example", "domain label longer than 63"),
     ("bad-ip-literal", "user@[192.0.2]", "bad IP literal"),

@@ -338,8 +338,15 @@ def test_mailing_list_refuses_pipes_and_tainted_names(tmp_path: Path) -> None:
     lists, world = list_world(tmp_path)
     write(lists / "evil", "|/bin/sh -c 'id'\n")
     assert "pipes are not permitted" in only_deferral(world.route("evil@lists.example.com"), "evil@lists.example.com")
+    # $local_part may be one whole checked component under the lists directory (issue 11)...
     lists, world = list_world(tmp_path, name_variable="$local_part")
     write(lists / "staff", "someone\n")
+    outcome = world.route("staff@lists.example.com")
+    assert not outcome.deferred, outcome.deferred  # the list was read: its member goes on (and is unknown)
+    assert [item.address for item, _ in outcome.failed] == ["someone@example.com"]
+    # ...but not part of one.
+    lists, world = list_world(tmp_path, name_variable="x$local_part")
+    write(lists / "xstaff", "someone\n")
     message = only_deferral(world.route("staff@lists.example.com"), "staff@lists.example.com")
     assert "tainted file name" in message
 

@@ -141,10 +141,20 @@ def test_headers_add_and_remove(tmp_path: Path) -> None:
 
 
 def test_tainted_file_name_refused(tmp_path: Path) -> None:
-    transport = appendfile(file=f"{tmp_path}/$local_part")  # $local_part came from the envelope
-    with pytest.raises(DeferError, match=r"Tainted '.*/alice' \(file or directory name for local_mbox transport\)"):
+    # $local_part came from the envelope: it may only be one whole checked component (issue 11).
+    transport = appendfile(file=f"{tmp_path}/x$local_part")
+    with pytest.raises(DeferError, match=r"Tainted '.*/xalice' \(file or directory name for local_mbox transport\)"):
         transport.deliver(make_message(tmp_path / "m"), make_item(), make_env())
-    assert not (tmp_path / "alice").exists()
+    assert not (tmp_path / "xalice").exists()
+    transport = appendfile(file=f"{tmp_path}/$local_part")
+    with pytest.raises(DeferError, match=r"Tainted '.*/\.\.' \(file or directory name for local_mbox transport\)"):
+        transport.deliver(make_message(tmp_path / "m"), make_item("..@example.com"), make_env())
+
+
+def test_local_part_as_one_component_is_allowed(tmp_path: Path) -> None:
+    transport = appendfile(file=f"{tmp_path}/$local_part")
+    transport.deliver(make_message(tmp_path / "m"), make_item(), make_env())
+    assert (tmp_path / "alice").exists()
 
 
 def test_message_size_limit_fails(tmp_path: Path) -> None:

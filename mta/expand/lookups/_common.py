@@ -14,12 +14,15 @@ class LookupDeferError(ExpansionError):
     driver that already turns expansion errors into DeferError needs nothing
     more; code that calls lookup() directly should catch it and defer.
     `path` names the file, `errno` the OS error number (0 if none).
+    `opening` is true when the file itself could not be opened (Exim reports
+    those without its 'lookup of "key" gave DEFER' prefix).
     """
 
-    def __init__(self, message: str, path: str, errno: int = 0) -> None:
+    def __init__(self, message: str, path: str, errno: int = 0, opening: bool = False) -> None:
         super().__init__(message)
         self.path = path
         self.errno = errno
+        self.opening = opening
 
 
 def decode(raw: bytes) -> str:

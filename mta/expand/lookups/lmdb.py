@@ -20,17 +20,17 @@ from mta.expand.lookups.lsearch import load
 MAX_KEY_BYTES = 511
 
 
-def find(path: str, key: str) -> str | None:
+def find(path: str, key: str, options: str | None = None) -> str | None:
     """Exact key first, then its lower-cased form (how the compiler stores keys)."""
     try:
         os.stat(path)
         env = lmdb.open(path, subdir=False, readonly=True, lock=False)
     except OSError as exc:
         raise LookupDeferError(
-            f"failed to open {path} as an LMDB database: {exc.strerror}", path, exc.errno or 0
+            f"failed to open {path} as an LMDB database: {exc.strerror}", path, exc.errno or 0, opening=True
         ) from None
     except lmdb.Error as exc:
-        raise LookupDeferError(f"failed to open {path} as an LMDB database: {exc}", path) from None
+        raise LookupDeferError(f"failed to open {path} as an LMDB database: {exc}", path, opening=True) from None
     try:
         with env.begin() as txn:
             for candidate in dict.fromkeys((key, key.lower())):

@@ -24,11 +24,13 @@ import functools
 import os
 import re
 import threading
+import warnings
 
 from mta import record
 from mta.errors import ExpansionError
-from mta.expand.escapes import interpret_escape
+from mta.expand.escapes import dequote
 from mta.expand.lookups._common import LookupDeferError, decode
+from mta.expand.textcodecs import normalise, to_bytes
 
 _WHITE = " \t\n\r\f\v"
 _CACHE_FILES = 64
@@ -47,16 +49,8 @@ _cache_lock = threading.Lock()
 def _read_key(line: str) -> tuple[str, int]:
     """Return the key at the start of `line` and the index just after it."""
     if line.startswith('"'):
-        out: list[str] = []
-        i = 1
-        while i < len(line) and line[i] != '"':
-            if line[i] == "\\":
-                ch, i = interpret_escape(line, i)
-                out.append(ch)
-            else:
-                out.append(line[i])
-                i += 1
-        return "".join(out), min(i + 1, len(line))
+        key, end = dequote(line, 0)
+        return normalise(key), end
     i = 0
     while i < len(line) and line[i] != ":" and line[i] not in _WHITE:
         i += 1
@@ -107,7 +101,7 @@ def load(path: str) -> LsearchFile:
             raw = f.read()
     except OSError as exc:
         raise LookupDeferError(
-            f"failed to open {path} for linear search: {exc.strerror}", path, exc.errno or 0
+            f"failed to open {path} for linear search: {exc.strerror}", path, exc.errno or 0, opening=True
         ) from None
     entries = parse_lsearch(decode(raw))
     index: dict[str, str] = {}
@@ -122,13 +116,16 @@ def load(path: str) -> LsearchFile:
     return parsed
 
 
-def find_lsearch(path: str, key: str) -> str | None:
+def find_lsearch(path: str, key: str, options: str | None = None) -> str | None:
     return load(path).index.get(key.lower())
 
 
 @functools.lru_cache(maxsize=512)
-def _wild_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
+def _wild_regex(pattern: str) -> re.Pattern[bytes]:
+    # Bytes, as PCRE without UTF mode in Exim; no FutureWarning noise for PCRE-valid patterns.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return re.compile(to_bytes(pattern), re.IGNORECASE)
 
 
 def wild_match(pattern: str, subject: str) -> bool:
@@ -138,17 +135,45 @@ def wild_match(pattern: str, subject: str) -> bool:
     in suffix (``*`` alone matches anything), anything else is literal.
     """
     if pattern.startswith("^"):
-        return _wild_regex(pattern).search(subject) is not None
+        return _wild_regex(pattern).search(to_bytes(subject)) is not None
     if pattern.startswith("*"):
         return subject.lower().endswith(pattern[1:].lower())
     return pattern.lower() == subject.lower()
 
 
-def find_wild(path: str, key: str) -> str | None:
+def find_wild(path: str, key: str, options: str | None = None) -> str | None:
     for pattern, data in load(path).entries:
         try:
             if wild_match(pattern, key):
                 return data
         except re.error as exc:
             raise ExpansionError(f'bad regular expression "{pattern}" in {path}: {exc}') from None
+    return None
+
+
+def find_ip(path: str, key: str, options: str | None = None) -> str | None:
+    """iplsearch: keys are IP addresses or CIDR networks; "*" matches only the key "*"."""
+    import ipaddress
+
+    from mta.expand.ipaddr import is_ip_address
+
+    entries = load(path).entries  # opened first, as Exim: a missing file is reported before a bad key
+    if key != "*" and is_ip_address(key)[0] == 0:
+        raise LookupDeferError(
+            f'"{key}" is not a valid iplsearch key (an IP address, with optional CIDR mask, is wanted): '
+            "in a host list, use net-iplsearch as the search type",
+            path,
+        )
+    for pattern, data in entries:
+        if pattern == "*" or key == "*":
+            if pattern == key:
+                return data
+            continue
+        try:
+            network = ipaddress.ip_network(pattern, strict=False)
+            address = ipaddress.ip_network(key, strict=False)
+        except ValueError:
+            continue
+        if address.version == network.version and address.subnet_of(network):  # type: ignore[arg-type]
+            return data
     return None

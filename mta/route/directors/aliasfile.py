@@ -33,7 +33,7 @@ from mta.route.directors import _common
 from mta.route.directors._common import RedirectingOptions, what
 from mta.route.item import AddressItem
 from mta.route.redirect import NO_REDIRECT
-from mta.taint import is_tainted
+from mta.taint import file_name_refused
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -94,7 +94,7 @@ class AliasfileDirector(Director):
         path = _common.expand_option(self, ctx, opts.file, item, "file")
         if path is None:
             return Decline("file expansion forced to fail")
-        if is_tainted(path):
+        if file_name_refused(path):
             raise DeferError(f'{what(self)}: tainted file name "{path}" refused (use $local_part_data/$domain_data)')
         if not os.path.isabs(path):
             raise DeferError(f'{what(self)}: alias file "{path}" is not an absolute path')

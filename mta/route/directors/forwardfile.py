@@ -50,7 +50,7 @@ from mta.route.directors._common import RedirectingOptions, what
 from mta.route.item import AddressItem
 from mta.route.redirect import NO_REDIRECT, IncludeCheck, read_list_file
 from mta.route.user_files import FileOwner, read_user_file, user_file_reader
-from mta.taint import is_tainted, untainted
+from mta.taint import file_name_refused, untainted
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -160,7 +160,7 @@ class ForwardfileDirector(Director):
         name = _common.expand_option(self, ctx, opts.file, item, "file")
         if name is None:
             return None
-        if is_tainted(name):
+        if file_name_refused(name):
             raise DeferError(
                 f'{what(self)}: tainted file name "{name}" refused '
                 "(use $local_part_data, e.g. with local_parts = dsearch;/dir, or $home)"
@@ -169,7 +169,7 @@ class ForwardfileDirector(Director):
             base: str | None = item.home if opts.check_local_user else None
             if opts.file_directory:
                 base = _common.expand_option(self, ctx, opts.file_directory, item, "file_directory")
-                if base is not None and is_tainted(base):
+                if base is not None and file_name_refused(base):
                     raise DeferError(f'{what(self)}: tainted file_directory "{base}" refused')
             if not base:
                 raise DeferError(

@@ -58,7 +58,7 @@ from mta.route.routers._common import (
     parse_route_options,
     split_rule,
 )
-from mta.taint import is_tainted, taint
+from mta.taint import file_name_refused, is_tainted, taint
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -133,7 +133,7 @@ class QueryprogramRouter(Router):
         cwd = "/"
         if self.options.current_directory:
             cwd = ctx.expand_or_defer(self.options.current_directory, item, "current_directory") or "/"
-            if is_tainted(cwd):
+            if file_name_refused(cwd):
                 raise DeferError(f'{self.name} router: tainted current_directory "{cwd}" refused')
         reply = self._run(argv, identity, cwd, item, ctx)
         return self._interpret(reply, item, ctx)
