@@ -26,7 +26,7 @@ primary_hostname = mail.example.com
 qualify_domain = example.com
 domainlist local_domains = example.com : other.example.com
 domainlist relay_to_domains = backup.example.net
-hostlist relay_from_hosts = 192.0.2.0/24 : 2001:db8:1::/48
+hostlist relay_from_hosts = <; 192.0.2.0/24 ; 2001:db8:1::/48
 """
 
 DIRECTORS = """
@@ -50,7 +50,7 @@ begin routers
 nearby:
   driver = domainlist
   transport = remote_smtp
-  route_list = example.org 127.0.0.1 byname ; backup.example.net 127.0.0.1 byname
+  route_list = example.org 198.51.100.7 byname ; backup.example.net 198.51.100.7 byname
 
 begin transports
 
