@@ -53,12 +53,13 @@ from mta.receive.acl_types import AclContext, AclResult, AclStage, Rc
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from mta.config.loader import Config
     from mta.hints.db import HintsDb
     from mta.route.dns import DnsResolver
     from mta.route.engine import RoutingEngine
     from mta.runtime import Runtime
 
-__all__ = ["AclContext", "AclEngine", "AclResult", "AclStage"]
+__all__ = ["AclContext", "AclEngine", "AclResult", "AclStage", "check_acls"]
 
 # Exim's regex_smtp_code: a code, a space, and maybe an enhanced code and a space.
 _SMTP_CODE = re.compile(r"(\d\d\d)\s(?:(\d\.\d\d?\d?\.\d\d?\d?)\s)?")
@@ -243,3 +244,10 @@ class AclEngine:
                 os.path.join(self.config.main.spool_directory, "db"), "ratelimit", panic=self.runtime.logger.panic
             )
         return self._ratelimit_db
+
+
+def check_acls(config: Config) -> None:
+    """Everything -bV checks of the ACLs: build an engine and drop it (ConfigError with file:line)."""
+    from mta.runtime import build_runtime
+
+    AclEngine(build_runtime(config))

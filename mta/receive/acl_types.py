@@ -211,7 +211,11 @@ class AclResult:
     already without any leading code; `code` is that code when
     ``message =`` began with one of the right class ("550" or "550 5.7.1").
     `log_message` is for the log line.  `add_headers` are the header lines
-    this run asked to add (Exim's duplicates left out; each ends in "\\n").
+    this run asked to add (each ends in "\\n"; a line already added for this
+    message is left out).  All the lines of the message so far are in
+    ``ctx.message.added_headers``: as in Exim, those from the MAIL, RCPT and
+    PREDATA ACLs (a rejected RCPT's too) are added to the message if it is
+    accepted, and so are the DATA ACL's.
     """
 
     verb: str

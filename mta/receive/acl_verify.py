@@ -23,10 +23,9 @@ from mta.receive.acl_types import Rc
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from mta.receive.acl_run import AclRun
     from mta.receive.acl_syntax import AclItem, VerifySpec
+    from mta.route.verify import VerifyResult
 
 _ADDRESS_HEADERS = frozenset(
     f"{prefix}{name}" for prefix in ("", "resent-") for name in ("sender", "from", "reply-to", "to", "cc", "bcc")
@@ -63,20 +62,28 @@ async def verify(run: AclRun, item: AclItem, arg: str, verb: str) -> Rc:
     return rc
 
 
-async def _route_verify(run: AclRun, address: str, what: str, spec: VerifySpec) -> Any:
+async def _route_verify(run: AclRun, address: str, what: str, spec: VerifySpec) -> VerifyResult:
     from mta.route.context import RoutingContext
     from mta.route.verify import verify_address
 
     engine = run.engine
+    # Routing's trace lines are collected in the thread and passed on here, so that
+    # the session's trace is only ever called on its own event loop.
+    lines: list[str] = []
     ctx = RoutingContext(
         run.config,
         run.ctx.sender_address or "",
         verify=what,
         transports=engine.runtime.transports,
-        debug=run.ctx.trace,
+        debug=lines.append if run.ctx.trace is not None else None,
         resolver_factory=engine.sync_resolver,
     )
-    return await asyncio.to_thread(verify_address, engine.routing(), address, ctx, spec.success_on_redirect)
+    run.trace(f"----------- verify {what} {address} ------------")
+    result = await asyncio.to_thread(verify_address, engine.routing(), address, ctx, spec.success_on_redirect)
+    for line in lines:
+        run.trace(line)
+    run.trace("----------- end verify ------------")
+    return result
 
 
 async def _verify_recipient(run: AclRun, spec: VerifySpec) -> Rc:
