@@ -86,6 +86,8 @@ def may_block(run: AclRun, text: str, list_type: str) -> bool:
 def _may_block(run: AclRun, text: str, list_type: str, depth: int) -> bool:
     if depth > 20 or ("$" in text and any(word in text for word in _BLOCKING_WORDS)):
         return True
+    if list_type == "hostlist" and "$" in text:
+        return True  # what it expands to may be host names to resolve
     for entry in split_list(text):
         item = entry.lstrip("!").strip()
         if item.startswith("/") or ";" in item:

@@ -286,3 +286,28 @@ def test_log_reject_target(tmp_path: Path) -> None:
 def test_continue_is_evaluated_for_its_side_effects_only(tmp_path: Path) -> None:
     world = acl_world(tmp_path, "check:\n  accept continue = ${if eq{a}{b}{x}{y}}\n", "acl_smtp_rcpt = check\n")
     assert world.rcpt("a@example.com").verb == "accept"
+
+
+def test_a_list_that_reads_a_file_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    """A FIFO as the lookup file: opening it blocks until a writer comes; other sessions go on meanwhile."""
+    import asyncio
+    import os
+
+    fifo = tmp_path / "slow-file"
+    os.mkfifo(fifo)
+    world = acl_world(tmp_path, f"slow:\n  accept local_parts = lsearch;{fifo}\nfast:\n  accept\n")
+
+    def writer() -> None:
+        with open(fifo, "w") as f:
+            f.write("someone: x\n")
+
+    async def sessions() -> tuple[str, str]:
+        slow_ctx = world.context(recipient="someone@example.com")
+        slow = asyncio.create_task(world.engine.run("slow", slow_ctx))
+        await asyncio.sleep(0.05)
+        fast = await world.engine.run("fast", world.context(recipient="x@example.com"))
+        assert not slow.done()  # still waiting for the file, in a thread
+        await asyncio.to_thread(writer)
+        return fast.verb, (await slow).verb
+
+    assert asyncio.run(sessions()) == ("accept", "accept")
