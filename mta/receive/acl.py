@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 
 from mta.errors import ConfigError, ExpansionError
 from mta.expand import check as check_expansion
@@ -53,6 +54,8 @@ from mta.receive.acl_types import AclContext, AclResult, AclStage, Rc
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from mta.config.loader import Config
     from mta.hints.db import HintsDb
     from mta.route.dns import DnsResolver
@@ -97,6 +100,7 @@ class AclEngine:
         self._routing: RoutingEngine | None = None
         self._resolver: DnsResolver | None = None
         self._ratelimit_db: HintsDb | None = None
+        self._config_variables: tuple[int, dict[str, Any]] | None = None
         for stage in AclStage:
             self._check_option(stage)
 
@@ -212,6 +216,16 @@ class AclEngine:
         return m.group(0).strip(), text
 
     # -- shared services, made on first use ------------------------------------
+
+    def config_variables(self) -> dict[str, Any]:
+        """The configuration's variables and the time of day, made at most once a second
+        (they are the same for every ACL run in that second)."""
+        now = int(time.time())
+        if self._config_variables is None or self._config_variables[0] != now:
+            from mta.config.variables import config_variables
+
+            self._config_variables = (now, config_variables(self.config))
+        return self._config_variables[1]
 
     def routing(self) -> RoutingEngine:
         if self._routing is None:

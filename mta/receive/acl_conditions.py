@@ -57,7 +57,13 @@ _BLOCKING_WORDS = ("lookup", "readfile", "exists", "dnsdb", "match_")
 
 
 def list_context(run: AclRun, resolve: bool = True) -> ListContext:
-    """List matching for this run: named lists, the expansion of lists, and (in a thread) name lookups."""
+    """List matching for this run: named lists, the expansion of lists, and (in a thread) name lookups.
+
+    Made once per run and kind: most statements of an ACL match a list.
+    """
+    cached = run.list_contexts.get(resolve)
+    if cached is not None:
+        return cached
     config = run.config
 
     def named(list_type: str, name: str) -> str | None:
@@ -65,13 +71,14 @@ def list_context(run: AclRun, resolve: bool = True) -> ListContext:
             return config.local_domains  # the main option means the same (DESIGN.md)
         return config.named_list(list_type, name)
 
-    return ListContext(
+    made = run.list_contexts[resolve] = ListContext(
         primary_hostname=config.primary_hostname,
         named_list=named,
         local_addresses=local_interface_addresses,
         resolve_host=default_resolve_host if resolve else None,
         expand=run.expand,
     )
+    return made
 
 
 def may_block(run: AclRun, text: str, list_type: str) -> bool:
@@ -118,6 +125,8 @@ async def _in_thread_if(blocking: bool, function: Callable[[], ListMatch]) -> Li
 
 
 def _list_trace(run: AclRun, what: str, subject: str, text: str, m: ListMatch) -> None:
+    if not run.tracing:
+        return
     if m.matched:
         how = f'yes (matched "{m.item}")' if m.item is not None else "yes"
     else:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 
 from mta.config.loader import SourceLine
-from mta.config.variables import config_variables
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.expand import ExpandContext, LookupDeferError, expand
 from mta.message.address import split_address
@@ -29,6 +28,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from mta.config.lists import ListContext
     from mta.receive.acl import AclEngine
 
 MAX_NESTING = 20
@@ -112,10 +112,12 @@ class AclRun:
         self.log_reject_target = frozenset({"main", "reject"})
         self.sender_verify_failure: tuple[str, str, bool] | None = None
         self.level = 0
+        self.tracing = ctx.trace is not None  # (trace text is made only when someone reads it)
         self.log_is_own = False  # log_message (not the user message) made log_msg
         self.caseful_local_part: str | None = None
         # ratelimit results remembered for this command: key -> rate
         self.ratelimits: dict[str, float] = {}
+        self.list_contexts: dict[bool, ListContext] = {}
         self.variables = self._variables()
         self.expand_context = ExpandContext(variables=self.variables, headers=ctx.headers, match_list=self._match_list)
 
@@ -123,7 +125,7 @@ class AclRun:
 
     def _variables(self) -> dict[str, Any]:
         ctx = self.ctx
-        v: dict[str, Any] = dict(config_variables(self.config))
+        v: dict[str, Any] = dict(self.engine.config_variables())
         command = _clean(ctx.smtp_command)
         v.update(
             {
@@ -254,7 +256,8 @@ class AclRun:
         verb = statement.verb
         self.user_msg = self.log_msg = None
         self.temp_details = False
-        self.trace(f'processing "{verb}" ({statement.path} {statement.line})')
+        if self.tracing:
+            self.trace(f'processing "{verb}" ({statement.path} {statement.line})')
         cond, endpass = await self._conditions(statement)
         name = f'ACL "{acl.name}"'
         if cond is Rc.DEFER:
@@ -264,7 +267,7 @@ class AclRun:
         elif cond is Rc.ERROR:
             self.trace(f"{verb}: condition test error in {name}")
             return Rc.ERROR
-        else:
+        elif self.tracing:
             self.trace(f"{verb}: condition test {'succeeded' if cond is Rc.OK else 'failed'} in {name}")
         quit_check = self.level == 0 and self.ctx.stage.option == "acl_smtp_quit"
         outcome: Rc | None = None
@@ -309,11 +312,13 @@ class AclRun:
         rc = Rc.OK
         for item in statement.items:
             if item.name == "message":
-                self.trace(f"  message: {item.value}")
+                if self.tracing:
+                    self.trace(f"  message: {item.value}")
                 user_message = item.value
                 continue
             if item.name == "log_message":
-                self.trace(f"l_message: {item.value}")
+                if self.tracing:
+                    self.trace(f"l_message: {item.value}")
                 log_message = item.value
                 continue
             if item.name == "endpass":
@@ -328,7 +333,10 @@ class AclRun:
                         continue  # a forced failure: the condition is ignored (taken as true)
                     self.log_msg = f'failed to expand ACL string "{item.value}": {exc.message}'
                     return (Rc.DEFER if isinstance(exc, LookupDeferError) else Rc.ERROR), endpass
-            self.trace(f"check {item.describe()}" + (f"\n  = {arg}" if arg != item.value else ""))
+            if self.tracing:
+                self.trace(f"check {item.describe()}")
+                if arg != item.value:
+                    self.trace(f"  = {arg}")
             if self.ctx.stage not in item.kind.stages:
                 action = "use" if item.kind.modifier else "test"
                 self.log_msg = f"cannot {action} {item.name} condition in {self.ctx.stage.where_name} ACL"
