@@ -30,7 +30,7 @@ from mta.config.lists import (
 from mta.message.address import split_address
 from mta.receive.acl_dnslists import DnslistCheck
 from mta.receive.acl_ratelimit import HintsError, RatelimitFacts, parse_ratelimit, ratelimit_update, store_key
-from mta.receive.acl_syntax import control_stage_problem, parse_control, parse_log_targets, split_logwrite
+from mta.receive.acl_syntax import ControlSpec, parse_at, parse_log_targets, split_logwrite
 from mta.receive.acl_types import AclStage, Rc, SubmissionControl
 from mta.receive.acl_verify import verify
 from mta.taint import taint
@@ -382,14 +382,11 @@ async def _delay(run: AclRun, item: AclItem, arg: str, verb: str) -> Rc:
 
 async def _control(run: AclRun, item: AclItem, arg: str, verb: str) -> Rc:
     try:
-        spec = parse_control(arg)
+        spec = parse_at("control", arg, run.ctx.stage)
     except ValueError as exc:
         run.log_msg = str(exc)
         return Rc.ERROR
-    problem = control_stage_problem(spec, run.ctx.stage)
-    if problem:
-        run.log_msg = problem
-        return Rc.ERROR
+    assert isinstance(spec, ControlSpec)
     ctx = run.ctx
     if spec.name == "submission":
         ctx.message.submission = SubmissionControl(

@@ -30,6 +30,11 @@ from mta.receive.acl_ratelimit import parse_ratelimit
 from mta.receive.acl_types import AclStage
 from mta.values import parse_time, split_fixed, split_list
 
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 VERBS = ("accept", "defer", "deny", "discard", "drop", "require", "warn")
 
 _ALL = frozenset(AclStage)
@@ -286,14 +291,21 @@ def check_stage(acl: Acl, stage: AclStage, option: str) -> None:
                     item.path,
                     item.line,
                 )
-            if item.name == "verify" and "$" not in item.value:
-                problem = verify_stage_problem(parse_verify(item.value), stage)
-                if problem:
-                    raise ConfigError(f"{problem} (named by {option})", item.path, item.line)
-            if item.name == "control" and "$" not in item.value:
-                problem = control_stage_problem(parse_control(item.value), stage)
-                if problem:
-                    raise ConfigError(f"{problem} (named by {option})", item.path, item.line)
+            if item.name in _STAGED_ARGUMENTS and "$" not in item.value:
+                try:
+                    parse_at(item.name, item.value, stage)
+                except ValueError as exc:
+                    raise ConfigError(f"{exc} (named by {option})", item.path, item.line) from None
+
+
+def parse_at(name: str, text: str, stage: AclStage) -> VerifySpec | ControlSpec:
+    """Parse the argument of ``verify`` or ``control`` for use at `stage`; ValueError says why it cannot be."""
+    parse, problem_at = _STAGED_ARGUMENTS[name]
+    spec = parse(text)
+    problem = problem_at(spec, stage)
+    if problem:
+        raise ValueError(problem)
+    return spec
 
 
 # -- verify ------------------------------------------------------------------------
@@ -434,3 +446,10 @@ def parse_log_targets(text: str) -> frozenset[str]:
     if unknown:
         raise ValueError(f'unknown log name "{sorted(unknown)[0]}" (main, reject or panic)')
     return logs
+
+
+# The arguments whose meaning depends on the stage: (parser, the problem at a stage).
+_STAGED_ARGUMENTS: dict[str, tuple[Any, Any]] = {
+    "verify": (parse_verify, verify_stage_problem),
+    "control": (parse_control, control_stage_problem),
+}

@@ -180,7 +180,9 @@ class AclContext:
     smtp_command: str | None = None  # the raw command line, for $smtp_command
     connection_vars: dict[str, str] = record.field(default_factory=dict)  # "acl_c..." -> value
     message_vars: dict[str, str] = record.field(default_factory=dict)  # "acl_m..." -> value
-    trace: Callable[[str], None] | None = None  # -bh: one line per decision, Exim's debug wording
+    # -bh: called with one line per decision, in Exim's debug wording, without the ">>> "
+    # that -bh prints before each; always on the session's event loop.
+    trace: Callable[[str], None] | None = None
     host_checking: bool = False  # -bh: delays are not imposed
     now: float | None = None  # the time for ratelimit; None: the clock
     connection: ConnectionState = record.field(default_factory=ConnectionState)

@@ -17,14 +17,14 @@ import asyncio
 from mta.errors import AddressError, DeferError, FailError
 from mta.message.address import parse_header_addresses, qualify
 from mta.receive.acl_log import same_ip
-from mta.receive.acl_syntax import parse_verify, verify_stage_problem
+from mta.receive.acl_syntax import VerifySpec, parse_at
 from mta.receive.acl_types import Rc
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from mta.receive.acl_run import AclRun
-    from mta.receive.acl_syntax import AclItem, VerifySpec
+    from mta.receive.acl_syntax import AclItem
     from mta.route.verify import VerifyResult
 
 _ADDRESS_HEADERS = frozenset(
@@ -34,14 +34,11 @@ _ADDRESS_HEADERS = frozenset(
 
 async def verify(run: AclRun, item: AclItem, arg: str, verb: str) -> Rc:
     try:
-        spec = parse_verify(arg)
+        spec = parse_at("verify", arg, run.ctx.stage)
     except ValueError as exc:
         run.log_msg = str(exc)
         return Rc.ERROR
-    problem = verify_stage_problem(spec, run.ctx.stage)
-    if problem:
-        run.log_msg = problem
-        return Rc.ERROR
+    assert isinstance(spec, VerifySpec)
     if spec.what == "helo":
         return Rc.OK if await _helo_verified(run) else Rc.FAIL
     if spec.what == "certificate":
