@@ -104,7 +104,8 @@ def hints_key(*parts: str) -> bytes:
 class _Handle:
     """The one open environment of a database file in this process."""
 
-    def __init__(self, map_size: int) -> None:
+    def __init__(self, map_size: int, sync: bool) -> None:
+        self.sync = sync
         self.lock = threading.Lock()
         self.env: lmdb.Environment | None = None
         self.pid = 0
@@ -116,11 +117,11 @@ _HANDLES: dict[str, _Handle] = {}
 _HANDLES_LOCK = threading.Lock()
 
 
-def _handle_for(path: str, map_size: int) -> _Handle:
+def _handle_for(path: str, map_size: int, sync: bool) -> _Handle:
     with _HANDLES_LOCK:
         handle = _HANDLES.get(path)
         if handle is None:
-            handle = _HANDLES[path] = _Handle(map_size)
+            handle = _HANDLES[path] = _Handle(map_size, sync)
         return handle
 
 
@@ -145,14 +146,18 @@ class HintsDb:
         name: str,
         panic: Callable[[str], None] | None = None,
         map_size: int = _INITIAL_MAP_SIZE,
+        sync: bool = False,
     ) -> None:
+        """`sync` flushes each commit to disk: off by default, because a hint lost in a
+        crash costs one extra attempt at most (the spool, not this file, must survive
+        power loss); the first HintsDb of a path in a process decides."""
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"bad hints database name {name!r}")
         self.directory = directory
         self.name = name
         self.path = os.path.join(os.path.abspath(directory), name)
         self._panic = panic
-        self._handle = _handle_for(self.path, map_size)
+        self._handle = _handle_for(self.path, map_size, sync)
 
     # -- public ---------------------------------------------------------------
 
@@ -321,10 +326,8 @@ class HintsDb:
                     map_size=self._handle.map_size,
                     max_dbs=0,
                     mode=0o640,
-                    # A hint lost in a crash costs one extra attempt at most; the
-                    # spool, not this file, is what must survive power loss.
-                    sync=False,
-                    metasync=False,
+                    sync=self._handle.sync,
+                    metasync=self._handle.sync,
                     readahead=False,
                 )
             except (lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.CorruptedError, lmdb.IncompatibleError) as exc:
