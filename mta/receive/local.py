@@ -49,20 +49,8 @@ if TYPE_CHECKING:
     from mta.runtime import Runtime
 
 # Headers whose addresses are qualified in locally submitted messages.
-_ADDRESS_HEADERS = (
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "sender",
-    "reply-to",
-    "resent-from",
-    "resent-to",
-    "resent-cc",
-    "resent-bcc",
-    "resent-sender",
-    "resent-reply-to",
-)
+_ADDRESS_HEADERS = ("from", "to", "cc", "bcc", "sender", "reply-to", "resent-from", "resent-to", "resent-cc",
+                    "resent-bcc", "resent-sender", "resent-reply-to")
 _FROM_LINE = re.compile(rb"From \S")
 
 
@@ -210,7 +198,9 @@ class SenderDecision:
     set_untrusted: bool  # an untrusted caller's -f was honoured (untrusted_set_sender)
 
 
-def decide_sender(requested: str | None, caller: Caller, trusted: bool, config: Config) -> SenderDecision:
+def decide_sender(
+    requested: str | None, caller: Caller, trusted: bool, config: Config
+) -> SenderDecision:
     own = qualify(caller.login, config.qualify_domain)
     if requested is None:
         return SenderDecision(own, False)
@@ -303,20 +293,8 @@ def read_local_message(
             except AddressError:
                 pass  # not an address: keep the sender we had, as Exim does
     try:
-        return _read_rest(
-            config,
-            stream,
-            body_out,
-            block,
-            caller,
-            trusted,
-            recipients,
-            extract,
-            dot_ends,
-            sender,
-            sender_name,
-            protocol,
-        )
+        return _read_rest(config, stream, body_out, block, caller, trusted, recipients, extract, dot_ends, sender,
+                          sender_name, protocol)
     except SubmissionError as exc:
         # What the sender wrote, for the copy in an error report (-oem).
         exc.header_text = "".join(block.lines)  # type: ignore[attr-defined]
@@ -510,9 +488,8 @@ def submit_from_command_line(config: Config, inv: Invocation, stream: BinaryIO) 
         if timeout:
             signal.alarm(0)
     if received.lock is not None:
-        start_delivery(
-            runtime, received.message_id, received.lock, background=(mode == "b"), dont_deliver=inv.dont_deliver
-        )
+        start_delivery(runtime, received.message_id, received.lock, background=(mode == "b"),
+                       dont_deliver=inv.dont_deliver)
     return 0
 
 
