@@ -201,7 +201,9 @@ class MainOptions:
         "accept",
     )
     acl_not_smtp: str | None = _acl_option(
-        "for a message submitted on the command line (not SMTP); a defer is a deny", "accept"
+        "for a message submitted on the command line (not SMTP; not run by local submission yet); "
+        "a defer is a deny",
+        "accept",
     )
     acl_smtp_vrfy: str | None = _acl_option("for VRFY", "deny")
     acl_smtp_expn: str | None = _acl_option("for EXPN", "deny")
