@@ -120,6 +120,9 @@ def mode_version(inv: Invocation) -> int:
     from mta.runtime import check_config
 
     summary = check_config(config)
+    from mta.receive.acl import check_acls
+
+    check_acls(config)
     for line in summary:
         print(line)
     print(f"Configuration file is {config.path}")

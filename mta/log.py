@@ -178,10 +178,16 @@ class Logger:
     def main(self, text: str, message_id: str | None = None, now: float | None = None) -> None:
         self._emit(MAIN, self._line(printable(text), message_id, now))
 
-    def reject(self, text: str, detail_lines: Iterable[str] = (), now: float | None = None) -> None:
-        """A rejection: one line in the main log; the same line plus details in the reject log."""
+    def reject(
+        self, text: str, detail_lines: Iterable[str] = (), now: float | None = None, main: bool = True
+    ) -> None:
+        """A rejection: one line in the main log; the same line plus details in the reject log.
+
+        `main` False leaves the main log out (an ACL's ``log_reject_target = reject``).
+        """
         line = self._line(printable(text), None, now)
-        self._emit(MAIN, line)
+        if main:
+            self._emit(MAIN, line)
         if self.write_rejectlog:
             self._emit(REJECT, line + "".join(printable(d) + "\n" for d in detail_lines))
 

@@ -120,6 +120,28 @@ def split_list(text: str, default_sep: str = ":") -> list[str]:
     return items
 
 
+def split_fixed(text: str, sep: str) -> list[str]:
+    """Split at `sep` only (no ``<c`` prefix; a doubled `sep` is a literal one), items
+    stripped and empty ones dropped: the option lists Exim reads with a fixed
+    separator, such as ``verify = sender/defer_ok`` or ``ratelimit = 10 / 1h / per_rcpt``."""
+    items: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c != sep:
+            current.append(c)
+        elif text[i + 1 : i + 2] == sep:
+            current.append(sep)
+            i += 1
+        else:
+            items.append("".join(current).strip())
+            current = []
+        i += 1
+    items.append("".join(current).strip())
+    return [item for item in items if item]
+
+
 def join_list(items: list[str], sep: str = ":") -> str:
     """Inverse of split_list for simple items: double any separator inside."""
     return f" {sep} ".join(item.replace(sep, sep + sep) for item in items)

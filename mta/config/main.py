@@ -14,7 +14,7 @@ from mta.drivers import Kind, option, options_table
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import ClassVar
+    from typing import Any, ClassVar
 
 # Options read by the queue runner and daemon, which come in a later version:
 # accepted (an Exim configuration has them) and documented as not yet in effect.
@@ -35,6 +35,16 @@ DEFAULT_RECEIVED_HEADER_TEXT = (
     "id $message_exim_id"
     "${if def:received_for {\\n\\tfor $received_for}}"
 )
+
+
+def _acl_option(when: str, unset: str) -> Any:
+    return option(
+        None,
+        Kind.STRING,
+        f"The ACL run {when}: an ACL's name, `accept`, `deny`, inline ACL text or a /file (docs/acl.md). "
+        f"Unset: {unset}.",
+        expand=True,
+    )
 
 
 @options_table
@@ -177,6 +187,31 @@ class MainOptions(SmtpServerOptions):
     retry_interval_max: int = option(
         24 * 3600, Kind.TIME, "Cap on any retry interval." + _QUEUE_RUNNER, maximum=24 * 3600, minimum=1
     )
+
+    # -- access control lists -------------------------------------------
+    acl_smtp_connect: str | None = _acl_option("at the start of an SMTP connection", "accept")
+    acl_smtp_helo: str | None = _acl_option("for HELO and EHLO", "accept")
+    acl_smtp_starttls: str | None = _acl_option("for STARTTLS", "accept")
+    acl_smtp_auth: str | None = _acl_option("for AUTH", "accept")
+    acl_smtp_mail: str | None = _acl_option("for MAIL", "accept")
+    acl_smtp_rcpt: str | None = _acl_option(
+        "for each RCPT: the relay control (the default configuration's is acl_check_rcpt)", "deny"
+    )
+    acl_smtp_predata: str | None = _acl_option("for DATA, before the message is read", "accept")
+    acl_smtp_data: str | None = _acl_option("after the message has been read (DATA or the last BDAT)", "accept")
+    acl_smtp_mime: str | None = _acl_option(
+        "for each MIME part of a message received over SMTP (not run by this version: no MIME scanning)",
+        "accept",
+    )
+    acl_not_smtp: str | None = _acl_option(
+        "for a message submitted on the command line (not SMTP; not run by local submission yet); "
+        "a defer is a deny",
+        "accept",
+    )
+    acl_smtp_vrfy: str | None = _acl_option("for VRFY", "deny")
+    acl_smtp_expn: str | None = _acl_option("for EXPN", "deny")
+    acl_smtp_etrn: str | None = _acl_option("for ETRN", "deny")
+    acl_smtp_quit: str | None = _acl_option("for QUIT (side effects only: QUIT always gets 221)", "accept")
 
     # -- DNS ------------------------------------------------------------
     dns_servers: str = option(

@@ -115,11 +115,3 @@ class SmtpServerOptions:
         "Run for an accepted ETRN (argv, no shell; $domain is the argument); unset: a queue run for the domain.",
         expand=True,
     )
-
-    # -- ACLs (INTERIM: the ACL engine's own table replaces these) ----------
-    acl_smtp_connect: str | None = option(None, Kind.STRING, "ACL run when a client connects.", expand=True)
-    acl_smtp_helo: str | None = option(None, Kind.STRING, "ACL run for HELO and EHLO.", expand=True)
-    acl_smtp_mail: str | None = option(None, Kind.STRING, "ACL run for MAIL.", expand=True)
-    acl_smtp_rcpt: str | None = option(None, Kind.STRING, "ACL run for each RCPT; unset: no mail.", expand=True)
-    acl_smtp_predata: str | None = option(None, Kind.STRING, "ACL run for DATA, before 354.", expand=True)
-    acl_smtp_data: str | None = option(None, Kind.STRING, "ACL run after the message text.", expand=True)

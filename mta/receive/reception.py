@@ -150,6 +150,7 @@ class PreparedEnvelope:
     headers: list[Header]
     size: int
     had_message_id: bool
+    arrival: Arrival | None = None  # what it was made from, for the log line
 
 
 def prepare_envelope(

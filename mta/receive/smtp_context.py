@@ -35,16 +35,6 @@ if TYPE_CHECKING:
     from mta.receive.spooler import PendingMessage, Spooler
     from mta.runtime import Runtime
 
-# ACL stages that are checked when their option is unset (Exim: no RCPT ACL means no mail).
-_DENY_WHEN_UNSET = ("RCPT", "VRFY", "EXPN", "ETRN")
-_ACL_OPTION = {
-    "CONNECT": "acl_smtp_connect", "HELO": "acl_smtp_helo", "MAIL": "acl_smtp_mail", "RCPT": "acl_smtp_rcpt",
-    "PREDATA": "acl_smtp_predata", "DATA": "acl_smtp_data", "VRFY": "acl_smtp_vrfy", "EXPN": "acl_smtp_expn",
-    "ETRN": "acl_smtp_etrn", "AUTH": "acl_smtp_auth", "QUIT": "acl_smtp_quit", "STARTTLS": "acl_smtp_starttls",
-}
-_REJECT_WHAT = {"CONNECT": "connection", "HELO": "EHLO or HELO", "MAIL": "MAIL", "RCPT": "RCPT",
-                "PREDATA": "DATA", "DATA": "after DATA", "VRFY": "VRFY", "EXPN": "EXPN", "ETRN": "ETRN",
-                "AUTH": "AUTH", "STARTTLS": "STARTTLS", "QUIT": "QUIT"}
 
 
 class ReceiverContext:
@@ -210,8 +200,9 @@ class ReceiverContext:
         return self._acl
 
     async def connection_refusal(self, session: SmtpSession) -> tuple[int, str, str] | None:
+        """A connect ACL that does not accept closes the connection (Exim: 554 and goodbye)."""
         reply = await self.acl_check(session, "CONNECT", "", quiet=True)
-        if reply is None:
+        if reply is None or reply == "discard":
             return None
         return int(reply[:3]), reply[4:], ""
 
@@ -228,38 +219,27 @@ class ReceiverContext:
     ) -> str | None:
         """Run the stage's ACL.  None: accepted (go on).  Otherwise the reply has been queued (unless
         `quiet`), the rejection logged, and its text ("550 relay not permitted") is returned."""
+        from mta.receive.acl_log import log_rejection, rejection_reply
         from mta.receive.smtp_acl import run_acl
 
-        option = _ACL_OPTION.get(stage)
-        acl_name = getattr(self.config.main, option, None) if option else None
-        result = await run_acl(self, session, stage, acl_name, line, recipient=recipient, headers=headers, size=size)
-        transaction = session.transaction
-        if result.add_headers:
-            transaction.add_headers.extend(result.add_headers)
-        if result.verb in ("accept", "warn"):
+        result = await run_acl(self, session, stage, line, recipient=recipient, headers=headers, size=size)
+        if result.verb == "accept":
             return None
         if result.verb == "discard":
             if stage == "RCPT":
                 session.reply(250, "Accepted")  # accepted, then silently dropped
                 return "discard"
+            if stage in ("MAIL", "PREDATA", "DATA"):
+                session.transaction.discard = True
             return None
-        temporary = result.verb == "defer"
-        code, text = _reply_for(result, temporary, stage, recipient)
-        what = _REJECT_WHAT.get(stage, stage)
-        sender = transaction.sender
-        sender_part = f"F=<{escape(sender)}> " if sender is not None and stage not in ("CONNECT", "HELO") else ""
-        target = f" <{escape(recipient)}>" if recipient is not None else ""
-        reason = result.log_message or text.split("\n")[0]
-        verb_text = "temporarily rejected" if temporary else "rejected"
-        header_lines = [f"{h.flag or ' '} {h.text.rstrip()}" for h in headers] if headers else []
-        session.log_reject(f"{sender_part}{verb_text} {what}{target}: {escape(reason)}", header_lines)
-        if not quiet:
-            session.reply(code, text)
+        code, lines = rejection_reply(result, session.acl_ctx.stage)
+        log_rejection(self.runtime.logger, result, session.acl_ctx)
+        text = "\n".join(lines)
+        if not quiet or result.verb == "drop":
+            session.reply(int(code[:3]), (code[4:] + " " if len(code) > 3 else "") + text)
         if result.verb == "drop":
             from mta.receive.smtp_server import Drop
 
-            if quiet:
-                session.reply(code, text)
             raise Drop()
         return f"{code} {text}"
 
@@ -339,28 +319,6 @@ def expansion_context_expand(text: str, ctx: Any) -> str:
     from mta.expand.expander import expand
 
     return expand(text, ctx)
-
-
-def _reply_for(result: Any, temporary: bool, stage: str, recipient: str | None) -> tuple[int, str]:
-    default_code = 451 if temporary else 550
-    text = result.user_message
-    code = default_code
-    if result.code:
-        try:
-            given = int(str(result.code)[:3])
-        except ValueError:
-            given = default_code
-        # A message's own code must keep the verb's class (Exim: 4xx only for defer).
-        if (given // 100 == 4) == temporary and given // 100 in (4, 5):
-            code = given
-    if not text:
-        if temporary:
-            text = "Temporary local problem - please try later"
-        elif stage == "RCPT":
-            text = "relay not permitted" if recipient else "Administrative prohibition"
-        else:
-            text = "Administrative prohibition"
-    return code, text
 
 
 def load_average() -> int:

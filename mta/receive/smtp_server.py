@@ -96,6 +96,9 @@ class SmtpSession:
         self.messages_accepted = 0
         self.transaction = smtp_transaction.Transaction(self)
         self.errors_seen = False  # -bS: exit status
+        from mta.receive.smtp_acl import session_acl_context
+
+        self.acl_ctx = session_acl_context(context, self)
         m = self.config.main
         self.timeout: float | None = float(m.smtp_receive_timeout) or None
 

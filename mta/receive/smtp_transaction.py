@@ -19,7 +19,7 @@ import time
 from mta.errors import SpoolError, SubmissionError
 from mta.log import escape
 from mta.message.address import qualify
-from mta.message.headers import HeaderSyntaxError, make_header, parse_header_block
+from mta.message.headers import HeaderSyntaxError, parse_header_block
 from mta.receive.reception import Arrival, arrival_log_text, prepare_envelope
 from mta.receive.smtp_commands import CommandError, MailCommand, parse_mail, parse_rcpt
 from mta.receive.smtp_data import DotDecoder, MessageText
@@ -46,7 +46,8 @@ class Transaction:
         self.notify: dict[int, int] = {}
         self.rejected_rcpt_replies: list[str] = []
         self.message_vars: dict[str, str] = {}
-        self.add_headers: list[str] = []
+        self.rcpt_count = 0  # RCPT commands, refused ones included ($rcpt_count)
+        self.discard = False  # an ACL said discard: accept the message and drop it
         self.in_data = False
         self.lost_in_data = False  # the connection went while message text was coming
         # BDAT state across chunks
@@ -66,7 +67,9 @@ class Transaction:
         self.notify = {}
         self.rejected_rcpt_replies = []
         self.message_vars = {}
-        self.add_headers = []
+        self.rcpt_count = 0
+        self.discard = False
+        self.session.acl_ctx.new_message()
 
     async def abandon(self) -> None:
         """Drop a message in progress (RSET, a lost connection): nothing of it stays."""
@@ -129,6 +132,7 @@ class Transaction:
         if limit and len(self.recipients) >= limit:
             s.reply(452, "too many recipients")
             return
+        self.rcpt_count += 1
         try:
             rcpt = parse_rcpt(argument, s.ctx.extension_names(s), self.mail.smtputf8)
         except CommandError as exc:
@@ -297,24 +301,33 @@ class Transaction:
     async def _accept(self, pending: PendingMessage | None, headers: list[Any], stats: Any, line: str) -> None:
         s = self.session
         assert self.mail is not None
-        arrival = self._arrival()
         message_id = pending.message_id if pending is not None else s.ctx.fake_message_id()
-        try:
-            prepared = prepare_envelope(s.ctx.runtime, message_id, self.started, arrival, headers, stats)
-        except SubmissionError as exc:
-            s.reply(550 if "loop" in exc.message else 552, escape(exc.message))
-            s.log_reject(f"F=<{escape(self.mail.sender)}> rejected after DATA: {escape(exc.message)}")
+        prepared = self._prepare(message_id, headers, stats)
+        if prepared is None:
             return
         refusal = await s.ctx.acl_check(s, "DATA", line, headers=prepared.headers, size=prepared.size)
         if refusal is not None:
             return
-        for added in self.add_headers:
-            prepared.headers.append(make_header(*added.split(":", 1)))
-            prepared.envelope.headers.append(type(prepared.envelope.headers[0])(" ", prepared.headers[-1].text))
+        added = s.acl_ctx.message.added_headers
+        if added:
+            # The ACLs' add_header lines (MAIL, RCPT, PREDATA, DATA), at the end, as Exim adds them.
+            headers.extend(parse_header_block("".join(added)))
+            prepared = self._prepare(message_id, headers, stats)
+            if prepared is None:
+                return
         if pending is None:  # -bh: nothing is spooled
             s.reply(250, f"OK id={message_id}")
             s.ctx.trace("**** SMTP testing: that is not a real message id!")
             return
+        if self.discard:
+            # An ACL said discard: the client is told the message was taken; nothing is kept (Exim).
+            s.logger.main(f"{s.host_text()} F=<{escape(self.mail.sender)}> discarded by an ACL")
+            s.reply(250, f"OK id={message_id}")
+            return
+        controls = s.acl_ctx.message
+        if controls.freeze:
+            prepared.envelope.frozen = int(time.time())
+        arrival = prepared.arrival
         log_text = arrival_log_text(s.logger, arrival, prepared.size, prepared.headers, prepared.had_message_id)
         try:
             await pending.commit(prepared.envelope, lambda: s.ctx.log_arrival(message_id, log_text, self.started))
@@ -324,7 +337,24 @@ class Transaction:
             return
         s.messages_accepted += 1
         s.reply(250, f"OK id={message_id}")
+        if controls.queue_only or controls.freeze:
+            pending.release_lock()  # for a queue run (or an administrator) to take
+            return
         await s.ctx.message_accepted(s, pending)
+
+    def _prepare(self, message_id: str, headers: list[Any], stats: Any) -> Any:
+        """The envelope from this transaction and `headers`; None (and 5xx said) if refused."""
+        s = self.session
+        assert self.mail is not None
+        arrival = self._arrival()
+        try:
+            prepared = prepare_envelope(s.ctx.runtime, message_id, self.started, arrival, headers, stats)
+        except SubmissionError as exc:
+            s.reply(550 if "loop" in exc.message else 552, escape(exc.message))
+            s.log_reject(f"F=<{escape(self.mail.sender)}> rejected after DATA: {escape(exc.message)}")
+            return None
+        prepared.arrival = arrival
+        return prepared
 
     def _arrival(self) -> Arrival:
         s = self.session
@@ -354,7 +384,7 @@ class Transaction:
             dsn_envid=self.mail.envid,
             dsn_ret=self.mail.ret,
             smtputf8=self.mail.smtputf8,
-            acl_variables={**{k: v for k, v in s.connection_vars.items()}, **self.message_vars},
+            acl_variables={**s.acl_ctx.connection_vars, **s.acl_ctx.message_vars},
         )
         return arrival
 

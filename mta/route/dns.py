@@ -166,7 +166,15 @@ class DnsResolver:
         """
         return self._querier.run(self._plan_hosts_by_name(name, **options))
 
+    def lookup_records(self, name: str, rdtype: str) -> Result:
+        """One query for `name` as given (never extended by the search list): its Result,
+        whatever the answer (never raises).  For DNS block lists (A and TXT)."""
+        return self._querier.run(self._plan_records(name, rdtype))
+
     # -- public async API: the same, on the running event loop ----------------
+
+    async def lookup_records_async(self, name: str, rdtype: str) -> Result:
+        return await self._querier.run_async(self._plan_records(name, rdtype))
 
     async def lookup_mx_async(self, domain: str, **search: Unpack[SearchOptions]) -> list[MXRecord]:
         return await self._querier.run_async(self._plan_lookup_mx(domain, **search))
@@ -189,6 +197,10 @@ class DnsResolver:
             if self.settings.prefer_ipv6:
                 queries.reverse()
         return queries
+
+    def _plan_records(self, name: str, rdtype: str) -> Plan[Result]:
+        [result] = yield [Query(absolute(name), rdtype, False)]
+        return result
 
     def _plan_lookup_mx(
         self, domain: str, *, qualify_single: bool = False, search_parents: bool = False

@@ -62,7 +62,7 @@ class Query:
     """One question: `search` walks the search list (qualify_single, search_parents)."""
 
     name: str
-    rdtype: str  # "MX", "A", "AAAA"
+    rdtype: str  # "MX", "A", "AAAA", "TXT"
     search: bool = False
 
 
@@ -76,6 +76,7 @@ class Result:
     mx: tuple[MXRecord, ...] = ()
     qualified: str | None = None  # the name that answered, when not the name asked
     reason: str = ""  # for TEMPFAIL: "timed out", "failed: ..."
+    texts: tuple[str, ...] = ()  # TXT: each record's strings joined (DNS block lists)
 
     def describe(self) -> str:
         name = self.query.name.rstrip(".")
@@ -141,6 +142,10 @@ def _from_answer(query: Query, answer: dns.resolver.Answer) -> Result:
     if rrset.rdtype == dns.rdatatype.MX:
         records = tuple(MXRecord(int(r.preference), r.exchange.to_text(omit_final_dot=True)) for r in rrset)
         return Result(query, Status.FOUND, mx=records, qualified=qualified)
+    if rrset.rdtype == dns.rdatatype.TXT:
+        # Record text is network data: undecodable bytes are kept as surrogates.
+        texts = tuple(b"".join(r.strings).decode("utf-8", "surrogateescape") for r in rrset)
+        return Result(query, Status.FOUND, texts=texts, qualified=qualified)
     addresses = tuple(str(r.address) for r in rrset)
     return Result(query, Status.FOUND, addresses=addresses, qualified=qualified)
 

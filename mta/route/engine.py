@@ -117,6 +117,16 @@ class RoutingEngine:
             outcome.accepted.append(item)
         return outcome
 
+    def route_one(self, item: AddressItem, ctx: RoutingContext) -> tuple[RoutingDriver, Accept | Redirect]:
+        """One step for `item`: the driver that accepted or redirected it, and its verdict.
+
+        Raises FailError or DeferError as routing the address would.  For
+        verification, which follows redirections by its own rule
+        (mta.route.verify).
+        """
+        driver, _index, verdict = self._route_one(item, ctx, 0)
+        return driver, verdict
+
     def is_local_domain(self, domain: str, ctx: RoutingContext) -> bool:
         return bool(match_domain(domain, self.config.local_domains, ctx.list_context))
 

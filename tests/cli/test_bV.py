@@ -45,8 +45,10 @@ def test_config_from_environment_is_ignored_for_root(mta_env: MtaEnv) -> None:
         ("queue_only = perhaps\n", 1, 'queue_only: "perhaps" is not a boolean (use true, false, yes or no)'),
         ("\n\nbegin routers\nr1:\n  transport = t\n", 4, 'router "r1" has no "driver =" option'),
         ("log_selector = +nosuch\n", None, 'log_selector: unknown log_selector item "nosuch"'),
+        ("\nbegin acl\nrcpt:\n  accept hostz = *\n", 4, 'unknown ACL condition/modifier in "accept hostz = *"'),
+        ("acl_smtp_rcpt = rcpt\n", None, 'acl_smtp_rcpt: no ACL named "rcpt"'),
     ],
-    ids=["bad value", "driver without driver", "bad log_selector"],
+    ids=["bad value", "driver without driver", "bad log_selector", "bad ACL", "missing ACL"],
 )
 def test_broken_config_is_exit_1_with_file_and_line(mta_env: MtaEnv, extra: str, line: int | None, reason: str) -> None:
     mta_env.write_config(extra)
