@@ -106,6 +106,7 @@ class FailedAddress:
     remote_mta: str | None = None
     diagnostic_code: str | None = None
     errors_to: str | None = None
+    original_recipient: str | None = None  # RFC 3461 ORCPT, "rfc822;address" as the sender gave it
 
     def __post_init__(self) -> None:
         # A report with a malformed Status: is useless to the programs that
@@ -249,7 +250,8 @@ def _send_failure_report(
     status = dsn_text.reporting_mta(config.primary_hostname, original.dsn_envid)
     for failure in failures:
         status += dsn_text.recipient_fields(
-            "failed", failure.address, failure.status, failure.remote_mta, failure.diagnostic_code
+            "failed", failure.address, failure.status, failure.remote_mta, failure.diagnostic_code,
+            original_recipient=failure.original_recipient,
         )
 
     def write_body(writer: LocalBodyWriter) -> None:

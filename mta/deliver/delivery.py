@@ -463,9 +463,14 @@ class Delivery:
                 # errors_to = <>: failures of this address are not reported.
                 self._log(f"{item.log_name(self._as_local(item))}: error ignored")
                 continue
-            # Every recipient that led to the failed address is reported, duplicates included.
-            failures.extend(
-                FailedAddress(
+            # Every recipient that led to the failed address is reported, duplicates included,
+            # unless its sender asked for no failure report (RFC 3461 NOTIFY without FAILURE).
+            for copy in _with_duplicates(item):
+                recipient = _top_recipient(envelope, copy)
+                if recipient is not None and not _notify_on_failure(recipient.dsn_flags):
+                    self._log(f"{copy.top.address}: no failure report (DSN NOTIFY did not ask for one)")
+                    continue
+                failures.append(FailedAddress(
                     address=copy.top.address,
                     final_address=item.pipe_command or item.file_path or item.address,
                     message=error.message + (f"\n{error.detail.rstrip()}" if error.detail else ""),
@@ -473,14 +478,27 @@ class Delivery:
                     remote_mta=_remote_host_name(error),
                     diagnostic_code=_remote_reply(error),
                     errors_to=item.errors_to,
-                )
-                for copy in _with_duplicates(item)
-            )
+                    original_recipient=recipient.orcpt if recipient is not None and recipient.orcpt else None,
+                ))
         if not failures:
             return
         # The bounce arrives now, not when this attempt started: a pipe that ran for an hour
         # must not give the bounce an arrival time (log line, Received:, -H) an hour old.
         self.report.bounce_ids.extend(send_bounces(self.runtime, envelope, failures, now=time.time()))
+
+
+def _top_recipient(envelope: Envelope, item: AddressItem) -> Any:
+    index = item.top.original_index
+    return envelope.recipients[index] if 0 <= index < len(envelope.recipients) else None
+
+
+# Exim's -H recipient DSN bits (RFC 3461 NOTIFY): given at all, and FAILURE / NEVER.
+_DSN_HAS_NOTIFY, _DSN_NOTIFY_FAILURE = 0x10, 0x02
+
+
+def _notify_on_failure(flags: int) -> bool:
+    """True unless NOTIFY was given without FAILURE (NEVER included)."""
+    return not flags & _DSN_HAS_NOTIFY or bool(flags & _DSN_NOTIFY_FAILURE)
 
 
 def _nothing():  # type: ignore[no-untyped-def]

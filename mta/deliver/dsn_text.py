@@ -196,9 +196,13 @@ def recipient_fields(
     remote_mta: str | None = None,
     diagnostic_code: str | None = None,
     will_retry_until: float | None = None,
+    original_recipient: str | None = None,
 ) -> str:
     """The per-recipient fields and the blank line that ends them (RFC 3464 2.3)."""
-    text = f"Action: {action}\nFinal-Recipient: rfc822;{printing(address)}\nStatus: {status}\n"
+    text = ""
+    if original_recipient:
+        text += f"Original-Recipient: {printing(original_recipient)}\n"
+    text += f"Action: {action}\nFinal-Recipient: rfc822;{printing(address)}\nStatus: {status}\n"
     if remote_mta:
         text += f"Remote-MTA: dns; {printing(remote_mta)}\n"
     if diagnostic_code:

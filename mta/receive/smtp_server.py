@@ -186,7 +186,8 @@ class SmtpSession:
             code, text, log = refusal
             self.reply(code, text)
             raise Drop(log)
-        if self.ctx.runtime.config.main.smtp_enforce_sync and not self.batched and self.host_address is not None:
+        if (self.ctx.runtime.config.main.smtp_enforce_sync and not self.batched and not self.testing
+                and self.host_address is not None):
             # A client that talks before the banner is not following the protocol (and is often
             # a spam engine that does not wait): Exim drops it, and so do we.
             await asyncio.sleep(0)
