@@ -31,6 +31,7 @@ import json
 import os
 import signal
 import socket
+import traceback
 
 from mta.receive.smtp_context import ReceiverContext
 from mta.receive.smtp_io import ChannelClosed, SmtpChannel
@@ -111,6 +112,7 @@ class Receiver:
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_error)
         self.dispatcher = Dispatcher(self.dispatch_sock, loop)
         spooler = Spooler(self.runtime.spool)
         self.context = ReceiverContext(self.runtime, spooler=spooler, on_accepted=self._accepted)
@@ -132,6 +134,12 @@ class Receiver:
             server.close()
         await self._finish_sessions()
         spooler.close()
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """A task that failed with nobody waiting for it (a bug): the panic log, not a lost stderr."""
+        exc = context.get("exception")
+        detail = "".join(traceback.format_exception(exc)) if exc is not None else ""
+        self.runtime.logger.panic(f"receiving process: {context.get('message')}: {exc!r}\n{detail}")
 
     async def _finish_sessions(self) -> None:
         tasks = [task for task, _session in self.sessions.values()]

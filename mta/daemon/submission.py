@@ -90,7 +90,7 @@ def handle_request(runtime: Runtime, stream: BinaryIO, caller: Caller) -> dict[s
     """Read one request (JSON line, then the message) and submit it as `caller`.  Blocking: runs in
     a worker thread of the receiving process, or in a queue run for an offline file."""
     from mta.cli_args import UsageError, parse_command_line
-    from mta.receive.local import submit_as_caller
+    from mta.receive.local_submit import submit_as_caller
 
     line = stream.readline(REQUEST_LINE_MAX + 1)
     try:
@@ -111,7 +111,8 @@ def handle_request(runtime: Runtime, stream: BinaryIO, caller: Caller) -> dict[s
         outcome = submit_as_caller(runtime, inv, stream, caller)
     except MtaError as exc:
         return {"status": 1, "error": str(exc)}
-    return {"status": outcome.status, "message_id": outcome.message_id, "error": outcome.note}
+    return {"status": outcome.status, "message_id": outcome.message_id, "error": outcome.note,
+            "deliver": outcome.deliver}
 
 
 async def serve_submission(receiver: Receiver, listener: socket.socket) -> Any:
@@ -286,11 +287,7 @@ def _drop_offline(config: Config, request: bytes, stdin: BinaryIO) -> tuple[int,
             out.flush()
             os.fsync(out.fileno())
         os.rename(temp, final)
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        _sync_rename(directory)
     except OSError as exc:
         try:
             os.unlink(temp)
@@ -298,6 +295,21 @@ def _drop_offline(config: Config, request: bytes, stdin: BinaryIO) -> tuple[int,
             pass
         return 1, f"cannot queue the message in {directory}: {exc.strerror}"
     return 0, ""
+
+
+def _sync_rename(directory: str) -> None:
+    """Make the rename durable.  The drop directory cannot be read by the user (3733), so it cannot
+    be opened to fsync it; then everything is synced instead: slow, but this path is taken only
+    when the daemon is down, and exit 0 must mean the message is on disk."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except PermissionError:
+        os.sync()
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def can_write_spool(config: Config) -> bool:

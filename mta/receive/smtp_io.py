@@ -68,6 +68,8 @@ class SmtpChannel(asyncio.Protocol):
         self.transport = transport
         if self._write_transport is None:
             self._write_transport = transport
+        if self.tls is None:
+            self.tls = transport.get_extra_info("ssl_object")  # a TLS-on-connect port (SMTPS)
         if not self.connected.done():
             self.connected.set_result(None)
 
