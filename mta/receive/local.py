@@ -387,6 +387,8 @@ def receive_local(
     reception = Reception(runtime)
     try:
         message = read_local_message(runtime.config, stream, reception.data_file, **reading)
+        if runtime.config.main.acl_not_smtp:
+            _check_not_smtp(runtime, message)
         received = reception.accept(message.arrival, message.headers, message.body)
     except SubmissionError as exc:
         # Keep what was read for an error report to the sender (-oem), then forget it.
@@ -435,3 +437,32 @@ def submission_envelope(inv: Invocation, caller: Caller, config: Config) -> tupl
     if not inv.extract_recipients and not recipients:
         raise SubmissionError("no recipients given on the command line (use -t to take them from the headers)")
     return trusted, recipients, decide_sender(inv.sender, caller, trusted, config)
+
+
+def _check_not_smtp(runtime: Runtime, message: LocalMessage) -> None:
+    """acl_not_smtp: the ACL for messages that do not come by SMTP, run once the message is read.
+    Anything but accept refuses the submission (Exim: there is no "try later" outside SMTP).
+    asyncio is imported only here: a sendmail without this ACL never pays for it."""
+    import asyncio
+
+    from mta.deliver.message import header_lookup
+    from mta.receive.acl import AclContext, AclEngine, AclStage
+    from mta.receive.acl_log import log_rejection
+
+    arrival = message.arrival
+    texts = [h.text for h in message.headers if h.flag != "*"]
+    ctx = AclContext(
+        stage=AclStage.NOT_SMTP,
+        sender_address=arrival.sender_address,
+        recipients=list(arrival.recipients),
+        received_protocol=arrival.received_protocol,
+        ident=arrival.caller_login,
+        headers=header_lookup(message.headers),
+        header_lines=lambda: texts,
+        message_size=message.body.size,
+    )
+    result = asyncio.run(AclEngine(runtime).check(ctx))
+    if result.verb in ("accept", "discard"):
+        return
+    log_rejection(runtime.logger, result, ctx)
+    raise SubmissionError(result.user_message or "message rejected by the local policy (acl_not_smtp)")

@@ -397,3 +397,14 @@ def test_H_matches_exim_shape(mta_env: MtaEnv) -> None:
     assert ours_line.split(" ", 2)[2] == exim_line.split(" ", 2)[2].replace(exim_id, message_id).replace(
         f"S={exim_size}", f"S={exim_size + grown}"
     )
+
+
+def test_acl_not_smtp_decides_on_local_submissions(mta_env: MtaEnv) -> None:
+    mta_env.write_config("acl_not_smtp = check_local\nbegin acl\ncheck_local:\n"
+                         "  deny message = no mail from there\n       senders = *@spam.example\n  accept\n")
+    refused = mta_env.run("-odq", "-oep", "-f", "a@spam.example", "b@example.com", input="Subject: x\n\nhi\n")
+    assert (refused.returncode, refused.stderr) == (1, "mta: no mail from there\n")
+    assert mta_env.message_ids() == []
+    assert "F=<a@spam.example> rejected by non-SMTP ACL: no mail from there" in "\n".join(mta_env.log_lines())
+    accepted = mta_env.run("-odq", "b@example.com", input="Subject: x\n\nhi\n")
+    assert accepted.returncode == 0 and len(mta_env.message_ids()) == 1
