@@ -298,6 +298,11 @@ class Master:
         words = data.decode(errors="replace").split()
         if words[:1] == ["closed"] and len(words) == 2 and words[1].isdigit():
             self._connection_closed(int(words[1]))
+        elif words[:1] == ["etrn"] and len(words) == 2:
+            from mta.queue.runner import Selection
+
+            # ETRN: a queue run for the messages with a recipient in that domain (Exim's -R).
+            self._start_queue_run(Selection(recipient="@" + words[1]))
 
     def _connection_closed(self, connection_id: int) -> None:
         entry = self.connections.pop(connection_id, None)
@@ -430,6 +435,9 @@ class Master:
         assert self.loop is not None
         if self.queue_interval:
             self.loop.call_later(self.queue_interval, self._queue_run)
+        self._start_queue_run(None)
+
+    def _start_queue_run(self, selection: Any) -> None:
         if self.stopping:
             return
         pid = os.fork()
@@ -440,8 +448,9 @@ class Master:
                 from mta.daemon.submission import take_offline_messages
                 from mta.queue.runner import daemon_queue_run
 
-                take_offline_messages(self.runtime)
-                daemon_queue_run(self.runtime, self.dispatch_send)
+                if selection is None:
+                    take_offline_messages(self.runtime)
+                daemon_queue_run(self.runtime, self.dispatch_send, selection)
                 code = 0
             except BaseException as exc:
                 self.logger.panic(f"queue run failed: {exc!r}")

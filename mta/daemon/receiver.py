@@ -118,6 +118,7 @@ class Receiver:
         self.context = ReceiverContext(self.runtime, spooler=spooler, on_accepted=self._accepted)
         if self.tls_context is not None:
             self.context._tls = self.tls_context
+        self.context.on_etrn = lambda domain: self._tell_master(f"etrn {domain}")
         self.control.setblocking(False)
         loop.add_reader(self.control, self._on_control)
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)

@@ -69,6 +69,7 @@ class ReceiverContext:
             self.mta_login, self.mta_uid, self.mta_gid = entry.pw_name, entry.pw_uid, entry.pw_gid
         self._acl: Any = None
         self._tls: Any = None
+        self.on_etrn: Callable[[str], None] | None = None  # the daemon sets it
 
     # -- small helpers -----------------------------------------------------------------------
     @staticmethod
@@ -261,6 +262,10 @@ class ReceiverContext:
             return
         session.reply(250, "OK")
         self.runtime.logger.main(f"ETRN {escape(argument)} received from {session.host_text().removeprefix('H=')}")
+        domain = argument[1:] if argument.startswith(("#", "@")) else argument
+        if self.on_etrn is not None and not self.config.main.smtp_etrn_command and _plain_domain(domain):
+            self.on_etrn(domain)  # the daemon: a queue run through its own workers
+            return
         from mta.receive.smtp_etrn import start_etrn
 
         start_etrn(self, argument)
@@ -319,6 +324,11 @@ def expansion_context_expand(text: str, ctx: Any) -> str:
     from mta.expand.expander import expand
 
     return expand(text, ctx)
+
+
+def _plain_domain(text: str) -> bool:
+    """A domain name that may travel on the daemon's control socket (letters, digits, dots, hyphens)."""
+    return 0 < len(text) <= 253 and all(c.isascii() and (c.isalnum() or c in ".-") for c in text)
 
 
 def load_average() -> int:

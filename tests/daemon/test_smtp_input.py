@@ -258,3 +258,40 @@ def test_crlf_in_anything_cannot_forge_a_log_line(daemon: DaemonWorld) -> None:
         client.command("QUIT")
     for line in daemon.log_lines():
         assert not line.startswith("2026-01-01"), line
+
+
+def test_vrfy_expn_etrn_are_refused_by_default(daemon: DaemonWorld) -> None:
+    with greeted(daemon) as client:
+        vrfy = client.command("VRFY bob@example.com")
+        expn = client.command("EXPN staff@example.com")
+        etrn = client.command("ETRN example.com")
+    assert vrfy[0] in (252, 550) and expn[0] >= 500 and etrn[0] >= 450
+    assert "ETRN example.com received" not in daemon.mainlog.read_text()
+
+
+def test_an_accepted_etrn_starts_a_queue_run_for_the_domain(daemon_world: DaemonWorld) -> None:
+    daemon_world.write_config(main="acl_smtp_etrn = accept\nqueue_only\n")
+    daemon_world.start()
+    with greeted(daemon_world) as client:
+        assert client.command("MAIL FROM:<a@example.org>")[0] == 250
+        assert client.command("RCPT TO:<pat@example.com>")[0] == 250
+        assert client.command("DATA")[0] == 354
+        assert client.command("Subject: waiting for etrn\r\n\r\nbody\r\n.")[0] == 250
+        assert client.command("ETRN example.com")[0] == 250
+    daemon_world.wait_for_log("ETRN example.com received from")
+    daemon_world.wait_for_mail("pat", "waiting for etrn")
+
+
+def test_a_silent_client_is_timed_out(daemon_world: DaemonWorld) -> None:
+    daemon_world.write_config(main="smtp_receive_timeout = 1s\n")
+    daemon_world.start()
+    with greeted(daemon_world) as client:
+        client.command("MAIL FROM:<a@example.org>")
+        client.command("RCPT TO:<quinn@example.com>")
+        client.command("DATA")
+        client.send("Subject: half a message\r\n")
+        code, text = client.reply()
+        assert code == 421 and "timeout" in text
+        assert client.closed()
+    daemon_world.wait_for_log("SMTP command timeout on connection from")
+    assert daemon_world.spool_files() == []
