@@ -158,7 +158,10 @@ class SmtpSession:
                     self.logger.main(drop.log_reason)
             except ReadTimeout:
                 self.reply(421, f"{self.config.primary_hostname} SMTP incoming data timeout - closing connection")
-                self.logger.main(f"SMTP command timeout on connection from {self._peer_for_log()}")
+                if self.transaction.in_data or self.transaction.lost_in_data:
+                    self.logger.main(f"SMTP data timeout (message abandoned) on connection from {self._peer_for_log()}")
+                else:
+                    self.logger.main(f"SMTP command timeout on connection from {self._peer_for_log()}")
             except ChannelClosed:
                 self._log_lost()
             try:

@@ -293,5 +293,5 @@ def test_a_silent_client_is_timed_out(daemon_world: DaemonWorld) -> None:
         code, text = client.reply()
         assert code == 421 and "timeout" in text
         assert client.closed()
-    daemon_world.wait_for_log("SMTP command timeout on connection from")
+    daemon_world.wait_for_log("SMTP data timeout (message abandoned) on connection from")
     assert daemon_world.spool_files() == []
