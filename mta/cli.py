@@ -217,14 +217,23 @@ def mode_message_action(inv: Invocation) -> int:
         return 1
     runtime = build_runtime(config, verbose=inv.verbose)
     if inv.mode_flags in ("", "c"):
-        from mta.deliver.delivery import Delivery
+        import asyncio
+
+        from mta.deliver.delivery import Delivery, close_connections
+        from mta.queue.wait import deliver_with_followers
 
         status = 0
+        runner = asyncio.Runner()
+
+        def deliver(message_id: str, named: bool) -> object:
+            return Delivery(runtime, message_id, forced=named and inv.mode_flags == "",
+                            dont_deliver=inv.dont_deliver, loop_runner=runner).run()
+
         for message_id in inv.args:
             try:
-                report = Delivery(
-                    runtime, message_id, forced=inv.mode_flags == "", dont_deliver=inv.dont_deliver
-                ).run()
+                # Messages waiting for a host this delivery reaches follow it down the same connection.
+                reports = deliver_with_followers(runtime, message_id, lambda i, n=message_id: deliver(i, i == n))
+                report = reports[0]
             except MtaError as exc:
                 _err(f"delivery of {message_id} failed: {exc} (the message stays on the spool)")
                 status = 1
@@ -238,6 +247,8 @@ def mode_message_action(inv: Invocation) -> int:
             elif report.skipped == "spool error":
                 _err(f"message {message_id} is frozen: {report.spool_error} (repair the file, or remove the message)")
                 status = 1
+        runner.run(close_connections(runtime))
+        runner.close()
         return status
     _err(f"-M{inv.mode_flags} is not available in this version of mta")
     return 1

@@ -64,9 +64,7 @@ def _selection(inv: Invocation):  # type: ignore[no-untyped-def]
 
 
 def mode_queue(inv: Invocation) -> int:
-    """-q (one run), -q<time> (a run every <time>, in the foreground), -R / -S (selected messages)."""
-    import time
-
+    """-q (one run), -q<time> (a daemon that runs the queue every <time>), -R / -S (selected messages)."""
     from mta.queue.runner import run_queue
 
     config, runtime = _config_and_runtime(inv)
@@ -74,10 +72,19 @@ def mode_queue(inv: Invocation) -> int:
         _err("permission denied: only administrators may start a queue run")
         return 1
     selection = _selection(inv)
+    if inv.mode == "q" and inv.args:
+        from mta.spool.ids import is_message_id
+
+        if len(inv.args) > 2 or not all(is_message_id(a) for a in inv.args):
+            _err("-q takes at most two message ids: the first and the last of the range to run")
+            return 1
+        selection.start_id = inv.args[0]
+        selection.end_id = inv.args[1] if len(inv.args) > 1 else None
     if inv.mode == "q" and inv.queue_interval:
-        while True:
-            run_queue(runtime, selection)
-            time.sleep(inv.queue_interval)
+        # -q30m without -bd: a daemon that only runs the queue, through its own worker pool.
+        from mta.daemon.master import run_daemon
+
+        return run_daemon(runtime, inv, listening=False)
     return run_queue(runtime, selection)
 
 

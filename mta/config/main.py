@@ -150,7 +150,10 @@ class MainOptions(SmtpServerOptions):
         Kind.LIST,
         "Domains whose SMTP deliveries wait for a queue run even when local ones go at once." + _QUEUE_RUNNER,
     )
-    queue_run_max: int = option(5, Kind.INT, "Most queue runner processes at once." + _QUEUE_RUNNER, minimum=1)
+    queue_run_max: int = option(
+        5, Kind.INT, "Most queue runs a daemon has going at once; a run due while this many go is skipped.",
+        minimum=1,
+    )
     remote_max_parallel: int = option(2, Kind.INT, "Most remote hosts one delivery talks to at once.", minimum=1)
     deliver_drop_privilege: bool = option(
         False, Kind.BOOL, "Drop to mta_user for everything but local deliveries that need another user." + _QUEUE_RUNNER

@@ -67,7 +67,8 @@ class Child:
 
 
 class Master:
-    def __init__(self, runtime: Runtime, inv: Invocation) -> None:
+    def __init__(self, runtime: Runtime, inv: Invocation, listening: bool = True) -> None:
+        self.listening = listening  # False: -q30m alone, a daemon that only runs the queue
         self.runtime = runtime
         self.config = runtime.config
         self.inv = inv
@@ -87,6 +88,7 @@ class Master:
         self.queue_interval = inv.queue_interval
         self.loop: asyncio.AbstractEventLoop | None = None
         self.backoff: dict[str, float] = {}
+        self.queue_runs: set[int] = set()
 
     def _grow_dispatch_buffers(self) -> None:
         for sock in (self.dispatch_send, self.dispatch_recv):
@@ -115,13 +117,15 @@ class Master:
         self._check_tls()
         if handed_on is not None:
             self._adopt(handed_on)
-        else:
+        elif self.listening:
             self.listeners = bind_listeners(listen_addresses(self.config.main, self.inv.listen))
             self.submission = self._bind_submission()
 
     def _pid_path(self) -> str:
         m = self.config.main
-        return self.inv.pid_file or m.pid_file_path or os.path.join(m.spool_directory, "mta-daemon.pid")
+        default = "mta-daemon.pid" if self.listening else "mta-queue.pid"
+        return self.inv.pid_file or (m.pid_file_path if self.listening else "") or \
+            os.path.join(m.spool_directory, default)
 
     def _take_pid_file(self) -> None:
         if self.pid_fd is not None:
@@ -173,8 +177,27 @@ class Master:
                 path = os.path.join(top, "log", name)
                 if os.stat(path).st_uid == 0:
                     os.chown(path, uid, gid)
+            self._check_reachable(top, uid, gid)
         elif not os.path.isdir(offline):
             os.mkdir(offline, 0o700)
+
+    def _check_reachable(self, top: str, uid: int, gid: int) -> None:
+        """The receivers and the workers' SMTP side run as mta_user: the spool must be theirs to use,
+        all the way down (a parent directory closed to them would fail every message)."""
+        from mta.privilege import AsUserError, run_as_user
+
+        def probe() -> dict[str, object]:
+            return {"ok": os.access(os.path.join(top, "input"), os.W_OK | os.X_OK)}
+
+        try:
+            usable = run_as_user(uid, gid, None, probe, timeout=30).get("ok")
+        except AsUserError as exc:
+            raise ConfigError(f"cannot check the spool as mta_user: {exc}") from None
+        if not usable:
+            raise ConfigError(
+                f"mta_user (uid {uid}) cannot write {top}/input: a directory on the way to the spool "
+                "is closed to it"
+            )
 
     def _check_tls(self) -> None:
         try:
@@ -280,7 +303,7 @@ class Master:
         receivers, workers = self._counts()
         for _ in range(workers):
             self._fork("worker")
-        for _ in range(receivers):
+        for _ in range(receivers if self.listening else 0):
             self._fork("receiver")
 
     def _on_child_message(self, child: Child) -> None:
@@ -326,6 +349,7 @@ class Master:
                 return
             child = self.children.pop(pid, None)
             if child is None:
+                self.queue_runs.discard(pid)
                 continue  # a queue run, or a child of the process we were before a re-exec
             if child.control is not None:
                 if self.loop is not None:
@@ -440,6 +464,10 @@ class Master:
     def _start_queue_run(self, selection: Any) -> None:
         if self.stopping:
             return
+        if len(self.queue_runs) >= self.config.main.queue_run_max:
+            # Runs still going (a big queue, slow hosts): this one is skipped, as in Exim.
+            self.logger.main(f"queue run skipped: {len(self.queue_runs)} still running (queue_run_max)")
+            return
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's body
             code = 1
@@ -456,6 +484,7 @@ class Master:
                 self.logger.panic(f"queue run failed: {exc!r}")
             finally:
                 os._exit(code)
+        self.queue_runs.add(pid)
 
     # -- signals and the end -----------------------------------------------------------------------------
     def _stop(self) -> None:
@@ -535,8 +564,8 @@ class Master:
             loop.add_reader(sock, self._on_accept, entry, sock)
         queue_text = f"-q{_interval_text(self.queue_interval)}" if self.queue_interval else "no queue runs"
         where = ", ".join(str(entry) for entry, _sock in self.listeners)
-        self.logger.main(f"mta {__version__} daemon started: pid={os.getpid()}, {queue_text}, "
-                         f"listening for SMTP on {where}")
+        listening = f"listening for SMTP on {where}" if self.listening else "not listening for SMTP"
+        self.logger.main(f"mta {__version__} daemon started: pid={os.getpid()}, {queue_text}, {listening}")
         loop.call_soon(self._queue_run)  # offline submissions and leftovers, at once (Exim does a run too)
         try:
             loop.run_forever()
@@ -576,9 +605,10 @@ def _service_identity(runtime: Runtime) -> tuple[int, int, str] | None:
     return uid, gid, login
 
 
-def run_daemon(runtime: Runtime, inv: Invocation) -> int:
-    """-bd / -bdf: start the daemon; returns (in the foreground process) the exit status."""
-    master = Master(runtime, inv)
+def run_daemon(runtime: Runtime, inv: Invocation, listening: bool = True) -> int:
+    """-bd / -bdf (and -q<time> alone, not listening): start the daemon; returns (in the foreground
+    process) the exit status."""
+    master = Master(runtime, inv, listening)
     if inv.foreground or os.environ.get(INHERIT_ENV):
         master.prepare()
         return master.run()

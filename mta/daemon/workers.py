@@ -47,6 +47,7 @@ def _stop(signum: int, frame: object) -> None:
 def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tuple[int, int] | None) -> int:
     """The body of a worker process (after fork); returns its exit status."""
     from mta.deliver.delivery import Delivery, close_connections
+    from mta.queue.wait import deliver_with_followers
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -71,7 +72,10 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
                 if not message_id:
                     continue
                 try:
-                    Delivery(runtime, message_id, loop_runner=runner).run()
+                    # Then the messages waiting for the hosts it reached, down the same connections.
+                    deliver_with_followers(
+                        runtime, message_id, lambda i: Delivery(runtime, i, loop_runner=runner).run()
+                    )
                 except MtaError as exc:
                     runtime.logger.panic(f"delivery worker: {exc}; message left on the spool", message_id)
                 except Exception as exc:

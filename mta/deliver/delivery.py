@@ -69,6 +69,10 @@ class DeliveryReport:
     frozen: bool = False
     bounce_ids: list[str] = record.field(default_factory=list)
     skipped: str | None = None  # "locked", "frozen", "missing", "spool error"
+    # (transport, host name) pairs: where remote deliveries went, and where they were held up
+    # (for the wait-<transport> hints: other messages waiting for a host follow it there).
+    delivered_hosts: set[tuple[str, str]] = record.field(default_factory=set)
+    deferred_hosts: set[tuple[str, str]] = record.field(default_factory=set)
     spool_error: str | None = None  # with skipped == "spool error": what is wrong with which file
 
 
@@ -353,6 +357,11 @@ class Delivery:
         previous: Any = object()
         for item in group:
             outcome = outcomes.get(item, DeferError("the transport gave no result for this address"))
+            transport_name = item.transport_name or ""
+            if isinstance(outcome, DeferError):
+                self.report.deferred_hosts.update((transport_name, h.name) for h in item.hosts or () if h.name)
+            elif not isinstance(outcome, FailError) and getattr(outcome, "host", None) is not None:
+                self.report.delivered_hosts.add((transport_name, outcome.host.name))
             if isinstance(outcome, FailError):
                 self._record_failure(item, outcome)
             elif isinstance(outcome, DeferError):

@@ -286,6 +286,7 @@ class SmtpServer(sink.SmtpSink):
         auth_in_clear: bool = False,
         smtputf8: bool = False,
         size_limit: int | None = None,
+        port: int = 0,
     ) -> None:
         self.pipelining = pipelining
         self.users = dict(users or {})
@@ -301,7 +302,7 @@ class SmtpServer(sink.SmtpSink):
             kwargs["tls_context"] = starttls
         if smtps is not None:
             kwargs["ssl_context"] = smtps
-        super().__init__(host, ready_timeout=SERVER_WAIT, **kwargs)
+        super().__init__(host, port, ready_timeout=SERVER_WAIT, **kwargs)
 
     def make_controller(self, host: str, port: int, **controller_kwargs: Any) -> Controller:
         return _CountingController(self, _Handler(self), hostname=host, port=port, **controller_kwargs)

@@ -1,0 +1,3 @@
+from tests.support.nobody import open_env
+
+__all__ = ["open_env"]
