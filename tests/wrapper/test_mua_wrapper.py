@@ -8,7 +8,6 @@ refuse or hang (tests/support/fakesmtp.py), through the real `mta` command.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.dnsserver import DnsTestServer
 from tests.support.fakesmtp import FakeSmtpServer
 from tests.support.mta import MTA, MtaEnv
 from tests.support.nobody import Nobody
@@ -150,6 +150,48 @@ def test_routing_failure_fails_the_whole_message(mta_env: MtaEnv, sink: SmtpSink
     result = mta_env.run("bob@example.org", "mallory@unrouted.example", input=MESSAGE)
     assert result.returncode == 1
     assert "mallory@unrouted.example" in result.stderr and "Unrouteable address" in result.stderr
+    assert sink.messages == []
+
+
+def test_a_defer_alias_fails_the_whole_message_with_its_reason(mta_env: MtaEnv, sink: SmtpSink) -> None:
+    """A routing deferral is a failure like any other: there is no queue to keep the message in."""
+    aliases = mta_env.root / "aliases"
+    aliases.write_text("team: :defer: the team list is being rebuilt\nbob: bob@example.org\n")
+    wrapper_config(mta_env, host_spec(sink), extra_main="domainlist local_domains = example.com\n")
+    mta_env.config.write_text(
+        mta_env.config.read_text().replace("domainlist local_domains =\n", "")
+        + f"\nbegin directors\naliases:\n  driver = aliasfile\n  file = {aliases}\n  search_type = lsearch\n"
+        "  allow_defer\n"
+    )
+    result = mta_env.run("bob@example.com", "team@example.com", input=MESSAGE)
+    assert result.returncode == 1
+    assert result.stderr.startswith("mta: routing failed for team@example.com: "), result.stderr
+    assert "the team list is being rebuilt" in result.stderr
+    assert sink.messages == []  # bob's copy was not sent either: one transaction or none
+    assert any(" ** " in line and "the team list is being rebuilt" in line for line in log(mta_env).splitlines())
+
+
+def test_a_dns_timeout_fails_the_whole_message_with_its_reason(
+    mta_env: MtaEnv, sink: SmtpSink, dns_server: DnsTestServer
+) -> None:
+    dns_server.never_answer("slow.example.net")
+    routers = """\
+dnslookup:
+  driver = lookuphost
+  domains = slow.example.net
+  transport = smarthost_smtp
+"""
+    wrapper_config(
+        mta_env,
+        host_spec(sink),
+        extra_main=f"dns_servers = {dns_server.server_spec}\ndns_retrans = 1s\ndns_retry = 1\n",
+        routers=routers,
+    )
+    result = mta_env.run("bob@example.org", "carol@slow.example.net", input=MESSAGE)
+    assert result.returncode == 1
+    assert result.stderr.startswith("mta: routing failed for carol@slow.example.net: "), result.stderr
+    assert "timed out" in result.stderr
+    assert dns_server.query_count("slow.example.net") >= 2  # asked, and asked again: a real timeout
     assert sink.messages == []
 
 
@@ -383,7 +425,9 @@ def test_from_a_cron_like_environment(mta_env: MtaEnv, sink: SmtpSink) -> None:
         cwd="/",
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == b""  # no HOME, no TTY: nothing complained
     [message] = sink.messages
     assert message.rcpt_tos == ["root@example.com"]  # qualified with qualify_domain
+    assert message.mail_from == "root@example.com"  # the caller, found without HOME or LOGNAME
     assert b"From: CronDaemon <root@example.com>" in message.content
-    assert socket.gethostname()  # the environment had no HOME: nothing needed it
+    assert b"Subject: Cron <root@host> run-parts /etc/cron.daily" in message.content
