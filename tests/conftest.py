@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.durability import SyscallTrace
 from tests.support.fixtures_dns import dns_server
@@ -13,6 +14,11 @@ from tests.support.mta import MtaEnv
 from tests.support.sink import sink
 
 __all__ = ["dns_server", "mta_env", "sink", "syscall_trace"]
+
+# No wall-clock deadline for any property test: on a loaded 2-core machine (or under coverage)
+# an example may take long, and that is not a failure of the property.
+settings.register_profile("mta", deadline=None)
+settings.load_profile("mta")
 
 
 @pytest.fixture
