@@ -116,12 +116,32 @@ def test_from_on_a_boundary_is_escaped(chunks: list[bytes]) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(body=BODY, offsets=st.lists(st.integers(min_value=0, max_value=80), max_size=8))
+@given(body=BODY, offsets=st.lists(st.integers(min_value=-6, max_value=80), max_size=8))
+@example(body=b"a\n", offsets=[])
+@example(body=b"a", offsets=[])
 def test_data_framing_ends_with_one_crlf_dot_crlf_however_cut(body: bytes, offsets: list[int]) -> None:
     """What goes after DATA: the shaped message, a CRLF only if its last line lacks one, then
-    ``.CRLF``; the same bytes whatever pieces the shaped stream arrives in."""
+    ``.CRLF``; the same bytes whatever pieces the shaped stream arrives in: cut once at every
+    offset, and at random sets of offsets (negative ones count from the end)."""
     wire = shaped([body], SPECS["smtp"])
-    framed = b"".join(data_chunks(cut(wire, offsets)))
     ending = b"" if wire == b"" or wire.endswith(b"\r\n") else b"\r\n"
-    assert framed == wire + ending + b".\r\n"
-    assert b"".join(data_chunks([wire])) == framed
+    want = wire + ending + b".\r\n"
+    for offset in range(len(wire) + 1):
+        framed = b"".join(data_chunks([wire[:offset], wire[offset:]]))
+        assert framed == want, f"cut at {offset} of {wire!r}: got {framed!r}"
+    points = [o if o >= 0 else max(0, len(wire) + o) for o in offsets]
+    assert b"".join(data_chunks(cut(wire, points))) == want
+
+
+@pytest.mark.parametrize(
+    ("chunks", "want"),
+    [
+        ([b"a\r", b"\n"], b"a\r\n.\r\n"),
+        ([b"a", b"\r", b"\n"], b"a\r\n.\r\n"),
+        ([b"a\r\n", b"b"], b"a\r\nb\r\n.\r\n"),
+        ([b"a\r\n", b"\r"], b"a\r\n\r\r\n.\r\n"),
+    ],
+    ids=["crlf-cut", "byte-by-byte", "last-line-open", "lone-cr-last"],
+)
+def test_data_framing_remembers_the_line_end_across_chunks(chunks: list[bytes], want: bytes) -> None:
+    assert b"".join(data_chunks(chunks)) == want
