@@ -16,7 +16,7 @@ import mailbox
 
 from mta.transports.write import CHUNK_SIZE
 from tests.e2e.conftest import E2E
-from tests.support.mta import MtaEnv
+from tests.support.mta import SMARTHOST_CONFIG, MtaEnv
 from tests.support.sink import SmtpSink
 
 
@@ -47,24 +47,11 @@ def boundary_body() -> str:
     return body
 
 
-SMARTHOST = """
-begin routers
-smarthost:
-  driver = domainlist
-  transport = remote_smtp
-  route_list = * 127.0.0.1::{port} byname
-  self = send
-begin transports
-remote_smtp:
-  driver = smtp
-  allow_localhost
-  hosts_avoid_tls = *
-"""
 
 
 def test_smtp_stuffs_a_dot_line_on_the_chunk_boundary(mta_env: MtaEnv, sink: SmtpSink) -> None:
     body = boundary_body()
-    mta_env.write_config(SMARTHOST.format(port=sink.port))
+    mta_env.write_config(SMARTHOST_CONFIG.format(port=sink.port))
     # -oi: a lone dot in the input is text, not the end of the message.
     result = mta_env.run("-odi", "-oi", "-f", "alice@example.net", "bob@example.org",
                          input=f"Subject: big\n\n{body}")

@@ -25,7 +25,7 @@ from tests.support.durability import (
     assert_journal_durable,
     exit_index,
 )
-from tests.support.mta import MtaEnv
+from tests.support.mta import SMARTHOST_CONFIG, MtaEnv
 from tests.support.sink import SmtpSink
 
 ID = "1xZ0qu-000000005HX-3m60"
@@ -149,19 +149,6 @@ def test_rewrite_checker_refuses_dropping_the_journal_first() -> None:
 
 
 BODY = "".join(f"line {n:05d} of a body that spans several writes and fsync covers all of\n" for n in range(4000))
-SMARTHOST = """
-begin routers
-smarthost:
-  driver = domainlist
-  transport = remote_smtp
-  route_list = * 127.0.0.1::{port} byname
-  self = send
-begin transports
-remote_smtp:
-  driver = smtp
-  allow_localhost
-  hosts_avoid_tls = *
-"""
 
 
 def submitted_id(events: list[Event]) -> str:
@@ -198,7 +185,7 @@ def test_background_delivery_exits_only_after_the_commit(
     mta_env: MtaEnv, syscall_trace: SyscallTrace, sink: SmtpSink
 ) -> None:
     """-odb: the command returns while a child delivers; its exit must still follow the commit."""
-    mta_env.write_config(SMARTHOST.format(port=sink.port))
+    mta_env.write_config(SMARTHOST_CONFIG.format(port=sink.port))
     result = mta_env.run("-odb", "bob@example.org", input=f"Subject: big\n\n{BODY}", env=syscall_trace.env())
     assert result.returncode == 0, result.stderr
     events = syscall_trace.events()
@@ -211,7 +198,7 @@ def test_immediate_delivery_journals_and_rewrites_durably(
     """-odi to two recipients, one taken and one deferred: the commit, then -J (fsync) for the
     delivered one, then -H rewritten durably before -J goes and before exit 0."""
     sink.rcpt_replies["later@example.org"] = "451 4.2.1 Mailbox busy"
-    mta_env.write_config(SMARTHOST.format(port=sink.port))
+    mta_env.write_config(SMARTHOST_CONFIG.format(port=sink.port))
     result = mta_env.run(
         "-odi", "good@example.org", "later@example.org", input=f"Subject: x\n\n{BODY}", env=syscall_trace.env()
     )
@@ -239,7 +226,7 @@ def test_forced_delivery_journals_each_address_before_the_next(
     other = SmtpSink().start()
     try:
         mta_env.write_config(
-            SMARTHOST.format(port=sink.port).replace(
+            SMARTHOST_CONFIG.format(port=sink.port).replace(
                 "  route_list = *", f"  route_list = example.net 127.0.0.1::{other.port} byname ; *"
             )
         )
