@@ -36,7 +36,7 @@ from tests.route.directors_support import (
     system_users,
     write,
 )
-from tests.support.users import absent_user
+from tests.support.users import absent_group, absent_user
 
 __all__ = ["system_users"]  # the fixture, imported for pytest
 
@@ -64,6 +64,8 @@ localuser:
   transport = local_mbox
   cannot_route_message = Unknown user
 """
+
+GHOST_USER, GHOST_GROUP = absent_user("ghost"), absent_group("ghost")
 
 
 def sample_world(tmp_path: Path, aliases: str = SAMPLE_ALIASES, search_type: str = "lsearch", options: str = ""):  # type: ignore[no-untyped-def]
@@ -342,8 +344,9 @@ def test_check_at_startup(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "reason"),
     [("  search_type = nosuch\n", 'unknown lookup type "nosuch"'),
-     ("  owners = no-such-user-here\n", "owners: unknown user 'no-such-user-here'"),
-     ("  owngroups = no-such-group-here\n", "owngroups: unknown group 'no-such-group-here'")],
+     (f"  owners = {GHOST_USER}\n", f"owners: unknown user '{GHOST_USER}'"),
+     (f"  owngroups = {GHOST_GROUP}\n", f"owngroups: unknown group '{GHOST_GROUP}'")],
+    ids=["search_type", "owners", "owngroups"],  # the names are random: ids must not be, for pytest-xdist
 )
 def test_check_rejects_bad_options(tmp_path: Path, options: str, reason: str) -> None:
     text = SAMPLE_DIRECTORS.replace("  search_type = {search_type}\n", "").format(aliases=tmp_path / "a")
@@ -492,11 +495,11 @@ def test_alias_pipes_run_as_director_user(tmp_path: Path) -> None:
     [pipe] = outcome.accepted
     assert (pipe.uid, pipe.gid) == (nobody.pw_uid, nobody.pw_gid)
     # A bad user only matters when there is a pipe or file to run.
-    bad = "  user = no-such-user-xyz\n"
+    bad = f"  user = {GHOST_USER}\n"
     assert accepted(sample_world(tmp_path, options=bad).route("sales@example.com")) == [
         ("alice@example.com", "local_mbox")]
     outcome = sample_world(tmp_path, options=bad).route("alerts@example.com")
-    assert "user 'no-such-user-xyz' is unknown" in deferred(outcome)["alerts@example.com"]
+    assert f"user '{GHOST_USER}' is unknown" in deferred(outcome)["alerts@example.com"]
 
 
 def test_sample_config_with_real_transports(tmp_path: Path) -> None:
