@@ -12,6 +12,7 @@ fail when a step is missing or out of order.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -187,9 +188,16 @@ def test_background_delivery_exits_only_after_the_commit(
     """-odb: the command returns while a child delivers; its exit must still follow the commit."""
     mta_env.write_config(SMARTHOST_CONFIG.format(port=sink.port))
     result = mta_env.run("-odb", "bob@example.org", input=f"Subject: big\n\n{BODY}", env=syscall_trace.env())
-    assert result.returncode == 0, result.stderr
+    assert (result.returncode, result.stderr) == (0, "")
     events = syscall_trace.events()
-    assert_committed(events, submitted_id(events), ack=exit_index(events, main_pid(events)))
+    message_id = submitted_id(events)
+    assert_committed(events, message_id, ack=exit_index(events, main_pid(events)))
+    # The child goes on to deliver (an event to wait for, bounded only against a hang).
+    deadline = time.monotonic() + 30
+    while not any(line.endswith(f"{message_id} Completed") for line in mta_env.log_lines()):
+        assert time.monotonic() < deadline, mta_env.log_lines()
+        time.sleep(0.05)
+    assert [m.rcpt_tos for m in sink.messages] == [["bob@example.org"]]
 
 
 def test_immediate_delivery_journals_and_rewrites_durably(
