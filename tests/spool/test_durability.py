@@ -98,6 +98,7 @@ def test_checker_compares_what_the_fsync_covered() -> None:
 
 JOURNAL = (
     ("write@child", "/mail/alice"),
+    ("create", J),
     ("write", J),
     ("fsync", J),
     ("fsync", INPUT),
@@ -115,20 +116,25 @@ JOURNAL = (
 
 def test_journal_checker_accepts_append_then_fsync() -> None:
     events = trace_of(*JOURNAL)
-    assert [w.index for w in assert_journal_durable(events, ID)] == [1, 5]
-    assert assert_header_rewritten(events, ID, ack=exit_index(events, 1)).index == 9
+    assert [w.index for w in assert_journal_durable(events, ID)] == [2, 6]
+    assert assert_header_rewritten(events, ID, ack=exit_index(events, 1)).index == 10
+    # Appending to a -J that a crashed attempt left: no new directory entry, no directory fsync needed.
+    existing = trace_of(*(step for step in JOURNAL if step not in (("create", J), ("fsync", INPUT))))
+    assert len(assert_journal_durable(existing, ID)) == 2
 
 
 @pytest.mark.parametrize(
     ("steps", "rule"),
     [
-        ([*JOURNAL[:2], *JOURNAL[3:]], "not by an fsync of -J"),
-        ([*JOURNAL[:2], ("write", "/spool/log/mainlog"), *JOURNAL[2:]], "not by an fsync of -J"),
-        ([*JOURNAL[:3], ("write", "/spool/log/mainlog"), *JOURNAL[3:]], "before an fsync of its directory"),
-        ([*JOURNAL[:7], ("exit",)], "-H was never renamed into place"),
-        ([*JOURNAL[:10], ("exit",), ("fsync", INPUT)], "-H rewrite: no fsync of the directory"),
+        ([*JOURNAL[:3], *JOURNAL[4:]], "not by an fsync of -J"),
+        ([*JOURNAL[:3], ("write", "/spool/log/mainlog"), *JOURNAL[3:]], "not by an fsync of -J"),
+        ([*JOURNAL[:4], ("write", "/spool/log/mainlog"), *JOURNAL[4:]], "before an fsync of its directory"),
+        ([*JOURNAL[:4], *JOURNAL[5:]], "before an fsync of its directory"),
+        ([*JOURNAL[:8], ("exit",)], "-H was never renamed into place"),
+        ([*JOURNAL[:11], ("exit",), ("fsync", INPUT)], "-H rewrite: no fsync of the directory"),
     ],
-    ids=["no-fsync", "log-before-fsync", "new-J-dir-not-synced", "no-rewrite", "rewrite-not-synced"],
+    ids=["no-fsync", "log-before-fsync", "new-J-dir-synced-late", "new-J-dir-not-synced", "no-rewrite",
+         "rewrite-not-synced"],
 )
 def test_journal_checker_refuses_a_late_fsync(steps: list[tuple[str, ...]], rule: str) -> None:
     events = trace_of(*steps)
@@ -138,10 +144,10 @@ def test_journal_checker_refuses_a_late_fsync(steps: list[tuple[str, ...]], rule
 
 
 def test_rewrite_checker_refuses_dropping_the_journal_first() -> None:
-    unsafe = [*JOURNAL[:10], ("unlink", J), ("fsync", INPUT), ("exit",)]
+    unsafe = [*JOURNAL[:11], ("unlink", J), ("fsync", INPUT), ("exit",)]
     with pytest.raises(DurabilityError, match=r"-J removed .* before the rewritten -H was made durable"):
         assert_header_rewritten(trace_of(*unsafe), ID)
-    early = [*JOURNAL[:7], ("unlink", J), *JOURNAL[7:11], ("exit",)]
+    early = [*JOURNAL[:8], ("unlink", J), *JOURNAL[8:12], ("exit",)]
     with pytest.raises(DurabilityError, match=r"-J removed .* before -H was rewritten"):
         assert_header_rewritten(trace_of(*early), ID)
 

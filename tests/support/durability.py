@@ -36,7 +36,7 @@ SYNC_OPS = ("fsync", "fdatasync")
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-    """One recorded call: `op` is start, write, fsync, fdatasync, rename, unlink or exit."""
+    """One recorded call: `op` is start, create, write, fsync, fdatasync, rename, unlink or exit."""
 
     index: int
     pid: int
@@ -204,7 +204,7 @@ def assert_journal_durable(events: Sequence[Event], message_id: str) -> list[Eve
     directory entry is fsynced before the process goes on to anything but the journal.
     Returns the -J writes (so a test can check there were as many as deliveries)."""
     writes = [e for e in events if e.op == "write" and _name(e.path) == f"{message_id}-J"]
-    exists = False
+    previous = -1
     for write in writes:
         assert write.path is not None
         own = [e for e in events[write.index + 1 :] if e.pid == write.pid]
@@ -212,10 +212,9 @@ def assert_journal_durable(events: Sequence[Event], message_id: str) -> list[Eve
             after = own[0] if own else "the end of the trace"
             raise DurabilityError(f"{message_id}: the -J append #{write.index} was followed by {after}, "
                                   "not by an fsync of -J", events)
-        created = not exists and not any(
-            e.op == "write" and e.path == write.path for e in events[: write.index]
-        )
-        exists = True
+        # Made by this append (a "create" since the last one): its directory entry must be synced too.
+        created = any(e.op == "create" and e.path == write.path for e in events[previous + 1 : write.index])
+        previous = write.index
         if created:
             directory = os.path.dirname(write.path)
             for event in own[1:]:

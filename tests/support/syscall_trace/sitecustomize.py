@@ -6,6 +6,7 @@ environment (the `mta` command, its forked delivery children) then appends one
 JSON line per event to the log, in the order the calls returned:
 
     {"pid": 123, "op": "start", "argv": [...]}
+    {"pid": 123, "op": "create", "path": "/.../input/ID-J"}
     {"pid": 123, "op": "write", "path": "/.../input/ID-J", "n": 17}
     {"pid": 123, "op": "fsync", "path": "/.../input/hdr.ID", "size": 812, "dir": false}
     {"pid": 123, "op": "rename", "path": "/.../input/hdr.ID", "dst": "/.../input/ID-H"}
@@ -15,7 +16,8 @@ JSON line per event to the log, in the order the calls returned:
 Only paths under the directories named in MTA_TEST_TRACE_ROOTS (os.pathsep
 separated) are recorded.  The calls themselves are the real ones: the
 wrappers call through to os.* and record only after the call succeeded, so a
-failing call leaves no event.  Buffered writes through file objects do not
+failing call leaves no event.  "create" is an os.open with O_CREAT that made
+the file (files made by the builtin open() are not seen).  Buffered writes through file objects do not
 pass through os.write; `size` (from fstat at the fsync) shows what an fsync
 covered.  Events are written with one O_APPEND write each, so lines from
 several processes never mix and their order is the order of the calls.
@@ -34,6 +36,7 @@ import sys
 
 
 def _install(log_path: str, roots: list[str]) -> None:
+    real_open = os.open
     real_write = os.write
     real_fsync = os.fsync
     real_fdatasync = os.fdatasync
@@ -76,6 +79,14 @@ def _install(log_path: str, roots: list[str]) -> None:
         text = os.path.abspath(text)
         return text if wanted(text) else None
 
+    def open_(path: object, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        name = any_path(path) if dir_fd is None and flags & os.O_CREAT else None
+        existed = name is not None and not flags & os.O_EXCL and os.path.lexists(name)
+        fd = real_open(path, flags, mode, dir_fd=dir_fd)  # type: ignore[arg-type]
+        if name is not None and not existed:
+            emit("create", path=name)
+        return fd
+
     def write(fd: int, data: bytes) -> int:
         written = real_write(fd, data)
         path = fd_path(fd)
@@ -115,6 +126,7 @@ def _install(log_path: str, roots: list[str]) -> None:
 
         return unlink
 
+    os.open = open_  # type: ignore[assignment]
     os.write = write
     os.fsync = synced(real_fsync, "fsync")  # type: ignore[assignment]
     os.fdatasync = synced(real_fdatasync, "fdatasync")  # type: ignore[assignment]
