@@ -120,6 +120,16 @@ class _Shaper:
             return chunk
         block = self.pending + chunk
         self.pending = b""
+        carry = b""
+        if self.spec.crlf and block.endswith(b"\r"):
+            # Maybe the CR of a CRLF cut by the chunk boundary: shaping it alone
+            # would make CR CR LF of it.  Decide when the next chunk comes.
+            block, carry = block[:-1], b"\r"
+        out = self._feed_block(block)
+        self.pending += carry
+        return out
+
+    def _feed_block(self, block: bytes) -> bytes:
         cut = block.rfind(b"\n")
         if cut < 0:
             if len(block) < self.hold:

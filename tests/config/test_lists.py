@@ -371,7 +371,6 @@ def test_missing_list_file(ctx: ListContext, tmp_path: Path) -> None:
 
 @pytest.fixture
 def lsearch_dir(tmp_path: Path) -> Path:
-    pytest.importorskip("mta.expand.lookups")
     (tmp_path / "domains").write_text("example.com: domain-data\n*.wild.example: wild-data\n")
     (tmp_path / "defaults").write_text("known.example: yes\n*: fallback\n")
     (tmp_path / "senders").write_text("bad@spam.example: whole\n*@any.example: star-at\n")
@@ -438,7 +437,6 @@ def test_lookup_items(
 
 
 def test_lookup_missing_file_is_not_a_silent_miss(ctx: ListContext, tmp_path: Path) -> None:
-    pytest.importorskip("mta.expand.lookups")
     with pytest.raises(MtaError):
         match_domain("example.com", f"lsearch;{tmp_path}/absent", ctx)
 

@@ -16,6 +16,7 @@ from mta.deliver.local_exec import resolve_delivery_identity, run_local_delivery
 from mta.errors import DeferError, FailError
 from mta.transports.appendfile import AppendfileOptions, AppendfileTransport
 from mta.transports.pipe import PipeOptions, PipeTransport
+from tests.support.users import absent_group, absent_user
 from tests.transports import transport_helpers
 from tests.transports.transport_helpers import make_env, make_item, make_message, need_root
 
@@ -152,7 +153,101 @@ def test_identity_comes_from_transport_then_director(mail_user: pwd.struct_passw
     assert (identity.uid, identity.gid) == (mail_user.pw_uid, 0)
     identity = resolve_delivery_identity(pipe(home_directory="/srv/$local_part_data"), item, env)
     assert (identity.uid, identity.gid, identity.home) == (0, 0, "/srv/alice")
-    with pytest.raises(DeferError, match='Failed to find user "no-such-user-xyz"'):
-        resolve_delivery_identity(pipe(user="no-such-user-xyz"), item, env)
-    with pytest.raises(DeferError, match='Failed to find group "no-such-group-xyz"'):
-        resolve_delivery_identity(pipe(group="no-such-group-xyz"), item, env)
+    ghost_user, ghost_group = absent_user("ghost"), absent_group("ghost")
+    with pytest.raises(DeferError, match=f'Failed to find user "{ghost_user}"'):
+        resolve_delivery_identity(pipe(user=ghost_user), item, env)
+    with pytest.raises(DeferError, match=f'Failed to find group "{ghost_group}"'):
+        resolve_delivery_identity(pipe(group=ghost_group), item, env)
+
+
+# -- identities without passwd entries, directories, and the parent's side ----------------------------
+
+
+def unused_id() -> int:
+    """A uid/gid number with no passwd or group entry (as containers and NFS setups have)."""
+    for number in range(54321, 55321):
+        try:
+            pwd.getpwuid(number)
+        except KeyError:
+            return number
+    raise RuntimeError("no unused uid")
+
+
+def test_a_numeric_user_needs_no_passwd_entry_but_a_group() -> None:
+    stranger = unused_id()
+    env, item = make_env(), make_item()
+    identity = resolve_delivery_identity(pipe(user=str(stranger), group=str(stranger)), item, env)
+    assert (identity.uid, identity.gid) == (stranger, stranger)
+    with pytest.raises(DeferError) as info:
+        resolve_delivery_identity(pipe(user=str(stranger)), item, env)
+    assert info.value.message == "User set without group for address_pipe transport"
+
+
+def test_an_option_that_cannot_be_expanded_defers() -> None:
+    with pytest.raises(DeferError) as info:
+        resolve_delivery_identity(pipe(current_directory="${lookup{x}lsearch{/no/such/file}}"), make_item(), make_env())
+    assert info.value.message.startswith(
+        'Failed to expand current_directory "${lookup{x}lsearch{/no/such/file}}" for the address_pipe transport: '
+    )
+
+
+@pytest.mark.usefixtures("as_root")
+def test_root_needs_a_group_too(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(DeferError) as info:
+        run(pipe(command=f"/usr/bin/touch {marker}"), tmp_path, unused_id(), None, never_users=set())
+    assert info.value.message == "User set without group for address_pipe transport"
+    assert not marker.exists()
+
+
+@pytest.mark.usefixtures("as_root")
+def test_a_uid_without_passwd_entry_gets_only_its_group(tmp_path: Path, shared_dir: Path) -> None:
+    """initgroups has no name to look up: the child keeps just its one group, and with no home
+    it works in /."""
+    stranger = unused_id()
+    out = shared_dir / "out"
+    out.mkdir()
+    os.chown(out, stranger, stranger)
+    command = f"/bin/sh -c 'id -u > {out}/ids; id -G >> {out}/ids; pwd >> {out}/ids'"
+    run(pipe(command=command), tmp_path, stranger, stranger, initgroups=True, never_users=set())
+    assert (out / "ids").read_text().split("\n")[:3] == [str(stranger), str(stranger), "/"]
+
+
+def test_home_and_current_directory(tmp_path: Path) -> None:
+    """A missing home is no error (the delivery runs in /); a missing current_directory defers."""
+    me, group = os.geteuid(), os.getegid()
+    out = tmp_path / "cwd"
+    run(pipe(command=f"/bin/sh -c 'pwd > {out}'"), tmp_path, me, group, home=str(tmp_path / "gone"), never_users=set())
+    assert out.read_text() == "/\n"
+    run(pipe(command=f"/bin/sh -c 'pwd > {out}'"), tmp_path, me, group, home=str(tmp_path), never_users=set())
+    assert out.read_text() == f"{tmp_path}\n"
+    with pytest.raises(DeferError) as info:
+        run(pipe(command="/bin/true"), tmp_path, me, group, current_directory=str(tmp_path / "gone"), never_users=set())
+    assert info.value.message == f"failed to chdir to {tmp_path / 'gone'}: No such file or directory"
+
+
+def test_a_body_that_cannot_be_opened_defers(tmp_path: Path) -> None:
+    message = make_message(tmp_path / "spool")
+    for leftover in (tmp_path / "spool").iterdir():
+        leftover.unlink()  # the message vanished from the spool before the delivery
+    marker = tmp_path / "ran"
+    with pytest.raises(DeferError) as info:
+        run_local_delivery(pipe(command=f"/usr/bin/touch {marker}"), message, make_item(), make_env(),
+                           uid=os.geteuid(), gid=os.getegid(), initgroups=False, home=None,
+                           current_directory=None, never_users=set())
+    assert info.value.message.startswith(f"cannot open the body of message {message.message_id}: ")
+    assert not marker.exists()
+
+
+def test_a_child_reaped_by_someone_else_still_reports(tmp_path: Path) -> None:
+    """With SIGCHLD ignored the kernel reaps the child itself; the outcome still comes through the
+    report pipe (a daemon's SIGCHLD handler does the same)."""
+    out = tmp_path / "out"
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        run(pipe(command=f"/bin/sh -c 'cat > {out}'"), tmp_path, os.geteuid(), os.getegid(), never_users=set())
+        with pytest.raises(FailError):
+            run(pipe(command="/bin/false"), tmp_path, os.geteuid(), os.getegid(), never_users=set())
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert out.read_bytes().endswith(b"the new place is good.\n\n")  # the pipe got the whole message

@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.mta import MtaEnv
+from tests.support.users import absent_user
 
 DOMAIN = "example.com"
 
@@ -138,6 +139,7 @@ class E2E:
     env: MtaEnv
     token: str
     users: dict[str, LocalUser] = dataclasses.field(default_factory=dict)
+    absent: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def mail(self) -> Path:
@@ -168,6 +170,13 @@ class E2E:
             os.chown(home_dir, user.uid, user.gid)
             home_dir.chmod(0o755)
         return user
+
+    def nobody_called(self, role: str) -> str:
+        """A local part that is no account here (random, checked absent), the same for `role`
+        throughout the test: what an "unknown user" test sends to."""
+        if role not in self.absent:
+            self.absent[role] = absent_user(role)
+        return self.absent[role]
 
     def _remove_users(self) -> None:
         errors = []

@@ -6,12 +6,14 @@ outcome of every recipient.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 
 from tests.support.dnsserver import DnsTestServer
 from tests.support.mta import MtaEnv
 from tests.support.samples import sample_text
-from tests.support.sink import SmtpSink, free_port
+from tests.support.sink import Received, SmtpSink, free_port
 
 MESSAGE = "From: alice@example.com\nTo: carol@example.org, dave@example.org\nSubject: notes\n\n.hidden line\nbody\n"
 
@@ -66,14 +68,17 @@ def test_smart_host_delivery_logs_host_and_confirmation(mta_env: MtaEnv, sink: S
 
 
 def test_per_recipient_outcomes(mta_env: MtaEnv, sink: SmtpSink) -> None:
-    """250 for one, 550 for another, 451 for a third: delivered, bounced, deferred."""
+    """250 for one, 550 for another, 451 for a third: delivered, bounced, deferred.
+
+    The sender is remote, so the bounce for the 550 goes out through the same smart
+    host: the sink sees it arrive from <>, naming the refused recipient and the reply."""
     sink.rcpt_replies["bad@example.org"] = "550 5.1.1 No such user"
     sink.rcpt_replies["later@example.org"] = "451 4.2.1 Mailbox busy"
     smarthost(mta_env, f"127.0.0.1::{sink.port}")
-    result = mta_env.run("-odi", "-f", "alice@example.com", "good@example.org", "bad@example.org",
+    result = mta_env.run("-odi", "-f", "alice@example.net", "good@example.org", "bad@example.org",
                          "later@example.org", input="Subject: x\n\nhello\n")
     assert result.returncode == 0, result.stderr
-    assert [m.rcpt_tos for m in sink.messages] == [["good@example.org"]]
+    assert [m.rcpt_tos for m in sink.messages] == [["good@example.org"], ["alice@example.net"]]
     lines = body_lines(mta_env)
     delivered = r"=> good@example\.org R=smarthost T=remote_smtp H=127\.0\.0\.1 .*"
     assert any(re.fullmatch(delivered, line) for line in lines)
@@ -81,11 +86,33 @@ def test_per_recipient_outcomes(mta_env: MtaEnv, sink: SmtpSink) -> None:
                                "after RCPT TO:<bad@example.org>: 550 5.1.1 No such user") for line in lines), lines
     assert any(line.startswith("== later@example.org R=smarthost T=remote_smtp defer") and "451 4.2.1 Mailbox busy"
                in line for line in lines), lines
+    assert_bounce_for_550(mta_env, sink.messages[1])
     # The deferred recipient stays queued; the delivered and the bounced one are done.
-    [message_id] = [i for i in mta_env.message_ids() if "<alice@example.com>" in mta_env.run("-bp", i).stdout]
+    [message_id] = [i for i in mta_env.message_ids() if "<alice@example.net>" in mta_env.run("-bp", i).stdout]
     listing = mta_env.run("-bp", message_id).stdout
     assert "        D good@example.org" in listing and "        D bad@example.org" in listing
     assert "          later@example.org" in listing
+
+
+def assert_bounce_for_550(mta_env: MtaEnv, bounce: Received) -> None:
+    """An RFC 3464 report from <> to the sender, for bad@ only (later@ is merely deferred)."""
+    assert bounce.mail_from == "<>"  # aiosmtpd keeps the null reverse-path as written
+    report = email.message_from_bytes(bounce.content.replace(b"\r\n", b"\n"), policy=email.policy.default)
+    assert report["To"] == "alice@example.net"
+    assert report["X-Failed-Recipients"] == "bad@example.org"
+    assert report.get_content_type() == "multipart/report"
+    explanation, status = list(report.iter_parts())[:2]
+    text = explanation.get_content()
+    assert "  bad@example.org\n" in text
+    assert "550 5.1.1 No such user" in text
+    assert "later@example.org" not in text
+    fields = status.get_payload()[1] if status.is_multipart() else status.get_content()
+    fields_text = str(fields)
+    assert "Final-Recipient: rfc822;bad@example.org" in fields_text
+    assert "Diagnostic-Code: smtp; 550 5.1.1 No such user" in fields_text
+    bounce_line = next(line for line in mta_env.log_lines() if " <= <> " in line)
+    bounce_id = bounce_line.split()[2]
+    assert any(f"{bounce_id} => alice@example.net" in line for line in mta_env.log_lines())
 
 
 def test_connection_refused_defers_and_a_retry_delivers(mta_env: MtaEnv) -> None:

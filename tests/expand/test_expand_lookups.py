@@ -12,6 +12,8 @@ from mta.errors import ExpansionError
 from mta.expand import LookupDeferError, build_lmdb_from_lsearch, lookup, lookup_types
 from mta.expand.lookups.lsearch import parse_lsearch
 from mta.taint import Tainted, is_tainted
+from tests.support.mta import MtaEnv
+from tests.support.nobody import Nobody
 
 LSEARCH = """\
 # comment line
@@ -318,14 +320,32 @@ def test_missing_file_defers(search_type: str, message: str, tmp_path: Path) -> 
     assert isinstance(info.value, ExpansionError) and not info.value.forced
 
 
-def test_unreadable_file_defers(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root can read a mode-000 file")
-    path = tmp_path / "secret"
-    path.write_text("a: b\n")
-    path.chmod(0)
-    with pytest.raises(LookupDeferError, match="Permission denied"):
-        lookup("lsearch", str(path), "a")
+def test_unreadable_file_defers(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """A file the lookup may not read defers with the reason.  Root reads a mode-000 file, so as
+    root the lookup runs in `mta -be` as nobody; otherwise in this process."""
+    if os.geteuid() != 0:
+        path = tmp_path / "secret"
+        path.write_text("a: b\n")
+        path.chmod(0)
+        with pytest.raises(LookupDeferError, match="Permission denied"):
+            lookup("lsearch", str(path), "a")
+        return
+    nobody: Nobody = request.getfixturevalue("nobody")
+    env: MtaEnv = request.getfixturevalue("open_env")
+    secret = env.root / "secret"
+    secret.write_text("a: b\n")
+    secret.chmod(0)
+    readable = env.root / "readable"
+    readable.write_text("a: b\n")
+    readable.chmod(0o644)
+    good = nobody.run(env, "-be", f"${{lookup{{a}}lsearch{{{readable}}}}}")
+    assert (good.returncode, good.stdout) == (0, "b\n"), good.stderr  # the same lookup works when readable
+    result = nobody.run(env, "-be", f"${{lookup{{a}}lsearch{{{secret}}}}}")
+    # How -be reports a failed expansion (stream, exit status) is -be's business; here what
+    # matters is that the lookup failed, saying why, and did not answer as if the key were absent.
+    said = result.stdout + result.stderr
+    assert "Permission denied" in said and str(secret) in said, said
+    assert "b" not in result.stdout.split()
 
 
 def test_build_from_missing_source_defers(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mta.errors import AddressError
@@ -399,6 +399,7 @@ _LOCAL_PART_CHARS = st.characters(
 _LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=20)
 
 
+@settings(deadline=None)
 @given(
     local_part=st.text(alphabet=_LOCAL_PART_CHARS, min_size=1, max_size=40),
     labels=st.lists(_LABEL, min_size=1, max_size=4),

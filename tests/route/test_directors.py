@@ -36,6 +36,7 @@ from tests.route.directors_support import (
     system_users,
     write,
 )
+from tests.support.users import absent_group, absent_user
 
 __all__ = ["system_users"]  # the fixture, imported for pytest
 
@@ -63,6 +64,8 @@ localuser:
   transport = local_mbox
   cannot_route_message = Unknown user
 """
+
+GHOST_USER, GHOST_GROUP = absent_user("ghost"), absent_group("ghost")
 
 
 def sample_world(tmp_path: Path, aliases: str = SAMPLE_ALIASES, search_type: str = "lsearch", options: str = ""):  # type: ignore[no-untyped-def]
@@ -110,8 +113,9 @@ def test_alias_to_pipe_child_is_not_routed(tmp_path: Path) -> None:
 
 
 def test_unknown_and_missing_key(tmp_path: Path) -> None:
-    outcome = sample_world(tmp_path).route("mallory@example.com", "Sales@example.com")
-    assert list(failed(outcome)) == ["mallory@example.com"]
+    mallory = absent_user("mallory")
+    outcome = sample_world(tmp_path).route(f"{mallory}@example.com", "Sales@example.com")
+    assert list(failed(outcome)) == [f"{mallory}@example.com"]
     assert accepted(outcome) == [("alice@example.com", "local_mbox")]  # key lookup is caseless
 
 
@@ -303,7 +307,8 @@ def test_tainted_file_name_is_refused(tmp_path: Path) -> None:
 
 def test_alias_loop_ends_cleanly(tmp_path: Path) -> None:
     """a -> b -> a: the second a skips the alias director (ancestor rule) and localuser fails it."""
-    aliases = write(tmp_path / "aliases", "loopa: loopb\nloopb: loopa\nself: self, alice\n")
+    loopa, loopb, self_ = absent_user("loopa"), absent_user("loopb"), absent_user("self")
+    aliases = write(tmp_path / "aliases", f"{loopa}: {loopb}\n{loopb}: {loopa}\n{self_}: {self_}, alice\n")
     world = make_world(tmp_path, f"""\
 system_aliases:
   driver = aliasfile
@@ -319,10 +324,10 @@ fallback:
   local_parts = alice
   transport = local_mbox
 """)
-    outcome = world.route("loopa@example.com", "self@example.com")
-    assert failed(outcome) == {"loopa@example.com": "Unknown user", "self@example.com": "Unknown user"}
-    [(looped, _exc)] = [(i, e) for i, e in outcome.failed if i.parent is not None and i.address.startswith("loopa")]
-    assert chain(looped) == ["loopa@example.com", "loopb@example.com", "loopa@example.com"]
+    outcome = world.route(f"{loopa}@example.com", f"{self_}@example.com")
+    assert failed(outcome) == {f"{loopa}@example.com": "Unknown user", f"{self_}@example.com": "Unknown user"}
+    [(looped, _exc)] = [(i, e) for i, e in outcome.failed if i.parent is not None and i.address.startswith(loopa)]
+    assert chain(looped) == [f"{loopa}@example.com", f"{loopb}@example.com", f"{loopa}@example.com"]
     assert accepted(outcome) == [("alice@example.com", "local_mbox")]
 
 
@@ -339,8 +344,9 @@ def test_check_at_startup(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "reason"),
     [("  search_type = nosuch\n", 'unknown lookup type "nosuch"'),
-     ("  owners = no-such-user-here\n", "owners: unknown user 'no-such-user-here'"),
-     ("  owngroups = no-such-group-here\n", "owngroups: unknown group 'no-such-group-here'")],
+     (f"  owners = {GHOST_USER}\n", f"owners: unknown user '{GHOST_USER}'"),
+     (f"  owngroups = {GHOST_GROUP}\n", f"owngroups: unknown group '{GHOST_GROUP}'")],
+    ids=["search_type", "owners", "owngroups"],  # the names are random: ids must not be, for pytest-xdist
 )
 def test_check_rejects_bad_options(tmp_path: Path, options: str, reason: str) -> None:
     text = SAMPLE_DIRECTORS.replace("  search_type = {search_type}\n", "").format(aliases=tmp_path / "a")
@@ -427,8 +433,9 @@ def test_localuser_accepts_a_real_user(tmp_path: Path, system_users: dict[str, S
 
 
 def test_localuser_unknown_user_fails(tmp_path: Path) -> None:
-    outcome = make_world(tmp_path, LOCALUSER).route("nosuchuser-xyz@example.com")
-    assert failed(outcome) == {"nosuchuser-xyz@example.com": "Unknown user"}
+    stranger = absent_user("stranger")
+    outcome = make_world(tmp_path, LOCALUSER).route(f"{stranger}@example.com")
+    assert failed(outcome) == {f"{stranger}@example.com": "Unknown user"}
 
 
 def test_localuser_match_directory(tmp_path: Path, system_users: dict[str, SystemUser]) -> None:
@@ -488,17 +495,16 @@ def test_alias_pipes_run_as_director_user(tmp_path: Path) -> None:
     [pipe] = outcome.accepted
     assert (pipe.uid, pipe.gid) == (nobody.pw_uid, nobody.pw_gid)
     # A bad user only matters when there is a pipe or file to run.
-    bad = "  user = no-such-user-xyz\n"
+    bad = f"  user = {GHOST_USER}\n"
     assert accepted(sample_world(tmp_path, options=bad).route("sales@example.com")) == [
         ("alice@example.com", "local_mbox")]
     outcome = sample_world(tmp_path, options=bad).route("alerts@example.com")
-    assert "user 'no-such-user-xyz' is unknown" in deferred(outcome)["alerts@example.com"]
+    assert f"user '{GHOST_USER}' is unknown" in deferred(outcome)["alerts@example.com"]
 
 
 def test_sample_config_with_real_transports(tmp_path: Path) -> None:
     """build_runtime with the real transports: check() accepts the links, a wrong name is a ConfigError."""
-    if not {"appendfile", "pipe"} <= set(TRANSPORTS):
-        pytest.skip("appendfile and pipe transports are not registered")
+    assert {"appendfile", "pipe"} <= set(TRANSPORTS), "appendfile and pipe must be registered transports"
     sample_world(tmp_path)
     conf = tmp_path / "mta.conf"
     conf.write_text(conf.read_text() + f"""

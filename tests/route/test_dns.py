@@ -514,7 +514,8 @@ def test_timeout_defers_within_bounded_time(dns_server: DnsTestServer) -> None:
     assert caught.value.message == "DNS lookup of mx for example.org timed out"
     assert caught.value.retry_error == "lookup"
     assert caught.value.code == 451
-    assert 0.5 <= elapsed < 1.5, elapsed
+    assert elapsed >= 0.6, elapsed  # it waited for both tries (0.3 s each) ...
+    assert elapsed < 5, elapsed  # ... and not for ever (a wide bound: the machine may be busy)
     assert dns_server.query_count("example.org", "MX") == 2  # one try, one retry
 
 
@@ -523,8 +524,9 @@ def test_servfail_defers(dns_server: DnsTestServer) -> None:
     dns_server.servfail("example.org", "MX")
     started = time.monotonic()
     with pytest.raises(DeferError) as caught:
-        resolver_for(dns_server).find_hosts_by_mx("example.org")
-    assert time.monotonic() - started < 0.5
+        resolver_for(dns_server, timeout=10).find_hosts_by_mx("example.org")
+    # An answer, not a timeout: far sooner than the 10 s a wait would take, even on a busy machine.
+    assert time.monotonic() - started < 5
     assert caught.value.message.startswith("DNS lookup of mx for example.org failed: SERVFAIL from 127.0.0.1")
     assert caught.value.retry_error == "lookup"
 
@@ -755,22 +757,27 @@ def test_async_timeout_does_not_block_the_loop(dns_server: DnsTestServer) -> Non
     failure, ticks, elapsed = run(lookup_while_ticking())
     assert isinstance(failure, DeferError)
     assert failure.message == "DNS lookup of mx for example.org timed out"
-    assert 0.5 <= elapsed < 1.5, elapsed
+    assert 0.6 <= elapsed < 5, elapsed
     # A blocking lookup would starve the ticker for the whole wait.
     assert ticks >= 20, ticks
 
 
 def test_async_target_lookups_run_concurrently(dns_server: DnsTestServer) -> None:
-    # Four MX targets that all time out: sequential lookups would take four
-    # times as long as one.
-    dns_server.set_records({"example.org": {"MX": [(10 * i, f"t{i}.example.org") for i in range(1, 5)]}})
-    for i in range(1, 5):
-        dns_server.never_answer(f"t{i}.example.org")
-    resolver = resolver_for(dns_server, timeout=0.3, retries=0, use_ipv6=False)
-    started = time.monotonic()
-    with pytest.raises(DeferError):
-        run(resolver.find_hosts_by_mx_async("example.org"))
-    assert time.monotonic() - started < 0.9
+    """The four MX targets are looked up at once: the server answers none of them until it has
+    been asked for all four, so lookups made one after the other would time out on the first."""
+    targets = [f"t{i}.example.org" for i in range(1, 5)]
+    dns_server.set_records(
+        {
+            "example.org": {"MX": [(10 * i, name) for i, name in enumerate(targets, 1)]},
+            **{name: {"A": [f"127.0.0.{10 + i}"]} for i, name in enumerate(targets, 1)},
+        }
+    )
+    dns_server.answer_together(targets)
+    resolver = resolver_for(dns_server, timeout=3, retries=0, use_ipv6=False)
+    hosts = run(resolver.find_hosts_by_mx_async("example.org"))
+    want = [(name, f"127.0.0.{10 + i}") for i, name in enumerate(targets, 1)]
+    assert [(h.name, h.address) for h in hosts.hosts] == want
+    assert [dns_server.query_count(name, "A") for name in targets] == [1, 1, 1, 1]
 
 
 def test_sync_api_refused_inside_event_loop(dns_server: DnsTestServer) -> None:

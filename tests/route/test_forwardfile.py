@@ -23,6 +23,7 @@ from tests.route.directors_support import (
     system_users,
     write,
 )
+from tests.support.users import absent_user
 
 __all__ = ["system_users"]  # the fixture, imported for pytest
 
@@ -110,8 +111,9 @@ def test_no_forward_file_declines(tmp_path: Path, users: Users) -> None:
 
 
 def test_unknown_user_declines(tmp_path: Path) -> None:
-    outcome = route(tmp_path, "nosuchuser-xyz@example.com")
-    assert failed(outcome) == {"nosuchuser-xyz@example.com": "Unknown user"}
+    stranger = absent_user("stranger")
+    outcome = route(tmp_path, f"{stranger}@example.com")
+    assert failed(outcome) == {f"{stranger}@example.com": "Unknown user"}
 
 
 def test_forward_to_self_is_delivered_once(tmp_path: Path, users: Users) -> None:
@@ -392,8 +394,9 @@ def test_forward_check_reads_nothing_for_unknown_users(tmp_path: Path) -> None:
     world = make_world(tmp_path, USERFORWARD.format(options="").replace("file = .forward", f"file = {tmp_path}/x"))
     write(tmp_path / "x", "|/bin/true\n")
     os.chmod(tmp_path / "x", 0o644)
-    outcome = world.route("nosuchuser-xyz@example.com")
-    assert failed(outcome) == {"nosuchuser-xyz@example.com": "Unknown user"}
+    stranger = absent_user("stranger")
+    outcome = world.route(f"{stranger}@example.com")
+    assert failed(outcome) == {f"{stranger}@example.com": "Unknown user"}
 
 
 def test_declining_leaves_no_user_ids_behind(tmp_path: Path, users: Users) -> None:

@@ -28,6 +28,7 @@ from mta.route.routers.queryprogram import parse_keyed_fields, split_addresses, 
 from mta.runtime import build_driver
 from mta.taint import Tainted, is_tainted
 from tests.support.dnsserver import DnsTestServer
+from tests.support.users import absent_group, absent_user
 
 BASE = """\
 spool_directory = {spool}
@@ -343,7 +344,9 @@ def test_root_is_refused(tmp_path: Path, dns: DnsTestServer, scripts: Path) -> N
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [("  command_user = no-such-user\n", "is not a known user"), ("  command_group = no-such-group\n", "known group")],
+    [(f"  command_user = {absent_user('ghost')}\n", "is not a known user"),
+     (f"  command_group = {absent_group('ghost')}\n", "known group")],
+    ids=["user", "group"],  # the names are random: ids must not be, for pytest-xdist
 )
 def test_unknown_user_or_group_defers(
     tmp_path: Path, dns: DnsTestServer, scripts: Path, extra: str, message: str

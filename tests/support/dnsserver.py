@@ -17,7 +17,10 @@ the client retries over TCP as a real server would make it.
 
 Faults for tests: `never_answer(name)` drops queries (the client times out),
 `set_rcode(name, "SERVFAIL")` / `servfail(name)` answers with an error code;
-the name "*" stands for every name.  Answers list the records of an rrset in
+the name "*" stands for every name.  `answer_together(names)` holds the UDP
+answers for those names until a query for each has arrived: a client that
+asks them one at a time times out, one that asks them at once is answered
+(an event check for concurrency, with no clock in the test).  Answers list the records of an rrset in
 random order, as dnspython renders them (and as many servers do).
 Every query is logged (`queries()`, `query_count()`), so a test can check
 what the resolver really asked.
@@ -133,6 +136,9 @@ class DnsTestServer:
         # (name, rdtype or None for every type) -> None (drop) or an rcode
         self._faults: dict[tuple[dns.name.Name, dns.rdatatype.RdataType | None], dns.rcode.Rcode | None] = {}
         self._log: list[LoggedQuery] = []
+        self._together: set[dns.name.Name] = set()  # names whose answers wait for each other
+        self._held: list[tuple[bytes, object]] = []  # (answer, peer) held back for _together
+        self._asked: set[dns.name.Name] = set()
         self.errors: list[str] = []  # internal failures of this server, for assertions
         self._udp: socket.socket | None = None
         self._tcp: socket.socket | None = None
@@ -217,6 +223,13 @@ class DnsTestServer:
     def servfail(self, name: str, rdtype: str | None = None) -> None:
         self.set_rcode(name, "SERVFAIL", rdtype)
 
+    def answer_together(self, names: Iterable[str]) -> None:
+        """Hold UDP answers for `names` until each of them has been asked, then send them all."""
+        with self._lock:
+            self._together = {_key(name) for name in names}
+            self._held.clear()
+            self._asked.clear()
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -297,10 +310,22 @@ class DnsTestServer:
             out = truncated.to_wire()
         except dns.exception.DNSException as exc:
             out = self._render_failure(query, exc)
-        try:
-            sock.sendto(out, peer)
-        except OSError:
-            return
+        qname = _key(query.question[0].name) if query.question else None
+        with self._lock:
+            if qname is not None and qname in self._together:
+                self._held.append((out, peer))
+                self._asked.add(qname)
+                if self._asked < self._together:
+                    return
+                ready, self._held = self._held, []
+                self._together, self._asked = set(), set()
+            else:
+                ready = [(out, peer)]
+        for answer, to in ready:
+            try:
+                sock.sendto(answer, to)
+            except OSError:
+                continue
 
     def _accept_tcp(self, listener: socket.socket) -> None:
         try:

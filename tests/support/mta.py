@@ -21,6 +21,22 @@ qualify_domain = example.com
 domainlist local_domains = example.com
 """
 
+# Routers and transports that send every remote address to one SMTP server on loopback
+# (a tests.support.sink.SmtpSink): append to the base config with MtaEnv.write_config.
+SMARTHOST_CONFIG = """
+begin routers
+smarthost:
+  driver = domainlist
+  transport = remote_smtp
+  route_list = * 127.0.0.1::{port} byname
+  self = send
+begin transports
+remote_smtp:
+  driver = smtp
+  allow_localhost
+  hosts_avoid_tls = *
+"""
+
 
 @dataclasses.dataclass
 class MtaEnv:

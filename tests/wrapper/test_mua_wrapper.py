@@ -8,7 +8,6 @@ refuse or hang (tests/support/fakesmtp.py), through the real `mta` command.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.dnsserver import DnsTestServer
 from tests.support.fakesmtp import FakeSmtpServer
 from tests.support.mta import MTA, MtaEnv
 from tests.support.nobody import Nobody
 from tests.support.sink import SmtpSink, free_port
+from tests.support.users import absent_group, absent_user
 
 MESSAGE = "From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: report\n\nHello Bob.\n"
 
@@ -53,6 +54,16 @@ smarthost_smtp:
   final_timeout = 2s
 {transport}
 """
+    )
+
+
+def with_aliases(env: MtaEnv, aliases: str, options: str = "") -> None:
+    """Make example.com local with an aliasfile director reading `aliases` (after wrapper_config)."""
+    path = env.root / "aliases"
+    path.write_text(aliases)
+    env.config.write_text(
+        env.config.read_text().replace("domainlist local_domains =\n", "domainlist local_domains = example.com\n")
+        + f"\nbegin directors\naliases:\n  driver = aliasfile\n  file = {path}\n  search_type = lsearch\n{options}"
     )
 
 
@@ -107,17 +118,8 @@ def test_delivered_before_exit_whatever_the_queueing_settings(
 
 
 def test_aliases_may_expand_to_several_remote_addresses(mta_env: MtaEnv, sink: SmtpSink) -> None:
-    aliases = mta_env.root / "aliases"
-    aliases.write_text("team: carol@example.org, dave@example.org\n")
-    wrapper_config(
-        mta_env,
-        host_spec(sink),
-        extra_main="domainlist local_domains = example.com\n",
-    )
-    mta_env.config.write_text(
-        mta_env.config.read_text().replace("domainlist local_domains =\n", "")
-        + f"\nbegin directors\naliases:\n  driver = aliasfile\n  file = {aliases}\n  search_type = lsearch\n"
-    )
+    wrapper_config(mta_env, host_spec(sink))
+    with_aliases(mta_env, "team: carol@example.org, dave@example.org\n")
     result = mta_env.run("team@example.com", "bob@example.org", input=MESSAGE)
     assert result.returncode == 0, result.stderr
     assert len(sink.messages) == 1  # one transaction
@@ -151,6 +153,101 @@ def test_routing_failure_fails_the_whole_message(mta_env: MtaEnv, sink: SmtpSink
     assert result.returncode == 1
     assert "mallory@unrouted.example" in result.stderr and "Unrouteable address" in result.stderr
     assert sink.messages == []
+
+
+def test_a_defer_alias_fails_the_whole_message_with_its_reason(mta_env: MtaEnv, sink: SmtpSink) -> None:
+    """A routing deferral is a failure like any other: there is no queue to keep the message in."""
+    wrapper_config(mta_env, host_spec(sink))
+    with_aliases(mta_env, "team: :defer: the team list is being rebuilt\nbob: bob@example.org\n", "  allow_defer\n")
+    result = mta_env.run("bob@example.com", "team@example.com", input=MESSAGE)
+    assert result.returncode == 1
+    assert result.stderr.startswith("mta: routing failed for team@example.com: "), result.stderr
+    assert "the team list is being rebuilt" in result.stderr
+    assert sink.messages == []  # bob's copy was not sent either: one transaction or none
+    assert any(" ** " in line and "the team list is being rebuilt" in line for line in log(mta_env).splitlines())
+
+
+def test_a_dns_timeout_fails_the_whole_message_with_its_reason(
+    mta_env: MtaEnv, sink: SmtpSink, dns_server: DnsTestServer
+) -> None:
+    dns_server.never_answer("slow.example.net")
+    routers = """\
+dnslookup:
+  driver = lookuphost
+  domains = slow.example.net
+  transport = smarthost_smtp
+"""
+    wrapper_config(
+        mta_env,
+        host_spec(sink),
+        extra_main=f"dns_servers = {dns_server.server_spec}\ndns_retrans = 1s\ndns_retry = 1\n",
+        routers=routers,
+    )
+    result = mta_env.run("bob@example.org", "carol@slow.example.net", input=MESSAGE)
+    assert result.returncode == 1
+    assert result.stderr.startswith("mta: routing failed for carol@slow.example.net: "), result.stderr
+    assert "timed out" in result.stderr
+    assert dns_server.query_count("slow.example.net") >= 2  # asked, and asked again: a real timeout
+    assert sink.messages == []
+
+
+def test_aliases_that_discard_everything_deliver_nothing_and_succeed(mta_env: MtaEnv, sink: SmtpSink) -> None:
+    wrapper_config(mta_env, host_spec(sink))
+    with_aliases(mta_env, "devnull: :blackhole:\n", "  allow_blackhole\n")
+    result = mta_env.run("devnull@example.com", input=MESSAGE)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert sink.messages == []
+    assert log(mta_env).splitlines()[-1].endswith(" Completed")
+
+
+def test_a_local_transport_is_refused(mta_env: MtaEnv, sink: SmtpSink) -> None:
+    wrapper_config(mta_env, host_spec(sink), extra_main="domainlist local_domains = example.com\n",
+                   transport=f"local_mbox:\n  driver = appendfile\n  file = {mta_env.root}/mbox\n")
+    mta_env.config.write_text(
+        mta_env.config.read_text().replace("domainlist local_domains =\n", "")
+        + "\nbegin directors\neveryone:\n  driver = smartuser\n  transport = local_mbox\n"
+    )
+    result = mta_env.run("bob@example.com", "carol@example.org", input=MESSAGE)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "mta: bob@example.com routes to the local_mbox transport; mua_wrapper delivers only by SMTP\n"
+    )
+    assert sink.messages == [] and not (mta_env.root / "mbox").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message_text", "extra_main", "reason"),
+    [
+        ([], MESSAGE, "", "no recipients given on the command line (use -t to take them from the headers)"),
+        (["-t"], "Subject: nobody\n\nhi\n", "", "no recipients found in To:, Cc: or Bcc: (with -t)"),
+        (["bob@example.org"], MESSAGE + "x" * 2000, "message_size_limit = 1K\n", "message too big"),
+        (["bob@exa mple.org"], MESSAGE, "", 'bad recipient address "bob@exa mple.org"'),
+    ],
+    ids=["no-recipients", "t-without-recipients", "too-big", "bad-recipient"],
+)
+def test_a_refused_submission_says_why(
+    mta_env: MtaEnv, sink: SmtpSink, args: list[str], message_text: str, extra_main: str, reason: str
+) -> None:
+    wrapper_config(mta_env, host_spec(sink), extra_main=extra_main)
+    result = mta_env.run(*args, input=message_text)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"mta: {reason}"), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert sink.messages == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_mta_user_must_exist_and_an_unknown_mta_group_means_its_own(mta_env: MtaEnv, sink: SmtpSink) -> None:
+    ghost = absent_user("ghost")
+    wrapper_config(mta_env, host_spec(sink), extra_main=f"mta_user = {ghost}\n")
+    refused = mta_env.run("bob@example.org", input=MESSAGE)
+    assert refused.returncode == 1
+    assert refused.stderr == f'mta: configuration error: mta_user "{ghost}" does not exist\n'
+    assert sink.messages == []
+    wrapper_config(mta_env, host_spec(sink), extra_main=f"mta_user = nobody\nmta_group = {absent_group('ghost')}\n")
+    sent = mta_env.run("bob@example.org", input=MESSAGE)
+    assert (sent.returncode, sent.stderr) == (0, "")
+    assert [m.rcpt_tos for m in sink.messages] == [["bob@example.org"]]
 
 
 # -- 4. no partial delivery: 4xx and 5xx alike fail everything ---------------------------------
@@ -383,7 +480,9 @@ def test_from_a_cron_like_environment(mta_env: MtaEnv, sink: SmtpSink) -> None:
         cwd="/",
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == b""  # no HOME, no TTY: nothing complained
     [message] = sink.messages
     assert message.rcpt_tos == ["root@example.com"]  # qualified with qualify_domain
+    assert message.mail_from == "root@example.com"  # the caller, found without HOME or LOGNAME
     assert b"From: CronDaemon <root@example.com>" in message.content
-    assert socket.gethostname()  # the environment had no HOME: nothing needed it
+    assert b"Subject: Cron <root@host> run-parts /etc/cron.daily" in message.content

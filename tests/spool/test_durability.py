@@ -1,0 +1,261 @@
+"""Durability, tested on the real `mta` command: nothing is acknowledged before it is on disk.
+
+Each test runs the CLI with the system-call recorder of tests/support/durability.py
+and checks the order DESIGN.md promises: -D and hdr.ID fsynced, hdr.ID renamed
+to -H, the directory fsynced, and only then exit 0; each -J line fsynced before
+the process does anything else; the -H rewrite at the end of a delivery fsynced
+and renamed, and -J removed only once that is durable.
+
+The checker itself is tested first, on hand-made traces, so that it is known to
+fail when a step is missing or out of order.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.durability import (
+    DurabilityError,
+    Event,
+    SyscallTrace,
+    assert_committed,
+    assert_header_rewritten,
+    assert_journal_durable,
+    exit_index,
+)
+from tests.support.mta import SMARTHOST_CONFIG, MtaEnv
+from tests.support.sink import SmtpSink
+
+ID = "1xZ0qu-000000005HX-3m60"
+INPUT = "/spool/input"
+D, H, T, J = f"{INPUT}/{ID}-D", f"{INPUT}/{ID}-H", f"{INPUT}/hdr.{ID}", f"{INPUT}/{ID}-J"
+
+
+def trace_of(*steps: tuple[str, ...]) -> list[Event]:
+    """Events from short tuples: ("fsync", path[, size]), ("write", path), ("rename", src, dst), ..."""
+    events = []
+    for index, step in enumerate(steps):
+        op, *rest = step
+        pid = 2 if op.endswith("@child") else 1
+        op = op.removesuffix("@child")
+        if op == "rename":
+            events.append(Event(index, pid, op, rest[0], dst=rest[1]))
+        elif op in ("fsync", "fdatasync"):
+            size = int(rest[1]) if len(rest) > 1 else None
+            events.append(Event(index, pid, op, rest[0], size=size, is_dir=rest[0] == INPUT))
+        elif op == "exit":
+            events.append(Event(index, pid, op))
+        else:
+            events.append(Event(index, pid, op, rest[0], n=1))
+    return events
+
+
+COMMIT = (
+    ("write", D),
+    ("fsync", INPUT),
+    ("fsync", D, "100"),
+    ("write", T),
+    ("fsync", T, "50"),
+    ("rename", T, H),
+    ("fsync", INPUT),
+    ("exit",),
+)
+
+
+def test_checker_accepts_the_promised_order() -> None:
+    events = trace_of(*COMMIT)
+    assert_committed(events, ID, ack=exit_index(events, 1), data_size=100, header_size=50)
+
+
+@pytest.mark.parametrize(
+    ("steps", "rule"),
+    [
+        ([s for s in COMMIT if s != ("fsync", D, "100")], "before any fsync of -D"),
+        ([s for s in COMMIT if s != ("fsync", T, "50")], "without an fsync"),
+        ([*COMMIT[:-2], ("exit",), ("fsync", INPUT)], "no fsync of the directory"),
+        ([*COMMIT[:3], ("write", D), *COMMIT[3:]], "-D written after its last fsync"),
+        ([*COMMIT[:4], ("fsync", T, "50"), ("write", T), *COMMIT[5:]], "written after its last fsync"),
+        ([s for s in COMMIT if s[0] != "rename"], "no rename"),
+    ],
+    ids=["no-fsync-D", "no-fsync-hdr", "dir-fsync-after-exit", "D-written-late", "hdr-written-late", "no-rename"],
+)
+def test_checker_refuses_a_missing_or_late_step(steps: list[tuple[str, ...]], rule: str) -> None:
+    events = trace_of(*steps)
+    with pytest.raises(DurabilityError, match=rule):
+        assert_committed(events, ID, ack=exit_index(events, 1))
+
+
+def test_checker_compares_what_the_fsync_covered() -> None:
+    events = trace_of(*COMMIT)
+    with pytest.raises(DurabilityError, match="covered 100 bytes, not 120"):
+        assert_committed(events, ID, data_size=120)
+    with pytest.raises(DurabilityError, match="covered 50 bytes, not 60"):
+        assert_committed(events, ID, header_size=60)
+
+
+JOURNAL = (
+    ("write@child", "/mail/alice"),
+    ("create", J),
+    ("write", J),
+    ("fsync", J),
+    ("fsync", INPUT),
+    ("write@child", "/mail/bob"),
+    ("write", J),
+    ("fsync", J),
+    ("write", T),
+    ("fsync", T),
+    ("rename", T, H),
+    ("fsync", INPUT),
+    ("unlink", J),
+    ("exit",),
+)
+
+
+def test_journal_checker_accepts_append_then_fsync() -> None:
+    events = trace_of(*JOURNAL)
+    assert [w.index for w in assert_journal_durable(events, ID)] == [2, 6]
+    assert assert_header_rewritten(events, ID, ack=exit_index(events, 1)).index == 10
+    # Appending to a -J that a crashed attempt left: no new directory entry, no directory fsync needed.
+    existing = trace_of(*(step for step in JOURNAL if step not in (("create", J), ("fsync", INPUT))))
+    assert len(assert_journal_durable(existing, ID)) == 2
+
+
+@pytest.mark.parametrize(
+    ("steps", "rule"),
+    [
+        ([*JOURNAL[:3], *JOURNAL[4:]], "not by an fsync of -J"),
+        ([*JOURNAL[:3], ("write", "/spool/log/mainlog"), *JOURNAL[3:]], "not by an fsync of -J"),
+        ([*JOURNAL[:4], ("write", "/spool/log/mainlog"), *JOURNAL[4:]], "before an fsync of its directory"),
+        ([*JOURNAL[:4], *JOURNAL[5:]], "before an fsync of its directory"),
+        ([*JOURNAL[:8], ("exit",)], "-H was never renamed into place"),
+        ([*JOURNAL[:11], ("exit",), ("fsync", INPUT)], "-H rewrite: no fsync of the directory"),
+    ],
+    ids=["no-fsync", "log-before-fsync", "new-J-dir-synced-late", "new-J-dir-not-synced", "no-rewrite",
+         "rewrite-not-synced"],
+)
+def test_journal_checker_refuses_a_late_fsync(steps: list[tuple[str, ...]], rule: str) -> None:
+    events = trace_of(*steps)
+    with pytest.raises(DurabilityError, match=rule):
+        assert_journal_durable(events, ID)
+        assert_header_rewritten(events, ID, ack=exit_index(events, 1))
+
+
+def test_rewrite_checker_refuses_dropping_the_journal_first() -> None:
+    unsafe = [*JOURNAL[:11], ("unlink", J), ("fsync", INPUT), ("exit",)]
+    with pytest.raises(DurabilityError, match=r"-J removed .* before the rewritten -H was made durable"):
+        assert_header_rewritten(trace_of(*unsafe), ID)
+    early = [*JOURNAL[:8], ("unlink", J), *JOURNAL[8:12], ("exit",)]
+    with pytest.raises(DurabilityError, match=r"-J removed .* before -H was rewritten"):
+        assert_header_rewritten(trace_of(*early), ID)
+
+
+# -- the real command -------------------------------------------------------------------------------
+
+
+BODY = "".join(f"line {n:05d} of a body that spans several writes and fsync covers all of\n" for n in range(4000))
+
+
+def submitted_id(events: list[Event]) -> str:
+    [commit] = [e for e in events if e.op == "rename" and e.dst is not None and e.dst.endswith("-H")][:1]
+    assert commit.dst is not None
+    return Path(commit.dst).name[:-2]
+
+
+def main_pid(events: list[Event]) -> int:
+    return next(e.pid for e in events if e.op == "start")
+
+
+@pytest.mark.parametrize("flags", [["-odq"], ["-odq", "-t"]], ids=["odq", "odq-t"])
+def test_submission_is_durable_before_exit_0(mta_env: MtaEnv, syscall_trace: SyscallTrace, flags: list[str]) -> None:
+    message = f"To: bob@example.org\nSubject: big\n\n{BODY}"
+    args = [*flags] if "-t" in flags else [*flags, "bob@example.org"]
+    result = mta_env.run(*args, input=message, env=syscall_trace.env())
+    assert result.returncode == 0, result.stderr
+    events = syscall_trace.events()
+    [message_id] = mta_env.message_ids()
+    data = mta_env.spool / "input" / f"{message_id}-D"
+    header = mta_env.spool / "input" / f"{message_id}-H"
+    assert data.stat().st_size > len(BODY)
+    assert_committed(
+        events,
+        message_id,
+        ack=exit_index(events, main_pid(events)),
+        data_size=data.stat().st_size,
+        header_size=header.stat().st_size,
+    )
+
+
+def test_background_delivery_exits_only_after_the_commit(
+    mta_env: MtaEnv, syscall_trace: SyscallTrace, sink: SmtpSink
+) -> None:
+    """-odb: the command returns while a child delivers; its exit must still follow the commit."""
+    mta_env.write_config(SMARTHOST_CONFIG.format(port=sink.port))
+    result = mta_env.run("-odb", "bob@example.org", input=f"Subject: big\n\n{BODY}", env=syscall_trace.env())
+    assert (result.returncode, result.stderr) == (0, "")
+    events = syscall_trace.events()
+    message_id = submitted_id(events)
+    assert_committed(events, message_id, ack=exit_index(events, main_pid(events)))
+    # The child goes on to deliver (an event to wait for, bounded only against a hang).
+    deadline = time.monotonic() + 30
+    while not any(line.endswith(f"{message_id} Completed") for line in mta_env.log_lines()):
+        assert time.monotonic() < deadline, mta_env.log_lines()
+        time.sleep(0.05)
+    assert [m.rcpt_tos for m in sink.messages] == [["bob@example.org"]]
+
+
+def test_immediate_delivery_journals_and_rewrites_durably(
+    mta_env: MtaEnv, syscall_trace: SyscallTrace, sink: SmtpSink
+) -> None:
+    """-odi to two recipients, one taken and one deferred: the commit, then -J (fsync) for the
+    delivered one, then -H rewritten durably before -J goes and before exit 0."""
+    sink.rcpt_replies["later@example.org"] = "451 4.2.1 Mailbox busy"
+    mta_env.write_config(SMARTHOST_CONFIG.format(port=sink.port))
+    result = mta_env.run(
+        "-odi", "good@example.org", "later@example.org", input=f"Subject: x\n\n{BODY}", env=syscall_trace.env()
+    )
+    assert result.returncode == 0, result.stderr
+    assert [m.rcpt_tos for m in sink.messages] == [["good@example.org"]]
+    events = syscall_trace.events()
+    [message_id] = mta_env.message_ids()
+    ack = exit_index(events, main_pid(events))
+    commit = submitted_id(events)
+    assert commit == message_id
+    assert_committed(events, message_id, ack=ack)
+    writes = assert_journal_durable(events, message_id)
+    assert len(writes) == 1  # one delivery, one journal line
+    header = mta_env.spool / "input" / f"{message_id}-H"
+    rewrite = assert_header_rewritten(events, message_id, ack=ack, header_size=header.stat().st_size)
+    assert rewrite.index > writes[0].index
+    assert not (mta_env.spool / "input" / f"{message_id}-J").exists()
+
+
+def test_forced_delivery_journals_each_address_before_the_next(
+    mta_env: MtaEnv, syscall_trace: SyscallTrace, sink: SmtpSink
+) -> None:
+    """-M of a queued message with two hosts' worth of recipients: two transactions, two -J lines,
+    each fsynced before anything else; the deferred third keeps the message and -H is rewritten."""
+    other = SmtpSink().start()
+    try:
+        mta_env.write_config(
+            SMARTHOST_CONFIG.format(port=sink.port).replace(
+                "  route_list = *", f"  route_list = example.net 127.0.0.1::{other.port} byname ; *"
+            )
+        )
+        sink.rcpt_replies["later@example.org"] = "451 4.2.1 Mailbox busy"
+        queued = mta_env.run("-odq", "a@example.org", "b@example.net", "later@example.org", input="Subject: x\n\nhi\n")
+        assert queued.returncode == 0, queued.stderr
+        [message_id] = mta_env.message_ids()
+        result = mta_env.run("-M", message_id, env=syscall_trace.env())
+        assert result.returncode == 0, result.stderr
+        assert [m.rcpt_tos for m in sink.messages] == [["a@example.org"]]
+        assert [m.rcpt_tos for m in other.messages] == [["b@example.net"]]
+    finally:
+        other.stop()
+    events = syscall_trace.events()
+    assert len(assert_journal_durable(events, message_id)) == 2
+    assert_header_rewritten(events, message_id, ack=exit_index(events, main_pid(events)))
+    listing = mta_env.run("-bp", message_id).stdout
+    assert "D a@example.org" in listing and "D b@example.net" in listing and "  later@example.org" in listing
