@@ -103,7 +103,9 @@ class RoutingEngine:
                 continue
             # Accepted.
             key = item.unique_key(caseful=driver.options.caseful_local_part)
+            item.unique = key
             if driver.options.unseen:
+                item.split = True
                 copy = record.replace(item, hosts=[], headers_add=list(item.headers_add),
                                            headers_remove=list(item.headers_remove), handled_by=set(item.handled_by))
                 queue.append((copy, index + 1))
