@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from mta import record
 from mta.errors import AddressError, LockedError, MtaError, SpoolError, SpoolFormatError
 from mta.log import log_timestamp
-from mta.message.address import parse_envelope_address, split_address
+from mta.message.address import parse_envelope_address, parse_header_addresses, split_address
 from mta.spool.envelope import Envelope, Recipient
 from mta.spool.files import NoSuchMessage
 
@@ -154,6 +154,12 @@ def remove(actor: Actor, message_id: str) -> str:
             raise ActionError(f"message {message_id} has no data file: only an administrator can remove it") from None
         lock = None  # an -H without its -D: nobody can be delivering it
     except SpoolError as exc:
+        if not actor.admin:
+            # The usual case on a real system: the spool is root's and mta_user's alone.
+            raise ActionError(
+                f"permission denied: message {message_id} cannot be opened by you ({exc}); "
+                "ask an administrator to remove it"
+            ) from None
         raise ActionError(f"message {message_id}: {exc}") from None
     try:
         if not actor.admin:
@@ -253,10 +259,25 @@ def edit_sender(actor: Actor, message_id: str, text: str) -> str:
     return f"Message {message_id} has been modified"
 
 
-def _spellings(text: str) -> list[str]:
-    """`text` as typed, then as an envelope address parses it (without <>, canonical quoting)."""
+def _parse(text: str) -> str:
+    """A command-line address: an envelope path (``a@b``, ``<a@b>``, ``<>``) or, as Exim's
+    parse_extract_address also takes, one RFC 5322 mailbox (``Carol <c@example.net>``)."""
     try:
-        return [text, parse_envelope_address(text)]
+        return parse_envelope_address(text)
+    except AddressError as exc:
+        try:
+            mailboxes = parse_header_addresses(text)
+        except AddressError:
+            raise exc from None
+        if len(mailboxes) != 1 or mailboxes[0].group is not None:
+            raise exc from None
+        return mailboxes[0].address
+
+
+def _spellings(text: str) -> list[str]:
+    """`text` as typed, then as an address parses it (without <>, canonical quoting)."""
+    try:
+        return [text, _parse(text)]
     except AddressError:
         return [text]
 
@@ -265,7 +286,7 @@ def _qualified_address(message_id: str, text: str, doing: str, allow_null: bool 
     """A command-line address as -H stores it.  Exim wants it fully qualified (a message on
     the queue has no qualify_domain of its own to lend it), or <> for a sender."""
     try:
-        address = parse_envelope_address(text)
+        address = _parse(text)
     except AddressError as exc:
         raise ActionError(f"message {message_id}: error while {doing}: bad address {text}: {exc}") from None
     if address == "" and allow_null:
