@@ -91,6 +91,8 @@ def test_forced_delivery_thaws_a_frozen_message(mta_env: MtaEnv) -> None:
 # -- the refusals every acting command shares ----------------------------------------------------
 
 ACTING = [
+    ["-M"],
+    ["-Mc"],
     ["-Mf"],
     ["-Mt"],
     ["-Mrm"],
@@ -127,7 +129,7 @@ def test_missing_message(mta_env: MtaEnv, args: list[str]) -> None:
     refused(mta_env.run(*command(args, MISSING)), f"message {MISSING} is not on the spool")
 
 
-@pytest.mark.parametrize("args", [*ACTING, ["-Mvh"], ["-Mvb"], ["-Mvl"], ["-M"]], ids=lambda a: a[0])
+@pytest.mark.parametrize("args", [*ACTING, ["-Mvh"], ["-Mvb"], ["-Mvl"]], ids=lambda a: a[0])
 def test_malformed_id_refuses_the_whole_command(mta_env: MtaEnv, args: list[str]) -> None:
     message_id = submit(mta_env, "a@example.org")
     before = mta_env.header_file(message_id)
@@ -265,6 +267,13 @@ def test_views_show_the_files_as_they_are(mta_env: MtaEnv) -> None:
     headers, _, text = copy.partition("\n\n")
     assert headers.startswith("Received: from root by mail.example.com") and "\nSubject: q\n" in headers + "\n"
     assert text == "caf\xe9 \x1b[2J\n"
+
+
+def test_views_need_no_lock(mta_env: MtaEnv) -> None:
+    """As Exim's: reading is safe while a delivery runs (-H is replaced by rename only)."""
+    message_id = submit(mta_env, "a@example.org")
+    with Spool(mta_env.spool).lock(message_id):
+        assert raw(mta_env, "-Mvh", message_id) == (mta_env.spool / "input" / f"{message_id}-H").read_bytes()
 
 
 def test_view_refusals(mta_env: MtaEnv) -> None:
