@@ -200,58 +200,10 @@ def mode_address_test(inv: Invocation) -> int:
 
 
 def mode_message_action(inv: Invocation) -> int:
-    """-M and friends: act on spooled messages by id."""
-    from mta.runtime import build_runtime
-    from mta.spool.ids import is_message_id
+    """-M and its variants: acting on queued messages by id (mta/cli_messages.py)."""
+    from mta.cli_messages import run_message_action
 
-    config = _load(inv)
-    if config.main.prod_requires_admin and not _caller_is_admin(config):
-        _err("permission denied: only administrators may do that")
-        return 1
-    if not inv.args:
-        _err(f"-M{inv.mode_flags}: no message ids given")
-        return 1
-    bad = [a for a in inv.args if not is_message_id(a)]
-    if bad:
-        _err(f"{bad[0]} is not a message id")
-        return 1
-    runtime = build_runtime(config, verbose=inv.verbose)
-    if inv.mode_flags in ("", "c"):
-        import asyncio
-
-        from mta.deliver.delivery import Delivery, close_connections
-        from mta.queue.wait import deliver_with_followers
-
-        status = 0
-        runner = asyncio.Runner()
-
-        def deliver(message_id: str, named: bool) -> object:
-            return Delivery(runtime, message_id, forced=named and inv.mode_flags == "",
-                            dont_deliver=inv.dont_deliver, loop_runner=runner).run()
-
-        for message_id in inv.args:
-            try:
-                # Messages waiting for a host this delivery reaches follow it down the same connection.
-                reports = deliver_with_followers(runtime, message_id, lambda i, n=message_id: deliver(i, i == n))
-                report = reports[0]
-            except MtaError as exc:
-                _err(f"delivery of {message_id} failed: {exc} (the message stays on the spool)")
-                status = 1
-                continue
-            if report.skipped == "missing":
-                _err(f"message {message_id} is not on the spool")
-                status = 1
-            elif report.skipped == "locked":
-                _err(f"message {message_id} is locked (being delivered by another process)")
-                status = 1
-            elif report.skipped == "spool error":
-                _err(f"message {message_id} is frozen: {report.spool_error} (repair the file, or remove the message)")
-                status = 1
-        runner.run(close_connections(runtime))
-        runner.close()
-        return status
-    _err(f"-M{inv.mode_flags} is not available in this version of mta")
-    return 1
+    return run_message_action(inv, _load(inv), _err)
 
 
 def mode_queue_list(inv: Invocation) -> int:
@@ -262,7 +214,7 @@ def mode_queue_list(inv: Invocation) -> int:
         _err("permission denied: only administrators may list the queue")
         return 1
     try:
-        return list_queue(config, inv.mode_flags, inv.args, sys.stdout)
+        return list_queue(config, inv.mode_flags, inv.args, sys.stdout, json_lines=inv.json)
     except MtaError as exc:
         _err(str(exc))
         return 1
@@ -302,7 +254,8 @@ def mode_help(inv: Invocation) -> int:
         "  -odi / -odq    deliver before returning / only queue the message\n"
         "  -bp[c|r|u]     list the queue (mailq);  -bpc: count\n"
         "  -bt addr       test routing of an address;  -bv addr: verify it\n"
-        "  -M id          deliver a message now\n"
+        "  -M id          deliver a message now;  -Mf / -Mt id: freeze / thaw it\n"
+        "  -Mg / -Mrm id  give up (bounce) / remove without a bounce;  -Mvh / -Mvb / -Mvl id: show it\n"
         "  -bP [name]     print configuration options;  -bV: version and configuration check\n"
         "  -be 'string'   test string expansion;  -bem file: with a message;  -be -Mset id: a spooled one\n"
         "  -C file        use another configuration file;  -D NAME=value: override a macro"
@@ -318,12 +271,9 @@ def _smtp_mode(name: str, inv: Invocation) -> int:
 
 
 def _caller_is_admin(config) -> bool:  # type: ignore[no-untyped-def]
-    from mta.config.caller import current_caller, is_admin, is_trusted, owns_spool
+    from mta.config.caller import current_caller, is_administrator
 
-    caller = current_caller()
-    m = config.main
-    trusted = is_trusted(caller, m.trusted_users, m.trusted_groups, m.mta_user)
-    return is_admin(caller, m.admin_groups, m.mta_group, trusted) or owns_spool(caller, m.spool_directory)
+    return is_administrator(current_caller(), config)
 
 
 MODES: dict[str, Callable[[Invocation], int]] = {

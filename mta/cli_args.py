@@ -60,6 +60,7 @@ class Invocation:
     terse: bool = False  # -n: sendmail's "no aliasing", ignored; with -bP, values without names (Exim)
     argv: list[str] = record.field(default_factory=list)  # as given, for handing on to the daemon
     expansion_message_id: str | None = None  # -Mset id (with -be: that spooled message's variables)
+    json: bool = False  # --json with -bp (mailq --json): one JSON object per message
 
 
 # Options that take an argument and are accepted for compatibility only.
@@ -99,6 +100,8 @@ def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
             set_mode("bV")
         elif word == "--help":
             set_mode("help")
+        elif word == "--json":
+            inv.json = True
         elif word.startswith("--"):
             raise UsageError(f"unknown option {word}")
         elif word in _IGNORED:
@@ -201,6 +204,8 @@ def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
         raise UsageError(f"conflicting options: {' '.join(sorted(distinct))}")
     if inv.extract_recipients and inv.mode == "bm":
         inv.mode = "t"
+    if inv.json and (inv.mode != "bp" or any(c in inv.mode_flags for c in "ci")):
+        raise UsageError("--json is for listing the queue: mailq --json, or -bp/-bpr/-bpu --json")
     if inv.expansion_message_id is not None and inv.mode != "be":
         raise UsageError("-Mset is only for use with -be (expansion testing with a message's variables)")
     return inv

@@ -5,14 +5,23 @@
               bob@example.net
 
 Flags (the letters after -bp): ``c`` count only, ``i`` ids only, ``r``
-unsorted (spool order), ``u`` undelivered recipients only, ``a`` also
-generated addresses (accepted; we keep none in -H).  Arguments restrict the
-listing to those message ids.
+unsorted (the order the spool directories return, as Exim's -bpr: no sort
+on a large queue), ``u`` undelivered recipients only, ``a`` also generated
+addresses (accepted; we keep none in -H).  Arguments restrict the listing
+to those message ids.  With `json_lines` (``mailq --json``) each message is
+one JSON object instead (spool_tools.queue_json).
+
+A recipient is shown delivered (``D``) when it is in the -H's
+non-recipients list or in the -J journal of an attempt still running or
+cut short by a crash.  Both hold a delivered top-level recipient spelt
+exactly as in the recipient list (the journal also has the routing key,
+which may be lower-cased), and the comparison is exact, as Exim's.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
 from mta.errors import SpoolError
@@ -60,18 +69,20 @@ def delivered_addresses(spool: Spool, envelope: Envelope) -> set[str]:
     return set(envelope.non_recipients) | set(spool.read_journal(envelope.message_id))
 
 
-def list_queue(config: Config, flags: str, ids: list[str], out: TextIO, now: float | None = None) -> int:
+def list_queue(
+    config: Config, flags: str, ids: list[str], out: TextIO, now: float | None = None, json_lines: bool = False
+) -> int:
     spool = Spool(config.main.spool_directory, split=config.main.split_spool_directory)
     now = time.time() if now is None else now
     try:
-        all_ids = spool.list_message_ids()
+        all_ids = spool.list_message_ids(ordered="r" not in flags)
     except SpoolError as exc:
         raise SpoolError(f"cannot list the queue: {exc}") from None
     if ids:
         wanted = set(ids)
         all_ids = [i for i in all_ids if i in wanted]
-    if "r" not in flags:
-        all_ids.sort(key=lambda i: (message_time(i), i))
+    if json_lines:
+        return _list_json(spool, all_ids, "u" in flags, out)
     if "c" in flags:
         out.write(f"{len(all_ids)}\n")
         return 0
@@ -79,20 +90,12 @@ def list_queue(config: Config, flags: str, ids: list[str], out: TextIO, now: flo
         for message_id in all_ids:
             out.write(message_id + "\n")
         return 0
-    for message_id in all_ids:
-        try:
-            envelope = spool.read_envelope(message_id)
-            size = message_size(spool, envelope)
-            delivered = delivered_addresses(spool, envelope)
-        except NoSuchMessage:
-            if not spool.exists(message_id):
-                continue  # delivered and removed while we were listing
-            # An -H whose -D is missing: not deliverable, but still there; show it.
-            _spool_read_error(out, now, message_id, f"data file {message_id}-D is missing")
+    for message_id, listed in _read_all(spool, all_ids):
+        if isinstance(listed, str):
+            age = format_age(now - message_time(message_id))
+            out.write(f"{age}       {message_id} *** spool read error: {listed} ***\n\n")
             continue
-        except SpoolError as exc:
-            _spool_read_error(out, now, message_id, str(exc))
-            continue
+        envelope, size, delivered = listed
         age = format_age(now - envelope.received_time)
         line = f"{age} {format_size(size)} {message_id} <{envelope.sender_address}>"
         if envelope.sender_set_untrusted:
@@ -109,6 +112,27 @@ def list_queue(config: Config, flags: str, ids: list[str], out: TextIO, now: flo
     return 0
 
 
-def _spool_read_error(out: TextIO, now: float, message_id: str, problem: str) -> None:
-    age = format_age(now - message_time(message_id))
-    out.write(f"{age}       {message_id} *** spool read error: {problem} ***\n\n")
+def _read_all(spool: Spool, message_ids: list[str]) -> Iterator[tuple[str, tuple[Envelope, int, set[str]] | str]]:
+    """Each message's (envelope, size, delivered addresses), or what stops it being read.  A
+    message delivered and removed while we list is skipped; an -H without its -D is not
+    deliverable but still there, so it is shown with the fault, never hidden."""
+    for message_id in message_ids:
+        try:
+            envelope = spool.read_envelope(message_id)
+            yield message_id, (envelope, message_size(spool, envelope), delivered_addresses(spool, envelope))
+        except NoSuchMessage:
+            if spool.exists(message_id):
+                yield message_id, f"data file {message_id}-D is missing"
+        except SpoolError as exc:
+            yield message_id, str(exc)
+
+
+def _list_json(spool: Spool, message_ids: list[str], undelivered_only: bool, out: TextIO) -> int:
+    from spool_tools.queue_json import error_object, json_line, message_object
+
+    for message_id, listed in _read_all(spool, message_ids):
+        if isinstance(listed, str):
+            out.write(json_line(error_object(message_id, listed)))
+        else:
+            out.write(json_line(message_object(spool, *listed, undelivered_only)))
+    return 0

@@ -88,6 +88,14 @@ def owns_spool(caller: Caller, spool_directory: str) -> bool:
         return False
 
 
+def is_administrator(caller: Caller, config: Any) -> bool:
+    """Root, mta_user, members of mta_group or admin_groups, trusted users, and the owner of
+    the spool directory: who may list the queue and act on any message."""
+    m = config.main
+    trusted = is_trusted(caller, m.trusted_users, m.trusted_groups, m.mta_user)
+    return is_admin(caller, m.admin_groups, m.mta_group, trusted) or owns_spool(caller, m.spool_directory)
+
+
 def mta_identity(config: Any) -> tuple[str, int, int]:
     """Login, uid and gid that reports (bounces, error mail) are spooled under: mta_user/mta_group."""
     from mta.errors import ConfigError

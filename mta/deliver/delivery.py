@@ -112,6 +112,7 @@ class Delivery:
         self._delivered_keys: list[str] = []
         self._freeze_reason: str | None = None
         self._logged_host_errors: set[tuple[str, str | None, str]] = set()
+        self._envelope: Envelope | None = None  # the -H being worked on, once read
 
     # -- logging helpers ------------------------------------------------------
     def _log(self, text: str) -> None:
@@ -206,6 +207,7 @@ class Delivery:
             self._msglog(f"Frozen: spool format error: {error}")
 
     def _attempt(self, envelope: Envelope) -> None:
+        self._envelope = envelope
         headers = spool_headers(envelope)
         message = outgoing_message(self.spool, envelope, headers)
         ctx = RoutingContext(
@@ -374,12 +376,12 @@ class Delivery:
     # -- recording outcomes ------------------------------------------------------
     def _record_success(self, item: AddressItem, info: Any, first: bool = True) -> None:
         with self._record_lock:
-            key = item.unique_key()
+            names = self._journal_names(item)
             # Durable before anything else happens: -J is the crash-safety net.
-            self.spool.append_journal(self.message_id, key)
-            self._delivered_keys.append(key)
+            self.spool.append_journal(self.message_id, *names)
+            self._delivered_keys.extend(names)
             for dup in item.extra.get("duplicates", []):
-                self._delivered_keys.append(dup.unique_key())
+                self._delivered_keys.append(dup.unique or dup.unique_key())
             self.report.delivered.append(item)
             line = delivery_line(
                 item,
@@ -392,6 +394,22 @@ class Delivery:
             self.logger.main(line, self.message_id)
             if self.config.main.message_logs:
                 self._msglog(msglog_success(item))
+
+    def _journal_names(self, item: AddressItem) -> list[str]:
+        """What -J records for a delivered item: first the key routing checks against what is
+        already delivered (caseful when the router is: a lower-cased key would not stop a
+        caseful router delivering again after a crash); then each top-level recipient this
+        delivery completes, spelt as in -H, which is what -bp and the next attempt's list of
+        pending recipients compare exactly (as Exim's -J holds a top-level address as given),
+        so an upper-case local part shows as delivered at once.  An item an `unseen` router
+        split does not complete its recipient: the other copy may still be pending."""
+        names = [item.unique or item.unique_key()]
+        for copy in _with_duplicates(item):
+            if copy.parent is None and not copy.split and not (copy.is_pipe or copy.is_file):
+                recipient = _top_recipient(self._envelope, copy) if self._envelope is not None else None
+                if recipient is not None and recipient.address not in names:
+                    names.append(recipient.address)
+        return names
 
     def _record_failure(self, item: AddressItem, error: FailError) -> None:
         with self._record_lock:
@@ -476,7 +494,7 @@ class Delivery:
             # unless its sender asked for no failure report (RFC 3461 NOTIFY without FAILURE).
             for copy in _with_duplicates(item):
                 recipient = _top_recipient(envelope, copy)
-                if recipient is not None and not _notify_on_failure(recipient.dsn_flags):
+                if recipient is not None and not recipient.wants_failure_report():
                     self._log(f"{copy.top.address}: no failure report (DSN NOTIFY did not ask for one)")
                     continue
                 failures.append(FailedAddress(
@@ -499,15 +517,6 @@ class Delivery:
 def _top_recipient(envelope: Envelope, item: AddressItem) -> Any:
     index = item.top.original_index
     return envelope.recipients[index] if 0 <= index < len(envelope.recipients) else None
-
-
-# Exim's -H recipient DSN bits (RFC 3461 NOTIFY): given at all, and FAILURE / NEVER.
-_DSN_HAS_NOTIFY, _DSN_NOTIFY_FAILURE = 0x10, 0x02
-
-
-def _notify_on_failure(flags: int) -> bool:
-    """True unless NOTIFY was given without FAILURE (NEVER included)."""
-    return not flags & _DSN_HAS_NOTIFY or bool(flags & _DSN_NOTIFY_FAILURE)
 
 
 def _nothing():  # type: ignore[no-untyped-def]

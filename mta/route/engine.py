@@ -104,9 +104,16 @@ class RoutingEngine:
             # Accepted.
             key = item.unique_key(caseful=driver.options.caseful_local_part)
             if driver.options.unseen:
+                item.split = True
                 copy = record.replace(item, hosts=[], headers_add=list(item.headers_add),
                                            headers_remove=list(item.headers_remove), handled_by=set(item.handled_by))
                 queue.append((copy, index + 1))
+            if item.split:
+                # One address, two deliveries (Exim's homonyms): each copy's key names its
+                # transport, or delivering one copy would record the address itself as
+                # delivered, and the other copy, deferred, would be forgotten.
+                key = f"{key}/{item.transport_name}"
+            item.unique = key
             if key in done:
                 continue  # delivered in an earlier attempt
             first = seen_final.get(key)

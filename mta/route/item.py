@@ -59,6 +59,13 @@ class AddressItem:
     # The drivers that handled an address of this same text on the way down (loop safety).
     handled_by: set[str] = record.field(default_factory=set)
     message: str | None = None  # failure or deferral text
+    # Set by the engine when a driver accepts the address: the key it checked against the
+    # addresses already delivered (caseful when the driver is), so the journal records the
+    # very text the next attempt will look for.
+    unique: str | None = None
+    # True when an `unseen` driver accepted it and a copy went on: then delivering this
+    # item does not by itself deliver the top-level recipient.
+    split: bool = False
     # Extra per-driver data (e.g. a queryprogram's DATA=).
     extra: dict[str, Any] = record.field(default_factory=dict)
 

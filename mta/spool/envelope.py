@@ -59,6 +59,10 @@ class HostAddress(NamedTuple):
     port: int
 
 
+# Exim's -H recipient DSN bits (RFC 3461 NOTIFY): given at all, and FAILURE among its values.
+DSN_HAS_NOTIFY, DSN_NOTIFY_FAILURE = 0x10, 0x02
+
+
 @record.dataclass(slots=True)
 class Recipient:
     """One envelope recipient.
@@ -76,6 +80,11 @@ class Recipient:
 
     def is_plain(self) -> bool:
         return self.pno < 0 and not self.errors_to and not self.orcpt and self.dsn_flags == 0
+
+    def wants_failure_report(self) -> bool:
+        """False when the sender asked for no failure report (RFC 3461 NOTIFY given without
+        FAILURE, NEVER included)."""
+        return not self.dsn_flags & DSN_HAS_NOTIFY or bool(self.dsn_flags & DSN_NOTIFY_FAILURE)
 
 
 @record.dataclass(frozen=True, slots=True)

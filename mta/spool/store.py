@@ -126,6 +126,11 @@ class Spool:
                     return directory
         raise NoSuchMessage(f"message {message_id} is not on the spool")
 
+    def file_path(self, message_id: str, suffix: str) -> Path:
+        """Where the message's -H, -D or -J file is (NoSuchMessage if neither its -H nor
+        its -D is on the spool).  For reading it as it is (`mta -Mvh`)."""
+        return self.message_directory(message_id) / (message_id + suffix)
+
     def exists(self, message_id: str) -> bool:
         """True if the message's -H exists (the message is complete)."""
         check_message_id(message_id)
@@ -247,11 +252,16 @@ class Spool:
 
     # -- journal -----------------------------------------------------------
 
-    def append_journal(self, message_id: str, address: str) -> None:
+    def append_journal(self, message_id: str, address: str, *more: str) -> None:
         """Record a successful delivery; durable when this returns, so that a
-        crash can never lead to delivering to `address` again.  Needs the lock."""
+        crash can never lead to delivering to `address` again.  Needs the lock.
+
+        `more` are further names of the same delivery (the recipient as the
+        -H spells it, besides the routing key): they go in the same write()
+        and fsync, after `address`, so a torn write can lose only them,
+        never the line that crash safety rests on."""
         lock = self._held_lock(message_id, "append_journal")
-        line = format_journal_line(address)
+        line = b"".join(format_journal_line(a) for a in (address, *more))
         path = lock.path.parent / (message_id + JOURNAL_SUFFIX)
         created = False
         try:
@@ -297,6 +307,10 @@ class Spool:
             if file_exists(directory / message_id):
                 return directory / message_id
         return places[0] / message_id
+
+    def msglog_path(self, message_id: str) -> Path:
+        """Where the message log is, or would be made (`mta -Mvl`)."""
+        return self._msglog_path(message_id)
 
     def append_msglog(self, message_id: str, line: str) -> None:
         """Append one line (already timestamped by the caller).  Not fsynced:
@@ -361,12 +375,16 @@ class Spool:
             raise os_error("directory read", top, exc) from exc
         return found
 
-    def list_message_ids(self) -> list[str]:
+    def list_message_ids(self, ordered: bool = True) -> list[str]:
         """Every complete message (its -H exists), oldest first, whether in
         input/ or in its split sub-directory.  Temporaries, -D files without
         -H (unfinished), and files in a sub-directory that does not match
-        their id (unreachable) are not listed."""
-        ids: set[str] = set()
+        their id (unreachable) are not listed.
+
+        With `ordered` False they come in the order the directories return
+        them (input/ first, then its sub-directories): Exim's "unsorted"
+        -bpr, which saves the sort on a very large queue."""
+        ids: dict[str, None] = {}  # a dict keeps the first-seen order
         top = self.directory / INPUT
         for directory in self._input_directories():
             try:
@@ -380,7 +398,9 @@ class Spool:
                 if not name.endswith(HEADER_SUFFIX) or not is_message_id(message_id):
                     continue
                 if directory == top or directory.name == id_split_char(message_id):
-                    ids.add(message_id)
+                    ids[message_id] = None
+        if not ordered:
+            return list(ids)
         return sorted(ids, key=lambda message_id: (message_time(message_id), message_id))
 
     def remove_message(self, message_id: str, preserve_msglog: bool = False) -> None:

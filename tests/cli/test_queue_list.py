@@ -1,9 +1,8 @@
 """Queue listings in Exim's format: `-bp`, `-bpc`, `-bpr`, `-bpu`, `-bpi`, `-bpa`, and `mailq`.
 
 Messages are made with the real CLI (-odq); their state (delivered
-recipients, frozen, age) is changed the way the delivery code does it:
-rewriting -H through `mta.spool.store.Spool` under the message's lock, or
-appending to the -J journal.
+recipients, frozen, age) is changed the way the delivery code does it
+(tests/support/queue.py), or by appending to the -J journal.
 """
 
 from __future__ import annotations
@@ -15,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from mta.spool.store import Spool
 from spool_tools.queue_list import format_age, format_size
 from tests.support.mta import MTA, MtaEnv
 from tests.support.nobody import Nobody
+from tests.support.queue import change, submit
 
 MAILQ = str(Path(MTA).with_name("mailq"))
 
@@ -69,25 +68,6 @@ SIZES = [
 @pytest.mark.parametrize(("size", "want"), SIZES, ids=[str(s[0]) for s in SIZES])
 def test_format_size(size: int, want: str) -> None:
     assert format_size(size) == want
-
-
-def submit(env: MtaEnv, *recipients: str, body: str = "body\n", sender: str | None = None) -> str:
-    before = set(env.message_ids())
-    args = ["-odq", *(["-f", sender] if sender is not None else []), *recipients]
-    result = env.run(*args, input="Subject: q\n\n" + body)
-    assert result.returncode == 0, result.stderr
-    (new,) = set(env.message_ids()) - before
-    return new
-
-
-def change(env: MtaEnv, message_id: str, **fields: object) -> None:
-    """Rewrite a message's -H under its lock, as a delivery process would."""
-    spool = Spool(env.spool)
-    with spool.lock(message_id):
-        envelope = spool.read_envelope(message_id)
-        for name, value in fields.items():
-            setattr(envelope, name, value)
-        spool.rewrite_envelope(envelope)
 
 
 def size_of(env: MtaEnv, message_id: str) -> int:

@@ -48,7 +48,7 @@ def start_delivery(e2e: E2E, message_id: str) -> subprocess.Popen[bytes]:
     )
 
 
-@pytest.mark.parametrize("first", ["mbox", "pipe"])
+@pytest.mark.parametrize("first", ["mbox", "pipe", "mbox, upper case", "caseful director"])
 def test_kill_9_between_two_local_deliveries_redelivers_neither(e2e: E2E, first: str) -> None:
     alice, pipe = e2e.user("alice"), e2e.user("pipe", home=False)
     state = e2e.root / "state"
@@ -65,15 +65,29 @@ def test_kill_9_between_two_local_deliveries_redelivers_neither(e2e: E2E, first:
         f"echo delivered >> {delivered}\n",
     )
     appending = e2e.script("append.sh", f"#!/bin/sh\ncat >/dev/null\necho line >> {first_out}\n")
-    e2e.write_aliases(f"slow: |{blocking}\nfirst: |{appending}\n")
-    e2e.write_config()
-    if first == "mbox":
-        first_address = alice.address
-        first_line = f"=> {alice.name} <{alice.address}> R=localuser T=local_mbox"
-        first_key = alice.address
+    e2e.write_aliases(f"slow: |{blocking}\nfirst: |{appending}\nteam: Caseful@{DOMAIN}\n")
+    # A director that keeps the case of local parts: its routing key is "Caseful@...", and so
+    # must the journal's be, or the alias's child would be delivered again after the crash.
+    e2e.write_config(
+        directors="caseful:\n  driver = smartuser\n  local_parts = Caseful\n  caseful_local_part\n"
+        "  transport = caseful_pipe\n",
+        transports=f"caseful_pipe:\n  driver = pipe\n  command = {appending}\n  user = {pipe.name}\n",
+    )
+    if first.startswith("mbox"):
+        first_address = alice.address if first == "mbox" else alice.address.upper()
+        first_line = f"=> {first_address.partition('@')[0]} <{first_address}> R=localuser T=local_mbox"
+        # The routing key, then the recipient as -H spells it when that differs (for -bp's D).
+        first_key = "\n".join(dict.fromkeys([alice.address, first_address]))
 
         def first_deliveries() -> int:
             return count_messages(e2e.mbox_path(alice))
+    elif first == "caseful director":
+        first_address = f"team@{DOMAIN}"
+        first_line = f"=> Caseful <team@{DOMAIN}> R=caseful T=caseful_pipe"
+        first_key = f"Caseful@{DOMAIN}"
+
+        def first_deliveries() -> int:
+            return len(first_out.read_text().splitlines()) if first_out.exists() else 0
     else:
         first_address = f"first@{DOMAIN}"
         first_line = f"=> |{appending} <first@{DOMAIN}> R=system_aliases T=address_pipe"
@@ -104,14 +118,14 @@ def test_kill_9_between_two_local_deliveries_redelivers_neither(e2e: E2E, first:
     assert proc.returncode == -9
 
     # What the crash left: the first recipient journalled, -H untouched, the pipe never finished.
-    assert journal.read_text().splitlines() == [first_key]
+    assert journal.read_text() == first_key + "\n"
     assert e2e.env.header_file(message_id) == header_before
     assert e2e.log_for(message_id)[1:] == [first_line]
     assert not delivered.exists()
     listing = e2e.queue()
-    if first == "mbox":
+    if first.startswith("mbox"):
         # -bp reads -J: the recipient delivered before the crash is shown as delivered.
-        assert f"        D {alice.address}\n          slow@{DOMAIN}\n" in listing, listing
+        assert f"        D {first_address}\n          slow@{DOMAIN}\n" in listing, listing
     else:
         assert f"slow@{DOMAIN}\n" in listing, listing
 

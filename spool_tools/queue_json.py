@@ -1,0 +1,112 @@
+"""`mailq --json` (`mta -bp --json`): the queue as JSON lines, in the shape of Postfix's `postqueue -j`.
+
+One object per message, one message per line, so that monitoring scripts
+written for Postfix (and `jq`) can read it:
+
+    {"queue_name": "deferred", "queue_id": "1xV6uq-0005Vj-1t", "arrival_time": 1795351412,
+     "message_size": 369, "sender": "alice@example.com", "frozen": false, "frozen_since": null,
+     "warning_count": 0, "recipients": [
+        {"address": "carol@example.org", "delivered": true},
+        {"address": "bob@example.net", "delivered": false, "delay_reason": "Connection refused"}]}
+
+- ``queue_name`` maps the message's state onto Postfix's queue names:
+  ``hold`` (frozen), ``active`` (being delivered: its lock is held),
+  ``incoming`` (never tried yet) or ``deferred`` (tried, still pending).
+  Postfix's ``forced_expire`` has no counterpart and is left out.
+- ``sender`` is "" for the null sender (a bounce), as Postfix writes it.
+- ``recipients`` lists every recipient, with ``delivered`` (what -bp marks
+  ``D``); with -bpu only the pending ones, which is what Postfix lists.  A
+  pending one has ``delay_reason`` when its message log records why its
+  last attempt was deferred.
+- A message whose files cannot be read gives ``{"queue_id", "arrival_time",
+  "error"}``; the listing goes on.
+
+Text is written with JSON escapes for everything outside ASCII, so no
+message data reaches a terminal raw.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from mta.errors import SpoolError
+from mta.spool.ids import message_time
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from mta.spool.envelope import Envelope
+    from mta.spool.store import Spool
+
+# A deferral line of a message log, as mta.deliver.deliverlog writes it (Exim's has no "=="):
+#   2026-11-22 12:43:32 == bob@example.net R=smarthost T=remote_smtp defer (111): Connection refused
+#   2026-11-22 12:43:32 alice <sales@example.com> R=localuser T=local_mbox defer (-22): mailbox is full
+_DEFERRAL = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [-+]\d{4})? (?:== )?"
+    r"(?P<name>\S+)(?: <(?P<top>[^>]*)>)?(?: [RT]=\S+)* (?:routing )?defer \(-?\d+\): (?P<why>.*)"
+)
+# Not a reason of its own: it repeats that an earlier attempt failed.
+_NOT_A_REASON = "retry time not reached"
+
+
+def message_object(
+    spool: Spool, envelope: Envelope, size: int, delivered: set[str], undelivered_only: bool
+) -> dict[str, Any]:
+    reasons = _delay_reasons(spool, envelope.message_id)
+    recipients = []
+    for recipient in envelope.recipients:
+        done = recipient.address in delivered
+        if done and undelivered_only:
+            continue
+        entry: dict[str, Any] = {"address": recipient.address, "delivered": done}
+        if not done and recipient.address in reasons:
+            entry["delay_reason"] = reasons[recipient.address]
+        recipients.append(entry)
+    return {
+        "queue_name": _queue_name(spool, envelope),
+        "queue_id": envelope.message_id,
+        "arrival_time": envelope.received_time,
+        "message_size": size,
+        "sender": envelope.sender_address,
+        "frozen": envelope.frozen is not None,
+        "frozen_since": envelope.frozen,
+        "warning_count": envelope.warning_count,
+        "recipients": recipients,
+    }
+
+
+def error_object(message_id: str, problem: str) -> dict[str, Any]:
+    return {"queue_id": message_id, "arrival_time": int(message_time(message_id)), "error": problem}
+
+
+def json_line(item: dict[str, Any]) -> str:
+    return json.dumps(item, ensure_ascii=True, separators=(", ", ": ")) + "\n"
+
+
+def _queue_name(spool: Spool, envelope: Envelope) -> str:
+    if envelope.frozen is not None:
+        return "hold"
+    try:
+        if spool.is_locked(envelope.message_id):
+            return "active"
+    except SpoolError:
+        pass  # delivered and removed meanwhile, or unreadable: its state is what -H said
+    return "incoming" if envelope.deliver_firsttime else "deferred"
+
+
+def _delay_reasons(spool: Spool, message_id: str) -> dict[str, str]:
+    """The last deferral text of each address in the message log ({} without one)."""
+    try:
+        text = spool.read_msglog(message_id)
+    except SpoolError:
+        return {}
+    reasons: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        match = _DEFERRAL.fullmatch(line)
+        if match is None or match["why"].startswith(_NOT_A_REASON):
+            continue
+        reasons[match["top"] or match["name"]] = match["why"]
+    return reasons
