@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pwd
 import time
+import weakref
 
 from mta.config.lists import match_domain, match_host
 from mta.config.variables import expansion_context, list_context
@@ -70,6 +71,10 @@ class ReceiverContext:
         self._acl: Any = None
         self._tls: Any = None
         self.on_etrn: Callable[[str], None] | None = None  # the daemon sets it
+        # host_in's answers, per session: see there.
+        self._host_answers: weakref.WeakKeyDictionary[SmtpSession, dict[tuple[str, str | None], bool]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- small helpers -----------------------------------------------------------------------
     @staticmethod
@@ -90,10 +95,22 @@ class ReceiverContext:
         if session.host_address is None:
             # Local SMTP (-bs, -bS): Exim matches an empty host list item; "*" matches too.
             return option_value.strip() in ("*", ":")
-        try:
-            return match_host(session.host_address, session.host_name, option_value, self.lists).matched
-        except ValueError:
-            return False
+        # What EHLO offers is asked again at every MAIL, RCPT and DATA (which parameters are valid,
+        # whether input may run ahead), and matching a host list costs far more than the rest of a
+        # command.  The client is the same for the whole session, so each list is matched once per
+        # session (and host name), as Exim decides these at EHLO.
+        answers = self._host_answers.get(session)
+        if answers is None:
+            answers = self._host_answers[session] = {}
+        key = (option_value, session.host_name)
+        answer = answers.get(key)
+        if answer is None:
+            try:
+                answer = match_host(session.host_address, session.host_name, option_value, self.lists).matched
+            except ValueError:
+                answer = False
+            answers[key] = answer
+        return answer
 
     def variables(self, session: SmtpSession) -> dict[str, Any]:
         """The session's facts as expansion variables (all network data tainted)."""

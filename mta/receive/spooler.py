@@ -208,13 +208,19 @@ class PendingMessage:
         everything, if the message could not be spooled: it must then not be acknowledged."""
         header = write_header_file(envelope)  # a value that cannot be written fails before any I/O
         try:
-            await self.spooler.run(self._commit, header)
+            await self.spooler.run(self._commit_then, header, after)
         except BaseException:
-            await self.abort()
+            await self.abort()  # nothing, once committed
             raise
         self._done = True
+
+    def _commit_then(self, header: bytes, after: Callable[[], None] | None) -> None:
+        # One trip to the thread pool per message: each trip costs the loop a wake-up and both
+        # threads GIL hand-offs, which at hundreds of messages a second is a measurable share.
+        self._commit(header)
+        self._done = True  # on disk: from here on an error must not remove the message
         if after is not None:
-            await self.spooler.run(after)
+            after()
 
     def release_lock(self) -> None:
         """After commit: let go of the -D lock (for the delivery workers or a queue runner)."""
