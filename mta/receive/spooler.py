@@ -207,11 +207,26 @@ class PendingMessage:
         (the arrival's log lines) in the same worker thread.  Raises SpoolError, and removes
         everything, if the message could not be spooled: it must then not be acknowledged."""
         header = write_header_file(envelope)  # a value that cannot be written fails before any I/O
-        try:
-            await self.spooler.run(self._commit_then, header, after)
-        except BaseException:
-            await self.abort()  # nothing, once committed
-            raise
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.spooler.executor, self._commit_then, header, after)
+        cancelled = None
+        while True:
+            try:
+                await asyncio.shield(future)
+                break
+            except asyncio.CancelledError as exc:
+                # The session is being cancelled (a shutdown) while the commit runs in its thread:
+                # let the thread finish first, or abort() could remove -D under a rename of -H.
+                cancelled = exc
+                if future.done():
+                    break
+            except BaseException:
+                await self.abort()  # nothing, once committed
+                raise
+        if cancelled is not None:
+            if future.done() and future.exception() is not None:
+                await self.abort()
+            raise cancelled
         self._done = True
 
     def _commit_then(self, header: bytes, after: Callable[[], None] | None) -> None:
