@@ -13,7 +13,9 @@
 Who may: administrators (mta.config.caller.is_administrator) for all of
 them, except that -M and -Mc follow prod_requires_admin, and that the user
 who sent a message may remove it with -Mrm (Exim's rule).  A refusal says
-so on standard error.
+so on standard error.  The spool is root's and mta_user's alone, so a user's
+-Mrm is done by the daemon: it is sent over the submission socket, where the
+kernel tells the daemon who is asking (mta.daemon.submission).
 
 Output, as Exim: the line its queue.c prints for a change ("Message ID is
 now frozen") on standard output; each failure as one line on standard error
@@ -85,6 +87,11 @@ def run_message_action(inv: Invocation, config: Config, err: Err) -> int:
     if flags != "rm" and not admin:
         err(f"permission denied: only administrators may {_DOING[flags]}")
         return 1
+    if flags == "rm" and not admin:
+        from mta.daemon.submission import can_write_spool
+
+        if not can_write_spool(config):
+            return _remove_through_daemon(config, ids, err)
     if flags in _VIEWS:
         return _show(config, ids[0], flags, err)
     if flags == "g":
@@ -102,6 +109,24 @@ def run_message_action(inv: Invocation, config: Config, err: Err) -> int:
         message_logs=config.main.message_logs, preserve_message_logs=config.main.preserve_message_logs,
     )
     return _act(actor, flags, ids, rest, err)
+
+
+def _remove_through_daemon(config: Config, ids: list[str], err: Err) -> int:
+    """A user's -Mrm on a spool only the daemon's user can change: the daemon checks, from the
+    socket's peer credentials, that the user sent each message, and removes it."""
+    from mta.daemon.submission import remove_through_daemon
+
+    try:
+        answers = remove_through_daemon(config, ids)
+    except MtaError as exc:
+        err(str(exc))
+        return 1
+    for status, line in answers:
+        if status:
+            err(line)
+        else:
+            print(line)
+    return max(status for status, _ in answers)
 
 
 def _argument_problem(flags: str, rest: list[str]) -> str | None:

@@ -95,6 +95,8 @@ def handle_request(runtime: Runtime, stream: BinaryIO, caller: Caller) -> dict[s
     line = stream.readline(REQUEST_LINE_MAX + 1)
     try:
         request = json.loads(line)
+        if isinstance(request, dict) and request.get("action") == "remove":
+            return remove_as_caller(runtime, [str(i) for i in request["ids"]], caller)
         argv = [str(a) for a in request["argv"]]
     except (ValueError, KeyError, TypeError):
         return {"status": 1, "error": "malformed submission request"}
@@ -113,6 +115,28 @@ def handle_request(runtime: Runtime, stream: BinaryIO, caller: Caller) -> dict[s
         return {"status": 1, "error": str(exc)}
     return {"status": outcome.status, "message_id": outcome.message_id, "error": outcome.note,
             "deliver": outcome.deliver}
+
+
+def remove_as_caller(runtime: Runtime, ids: list[str], caller: Caller) -> dict[str, Any]:
+    """`mta -Mrm` from a user who cannot open the spool: remove the messages that `caller` sent
+    (Exim's rule; an administrator's own -Mrm never comes here).  The answer's "lines" are what
+    the command prints, one per message, and "status" is 1 if any was refused."""
+    from mta.config.caller import is_administrator
+    from mta.spool.ids import is_message_id
+    from spool_tools.message_actions import ActionError, Actor, remove
+
+    if not ids or len(ids) > 1000 or not all(is_message_id(i) for i in ids):
+        return {"status": 1, "error": "malformed removal request"}
+    main = runtime.config.main
+    actor = Actor(runtime.spool, runtime.logger, caller, is_administrator(caller, runtime.config),
+                  message_logs=main.message_logs, preserve_message_logs=main.preserve_message_logs)
+    lines: list[list[Any]] = []
+    for message_id in ids:
+        try:
+            lines.append([0, remove(actor, message_id)])
+        except ActionError as exc:
+            lines.append([1, str(exc)])
+    return {"status": max(status for status, _ in lines), "lines": lines}
 
 
 async def serve_submission(receiver: Receiver, listener: socket.socket) -> Any:
@@ -263,6 +287,30 @@ def submit_through_daemon(config: Config, argv: list[str], stdin: BinaryIO) -> t
     return int(answer.get("status", 1)), str(answer.get("error") or "")
 
 
+def remove_through_daemon(config: Config, ids: list[str]) -> list[tuple[int, str]]:
+    """Ask the daemon to remove the caller's own messages: (status, line) for each, in order.
+    Raises MtaError when there is no daemon to ask (removal, unlike submission, cannot wait)."""
+    request = (json.dumps({"action": "remove", "ids": ids, "version": 1}) + "\n").encode()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(socket_path(config))
+            conn.sendall(request)
+            conn.shutdown(socket.SHUT_WR)
+            reply = conn.makefile("rb").readline(REQUEST_LINE_MAX)
+    except OSError as exc:
+        raise MtaError(
+            f"cannot remove messages: the spool can be changed only by the mail daemon, which is not "
+            f"running ({exc.strerror or exc}); ask an administrator"
+        ) from None
+    try:
+        answer = json.loads(reply)
+        if "lines" not in answer:
+            raise MtaError(str(answer.get("error") or "the mail daemon refused the request"))
+        return [(int(status), str(line)) for status, line in answer["lines"]]
+    except (ValueError, TypeError, AttributeError):
+        raise MtaError("the mail daemon did not answer; nothing was removed") from None
+
+
 def _copy(stdin: BinaryIO, write: Any) -> None:
     while True:
         chunk = stdin.read(65536)
@@ -318,5 +366,5 @@ def can_write_spool(config: Config) -> bool:
     return os.access(target, os.W_OK | os.X_OK)
 
 
-__all__ = ["ConfigError", "SpoolError", "can_write_spool", "handle_request", "submit_through_daemon",
-           "take_offline_messages"]
+__all__ = ["ConfigError", "SpoolError", "can_write_spool", "handle_request", "remove_as_caller",
+           "remove_through_daemon", "submit_through_daemon", "take_offline_messages"]

@@ -68,3 +68,39 @@ def test_with_no_daemon_the_message_waits_in_the_drop_directory(daemon_world: Da
     assert "hello" in box
     assert list(offline.iterdir()) == []
     assert " U=nobody P=local " in daemon_world.wait_for_log("<= nobody@example.com")
+
+
+def test_a_user_removes_their_own_message_through_the_daemon_and_only_theirs(
+    daemon: DaemonWorld, nobody: Nobody
+) -> None:
+    env = as_env(daemon)
+    environ = {"MTA_CONFIG": str(daemon.config)}
+    sent = nobody.run(env, "-odq", "bob@example.com", input="Subject: regret\n\nhi\n", config=False, environ=environ)
+    assert (sent.returncode, sent.stderr) == (0, "")
+    (own,) = daemon.message_ids()
+    # A message somebody else (root) sent, still on the queue.
+    other = daemon.run("-odq", "bob@example.com", input="Subject: root's\n\nhi\n")
+    assert other.returncode == 0, other.stderr
+    (theirs,) = [i for i in daemon.message_ids() if i != own]
+    refused = nobody.run(env, "-Mrm", theirs, config=False, environ=environ)
+    assert refused.returncode == 1
+    assert "was not sent by you" in refused.stderr and theirs in refused.stderr
+    removed = nobody.run(env, "-Mrm", own, config=False, environ=environ)
+    assert (removed.returncode, removed.stdout.strip(), removed.stderr) == (0, f"Message {own} has been removed", "")
+    assert daemon.message_ids() == [theirs]
+    assert f"{own} removed by nobody" in daemon.wait_for_log(f"{own} removed by nobody")
+    # An id that is not on the spool is one more refusal, reported with the rest.
+    missing = theirs[:-2] + ("AA" if not theirs.endswith("AA") else "AB")
+    mixed = nobody.run(env, "-Mrm", missing, theirs, config=False, environ=environ)
+    assert mixed.returncode == 1 and "not on the spool" in mixed.stderr and "not sent by you" in mixed.stderr
+
+
+def test_a_users_removal_with_no_daemon_says_why_it_cannot_be_done(daemon_world: DaemonWorld, nobody: Nobody) -> None:
+    daemon_world.write_config()
+    daemon_world.start()
+    daemon_world.stop()
+    env = as_env(daemon_world)
+    result = nobody.run(env, "-Mrm", "1aBcDe-000001-AB", config=False, environ={"MTA_CONFIG": str(daemon_world.config)})
+    assert result.returncode == 1
+    assert "not running" in result.stderr and "ask an administrator" in result.stderr
+    assert "Traceback" not in result.stderr
