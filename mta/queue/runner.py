@@ -111,7 +111,12 @@ def eligible_messages(runtime: Runtime, selection: Selection) -> list[str]:
         except NoSuchMessage:
             continue
         except SpoolError:
-            continue  # malformed: frozen in effect; -bp shows it, delivery would refuse it
+            # Malformed: nothing can deliver it, but the attempt is what writes the panic-log
+            # line that tells the administrator (each run, as Exim logs a format error each
+            # time).  A -R/-S run cannot tell whether it would have matched: left alone.
+            if selection.recipient is None and selection.sender is None:
+                chosen.append(message_id)
+            continue
         if selection.matches(envelope):
             chosen.append(message_id)
     return chosen

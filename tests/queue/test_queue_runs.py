@@ -143,3 +143,24 @@ def test_q_interval_alone_is_a_daemon_that_only_runs_the_queue(open_env: MtaEnv)
             time.sleep(0.05)
     log = "\n".join(mta_env.log_lines())
     assert "daemon started: pid=" in log and "-q1s, not listening for SMTP" in log
+
+
+def test_a_queue_run_leaves_a_nonsense_H_alone_and_delivers_the_rest(mta_env: MtaEnv) -> None:
+    """An -H edited into nonsense: a panic-log line, the file left as it is, every other message delivered,
+    and the run itself succeeds."""
+    with SmtpServer() as server:
+        mta_env.write_config(ROUTE.format(port=server.port))
+        ids = [queue(mta_env, f"ok{i}@example.org") for i in range(3)]
+        broken = queue(mta_env, "broken@example.org")
+        header = next((mta_env.spool / "input").rglob(f"{broken}-H"))
+        header.write_bytes(b"this is\nnot an -H file \x00 at all\n")
+        result = mta_env.run("-qf")
+        assert (result.returncode, result.stderr) == (0, "")
+        assert sorted(r for m in server.messages for r in m.rcpt_tos) == [f"ok{i}@example.org" for i in range(3)]
+    assert mta_env.message_ids() == [broken]
+    assert header.read_bytes() == b"this is\nnot an -H file \x00 at all\n"
+    panic_log = mta_env.spool / "log" / "paniclog"
+    panic = panic_log.read_text() if panic_log.exists() else ""
+    assert f"{broken} spool format error" in panic
+    assert all(i not in panic for i in ids)
+    assert f"{broken} *** spool read error:" in mta_env.run("-bp").stdout
