@@ -39,9 +39,10 @@ next failure writes a good one in its place.
 Reading (`read`) applies two rules before a record is believed:
 retry_data_expire (a record not written for that long is ignored, Exim),
 and the clock rule: a record whose times lie in the future was written
-before the clock was set back.  Believed as it is, it could keep a host
-untried for as long as the clock jumped; so such times are clamped to now
-(the gap to the next try kept, at most retry_interval_max).
+before the clock was set back.  Believed as it is, it would keep a host
+untried for as long as the clock jumped; so such a destination is due at
+once (its times clamped to now), and no next try is ever further away than
+retry_interval_max.
 
 Errors: a database that cannot be opened or written at all (HintsError) is
 reported once per call in the panic log and treated as empty: the spool is
@@ -148,18 +149,26 @@ def decode_record(data: bytes) -> RetryRecord:
 
 
 def clamp_record(rec: RetryRecord, now: int, interval_max: int) -> RetryRecord:
-    """The record with the clock rule applied (see the module docstring)."""
-    if rec.last_try <= now and rec.first_failed <= now and rec.time_stamp <= now and rec.next_try <= now + interval_max:
-        return rec
-    gap = min(max(0, rec.next_try - rec.last_try), interval_max)
-    last = min(rec.last_try, now)
-    return record.replace(
-        rec,
-        first_failed=min(rec.first_failed, now),
-        last_try=last,
-        next_try=min(rec.next_try, last + gap, now + interval_max),
-        time_stamp=min(rec.time_stamp, now),
-    )
+    """`rec` with the clock rule applied (see the module docstring).
+
+    A last try after `now` means the clock has been set back since the
+    record was written: none of its times can be measured against the clock
+    any more, so the destination is due at once, and its first failure
+    counts from now.  The next try after an attempt with the new clock
+    writes a record that makes sense again.  A next try further ahead than
+    retry_interval_max is brought forward to that.
+    """
+    if rec.last_try > now or rec.first_failed > now or rec.time_stamp > now:
+        return record.replace(
+            rec,
+            first_failed=min(rec.first_failed, now),
+            last_try=min(rec.last_try, now),
+            next_try=now if rec.last_try > now else min(rec.next_try, now + interval_max),
+            time_stamp=min(rec.time_stamp, now),
+        )
+    if rec.next_try > now + interval_max:
+        return record.replace(rec, next_try=now + interval_max)
+    return rec
 
 
 def key_bytes(key: str) -> bytes:

@@ -100,12 +100,15 @@ def test_retry_data_expire_ignores_old_records(db: RetryDb) -> None:
 @pytest.mark.parametrize(
     ("rec", "want"),
     [
-        # Written in the future (the clock was set back a day): the 15m gap is kept, from now.
+        # Written in the future (the clock was set back a day): due now, failing since now.
         (RetryRecord(NOW + D - H, NOW + D, NOW + D + 900, False, time_stamp=NOW + D),
-         RetryRecord(NOW, NOW, NOW + 900, False, time_stamp=NOW)),
-        # A next try beyond retry_interval_max from now can only be a clock jump: capped.
+         RetryRecord(NOW, NOW, NOW, False, time_stamp=NOW)),
+        # Set back, but not past the last try: only the first failure and the stamp were ahead.
+        (RetryRecord(NOW + 60, NOW - 60, NOW + 900, False, time_stamp=NOW + 60),
+         RetryRecord(NOW, NOW - 60, NOW + 900, False, time_stamp=NOW)),
+        # A next try beyond retry_interval_max from now (retry_interval_max was lowered): capped.
         (RetryRecord(NOW - H, NOW - 60, NOW + 10 * D, False, time_stamp=NOW - 60),
-         RetryRecord(NOW - H, NOW - 60, NOW - 60 + D, False, time_stamp=NOW - 60)),
+         RetryRecord(NOW - H, NOW - 60, NOW + D, False, time_stamp=NOW - 60)),
         # Nothing odd: unchanged.
         (REC, REC),
     ],

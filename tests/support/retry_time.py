@@ -15,26 +15,40 @@ needs nothing in the binary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from mta import record
 from mta.hints.retry_db import RetryDb, RetryRecord
+from mta.spool.envelope import Envelope
 from mta.spool.store import Spool
 
 
 def age_spool(spool: Path, seconds: int) -> None:
     """Everything on the spool happened `seconds` earlier than it did."""
-    store = Spool(str(spool))
-    for message_id in store.list_message_ids():
-        envelope = store.read_envelope(message_id)
+    def older(envelope: Envelope) -> None:
         envelope.received_time -= seconds
         if envelope.received_time_complete is not None:
             secs, usec = envelope.received_time_complete
             envelope.received_time_complete = (secs - seconds, usec)
         if envelope.frozen is not None:
             envelope.frozen -= seconds
-        store.rewrite_envelope(envelope)
+
+    for message_id in Spool(str(spool)).list_message_ids():
+        edit_envelope(spool, message_id, older)
     age_hints(spool, seconds)
+
+
+def edit_envelope(spool: Path, message_id: str, change: Callable[[Envelope], None]) -> None:
+    """Change a message's -H as an administrator's tool would: under the message's lock."""
+    store = Spool(str(spool))
+    lock = store.lock(message_id)
+    try:
+        envelope = store.read_envelope(message_id)
+        change(envelope)
+        store.rewrite_envelope(envelope)
+    finally:
+        lock.release()
 
 
 def age_hints(spool: Path, seconds: int) -> None:
