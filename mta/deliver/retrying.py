@@ -1,4 +1,4 @@
-"""Retry in a delivery attempt: which rule applies, what is skipped, what times out.
+r"""Retry in a delivery attempt: which rule applies, what is skipped, what times out.
 
 `DeliveryRetry` is made by mta.deliver.delivery for each attempt.  It
 matches retry rules (their patterns are address lists: the configuration's
@@ -19,7 +19,8 @@ When retry times count (Exim's rules):
 
 Rule matching: a rule's pattern is a one-item address list (``*``, a
 domain, ``*@domain``, ``local@domain``, ``^regex``, ``!``-negated,
-``+named_list``); an item that is not an address (a host name, a domain)
+``+named_list``), expanded first as Exim expands it (``\N...\N`` keeps a
+regular expression as it is); an item that is not an address (a host name, a domain)
 is matched as ``*@<it>``; a host item is tried against the host name first,
 then the mail domain.  Then the error name (mta.hints.retry.error_matches)
 and ``senders=`` (an address list, against the message's sender).  A
@@ -90,7 +91,11 @@ class DeliveryRetry:
         self.update_hints = update
         self.rules: list[RetryRule] = list(runtime.retry_rules) or [default_rule()]
         self._is_local_domain = is_local_domain or (lambda domain: False)
-        self._list_context = ListContext(primary_hostname=config.primary_hostname, named_list=config.named_list)
+        # Patterns and senders= lists are expanded before use, as Exim's are (so \N...\N protects a regex).
+        self._list_context = ListContext(
+            primary_hostname=config.primary_hostname, named_list=config.named_list, expand=self._expand
+        )
+        self._expansion: Any = None
         self._rule_cache: dict[tuple[str, str | None, str | None], RetryRule | None] = {}
         self._bad_rules: set[int] = set()
         main = config.main
@@ -138,6 +143,16 @@ class DeliveryRetry:
                 self._bad_rules.add(rule.line)
                 self.runtime.logger.panic(f"retry rule at {rule.path}:{rule.line} cannot be matched: {exc}")
             return False
+
+    def _expand(self, text: str) -> str:
+        if "$" not in text and "\\" not in text:
+            return text
+        from mta.config.variables import expansion_context
+        from mta.expand.expander import expand
+
+        if self._expansion is None:
+            self._expansion = expansion_context(self.runtime.config, {"sender_address": self.sender})
+        return expand(text, self._expansion)
 
     # -- keys -----------------------------------------------------------------
 
