@@ -121,8 +121,13 @@ def send_due_warning(
     deferred: list[tuple[AddressItem, DeferError]],
     expand: Callable[[str], str],
     now: float,
+    arrival: float | None = None,
 ) -> str | None:
-    """Send the delay warning that is due, if any; count it in `envelope` and return its id."""
+    """Send the delay warning that is due at `now`, if any; count it in `envelope` and return its id.
+
+    `arrival` is when the warning itself arrives (default `now`): the clock at
+    the end of an attempt, which may have run for a while since `now`.
+    """
     delays = runtime.config.main.delay_warning
     if not delays or not envelope.sender_address or not deferred:
         return None
@@ -144,7 +149,7 @@ def send_due_warning(
     from mta.deliver.bounce import send_delay_warning
 
     try:
-        warning_id = send_delay_warning(runtime, envelope, pending, delay=show, now=now)
+        warning_id = send_delay_warning(runtime, envelope, pending, delay=show, now=now if arrival is None else arrival)
     except MtaError as exc:
         # Not sent: the count stays, so the next attempt that defers tries again.
         runtime.logger.panic(f"delay warning not sent: {exc}", envelope.message_id)

@@ -539,7 +539,8 @@ class Delivery:
         domains = {item.address.rpartition("@")[2].lower() for item, _ in deferred}
         extra = {"domain": domains.pop()} if len(domains) == 1 else None
         warning_id = send_due_warning(
-            self.runtime, envelope, deferred, lambda text: ctx.expand(text, None, extra), time.time()
+            self.runtime, envelope, deferred, lambda text: ctx.expand(text, None, extra), self.now,
+            arrival=max(self.now, time.time()),
         )
         if warning_id is not None:
             self.report.bounce_ids.append(warning_id)

@@ -246,9 +246,10 @@ class DeliveryRetry:
 
     def _timeout_error(self, error: DeferError, timeout: RetryTimeout) -> FailError:
         tried = max(0, int(self.now) - timeout.first_failed)
+        # Two lines that fit the bounce's 78 columns once indented.
         detail = (
-            f"Delivery was tried for {_duration(tried)}, from {rfc822_date(timeout.first_failed)} "
-            f"to {rfc822_date(self.now)}, and the retry rules allow no more."
+            f"Delivery was tried for {_duration(tried)}: from {rfc822_date(timeout.first_failed)}\n"
+            f"to {rfc822_date(self.now)}."
         )
         failure = RetryTimeoutError(f"{error.message}: retry timeout exceeded", detail=detail)
         failure.host, failure.reply = getattr(error, "host", None), getattr(error, "reply", None)
