@@ -65,10 +65,11 @@ def runtime(mta_env: MtaEnv, server: FakeSmtpServer) -> Runtime:
 
 
 def queue(env: MtaEnv, recipient: str, sender: str = "alice@example.org") -> str:
+    before = set(env.message_ids())
     result = env.run("-odq", "-f", sender, recipient, input="Subject: hi\n\nbody\n")
     assert result.returncode == 0, result.stderr
-    return env.message_ids()[-1] if len(env.message_ids()) == 1 else sorted(
-        env.message_ids(), key=lambda i: env.header_file(i))[-1]
+    [new] = set(env.message_ids()) - before
+    return new
 
 
 def last_line(env: MtaEnv, message_id: str) -> str:
@@ -132,3 +133,28 @@ def test_a_local_deferral_waits_for_its_retry_time_in_a_queue_run(mta_env: MtaEn
     )
     Delivery(runtime, message_id, now=now + 16 * M, queue_run=True).run()
     assert last_line(mta_env, message_id) == deferral
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_hints_damaged_under_a_running_process(
+    mta_env: MtaEnv, runtime: Runtime, server: FakeSmtpServer, damage: str
+) -> None:
+    """One process (a queue runner, a daemon worker) keeps the retry file open across messages;
+    the file is truncated or deleted under it.  Delivery goes on: the hints are rebuilt."""
+    first, second = queue(mta_env, "bob@example.org"), queue(mta_env, "bob@example.org")
+    now = time.time()
+    Delivery(runtime, first, now=now).run()
+    assert len(server.connections) == 1
+    path = mta_env.spool / "db" / "retry"
+    if damage == "truncate":
+        with open(path, "r+b") as f:
+            f.truncate(0)
+    else:
+        path.unlink()
+    Delivery(runtime, second, now=now + 60, queue_run=True).run()
+    assert len(server.connections) == 2  # nothing remembered: tried again
+    assert list(retry_records(mta_env.spool)) == ["R:bob@example.org:<alice@example.org>"]
+    Delivery(runtime, first, now=now + 120, queue_run=True).run()
+    assert len(server.connections) == 2
+    if damage == "truncate":
+        assert "recreated" in (mta_env.spool / "log" / "paniclog").read_text()
