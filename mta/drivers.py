@@ -32,6 +32,7 @@ class Kind(enum.Enum):
     INT = "integer"
     OCTAL = "octal integer"
     TIME = "time"
+    TIMELIST = "time list"  # Exim's timelist: times separated by colons, in increasing order
     SIZE = "size"
     STRING = "string"
     LIST = "string list"

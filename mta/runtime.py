@@ -94,6 +94,13 @@ class Runtime:
         )
 
     @cached_property
+    def retry_rules(self) -> list[Any]:
+        """The rules of ``begin retry`` (mta.hints.retry.RetryRule), parsed once per process."""
+        from mta.hints.retry import parse_retry_rules
+
+        return parse_retry_rules(self.config.retry_rules)
+
+    @cached_property
     def spool(self) -> Any:
         from mta.spool.store import Spool
 
@@ -131,6 +138,20 @@ def _check_retry_rules(config: Config) -> None:
     from mta.hints.retry import parse_retry_rules
 
     parse_retry_rules(config.retry_rules)
+    _check_delay_warning_condition(config)
+
+
+def _check_delay_warning_condition(config: Config) -> None:
+    """delay_warning_condition must at least parse: a typo found at start-up, not at the first warning."""
+    from mta.errors import ExpansionError
+    from mta.expand.expander import check
+
+    text = config.main.delay_warning_condition
+    if text:
+        try:
+            check(text)
+        except ExpansionError as exc:
+            raise ConfigError(f"delay_warning_condition: {exc.message}", config.path) from None
 
 
 def check_config(config: Config) -> list[str]:

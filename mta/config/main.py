@@ -158,20 +158,41 @@ class MainOptions(SmtpServerOptions):
     deliver_drop_privilege: bool = option(
         False, Kind.BOOL, "Drop to mta_user for everything but local deliveries that need another user." + _QUEUE_RUNNER
     )
-    delay_warning: int = option(
-        24 * 3600,
-        Kind.TIME,
-        "Send a warning to the sender when a message has waited this long; 0 means never." + _QUEUE_RUNNER,
+    delay_warning: tuple[int, ...] = option(
+        (24 * 3600,),
+        Kind.TIMELIST,
+        "When to warn the sender that a message is still undelivered (RFC 3464 \"delayed\" report): times on the"
+        " queue, separated by colons, e.g. `4h:8h:24h`; the gap between the last two (or the only time) then"
+        " repeats.  0 means never (docs/retry.md).",
+    )
+    delay_warning_condition: str = option(
+        "${if or {{!eq{$h_list-id:$h_list-post:$h_list-subscribe:}{}}"
+        " {match{$h_precedence:}{(?i)bulk|list|junk}}"
+        " {match{$h_auto-submitted:}{(?i)auto-generated|auto-replied}}} {no}{yes}}",
+        Kind.STRING,
+        "Expanded when a delay warning is due; empty, `0`, `no` or `false` (or a forced failure) means no"
+        " warning.  The default leaves out mailing-list, bulk and automatic messages, as Exim's does.",
+        expand=True,
     )
     ignore_bounce_errors_after: int = option(
         10 * 7 * 86400,
         Kind.TIME,
-        "Discard a frozen bounce after this long (it is tried once more, then dropped)." + _QUEUE_RUNNER,
+        "A bounce (sender <>) older than this whose delivery fails is discarded instead of frozen; a frozen one"
+        " that old is thawed (`Unfrozen by errmsg timer`), tried once more, and discarded if it fails again.",
     )
     timeout_frozen_after: int = option(
-        0, Kind.TIME, "Remove (bouncing if possible) messages frozen this long; 0 never." + _QUEUE_RUNNER
+        0,
+        Kind.TIME,
+        "A frozen message older than this (counted from its arrival) is cancelled when a delivery attempt"
+        " next looks at it (`cancelled by timeout_frozen_after`): its recipients are bounced, or for a bounce"
+        " simply dropped.  0 means never.",
     )
-    auto_thaw: int = option(0, Kind.TIME, "Thaw frozen messages after this long; 0 means never." + _QUEUE_RUNNER)
+    auto_thaw: int = option(
+        0,
+        Kind.TIME,
+        "Thaw a frozen message (not a bounce) this long after it was frozen, when a delivery attempt next"
+        " looks at it (`Unfrozen by auto-thaw`).  0 means never.",
+    )
     freeze_tell: str = option("", Kind.LIST, "Addresses told when a bounce is frozen." + _QUEUE_RUNNER)
     bounce_return_message: bool = option(True, Kind.BOOL, "Include the original message (or its headers) in bounces.")
     bounce_return_body: bool = option(True, Kind.BOOL, "Include the body of the original message in bounces.")
@@ -186,9 +207,18 @@ class MainOptions(SmtpServerOptions):
     )
 
     # -- retry ----------------------------------------------------------
-    retry_data_expire: int = option(7 * 86400, Kind.TIME, "Retry records older than this are ignored." + _QUEUE_RUNNER)
+    retry_data_expire: int = option(
+        7 * 86400,
+        Kind.TIME,
+        "A retry record not updated for this long is ignored (the destination counts as never having failed).",
+        minimum=1,
+    )
     retry_interval_max: int = option(
-        24 * 3600, Kind.TIME, "Cap on any retry interval." + _QUEUE_RUNNER, maximum=24 * 3600, minimum=1
+        24 * 3600,
+        Kind.TIME,
+        "No retry interval computed from the retry rules is longer than this (at most 24h).",
+        maximum=24 * 3600,
+        minimum=1,
     )
 
     # -- access control lists -------------------------------------------

@@ -7,6 +7,7 @@ The same walk over an options dataclass serves the parser (`build_options`),
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 from mta import record
@@ -19,6 +20,7 @@ from mta.values import (
     parse_octal,
     parse_size,
     parse_time,
+    split_list,
 )
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -61,9 +63,21 @@ def convert_value(name: str, spec: OptionSpec, text: str) -> Any:
         if spec.maximum is not None and value > spec.maximum:
             raise ValueError(f"{text.strip()} is too large (the maximum is {format_value(spec, spec.maximum)})")
         return value
+    if kind is Kind.TIMELIST:
+        return parse_timelist(text)
     if spec.choices is not None and not spec.expand and text not in spec.choices:
         raise ValueError(f'"{text}" is not one of: {", ".join(spec.choices)}')
     return text
+
+
+def parse_timelist(text: str) -> tuple[int, ...]:
+    """``4h:8h:24h`` as a tuple of seconds; ``0`` (or any zero item) means none at all: ()."""
+    values = tuple(parse_time(item) for item in split_list(text))
+    if not values or 0 in values:
+        return ()
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        raise ValueError(f'"{text.strip()}": the times must increase')
+    return values
 
 
 def _lookup_spec(specs: dict[str, OptionSpec], raw_name: str) -> tuple[str, OptionSpec, bool | None]:
@@ -134,6 +148,8 @@ def format_value(spec: OptionSpec, value: Any) -> str:
     kind = spec.kind
     if kind is Kind.TIME:
         return format_time(value)
+    if kind is Kind.TIMELIST:
+        return ":".join(format_time(v) for v in value) if value else "0s"
     if kind is Kind.SIZE:
         return format_size(value)
     if kind is Kind.OCTAL:

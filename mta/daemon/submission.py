@@ -291,16 +291,17 @@ def remove_through_daemon(config: Config, ids: list[str]) -> list[tuple[int, str
     """Ask the daemon to remove the caller's own messages: (status, line) for each, in order.
     Raises MtaError when there is no daemon to ask (removal, unlike submission, cannot wait)."""
     request = (json.dumps({"action": "remove", "ids": ids, "version": 1}) + "\n").encode()
+    path = socket_path(config)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.connect(socket_path(config))
+            conn.connect(path)
             conn.sendall(request)
             conn.shutdown(socket.SHUT_WR)
             reply = conn.makefile("rb").readline(REQUEST_LINE_MAX)
     except OSError as exc:
         raise MtaError(
-            f"cannot remove messages: the spool can be changed only by the mail daemon, which is not "
-            f"running ({exc.strerror or exc}); ask an administrator"
+            f"cannot remove messages: only the mail daemon can change the spool, and it cannot be "
+            f"reached at {path} ({exc.strerror or exc}): it is not running? ask an administrator"
         ) from None
     try:
         answer = json.loads(reply)

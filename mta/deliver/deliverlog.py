@@ -61,7 +61,9 @@ def failure_line(item: AddressItem, error: DeliveryError, as_local: bool) -> str
 
 
 def deferral_line(item: AddressItem, error: DeliveryError, as_local: bool) -> str:
-    route = " ".join(_route_fields(item))
+    # An address deferred before any router saw it (its routing retry time had not come) says
+    # "routing" where the router would be named, as Exim's "routing defer (-52)".
+    route = " ".join(_route_fields(item)) or getattr(error, "log_kind", None) or ""
     name = escape(item.log_name(as_local))
     return f"{DEFERRAL} {name}{' ' + route if route else ''} defer ({error.errno}): {escape(error.message)}"
 

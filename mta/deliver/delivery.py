@@ -32,16 +32,19 @@ import time
 import traceback
 
 from mta import record
+from mta.deliver.aging import Frozen, frozen_action, ignore_bounce_errors, send_due_warning
 from mta.deliver.deliverlog import (
     deferral_line,
     delivery_line,
     failure_line,
     msglog_success,
 )
+from mta.deliver.failures import failed_addresses, top_recipient, with_duplicates
 from mta.deliver.grouping import group_remote
 from mta.deliver.message import header_lookup, outgoing_message, spool_headers
+from mta.deliver.retrying import DeliveryRetry, RetryTimeoutError
 from mta.errors import DeferError, DeliveryError, FailError, LockedError, SpoolError, SpoolFormatError
-from mta.log import log_timestamp
+from mta.log import escape, log_timestamp
 from mta.route.context import RoutingContext
 from mta.route.engine import RoutingEngine
 from mta.route.item import AddressItem
@@ -93,7 +96,15 @@ class Delivery:
         dont_deliver: bool = False,
         now: float | None = None,
         loop_runner: asyncio.Runner | None = None,
+        ignore_retry: bool | None = None,
+        queue_run: bool = False,
+        run_started: float | None = None,
     ) -> None:
+        """`forced` thaws a frozen message (-M, -qff).  `ignore_retry` tries every destination
+        whatever its retry time says (-M, -qf; default: as `forced`); `queue_run` makes routing
+        and local deliveries wait for their retry times too, as a queue run's do; `run_started`
+        (a -qf run's start) keeps a host that failed during the run from being tried again by
+        it.  `now` fixes the time the attempt runs at (tests)."""
         self.runtime = runtime
         # A queue run passes one asyncio.Runner for all its messages, so that
         # SMTP connections are reused from message to message (connection_max_messages);
@@ -107,12 +118,17 @@ class Delivery:
         self.lock = lock
         self.dont_deliver = dont_deliver
         self.now = time.time() if now is None else now
+        self.ignore_retry = forced if ignore_retry is None else ignore_retry
+        self.queue_run = queue_run
+        self.run_started = run_started
+        self.retry: DeliveryRetry | None = None
         self.report = DeliveryReport(message_id)
         self._record_lock = threading.Lock()
         self._delivered_keys: list[str] = []
         self._freeze_reason: str | None = None
         self._logged_host_errors: set[tuple[str, str | None, str]] = set()
         self._envelope: Envelope | None = None  # the -H being worked on, once read
+        self._ctx: RoutingContext | None = None
 
     # -- logging helpers ------------------------------------------------------
     def _log(self, text: str) -> None:
@@ -184,15 +200,28 @@ class Delivery:
             # A previous attempt crashed after these deliveries: never repeat them.
             envelope.non_recipients |= set(journal)
         if envelope.frozen is not None:
-            if not self.forced:
-                self.logger.main("Message is frozen", self.message_id)
+            decision = frozen_action(envelope, self.config.main, self.now, self.forced)
+            if decision.action is Frozen.SKIP:
+                self.logger.main(decision.log, self.message_id)
                 self.report.skipped = "frozen"
                 self.report.frozen = True
                 return
             envelope.frozen = None
-            envelope.manual_thaw = True
-            self._log("Unfrozen by forced delivery")
+            envelope.manual_thaw = decision.manual
+            self._log(decision.log)
+            if decision.action is Frozen.CANCEL:
+                self._cancel(envelope)
+                return
         self._attempt(envelope)
+
+    def _cancel(self, envelope: Envelope) -> None:
+        """timeout_frozen_after: every pending recipient fails (a bounce's are just dropped)."""
+        if envelope.sender_address:
+            for index, recipient in enumerate(envelope.recipients):
+                if recipient.address not in envelope.non_recipients:
+                    item = AddressItem(recipient.address, original_index=index, errors_to=recipient.errors_to or None)
+                    self._record_failure(item, FailError("delivery cancelled; message timed out"))
+        self._finish(envelope)
 
     def _freeze_for_spool_error(self, envelope: Envelope, error: SpoolFormatError) -> None:
         """A malformed -J or -D: which recipients were delivered, or what the message is, is
@@ -219,19 +248,28 @@ class Delivery:
             first_delivery=envelope.deliver_firsttime,
         )
         engine = RoutingEngine(self.runtime.directors, self.runtime.routers, self.config)
+        self._ctx = ctx
+        self.retry = retry = DeliveryRetry(
+            self.runtime, envelope, now=self.now, ignore_retry=self.ignore_retry, queue_run=self.queue_run,
+            run_started=self.run_started, update=not self.dont_deliver,
+            is_local_domain=lambda domain: engine.is_local_domain(domain, ctx),
+        )
         done_keys = set(envelope.non_recipients) | {a.lower() for a in envelope.non_recipients}
         pending = [
             AddressItem(r.address, original_index=index, errors_to=(r.errors_to or None))
             for index, r in enumerate(envelope.recipients)
             if r.address not in envelope.non_recipients
         ]
-        outcome = engine.route(pending, ctx, done=done_keys)
+        outcome = engine.route(pending, ctx, done=done_keys, hold=retry.routing_skip if retry.queue_run else None)
+        for item in outcome.accepted:
+            retry.routed(item)
         for item, error in outcome.failed:
             if item.parent is not None and item.unique_key() in done_keys:
                 # Failed and bounced in an earlier attempt that left a sibling deferred: not again.
                 continue
             self._record_failure(item, error)
         for item, error in outcome.deferred:
+            retry.routing_deferred(item, error)
             self._record_deferral(item, error)
         for item in outcome.discarded:
             self._log(f"=> :blackhole: <{item.top.address}> R={next(iter(item.handled_by), '')}")
@@ -246,7 +284,11 @@ class Delivery:
         local = [i for i in outcome.accepted if self._as_local(i)]
         remote = [i for i in outcome.accepted if not self._as_local(i)]
         for item in local:
-            self._deliver_local(item, message, env)
+            held = retry.local_skip(item, self.runtime.transports[item.transport_name or ""])
+            if held is not None:
+                self._record_deferral(item, held)
+            else:
+                self._deliver_local(item, message, env)
         if remote:
             from mta.privilege import EffectiveUser
 
@@ -268,7 +310,8 @@ class Delivery:
             primary_hostname=self.config.primary_hostname,
             qualify_domain=self.config.qualify_domain,
             now=self.now,
-            extra={"runtime": self.runtime},
+            # The smtp transport asks the retry data before it contacts a host (mta.transports.smtp_retry).
+            extra={"runtime": self.runtime, "retry": self.retry.state if self.retry is not None else None},
         )
 
     # -- local ------------------------------------------------------------------
@@ -300,10 +343,17 @@ class Delivery:
             )
         except FailError as error:
             self._record_failure(item, error)
+            self._retry_local(item, transport, error)
         except DeferError as error:
             self._record_deferral(item, error)
+            self._retry_local(item, transport, error)
         else:
             self._record_success(item, None)
+            self._retry_local(item, transport, None)
+
+    def _retry_local(self, item: AddressItem, transport: Any, error: DeliveryError | None) -> None:
+        if self.retry is not None:
+            self.retry.local_done(item, transport, error)
 
     @functools.cached_property
     def _never_users(self) -> set[int]:
@@ -404,9 +454,9 @@ class Delivery:
         so an upper-case local part shows as delivered at once.  An item an `unseen` router
         split does not complete its recipient: the other copy may still be pending."""
         names = [item.unique or item.unique_key()]
-        for copy in _with_duplicates(item):
+        for copy in with_duplicates(item):
             if copy.parent is None and not copy.split and not (copy.is_pipe or copy.is_file):
-                recipient = _top_recipient(self._envelope, copy) if self._envelope is not None else None
+                recipient = top_recipient(self._envelope, copy) if self._envelope is not None else None
                 if recipient is not None and recipient.address not in names:
                     names.append(recipient.address)
         return names
@@ -437,37 +487,39 @@ class Delivery:
 
     # -- the end of the attempt ----------------------------------------------------
     def _finish(self, envelope: Envelope) -> None:
-        # A duplicate shares the fate of the copy it was folded into: its recipient is not done
-        # while that copy is deferred (or frozen), however it was reached.
-        deferred_tops = {i.top.original_index for item, _ in self.report.deferred for i in _with_duplicates(item)}
-        failed_tops = {i.top.original_index for item, _ in self.report.failed for i in _with_duplicates(item)}
-        bounce_failures = self.report.failed
-        keep_failed = False
-        if bounce_failures:
+        self._apply_retry()
+        frozen_failures: list[tuple[AddressItem, FailError]] = []
+        if self.report.failed:
             if envelope.sender_address == "":
-                # A bounce never bounces: freeze it for the administrator (Exim's rule).
-                envelope.frozen = int(self.now)
-                keep_failed = True
-                self.report.frozen = True
-                self._log("Frozen (delivery error message)")
+                # A bounce never bounces: freeze it for the administrator (Exim's rule), unless its
+                # failures are to be ignored (retry timeout, ignore_bounce_errors_after).
+                frozen_failures = self._kept_bounce_failures(envelope)
+                if frozen_failures:
+                    envelope.frozen = int(self.now)
+                    self.report.frozen = True
+                    self._log("Frozen (delivery error message)")
             else:
                 self._send_bounces(envelope)
+        # A duplicate shares the fate of the copy it was folded into: its recipient is not done
+        # while that copy is deferred (or frozen), however it was reached.
+        deferred_tops = {i.top.original_index for item, _ in self.report.deferred for i in with_duplicates(item)}
+        failed_tops = {i.top.original_index for item, _ in frozen_failures for i in with_duplicates(item)}
         if self._freeze_reason is not None and envelope.frozen is None:
             envelope.frozen = int(self.now)
             self.report.frozen = True
             self._log(f"Frozen: {self._freeze_reason}")
         for key in self._delivered_keys:
             envelope.non_recipients.add(key)
-        if not keep_failed:
+        kept = {id(item) for item, _ in frozen_failures}
+        for item, _ in self.report.failed:
             # Bounced (or ignored) for good, like a delivery (Exim's child_done): a generated address
             # must not fail and bounce again when its top-level recipient stays for a deferred sibling.
-            for item, _ in self.report.failed:
-                if item.parent is not None:
-                    envelope.non_recipients.add(item.unique_key())
+            if item.parent is not None and id(item) not in kept:
+                envelope.non_recipients.add(item.unique_key())
         for index, recipient in enumerate(envelope.recipients):
             if recipient.address in envelope.non_recipients:
                 continue
-            if index in deferred_tops or (keep_failed and index in failed_tops):
+            if index in deferred_tops or index in failed_tops:
                 continue
             # Everything that descended from this recipient is delivered or bounced.
             envelope.non_recipients.add(recipient.address)
@@ -477,36 +529,53 @@ class Delivery:
             self.spool.remove_message(self.message_id, preserve_msglog=self.config.main.preserve_message_logs)
             self.report.completed = True
             return
+        self._delay_warning(envelope)
         envelope.deliver_firsttime = False
         self.spool.rewrite_envelope(envelope)
         self.spool.remove_journal(self.message_id)
 
-    def _send_bounces(self, envelope: Envelope) -> None:
-        from mta.deliver.bounce import FailedAddress, send_bounces
+    def _apply_retry(self) -> None:
+        """Update the retry hints; a deferred address whose retry rules have run out fails now."""
+        if self.retry is None:
+            return
+        failed = [item for item, _ in self.report.failed]
+        timed_out = self.retry.finish(self.report.delivered, failed, self.report.deferred)
+        for item, failure in timed_out:
+            self.report.deferred = [(i, e) for i, e in self.report.deferred if i is not item]
+            self.report.failed.append((item, failure))
+            self._log(f"** {escape(item.log_name(False))}: retry timeout exceeded")
 
-        failures = []
+    def _kept_bounce_failures(self, envelope: Envelope) -> list[tuple[AddressItem, FailError]]:
+        """The failures of a bounce that freeze it; the others (timed out, or the bounce is older
+        than ignore_bounce_errors_after) are discarded, as Exim discards them."""
+        ignore_all = ignore_bounce_errors(envelope, self.config.main, self.now)
+        kept = []
         for item, error in self.report.failed:
-            if item.errors_to == "":
-                # errors_to = <>: failures of this address are not reported.
-                self._log(f"{item.log_name(self._as_local(item))}: error ignored")
-                continue
-            # Every recipient that led to the failed address is reported, duplicates included,
-            # unless its sender asked for no failure report (RFC 3461 NOTIFY without FAILURE).
-            for copy in _with_duplicates(item):
-                recipient = _top_recipient(envelope, copy)
-                if recipient is not None and not recipient.wants_failure_report():
-                    self._log(f"{copy.top.address}: no failure report (DSN NOTIFY did not ask for one)")
-                    continue
-                failures.append(FailedAddress(
-                    address=copy.top.address,
-                    final_address=item.pipe_command or item.file_path or item.address,
-                    message=error.message + (f"\n{error.detail.rstrip()}" if error.detail else ""),
-                    status=error.esc if error.esc.startswith("5") else "5.0.0",
-                    remote_mta=_remote_host_name(error),
-                    diagnostic_code=_remote_reply(error),
-                    errors_to=item.errors_to,
-                    original_recipient=recipient.orcpt if recipient is not None and recipient.orcpt else None,
-                ))
+            if ignore_all or isinstance(error, RetryTimeoutError) or item.errors_to == "":
+                self._log(f"{escape(item.log_name(False))}: error ignored")
+            else:
+                kept.append((item, error))
+        return kept
+
+    def _delay_warning(self, envelope: Envelope) -> None:
+        """Warn the sender once per delay_warning interval while addresses stay deferred."""
+        deferred = self.report.deferred
+        if not deferred or self.dont_deliver or self._ctx is None:
+            return
+        ctx = self._ctx
+        domains = {item.address.rpartition("@")[2].lower() for item, _ in deferred}
+        extra = {"domain": domains.pop()} if len(domains) == 1 else None
+        warning_id = send_due_warning(
+            self.runtime, envelope, deferred, lambda text: ctx.expand(text, None, extra), self.now,
+            arrival=max(self.now, time.time()),
+        )
+        if warning_id is not None:
+            self.report.bounce_ids.append(warning_id)
+
+    def _send_bounces(self, envelope: Envelope) -> None:
+        from mta.deliver.bounce import send_bounces
+
+        failures = failed_addresses(envelope, self.report.failed, self._log, self._as_local)
         if not failures:
             return
         # The bounce arrives now, not when this attempt started: a pipe that ran for an hour
@@ -514,30 +583,10 @@ class Delivery:
         self.report.bounce_ids.extend(send_bounces(self.runtime, envelope, failures, now=time.time()))
 
 
-def _top_recipient(envelope: Envelope, item: AddressItem) -> Any:
-    index = item.top.original_index
-    return envelope.recipients[index] if 0 <= index < len(envelope.recipients) else None
-
-
 def _nothing():  # type: ignore[no-untyped-def]
     import contextlib
 
     return contextlib.nullcontext()
-
-
-def _with_duplicates(item: AddressItem) -> list[AddressItem]:
-    """`item` and the duplicates the routing engine folded into it (delivered with it, once)."""
-    return [item, *item.extra.get("duplicates", [])]
-
-
-def _remote_host_name(error: DeliveryError) -> str | None:
-    host = getattr(error, "host", None)
-    return host.name if host is not None else None
-
-
-def _remote_reply(error: DeliveryError) -> str | None:
-    reply = getattr(error, "reply", None)
-    return str(reply) if reply is not None else None
 
 
 def deliver_message(runtime: Runtime, message_id: str, **kwargs: Any) -> DeliveryReport:

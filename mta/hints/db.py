@@ -7,6 +7,8 @@ Public API::
     db.put(key, value)
     db.delete(key) -> bool
     db.update(key, change) -> result      # read, change, write: one write transaction
+    db.get_many(keys) -> {key: value}     # one read transaction; absent keys left out
+    db.update_many(keys, change) -> result   # several keys read, changed, written at once
     db.items(prefix=b"") -> list[(key, value)]
     db.get_record(key, decode) -> record | None   # invalid records are dropped
     db.close()
@@ -203,6 +205,50 @@ class HintsDb:
 
         return self._run(transact)
 
+    def get_many(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        """The values of those `keys` that exist, read in one transaction (one consistent view)."""
+        checked = [_checked(key) for key in keys]
+
+        def read(env: lmdb.Environment) -> dict[bytes, bytes]:
+            found: dict[bytes, bytes] = {}
+            with env.begin() as txn:
+                for key in checked:
+                    value = txn.get(key)
+                    if value is not None:
+                        found[key] = bytes(value)
+            return found
+
+        return self._run(read)
+
+    def update_many(
+        self, keys: list[bytes], change: Callable[[dict[bytes, bytes]], tuple[dict[bytes, bytes | None], _R]]
+    ) -> _R:
+        """`update` for several keys: ``change(old)`` sees the existing values of `keys` and
+        returns ``(writes, result)``, where `writes` maps a key to its new value, or to None
+        to delete it; keys it leaves out stay as they are.  One write transaction, so a
+        record that depends on the one before it (a retry record's first failure) is never
+        lost to another process's update.  As with `update`, `change` may be called again
+        and must not have side effects of its own.
+        """
+        checked = [_checked(key) for key in keys]
+
+        def transact(env: lmdb.Environment) -> _R:
+            with env.begin(write=True) as txn:
+                old: dict[bytes, bytes] = {}
+                for key in checked:
+                    value = txn.get(key)
+                    if value is not None:
+                        old[key] = bytes(value)
+                writes, result = change(old)
+                for key, value in writes.items():
+                    if value is None:
+                        txn.delete(_checked(key))
+                    else:
+                        txn.put(_checked(key), value)
+                return result
+
+        return self._run(transact)
+
     def items(self, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
         """Every (key, value) whose key starts with `prefix`, in key order (a snapshot)."""
 
@@ -340,8 +386,38 @@ class HintsDb:
             st = os.stat(self.path)
             self._handle.inode = (st.st_dev, st.st_ino)
             self._handle.pid = os.getpid()
+            self._give_to_directory_owner(st)
             return env
         raise HintsError(f"cannot open hints database {self.path}")  # pragma: no cover - loop returns or raises
+
+    def _give_to_directory_owner(self, st: os.stat_result) -> None:
+        """As root, make the files the db/ directory's owner's (mta_user's, where the daemon runs).
+
+        The daemon's delivery workers are root, but talk to remote hosts as
+        mta_user, and the smtp transport reads the retry database then: a
+        root-only file would be unreadable to it.  The files are changed
+        through a descriptor opened without following links, so a link put
+        in their place cannot make root give away another file.
+        """
+        if os.geteuid() != 0:
+            return
+        try:
+            owner = os.stat(self.directory)
+        except OSError:
+            return
+        if (st.st_uid, st.st_gid) == (owner.st_uid, owner.st_gid):
+            return
+        for path in (self.path, self.path + "-lock"):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+            except OSError:
+                pass  # a file we cannot give away stays root's; readers as root still work
+            finally:
+                os.close(fd)
 
     def _recreate(self, why: str) -> None:
         self._drop()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mta import record
 from mta.config.lists import match_address, match_domain, match_local_part
@@ -54,8 +54,19 @@ class RoutingEngine:
         self.config = config
 
     # -- public -------------------------------------------------------------
-    def route(self, items: Sequence[AddressItem], ctx: RoutingContext, done: set[str] | None = None) -> RoutingOutcome:
-        """Route `items` to the end; `done` holds unique keys already delivered (skipped)."""
+    def route(
+        self,
+        items: Sequence[AddressItem],
+        ctx: RoutingContext,
+        done: set[str] | None = None,
+        hold: Callable[[AddressItem], DeferError | None] | None = None,
+    ) -> RoutingOutcome:
+        """Route `items` to the end; `done` holds unique keys already delivered (skipped).
+
+        `hold`, if given, is asked about each address (new ones from aliases
+        too) before any driver sees it; an error it returns defers the address
+        unrouted (a queue run's routing retry time not reached).
+        """
         outcome = RoutingOutcome()
         queue: deque[tuple[AddressItem, int]] = deque((item, 0) for item in items)
         seen_final: dict[str, AddressItem] = {}
@@ -73,6 +84,11 @@ class RoutingEngine:
                     continue
                 if item.unique_key() not in done:
                     outcome.accepted.append(item)
+                continue
+            held = hold(item) if hold is not None else None
+            if held is not None:
+                item.message = held.message
+                outcome.deferred.append((item, held))
                 continue
             try:
                 result = self._route_one(item, ctx, start)

@@ -216,6 +216,25 @@ class SmtpOptions(TransportOptions):
     multi_domain: bool = option(
         True, Kind.BOOL, "Send recipients of different domains in one transaction (false: one domain each)."
     )
+    delay_after_cutoff: bool = option(
+        True,
+        Kind.BOOL,
+        "When every host of a domain is past its final retry cutoff: true, bounce new messages without"
+        " trying until a host's next retry time comes; false, try the hosts not tried since the message"
+        " arrived, then bounce (docs/retry.md).",
+    )
+    retry_include_ip_address: bool = option(
+        True,
+        Kind.BOOL,
+        "Key host retry data by host name and IP address (`T:name:ip`); false: by name only, so all the"
+        " addresses of a host share one retry time.",
+    )
+    address_retry_include_sender: bool = option(
+        True,
+        Kind.BOOL,
+        "After a 4xx reply to RCPT, key the address's retry data by address and sender (`R:addr:<sender>`),"
+        " so that a refusal for one sender does not hold back mail from others.",
+    )
 
 
 # ---------------------------------------------------------------------------

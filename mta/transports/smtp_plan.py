@@ -20,6 +20,7 @@ import socket
 from mta import record
 from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError, FailError
 from mta.transports.smtp import SmtpDeferError, SmtpFailError, remote_error
+from mta.transports.smtp_retry import SmtpRetry
 from mta.transports.smtp_session import Conversation, HostFailed, Retry, Spoiled
 from mta.transports.smtp_wire import Close, Park, Resolve, Session, SmtpIoError
 from mta.transports.write import header_edits, transport_return_path
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Generator
 
     from mta.auth._common import Authenticator
+    from mta.hints.retry_state import HostCheck
     from mta.route.dns import Host
     from mta.route.item import AddressItem
     from mta.transports.base import DeliveryEnv, Outcome, OutgoingMessage
@@ -90,7 +92,11 @@ class SmtpJob:
         self._lists: dict[tuple[str, str | None], bool] = {}
         self._local: set[str] | None = None
         self.talk = Conversation(self)
+        self._check: HostCheck | None = None  # the retry check of the host being tried
         self._permanent_lookup_failures = 0
+        # Retry data, when the delivery keeps it (never with mua_wrapper, which neither reads nor writes it).
+        state = None if wrapper else env.extra.get("retry")
+        self.retry = SmtpRetry(self, state) if state is not None and items else None
         if not items:
             return
         try:
@@ -215,23 +221,51 @@ class SmtpJob:
     # -- the plan -------------------------------------------------------------
 
     def plan(self) -> Plan:
-        """Try the hosts, then the fallback hosts, until every item has an outcome."""
+        """Try the hosts, then the fallback hosts, until every item has an outcome.
+
+        A host address whose retry time has not come is skipped (SmtpRetry);
+        hosts_max_try counts the addresses tried that are not past their
+        final cutoff.
+        """
+        limit = self.options.hosts_max_try
         for hosts in (self.hosts, self.fallback) if self.pending else ():
             tried = 0
             for host in hosts:
-                if not self.pending or tried >= self.options.hosts_max_try:
+                if not self.pending:
+                    break
+                if tried >= limit:
+                    self._cut_short()
                     break
                 for row in (yield from self._addresses(host)):
-                    if not self.pending or tried >= self.options.hosts_max_try:
+                    if not self.pending:
+                        break
+                    if tried >= limit:
+                        self._cut_short()
                         break
                     if self._is_local(row.address or ""):
                         self.host_errors.append(
                             remote_error(SmtpDeferError, "remote host address is the local host", row)
                         )
                         continue
-                    tried += 1
-                    yield from self._try_host(row)
+                    check = None
+                    if self.retry is not None:
+                        check = yield from self.retry.check(row)
+                        if not check.usable:
+                            continue
+                    if check is None or not check.expired:
+                        tried += 1
+                    yield from self._try_host(row, check)
+        if self.retry is not None and self.pending:
+            for row, check in self.retry.second_pass():
+                if not self.pending:
+                    break
+                yield from self._try_host(row, check)
         self._finish()
+
+    def _cut_short(self) -> None:
+        # Hosts left untried because of hosts_max_try count as skipped: the address cannot time out now.
+        if self.retry is not None and self.pending:
+            self.retry.some_skipped = True
 
     def _addresses(self, host: Host) -> Generator[Any, Any, list[Host]]:
         port = host.port or self.port
@@ -245,12 +279,13 @@ class SmtpJob:
             return []
         return [record.replace(host, address=a, port=port) for a in dict.fromkeys(addresses)]
 
-    def _try_host(self, host: Host) -> Plan:
+    def _try_host(self, host: Host, check: HostCheck | None = None) -> Plan:
         try:
             policy = self.talk.tls_policy(host)
         except DeliveryError as error:
             self.host_errors.append(remote_error(SmtpDeferError, error.message, host))
             return
+        self._check = check
         retries = 0
         while self.pending:
             try:
@@ -262,10 +297,17 @@ class SmtpJob:
                 policy = retry.policy
                 continue
             except HostFailed as failed:
-                self.host_errors.append(failed.error)
+                self._host_failed(host, failed.error)
                 return
+            if self.retry is not None and check is not None:
+                self.retry.connected(host, check)
             if not (yield from self._deliver_on(session)):
                 return
+
+    def _host_failed(self, host: Host, error: SmtpDeferError | SmtpFailError) -> None:
+        self.host_errors.append(error)
+        if self.retry is not None and self._check is not None:
+            self.retry.failed(host, self._check, error)
 
     def _deliver_on(self, session: Session) -> Generator[Any, Any, bool]:
         """Run transactions on this connection; False when the host failed (go to the next one)."""
@@ -278,13 +320,13 @@ class SmtpJob:
             try:
                 yield from self.talk.transaction(session, batch)
             except Spoiled as spoiled:
-                self.host_errors.append(spoiled.error)
+                self._host_failed(session.host, spoiled.error)
                 yield Close()
                 return False
             except HostFailed as failed:
                 # Nothing of this batch was taken as a message: another host may take it.
                 self.pending[:0] = [item for item in batch if item not in self.outcomes]
-                self.host_errors.append(failed.error)
+                self._host_failed(session.host, failed.error)
                 yield Close()
                 return False
             except DeliveryError as error:  # an option (authenticated_sender ...) failed to expand
@@ -317,8 +359,16 @@ class SmtpJob:
 
     def _finish(self) -> None:
         if self.pending:
-            self.settle(self.pending, self._all_hosts_error())
+            untried = None if self.host_errors or self.retry is None else self.retry.untried_error(self.pending[0])
+            if untried is not None:
+                # Every host was skipped for its retry time: each address says so for its own domain.
+                for item in self.pending:
+                    self.outcomes[item] = self.retry.untried_error(item) or untried  # type: ignore[union-attr]
+            else:
+                self.settle(self.pending, self._all_hosts_error())
             self.pending = []
+        if self.retry is not None:
+            self.retry.record(self.outcomes)
         if self.wrapper:
             self._fail_whole_message()
 

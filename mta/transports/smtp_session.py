@@ -179,7 +179,8 @@ class Conversation:
         if exc.kind in ("tls", "verify"):
             if exc.kind == "verify" and policy.verify == "try":
                 return Retry(policy.without("verify"))
-            return HostFailed(remote_error(SmtpDeferError, f"TLS negotiation failed: {exc.text}", host))
+            return HostFailed(remote_error(SmtpDeferError, f"TLS negotiation failed: {exc.text}", host,
+                                           retry_error="tls_required"))
         via = "_MX" if host.mx is not None and host.mx >= 0 else "_A"
         if exc.kind == "refused":
             error = remote_error(SmtpDeferError, exc.text, host, retry_error="refused" + via, errno=exc.errno)
@@ -268,7 +269,8 @@ class Conversation:
     def _tls_error(self, why: str, host: Host, policy: TlsPolicy) -> SmtpDeferError | SmtpFailError:
         if policy.required:
             return remote_error(SmtpDeferError, f"TLS session required, but {why}", host, retry_error="tls_required")
-        return remote_error(SmtpDeferError, f"TLS negotiation failed: {why}", host)
+        # Exim's tls_required retry rules cover a failed negotiation too.
+        return remote_error(SmtpDeferError, f"TLS negotiation failed: {why}", host, retry_error="tls_required")
 
     def _tls_failure(self, host: Host, policy: TlsPolicy, exc: SmtpIoError) -> Exception:
         if exc.kind == "verify" and policy.verify == "try":

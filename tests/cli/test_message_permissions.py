@@ -98,9 +98,11 @@ def test_sender_cannot_remove_a_broken_message(open_env: MtaEnv, nobody: Nobody)
 
 
 def test_a_spool_nobody_cannot_open(open_env: MtaEnv, nobody: Nobody) -> None:
-    """The normal spool (0750, root's): nobody's -Mrm fails on the files, clearly, and changes nothing."""
+    """The normal spool (0750, root's) and no daemon to ask: nobody's -Mrm says why it cannot be done, and
+    changes nothing.  (With a daemon: tests/daemon/test_user_submission.py.)"""
     message_id = submit(open_env, "a@example.org")
     result = nobody.run(open_env, "-Mrm", message_id)
     assert result.returncode == 1
-    assert result.stderr.startswith(f"mta: permission denied: message {message_id} cannot be opened by you")
+    assert result.stderr.startswith("mta: cannot remove messages: only the mail daemon can change the spool")
+    assert result.stderr.count("\n") == 1 and "ask an administrator" in result.stderr
     assert open_env.message_ids() == [message_id]

@@ -1,16 +1,16 @@
-"""Retry rules: ``begin retry`` parsed from a real configuration file, and the next try time
-computed from fixed times (the rules never read the clock).  Tables of cases, "got ... want"."""
+"""Retry rules: ``begin retry`` parsed from a real configuration file, and the error names
+they match.  Tables of cases, "got ... want".  (Schedules from fixed times:
+test_retry_rules.py.)"""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 
 from mta.config.loader import load_config
 from mta.errors import ConfigError
-from mta.hints.retry import RetryParams, RetryRule, error_matches, next_try_time, parse_params, parse_retry_rules
+from mta.hints.retry import RetryParams, RetryRule, error_matches, parse_params, parse_retry_rules
 from tests.support.mta import MtaEnv
 
 H, M, D = 3600, 60, 86400
@@ -113,41 +113,3 @@ MATCHES = [
 def test_error_matches(rule_error: str, error: str, want: bool) -> None:
     got = error_matches(rule_error, error)
     assert got is want, f"got {got} want {want}"
-
-
-RULE = RetryRule("*", "*", None, (RetryParams("F", 2 * H, 15 * M), RetryParams("G", 16 * H, H, 1.5),
-                                  RetryParams("F", 4 * D, 6 * H)))
-T0 = 1_800_000_000.0  # the first failure; every time below is relative to it
-
-NEXT_TRY = [
-    # (case, seconds since the first failure, previous interval, want: (seconds after now, expired))
-    ("first set: fixed interval", 10 * M, None, (15 * M, False)),
-    ("first set ignores the previous interval", 1 * H, 40 * M, (15 * M, False)),
-    ("second set starts at its interval", 2 * H, None, (1 * H, False)),
-    ("second set grows by the multiplier", 3 * H, 2 * H, (3 * H, False)),
-    ("growth never shrinks below the interval", 5 * H, 10 * M, (1 * H, False)),
-    ("third set after 16h", 20 * H, 9 * H, (6 * H, False)),
-    ("past the final cutoff: expired", 4 * D, 6 * H, (6 * H, True)),
-]
-
-
-@pytest.mark.parametrize(("age", "previous", "want"), [c[1:] for c in NEXT_TRY], ids=[c[0] for c in NEXT_TRY])
-def test_next_try_time(age: float, previous: float | None, want: tuple[float, bool]) -> None:
-    now = T0 + age
-    at, expired = next_try_time(RULE, T0, now, previous)
-    got = (at - now, expired)
-    assert got == want, f"got {got} want {want}"
-
-
-def test_h_algorithm_picks_a_random_time_between_interval_and_growth() -> None:
-    rule = RetryRule("*", "*", None, (RetryParams("H", D, 10 * M, 2.0),))
-    rng = random.Random(10)
-    waits = [next_try_time(rule, T0, T0 + H, 30 * M, rng)[0] - (T0 + H) for _ in range(200)]
-    assert all(10 * M <= w <= 60 * M for w in waits), (min(waits), max(waits))
-    assert max(waits) - min(waits) > 30 * M  # spread over the range, not one fixed value
-    assert next_try_time(rule, T0, T0 + H, None, rng)[0] == T0 + H + 10 * M  # no history: the interval
-
-
-def test_no_parameters_expire_at_once() -> None:
-    rule = RetryRule("*", "*", None, ())
-    assert next_try_time(rule, T0, T0 + 5, None) == (T0 + 5, True)
