@@ -50,8 +50,7 @@ def mode_daemon(inv: Invocation) -> int:
 def _selection(inv: Invocation):  # type: ignore[no-untyped-def]
     from mta.queue.runner import Selection
 
-    flags = inv.queue_flags if inv.mode == "q" else ""
-    selection = Selection(force="f" in flags, thaw=flags.count("f") >= 2, first_only="i" in flags)
+    selection = Selection.from_flags(inv.queue_flags if inv.mode == "q" else "")
     if inv.mode in ("R", "S"):
         text = inv.args[0] if inv.args else ""
         selection.regex = "r" in inv.mode_flags

@@ -86,6 +86,7 @@ class Master:
         self._grow_dispatch_buffers()
         self.identity = _service_identity(runtime)
         self.queue_interval = inv.queue_interval
+        self.queue_flags = inv.queue_flags  # -bd -qf30m: every periodic run is a -qf run
         self.loop: asyncio.AbstractEventLoop | None = None
         self.backoff: dict[str, float] = {}
         self.queue_runs: set[int] = set()
@@ -474,10 +475,11 @@ class Master:
             try:
                 self._reset_signals()
                 from mta.daemon.submission import take_offline_messages
-                from mta.queue.runner import daemon_queue_run
+                from mta.queue.runner import Selection, daemon_queue_run
 
                 if selection is None:
                     take_offline_messages(self.runtime)
+                    selection = Selection.from_flags(self.queue_flags)
                 daemon_queue_run(self.runtime, self.dispatch_send, selection)
                 code = 0
             except BaseException as exc:
@@ -562,7 +564,8 @@ class Master:
         self._start_children()
         for entry, sock in self.listeners:
             loop.add_reader(sock, self._on_accept, entry, sock)
-        queue_text = f"-q{_interval_text(self.queue_interval)}" if self.queue_interval else "no queue runs"
+        interval = _interval_text(self.queue_interval) if self.queue_interval else ""
+        queue_text = f"-q{self.queue_flags}{interval}" if self.queue_interval else "no queue runs"
         where = ", ".join(str(entry) for entry, _sock in self.listeners)
         listening = f"listening for SMTP on {where}" if self.listening else "not listening for SMTP"
         self.logger.main(f"mta {__version__} daemon started: pid={os.getpid()}, {queue_text}, {listening}")

@@ -47,6 +47,7 @@ def _stop(signum: int, frame: object) -> None:
 def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tuple[int, int] | None) -> int:
     """The body of a worker process (after fork); returns its exit status."""
     from mta.deliver.delivery import Delivery, close_connections
+    from mta.queue.runner import parse_dispatch_datagram
     from mta.queue.wait import deliver_with_followers
 
     signal.signal(signal.SIGTERM, _stop)
@@ -68,13 +69,14 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
                     data = dispatch.recv(256)
                 except (BlockingIOError, InterruptedError):
                     continue  # another worker took it
-                message_id = data.decode("ascii", "replace").strip()
+                message_id, options = parse_dispatch_datagram(data)
                 if not message_id:
                     continue
                 try:
                     # Then the messages waiting for the hosts it reached, down the same connections.
                     deliver_with_followers(
-                        runtime, message_id, lambda i: Delivery(runtime, i, loop_runner=runner).run()
+                        runtime, message_id,
+                        lambda i, options=options: Delivery(runtime, i, loop_runner=runner, **options).run(),
                     )
                 except MtaError as exc:
                     runtime.logger.panic(f"delivery worker: {exc}; message left on the spool", message_id)

@@ -241,7 +241,8 @@ class RetryState:
         if not self.ignore_retry:
             return self.now >= rec.next_try
         # Forced: every retry time counts as reached, except for a host this very run saw fail.
-        return self.run_started is None or rec.last_try < self.run_started
+        # Records keep whole seconds: a try in the second the run began counts as the run's own.
+        return self.run_started is None or rec.last_try < int(self.run_started)
 
     def _ultimate_timeout(self, subject: str, domain: str | None, rec: RetryRecord) -> bool:
         """Has the message been on the queue longer than the final cutoff of the record's rule?

@@ -3,7 +3,8 @@
 A run lists the spool in random order, as Exim does (so that one slow or
 broken message cannot always go first), and leaves out:
 
-- frozen messages, unless -qff (which thaws them for this attempt);
+- frozen messages, unless -qff (which thaws them for this attempt) or the
+  freezing options would act on them;
 - messages another process is delivering (their -D is locked);
 - with -qi, messages that have been tried before;
 - with -R/-S, messages without a pending recipient (or a sender) containing
@@ -16,8 +17,12 @@ for the whole run, so SMTP connections are reused from message to message),
 or by the daemon's long-lived workers.  After each delivery, the messages
 waiting for a host it reached follow it down the same connection
 (mta.queue.wait).  Retry times are the delivery's business (the retry hints
-say whether an address or a host may be tried yet); -qf makes the
-deliveries ignore them.
+say whether an address or a host may be tried yet); a queue run's attempts
+wait for all of them, -qf makes them ignore them (but not a host that
+failed since the run began).  A frozen message is handed over when its
+attempt would thaw or cancel it (auto_thaw, timeout_frozen_after,
+ignore_bounce_errors_after); the daemon's workers get the run's flags with
+each id (dispatch_datagram).
 
 Two runs at once never deliver one message twice: a delivery holds the
 message's -D lock, and a locked message is skipped.
@@ -32,8 +37,10 @@ import os
 import random
 import re
 import socket
+import time
 
 from mta import record
+from mta.deliver.aging import Frozen, frozen_action
 from mta.errors import MtaError, SpoolError
 from mta.spool.files import NoSuchMessage
 
@@ -42,6 +49,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from mta.config.main import MainOptions
     from mta.runtime import Runtime
     from mta.spool.envelope import Envelope
 
@@ -59,9 +67,17 @@ class Selection:
     start_id: str | None = None  # mta -q START [END]
     end_id: str | None = None
 
-    def matches(self, envelope: Envelope) -> bool:
+    @classmethod
+    def from_flags(cls, flags: str) -> Selection:
+        """The -q flags as given: -qf, -qff, -qi, -qfi (also those of -bd -qf30m)."""
+        return cls(force="f" in flags, thaw=flags.count("f") >= 2, first_only="i" in flags)
+
+    def matches(self, envelope: Envelope, now: float, main: MainOptions) -> bool:
         if envelope.frozen is not None and not self.thaw:
-            return False
+            # Frozen: handed over only when the attempt would do something with it (auto_thaw,
+            # timeout_frozen_after, ignore_bounce_errors_after act in the attempt, as Exim's).
+            if frozen_action(envelope, main, now, False).action is Frozen.SKIP:
+                return False
         if self.first_only and not envelope.deliver_firsttime:
             return False
         if self.recipient is not None:
@@ -103,6 +119,7 @@ def eligible_messages(runtime: Runtime, selection: Selection) -> list[str]:
         return []
     random.shuffle(ids)
     chosen = []
+    now, main = time.time(), runtime.config.main
     for message_id in ids:
         try:
             if spool.is_locked(message_id):
@@ -117,19 +134,43 @@ def eligible_messages(runtime: Runtime, selection: Selection) -> list[str]:
             if selection.recipient is None and selection.sender is None:
                 chosen.append(message_id)
             continue
-        if selection.matches(envelope):
+        if selection.matches(envelope, now, main):
             chosen.append(message_id)
     return chosen
 
 
-def delivery_options(selection: Selection) -> dict[str, Any]:
-    """Keyword arguments of Delivery for a run with these flags."""
-    options: dict[str, Any] = {"forced": selection.thaw}
-    from mta.deliver.delivery import Delivery
+def delivery_options(selection: Selection, run_started: float) -> dict[str, Any]:
+    """Keyword arguments of Delivery for a message of a run with these flags: a queue run's
+    attempt waits for every retry time (routing, addresses, local deliveries, hosts); -qf and
+    -qff ignore them, except that a host that failed since the run began is not tried again
+    by the same run (one connection per dead host, not one per message)."""
+    force = selection.force or selection.thaw
+    return {"forced": selection.thaw, "queue_run": True, "ignore_retry": force,
+            "run_started": run_started if force else None}
 
-    if "ignore_retry" in Delivery.__init__.__code__.co_varnames:
-        options["ignore_retry"] = selection.force or selection.thaw
-    return options
+
+def dispatch_datagram(message_id: str, selection: Selection, run_started: float) -> bytes:
+    """What the daemon's run sends a delivery worker: the id, then the run's flags and start."""
+    flags = "f" * (int(selection.force) + int(selection.thaw)) or "-"
+    return f"{message_id} q{flags} {run_started!r}".encode("ascii")
+
+
+def parse_dispatch_datagram(data: bytes) -> tuple[str, dict[str, Any]]:
+    """(message id, Delivery keyword arguments) from a dispatch datagram: a bare id is a new
+    arrival's immediate delivery (not a queue run); otherwise dispatch_datagram's form.  The
+    sender is the daemon itself (a socketpair), but a malformed datagram still only yields a
+    bare id, which delivery checks like any other."""
+    words = data.decode("ascii", "replace").split()
+    if not words:
+        return "", {}
+    if len(words) == 3 and words[1] in ("q-", "qf", "qff"):
+        try:
+            started = float(words[2])
+        except ValueError:
+            return words[0], {}
+        flags = words[1][1:].strip("-")
+        return words[0], delivery_options(Selection.from_flags(flags), started)
+    return words[0], {}
 
 
 def run_queue(runtime: Runtime, selection: Selection) -> int:
@@ -141,7 +182,7 @@ def run_queue(runtime: Runtime, selection: Selection) -> int:
 
     logger = runtime.logger
     logger.main(f"Start queue run: pid={os.getpid()}{selection.flags_text()}")
-    options = delivery_options(selection)
+    options = delivery_options(selection, time.time())
     status = 0
     with asyncio.Runner() as runner:
         try:
@@ -164,8 +205,9 @@ def daemon_queue_run(runtime: Runtime, dispatch: socket.socket, selection: Selec
     logger = runtime.logger
     logger.main(f"Start queue run: pid={os.getpid()}{selection.flags_text()}")
     dispatch.setblocking(True)
+    started = time.time()
     try:
         for message_id in eligible_messages(runtime, selection):
-            dispatch.send(message_id.encode("ascii"))
+            dispatch.send(dispatch_datagram(message_id, selection, started))
     finally:
         logger.main(f"End queue run: pid={os.getpid()}{selection.flags_text()}")
