@@ -47,6 +47,7 @@ from mta.errors import DeferError, DeliveryError, FailError, LockedError, SpoolE
 from mta.log import escape, log_timestamp
 from mta.route.context import RoutingContext
 from mta.route.engine import RoutingEngine
+from mta.route.host import wait_name
 from mta.route.item import AddressItem
 from mta.spool.files import NoSuchMessage
 from mta.transports.base import DeliveryEnv, OutgoingMessage
@@ -73,7 +74,8 @@ class DeliveryReport:
     bounce_ids: list[str] = record.field(default_factory=list)
     skipped: str | None = None  # "locked", "frozen", "missing", "spool error"
     # (transport, host name) pairs: where remote deliveries went, and where they were held up
-    # (for the wait-<transport> hints: other messages waiting for a host follow it there).
+    # (for the wait-<transport> hints: other messages waiting for a host follow it there;
+    # mta.route.host.wait_name says how a host is named there).
     delivered_hosts: set[tuple[str, str]] = record.field(default_factory=set)
     deferred_hosts: set[tuple[str, str]] = record.field(default_factory=set)
     spool_error: str | None = None  # with skipped == "spool error": what is wrong with which file
@@ -411,9 +413,9 @@ class Delivery:
             outcome = outcomes.get(item, DeferError("the transport gave no result for this address"))
             transport_name = item.transport_name or ""
             if isinstance(outcome, DeferError):
-                self.report.deferred_hosts.update((transport_name, h.name) for h in item.hosts or () if h.name)
+                self.report.deferred_hosts.update((transport_name, wait_name(h)) for h in item.hosts or () if h.name)
             elif not isinstance(outcome, FailError) and getattr(outcome, "host", None) is not None:
-                self.report.delivered_hosts.add((transport_name, outcome.host.name))
+                self.report.delivered_hosts.add((transport_name, wait_name(outcome.host)))
             if isinstance(outcome, FailError):
                 self._record_failure(item, outcome)
             elif isinstance(outcome, DeferError):

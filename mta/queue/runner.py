@@ -185,10 +185,14 @@ def run_queue(runtime: Runtime, selection: Selection) -> int:
     options = delivery_options(selection, time.time())
     status = 0
     with asyncio.Runner() as runner:
+        attempted: set[str] = set()  # a message that went as a follower is not tried again
         try:
             for message_id in eligible_messages(runtime, selection):
+                if message_id in attempted:
+                    continue
                 deliver_with_followers(
-                    runtime, message_id, lambda i: Delivery(runtime, i, loop_runner=runner, **options).run()
+                    runtime, message_id, lambda i: Delivery(runtime, i, loop_runner=runner, **options).run(),
+                    attempted=attempted,
                 )
         except MtaError as exc:
             logger.panic(f"queue run stopped: {exc}")

@@ -79,11 +79,14 @@ def take_waiting(runtime: Runtime, transport: str, host: str, limit: int) -> lis
 
 
 def deliver_with_followers(
-    runtime: Runtime, message_id: str, deliver: Callable[[str], Any], limit: int = 500
+    runtime: Runtime, message_id: str, deliver: Callable[[str], Any], limit: int = 500,
+    attempted: set[str] | None = None,
 ) -> list[Any]:
     """Deliver `message_id` with `deliver(id) -> DeliveryReport`, then, for each host a delivery
     reached, the messages waiting for it (and theirs), up to `limit` messages in all.  Messages
-    held up are recorded as waiting for their hosts.  Returns every report."""
+    held up are recorded as waiting for their hosts.  Returns every report.  Every id tried is
+    added to `attempted` (a queue run's, so that it does not try a follower again; a follower
+    already tried by the run is still sent when its host has just been reached)."""
     reports = []
     queue = [message_id]
     done: set[str] = set()
@@ -92,6 +95,8 @@ def deliver_with_followers(
         if current in done:
             continue
         done.add(current)
+        if attempted is not None:
+            attempted.add(current)
         report = deliver(current)
         reports.append(report)
         if report.deferred_hosts and not report.completed:

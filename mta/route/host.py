@@ -57,6 +57,14 @@ class Host:
         return text
 
 
+def wait_name(host: Host) -> str:
+    """How a host is named in the wait-<transport> hints: its name, as in Exim, and the port when
+    the route gave one (the same name on another port is another server, whose connection a
+    waiting message must not follow)."""
+    name = host.name.lower()
+    return f"{name}:{host.port}" if host.port is not None else name
+
+
 @dataclass(slots=True)
 class HostList:
     """What find_hosts_by_mx found for a mail domain.

@@ -154,3 +154,20 @@ def test_a_bare_or_odd_datagram_is_an_immediate_delivery(data: bytes) -> None:
     from mta.queue.runner import parse_dispatch_datagram
 
     assert parse_dispatch_datagram(data) == ("1xZ2zG-000000004Cg-1byy", {})
+
+
+def test_a_message_waiting_for_one_port_does_not_follow_a_connection_to_another(
+    mta_env: MtaEnv, down: FakeSmtpServer, sink: SmtpSink
+) -> None:
+    """Both servers are 127.0.0.1: wait-remote_smtp names them with their ports, so a delivery to the
+    live one does not drag the message waiting for the dead one along."""
+    configure(mta_env, down.port, sink)
+    waiting = queued(mta_env, "bob@example.net")
+    assert mta_env.run("-M", waiting).returncode == 0
+    assert len(down.connections) == 1
+    live = queued(mta_env, "carol@example.org")
+    assert mta_env.run("-M", live).returncode == 0
+    assert [r for m in sink.messages for r in m.rcpt_tos] == ["carol@example.org"]
+    assert len(down.connections) == 1
+    assert mta_env.message_ids() == [waiting]
+    assert sum(1 for line in mta_env.log_lines() if line.split()[2] == waiting and " == " in line) == 1
