@@ -109,6 +109,10 @@ class SmtpServerOptions:
     host_lookup: str = option(
         "", Kind.LIST, "Hosts whose name is looked up (reverse DNS, checked forward) when they connect."
     )
+    smtp_etrn_serialize: bool = option(
+        True, Kind.BOOL,
+        "One queue run per ETRN argument at a time: a repeat while it runs gets 458 (the misc hints database).",
+    )
     smtp_etrn_command: str = option(
         "",
         Kind.STRING,

@@ -322,11 +322,13 @@ class Master:
         words = data.decode(errors="replace").split()
         if words[:1] == ["closed"] and len(words) == 2 and words[1].isdigit():
             self._connection_closed(int(words[1]))
-        elif words[:1] == ["etrn"] and len(words) == 2:
+        elif words[:1] == ["etrn"] and len(words) in (2, 3):
             from mta.queue.runner import Selection
 
-            # ETRN: a queue run for the messages with a recipient in that domain (Exim's -R).
-            self._start_queue_run(Selection(recipient="@" + words[1]))
+            # ETRN: a queue run for the messages with a recipient in that domain (Exim's -R);
+            # the third word is the argument whose serialisation record its end releases.
+            release = f"etrn-{words[2]}" if len(words) == 3 else None
+            self._start_queue_run(Selection(recipient="@" + words[1]), release)
 
     def _connection_closed(self, connection_id: int) -> None:
         entry = self.connections.pop(connection_id, None)
@@ -462,12 +464,16 @@ class Master:
             self.loop.call_later(self.queue_interval, self._queue_run)
         self._start_queue_run(None)
 
-    def _start_queue_run(self, selection: Any) -> None:
-        if self.stopping:
-            return
-        if len(self.queue_runs) >= self.config.main.queue_run_max:
-            # Runs still going (a big queue, slow hosts): this one is skipped, as in Exim.
-            self.logger.main(f"queue run skipped: {len(self.queue_runs)} still running (queue_run_max)")
+    def _start_queue_run(self, selection: Any, release: str | None = None) -> None:
+        """Fork a run; `release` is a misc serialisation record (ETRN's) to delete when it ends."""
+        from mta.receive.smtp_etrn import serialize_end
+
+        if self.stopping or len(self.queue_runs) >= self.config.main.queue_run_max:
+            if not self.stopping:
+                # Runs still going (a big queue, slow hosts): this one is skipped, as in Exim.
+                self.logger.main(f"queue run skipped: {len(self.queue_runs)} still running (queue_run_max)")
+            if release is not None:
+                serialize_end(self.config, release, self.logger.panic)
             return
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's body
@@ -485,6 +491,8 @@ class Master:
             except BaseException as exc:
                 self.logger.panic(f"queue run failed: {exc!r}")
             finally:
+                if release is not None:
+                    serialize_end(self.config, release, self.logger.panic)
                 os._exit(code)
         self.queue_runs.add(pid)
 

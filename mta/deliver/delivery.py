@@ -43,6 +43,7 @@ from mta.deliver.failures import failed_addresses, top_recipient, with_duplicate
 from mta.deliver.grouping import group_remote
 from mta.deliver.message import header_lookup, outgoing_message, spool_headers
 from mta.deliver.retrying import DeliveryRetry, RetryTimeoutError
+from mta.deliver.waiting import record_waiting
 from mta.errors import DeferError, DeliveryError, FailError, LockedError, SpoolError, SpoolFormatError
 from mta.log import escape, log_timestamp
 from mta.route.context import RoutingContext
@@ -171,6 +172,10 @@ class Delivery:
             self._run_locked()
         finally:
             lock.release()
+        if self.report.deferred_hosts and not self.report.completed and not self.dont_deliver:
+            # Held up for these hosts: whoever reaches one next sends this message down its
+            # connection (mta.queue.wait).
+            record_waiting(self.runtime, self.report.deferred_hosts, self.message_id)
         for bounce_id in self.report.bounce_ids:
             # Bounces go out at once, in this process, each under its own lock.
             Delivery(self.runtime, bounce_id, loop_runner=self.loop_runner).run()

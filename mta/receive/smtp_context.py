@@ -14,6 +14,7 @@ connection, discard accepts the command but not the recipient or message.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import time
@@ -277,15 +278,20 @@ class ReceiverContext:
             return
         if await self.acl_check(session, "ETRN", line) is not None:
             return
-        session.reply(250, "OK")
         self.runtime.logger.main(f"ETRN {escape(argument)} received from {session.host_text().removeprefix('H=')}")
+        from mta.receive.smtp_etrn import etrn_serialize_key, serialize_start, start_etrn
+
+        key = etrn_serialize_key(self, argument)
+        if key is not None and not await asyncio.to_thread(serialize_start, self, key):
+            session.reply(458, f"Already processing {argument}")
+            return
+        session.reply(250, "OK")
         domain = argument[1:] if argument.startswith(("#", "@")) else argument
         if self.on_etrn is not None and not self.config.main.smtp_etrn_command and _plain_domain(domain):
-            self.on_etrn(domain)  # the daemon: a queue run through its own workers
+            # The daemon: a queue run through its own workers; its end releases the key.
+            self.on_etrn(domain if key is None else f"{domain} {argument}")
             return
-        from mta.receive.smtp_etrn import start_etrn
-
-        start_etrn(self, argument)
+        start_etrn(self, argument, key)
 
     # -- AUTH and TLS --------------------------------------------------------------------------
     async def authenticate(self, session: SmtpSession, argument: str, line: str) -> None:

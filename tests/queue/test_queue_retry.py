@@ -6,6 +6,7 @@ when the freezing options would act on them.  A down host is a server answering 
 
 from __future__ import annotations
 
+import smtplib
 import time
 
 import pytest
@@ -171,3 +172,42 @@ def test_a_message_waiting_for_one_port_does_not_follow_a_connection_to_another(
     assert len(down.connections) == 1
     assert mta_env.message_ids() == [waiting]
     assert sum(1 for line in mta_env.log_lines() if line.split()[2] == waiting and " == " in line) == 1
+
+
+def test_hints_deleted_and_truncated_under_a_running_daemon(daemon_world: DaemonWorld, down: FakeSmtpServer,
+                                                           sink: SmtpSink) -> None:
+    """The daemon's workers keep the hints open across messages: files damaged under them are made again
+    (a panic-log line for the truncated one), and mail goes on: the live host gets its message and the
+    dead one is tried again (its retry record went with the file)."""
+    config = DAEMON_CONFIG.replace("  route_list = * ", "  domains = example.net\n  route_list = * ").replace(
+        "begin transports", f'up:\n  driver = domainlist\n  transport = remote_smtp\n'
+        f'  route_list = * "127.0.0.1::{sink.port}" byname\n  self = send\nbegin transports')
+    config = config.replace("begin routers", "acl_smtp_rcpt = accept\nbegin routers")  # loopback only
+    daemon_world.write_config(base=config % down.port)
+    daemon_world.start()
+
+    def send(*recipients: str) -> None:
+        with smtplib.SMTP("127.0.0.1", daemon_world.port, timeout=30) as client:
+            client.sendmail("alice@example.org", list(recipients), "Subject: hints\r\n\r\nbody\r\n")
+
+    send("bob@example.net")
+    daemon_world.wait_for_log("== bob@example.net")
+    db = daemon_world.spool / "db"
+    deadline = time.monotonic() + 10
+    while not (db / "wait-remote_smtp").exists():  # noted as waiting just after the attempt's log lines
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (db / "retry").stat().st_size > 0
+    (db / "retry").write_bytes(b"")  # truncated under the worker that has it open
+    (db / "wait-remote_smtp").unlink()  # deleted
+    send("carol@example.net", "dave@example.org")
+    daemon_world.wait_for_log("== carol@example.net")
+    daemon_world.wait_for_log("=> dave@example.org")
+    assert len(down.connections) == 2
+    panic = (daemon_world.spool / "log" / "paniclog").read_text()
+    assert f"hints database {db / 'retry'} was truncated: recreated" in panic
+    deadline = time.monotonic() + 10
+    while not (db / "wait-remote_smtp").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (db / "retry").stat().st_size > 0
