@@ -124,13 +124,14 @@ class RoutingEngine:
                 copy = record.replace(item, hosts=[], headers_add=list(item.headers_add),
                                            headers_remove=list(item.headers_remove), handled_by=set(item.handled_by))
                 queue.append((copy, index + 1))
+            address_done = key in done  # the address as a whole (e.g. -Mmd): every copy
             if item.split:
                 # One address, two deliveries (Exim's homonyms): each copy's key names its
                 # transport, or delivering one copy would record the address itself as
                 # delivered, and the other copy, deferred, would be forgotten.
                 key = f"{key}/{item.transport_name}"
             item.unique = key
-            if key in done:
+            if address_done or key in done:
                 continue  # delivered in an earlier attempt
             first = seen_final.get(key)
             if first is not None and first.transport_name == item.transport_name:

@@ -182,6 +182,9 @@ def test_unseen_sends_a_copy_on_and_done_addresses_are_skipped(tmp_path: Path) -
     ctx = RoutingContext(world.config, "sender@example.org", transports=dict.fromkeys(TRANSPORT_NAMES))
     again = world.engine.route([AddressItem("alice@example.com")], ctx, done={"alice@example.com"})
     assert again.accepted == [] and again.failed == [] and again.deferred == []
+    # One copy delivered (its key names the transport): only the other goes again.
+    half = world.engine.route([AddressItem("alice@example.com")], ctx, done={"alice@example.com/local_mbox"})
+    assert [(i.address, i.transport_name) for i in half.accepted] == [("alice@example.com", "catchall_mbox")]
 
 
 @pytest.mark.parametrize(("value", "want"), [("<>", ""), ("  ", ""), (" owner@example.com ", "owner@example.com")])
