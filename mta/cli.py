@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if prog in ("sendmail", "mailq", "newaliases", "rmail", "runq"):
         PROGRAM = prog
+    if prog == "mailq" and "--help" in argv:
+        from spool_tools.queue_list import USAGE
+
+        sys.stdout.write(USAGE)
+        return 0
     if prog == "mailq" and not any(a.startswith("-bp") for a in argv):
         argv = ["-bp", *argv]
     elif prog == "newaliases":
@@ -207,14 +212,20 @@ def mode_message_action(inv: Invocation) -> int:
 
 
 def mode_queue_list(inv: Invocation) -> int:
+    from mta.spool.store import Spool
     from spool_tools.queue_list import list_queue
 
-    config = _load(inv)
-    if config.main.queue_list_requires_admin and not _caller_is_admin(config):
-        _err("permission denied: only administrators may list the queue")
-        return 1
+    if inv.spool_directory is not None:
+        # --spool: no configuration, no administrator check; the files' permissions decide.
+        spool = Spool(inv.spool_directory)
+    else:
+        config = _load(inv)
+        if config.main.queue_list_requires_admin and not _caller_is_admin(config):
+            _err("permission denied: only administrators may list the queue")
+            return 1
+        spool = Spool(config.main.spool_directory, split=config.main.split_spool_directory)
     try:
-        return list_queue(config, inv.mode_flags, inv.args, sys.stdout, json_lines=inv.json)
+        return list_queue(spool, inv.mode_flags, inv.args, sys.stdout, json_lines=inv.json)
     except MtaError as exc:
         _err(str(exc))
         return 1

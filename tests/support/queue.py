@@ -29,3 +29,26 @@ def change(env: MtaEnv, message_id: str, **fields: object) -> None:
         for name, value in fields.items():
             setattr(envelope, name, value)
         spool.rewrite_envelope(envelope)
+
+
+def old_form_id(seconds: int, pid: int, fraction: int = 0) -> str:
+    """An Exim 4.96 (16-character) message id."""
+    from mta.spool.ids import base62_encode
+
+    return f"{base62_encode(seconds, 6)}-{base62_encode(pid, 6)}-{base62_encode(fraction, 2)}"
+
+
+def rename_message(env: MtaEnv, message_id: str, new_id: str) -> None:
+    """Move a queued message to another id (an Exim 4.96 one, say) through the spool formats: the
+    -H is written anew by mta.spool.format and the -D's first line names the new id."""
+    from mta.spool.format import write_header_file
+
+    spool = Spool(env.spool)
+    with spool.lock(message_id):
+        envelope = spool.read_envelope(message_id)
+        body = spool.file_path(message_id, "-D").read_bytes().split(b"\n", 1)[1]
+    envelope.message_id = new_id
+    directory = env.spool / "input"
+    (directory / f"{new_id}-D").write_bytes(f"{new_id}-D\n".encode() + body)
+    (directory / f"{new_id}-H").write_bytes(write_header_file(envelope))
+    spool.remove_message(message_id)
