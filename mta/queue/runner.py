@@ -33,7 +33,7 @@ import random
 import re
 import socket
 
-from mta import record
+from mta import process_info, record
 from mta.errors import MtaError, SpoolError
 from mta.spool.files import NoSuchMessage
 
@@ -143,12 +143,15 @@ def run_queue(runtime: Runtime, selection: Selection) -> int:
     logger.main(f"Start queue run: pid={os.getpid()}{selection.flags_text()}")
     options = delivery_options(selection)
     status = 0
+    running = f"running queue{selection.flags_text()}"
+    process_info.set_activity(running)
     with asyncio.Runner() as runner:
         try:
             for message_id in eligible_messages(runtime, selection):
                 deliver_with_followers(
                     runtime, message_id, lambda i: Delivery(runtime, i, loop_runner=runner, **options).run()
                 )
+                process_info.set_activity(running)  # the delivery said what it was doing
         except MtaError as exc:
             logger.panic(f"queue run stopped: {exc}")
             status = 1
@@ -161,6 +164,7 @@ def run_queue(runtime: Runtime, selection: Selection) -> int:
 def daemon_queue_run(runtime: Runtime, dispatch: socket.socket, selection: Selection | None = None) -> None:
     """The daemon's run: the chosen ids go to the delivery workers (one datagram each)."""
     selection = selection or Selection()
+    process_info.set_activity(f"running queue{selection.flags_text()}: handing messages to the delivery workers")
     logger = runtime.logger
     logger.main(f"Start queue run: pid={os.getpid()}{selection.flags_text()}")
     dispatch.setblocking(True)
