@@ -28,18 +28,10 @@ from mta.spool.ids import message_time
 from spool_tools.qgrep import build_parser, select
 from spool_tools.toolkit import UsageError
 from tests.support.mta import MTA, MtaEnv
-from tests.support.queue import change, old_form_id, rename_message
+from tests.support.queue import ACCEPT_ALL_RCPT, change, old_form_id, rename_message, submit_batch
 
 QGREP = str(Path(MTA).with_name("mta-qgrep"))
 HOSTILE = "evil\x1b[2J$(touch {marker})`id`@example.com"
-
-
-def queue(env: MtaEnv, sender: str, *recipients: str, headers: str = "Subject: q\n", body: str = "hi\n") -> str:
-    before = set(env.message_ids())
-    result = env.run("-odq", "-f", sender, *recipients, input=headers + "\n" + body)
-    assert result.returncode == 0, result.stderr
-    (new,) = set(env.message_ids()) - before
-    return new
 
 
 class World:
@@ -64,18 +56,17 @@ class World:
 def world() -> Iterator[World]:
     root = Path(tempfile.mkdtemp(prefix="mta-qgrep-"))
     env = MtaEnv(root)
-    env.write_config()
+    env.write_config(ACCEPT_ALL_RCPT)
     marker = root / "evaluated"
     now = int(time.time())
-    ids = {
-        "E": queue(env, "old@example.org", "frank@example.org", "george@example.com",
-                   headers="Subject: =?UTF-8?Q?caf=C3=A9?=\n"),
-        "A": queue(env, "alice@example.net", "bob@example.org", "carol@example.org",
-                   headers="Subject: Quarterly report\n"),
-        "B": queue(env, "", "ghost@example.com"),
-        "C": queue(env, "Big.Sender@Example.COM", "dave@example.net", body=("z" * 99 + "\n") * 200),
-        "D": queue(env, "d@example.org", "eve@example.org"),
-    }
+    made = submit_batch(env, [
+        ("old@example.org", ["frank@example.org", "george@example.com"], "Subject: =?UTF-8?Q?caf=C3=A9?=\n\nhi\n"),
+        ("alice@example.net", ["bob@example.org", "carol@example.org"], "Subject: Quarterly report\n\nhi\n"),
+        ("", ["ghost@example.com"], "Subject: q\n\nhi\n"),
+        ("Big.Sender@Example.COM", ["dave@example.net"], "Subject: q\n\n" + ("z" * 99 + "\n") * 200),
+        ("d@example.org", ["eve@example.org"], "Subject: q\n\nhi\n"),
+    ])
+    ids = dict(zip("EABCD", made, strict=True))
     # E waits under the id Exim 4.96 would have given it (it sorts first: it is the oldest).
     old = old_form_id(int(message_time(ids["A"])) - 100, 4242, 7)
     rename_message(env, ids["E"], old)
@@ -147,7 +138,7 @@ def test_exiqgrep_options(world: World, args: list[str], chosen: str) -> None:
     (["$h_subject: = ^quarterly"], "A"),
     (["$h_subject: eq café"], "E"),  # RFC 2047 decoded
     (["$rh_subject: =~ /=\\?UTF-8\\?Q/"], "E"),  # raw
-    (["$received_protocol eq local", "$sender_host_address eq ''"], "EABCD"),
+    (["$received_protocol eq local-bsmtp", "$sender_host_address eq ''"], "EABCD"),
     (["$sender_address =~ /\\$\\(touch/"], "D"),  # message data is only ever compared
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else v)
 def test_exipick_conditions(world: World, conditions: list[str], chosen: str) -> None:
@@ -232,9 +223,9 @@ def test_console_script_module_and_spool_option(world: World) -> None:
 
 
 def test_ids_for_xargs_mta_Mrm(mta_env: MtaEnv) -> None:
-    kept = queue(mta_env, "someone@example.org", "a@example.org")
-    for _ in range(2):
-        queue(mta_env, "", "b@example.org")
+    mta_env.write_config(ACCEPT_ALL_RCPT)
+    kept, *_bounces = submit_batch(mta_env, [("someone@example.org", ["a@example.org"], "Subject: x\n\nhi\n"),
+                                            *[("", ["b@example.org"], "Subject: y\n\nhi\n")] * 2])
     pipeline = f"{QGREP} -C {mta_env.config} -f '^<>$' -i | xargs {MTA} -C {mta_env.config} -Mrm"
     result = subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, "")

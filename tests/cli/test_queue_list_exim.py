@@ -1,6 +1,6 @@
 """`mta -bp` and its variants against Exim 4.96's own `exim -bp...` on the very same spool.
 
-The spool is made by the real mta (-odq submissions), its state changed as a
+The spool is made by the real mta (-odq -bS submissions), its state changed as a
 delivery changes it (delivered and generated addresses, a -J journal, frozen,
 arrival times, an untrusted sender), and each message then moved to an Exim
 4.96 (16-character) id through mta.spool.format, since 4.96 does not know
@@ -26,7 +26,7 @@ import pytest
 
 from mta.spool.store import Spool
 from tests.support.mta import MtaEnv
-from tests.support.queue import change, old_form_id, rename_message, submit
+from tests.support.queue import ACCEPT_ALL_RCPT, change, old_form_id, rename_message, submit_batch
 
 EXIM = "/usr/sbin/exim4"
 
@@ -39,26 +39,27 @@ def shared_spool() -> Iterator[MtaEnv]:
     root = Path(tempfile.mkdtemp(prefix="mta-exim-bp-"))
     root.chmod(0o755)
     env = MtaEnv(root)
-    env.write_config()
+    env.write_config(ACCEPT_ALL_RCPT)
     now = int(time.time())
-    made = [
-        # (submission, changes)
-        (lambda: submit(env, "bob@example.org", "carol@example.org", "dave@example.net",
-                        sender="alice@example.net"),
-         {"non_recipients": {"carol@example.org", "dave@example.net"}, "received_time": now - (25 * 60 + 30)}),
-        (lambda: submit(env, "ghost@example.com", sender="", body="x" * 3000 + "\n"),
-         {"frozen": now, "received_time": now - (5 * 3600 + 10 * 60)}),
-        (lambda: submit(env, "sales@example.com", "x@example.net", sender="mallory@example.org"),
-         {"non_recipients": {"help@example.com", "alice@example.com"}, "sender_set_untrusted": True,
-          "received_time": now - (4 * 86400 + 6 * 3600)}),
-        (lambda: submit(env, "big@example.org", body=("y" * 99 + "\n") * 1500), {"received_time": now - 100 * 86400}),
-        (lambda: submit(env, "j1@example.org", "j2@example.org", sender="joe@example.org"), {}),
+    made = submit_batch(env, [
+        ("alice@example.net", ["bob@example.org", "carol@example.org", "dave@example.net"], "Subject: a\n\nhi\n"),
+        ("", ["ghost@example.com"], "Subject: b\n\n" + "x" * 3000 + "\n"),
+        ("mallory@example.org", ["sales@example.com", "x@example.net"], "Subject: c\n\nhi\n"),
+        ("root@example.com", ["big@example.org"], "Subject: d\n\n" + ("y" * 99 + "\n") * 1500),
+        ("joe@example.org", ["j1@example.org", "j2@example.org"], "Subject: e\n\nhi\n"),
+    ])
+    changes: list[dict[str, object]] = [
+        {"non_recipients": {"carol@example.org", "dave@example.net"}, "received_time": now - (25 * 60 + 30)},
+        {"frozen": now, "received_time": now - (5 * 3600 + 10 * 60)},
+        {"non_recipients": {"help@example.com", "alice@example.com"}, "sender_set_untrusted": True,
+         "received_time": now - (4 * 86400 + 6 * 3600)},
+        {"received_time": now - 100 * 86400},
+        {},
     ]
     first_second = now - 1000
-    for index, (make, changes) in enumerate(made):
-        message_id = make()
-        if changes:
-            change(env, message_id, **changes)
+    for index, (message_id, fields) in enumerate(zip(made, changes, strict=True)):
+        if fields:
+            change(env, message_id, **fields)
         rename_message(env, message_id, old_form_id(first_second + index, 1000 + index, 3))
     # A delivery in progress (or cut short) has journalled j2: both list it as delivered.
     journalled = old_form_id(first_second + 4, 1004, 3)

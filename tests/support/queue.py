@@ -52,3 +52,24 @@ def rename_message(env: MtaEnv, message_id: str, new_id: str) -> None:
     (directory / f"{new_id}-D").write_bytes(f"{new_id}-D\n".encode() + body)
     (directory / f"{new_id}-H").write_bytes(write_header_file(envelope))
     spool.remove_message(message_id)
+
+
+# For submit_batch: batched SMTP (-bS) takes recipients only through the RCPT ACL.
+ACCEPT_ALL_RCPT = "acl_smtp_rcpt = everyone\nbegin acl\neveryone:\n  accept\n"
+
+
+def submit_batch(env: MtaEnv, messages: list[tuple[str, list[str], str]]) -> list[str]:
+    """Queue several messages, (sender, recipients, text), with one `mta -odq -bS` (one process
+    instead of one per message: the tests that build a varied queue pay a start-up once).  The
+    configuration must accept the recipients (ACCEPT_ALL_RCPT).  Their ids, in order."""
+    commands = []
+    for sender, recipients, text in messages:
+        commands += [f"MAIL FROM:<{sender}>", *(f"RCPT TO:<{r}>" for r in recipients), "DATA"]
+        commands += ["." + line if line.startswith(".") else line for line in text.splitlines()]
+        commands.append(".")
+    logged = len(env.log_lines())
+    result = env.run("-odq", "-bS", input="".join(c + "\r\n" for c in [*commands, "QUIT"]))
+    assert result.returncode == 0, result.stderr
+    arrivals = [line.split()[2] for line in env.log_lines()[logged:] if " <= " in line]
+    assert len(arrivals) == len(messages), env.log_lines()[logged:]
+    return arrivals
