@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from mta import process_info
 from mta.cli_args import Invocation, UsageError, parse_command_line
 from mta.errors import ConfigError, MtaError
 
@@ -40,11 +41,18 @@ def _printable_output() -> None:
 def main(argv: list[str] | None = None) -> int:
     global PROGRAM
     _printable_output()
+    # At once: mta-what's SIGUSR1 must never find an mta process that it would kill.
+    process_info.install()
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "mta"
     if argv is None:
         argv = sys.argv[1:]
     if prog in ("sendmail", "mailq", "newaliases", "rmail", "runq"):
         PROGRAM = prog
+    if prog == "mailq" and "--help" in argv:
+        from spool_tools.queue_list import USAGE
+
+        sys.stdout.write(USAGE)
+        return 0
     if prog == "mailq" and not any(a.startswith("-bp") for a in argv):
         argv = ["-bp", *argv]
     elif prog == "newaliases":
@@ -70,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if refusal:
             _err(refusal)
             return 1
+    process_info.set_activity(_activity(inv))
     handler = MODES.get(inv.mode)
     if handler is None:
         _err(_NOT_YET.get(inv.mode, f"the -{inv.mode} mode is not available in this version of mta"))
@@ -84,6 +93,29 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # Output piped into something that went away (mailq | head).
         return 0
+
+
+# What `mta-what` shows for a process in each mode until it says more (Exim's texts).
+_ACTIVITY = {
+    "bm": "accepting a local non-SMTP message",
+    "t": "accepting a local non-SMTP message",
+    "bs": "accepting a local SMTP message",
+    "bS": "accepting a local batched SMTP message",
+    "bp": "listing the queue",
+    "bpc": "counting the queue",
+    "M": "delivering specified messages",
+    "Mc": "delivering specified messages",
+    "q": "running queue",
+    "R": "running queue",
+    "S": "running queue",
+    "be": "expansion-test",
+}
+
+
+def _activity(inv: Invocation) -> str:
+    if inv.mode == "M" and inv.mode_flags not in ("", "c"):
+        return "acting on specified messages"  # -Mf, -Mrm, -Mvh ...
+    return _ACTIVITY.get(inv.mode + inv.mode_flags) or _ACTIVITY.get(inv.mode, "initializing")
 
 
 # Modes that come with later work: say what is missing, so that a service
@@ -103,7 +135,9 @@ def newaliases_main() -> int:
 def _load(inv: Invocation):  # type: ignore[no-untyped-def]
     from mta.config.loader import load_config
 
-    return load_config(inv.config_file, inv.macros)
+    config = load_config(inv.config_file, inv.macros)
+    process_info.set_report_path(config.main.spool_directory)
+    return config
 
 
 # -- modes ------------------------------------------------------------------
@@ -207,14 +241,20 @@ def mode_message_action(inv: Invocation) -> int:
 
 
 def mode_queue_list(inv: Invocation) -> int:
+    from mta.spool.store import Spool
     from spool_tools.queue_list import list_queue
 
-    config = _load(inv)
-    if config.main.queue_list_requires_admin and not _caller_is_admin(config):
-        _err("permission denied: only administrators may list the queue")
-        return 1
+    if inv.spool_directory is not None:
+        # --spool: no configuration, no administrator check; the files' permissions decide.
+        spool = Spool(inv.spool_directory)
+    else:
+        config = _load(inv)
+        if config.main.queue_list_requires_admin and not _caller_is_admin(config):
+            _err("permission denied: only administrators may list the queue")
+            return 1
+        spool = Spool(config.main.spool_directory, split=config.main.split_spool_directory)
     try:
-        return list_queue(config, inv.mode_flags, inv.args, sys.stdout, json_lines=inv.json)
+        return list_queue(spool, inv.mode_flags, inv.args, sys.stdout, json_lines=inv.json)
     except MtaError as exc:
         _err(str(exc))
         return 1

@@ -9,6 +9,8 @@ accept but that mean nothing here are accepted and ignored, as Exim does.
 
 from __future__ import annotations
 
+import re
+
 from mta import record
 from mta.errors import MtaError
 
@@ -61,8 +63,10 @@ class Invocation:
     argv: list[str] = record.field(default_factory=list)  # as given, for handing on to the daemon
     expansion_message_id: str | None = None  # -Mset id (with -be: that spooled message's variables)
     json: bool = False  # --json with -bp (mailq --json): one JSON object per message
+    spool_directory: str | None = None  # --spool DIR with -bp: that spool, without a configuration
 
 
+_BP_FLAGS = re.compile(r"r?[uai]?")
 # Options that take an argument and are accepted for compatibility only.
 _IGNORED_WITH_ARG = {"-B", "-h", "-O", "-X", "-L", "-oA", "-oL"}
 # Options accepted and ignored (sendmail/AIX/smail compatibility).
@@ -102,6 +106,8 @@ def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
             set_mode("help")
         elif word == "--json":
             inv.json = True
+        elif word == "--spool" or word.startswith("--spool="):
+            inv.spool_directory = word[len("--spool=") :] if "=" in word else take_arg(word, "")
         elif word.startswith("--"):
             raise UsageError(f"unknown option {word}")
         elif word in _IGNORED:
@@ -206,6 +212,9 @@ def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
         inv.mode = "t"
     if inv.json and (inv.mode != "bp" or any(c in inv.mode_flags for c in "ci")):
         raise UsageError("--json is for listing the queue: mailq --json, or -bp/-bpr/-bpu --json")
+    if inv.spool_directory is not None and (inv.mode != "bp" or inv.config_file is not None):
+        raise UsageError("--spool DIR is for listing a spool without a configuration: mailq --spool DIR, "
+                         "or -bp --spool DIR (not with -C)")
     if inv.expansion_message_id is not None and inv.mode != "be":
         raise UsageError("-Mset is only for use with -be (expansion testing with a message's variables)")
     return inv
@@ -226,9 +235,11 @@ def _parse_b(inv: Invocation, word: str, set_mode, take_arg) -> None:  # type: i
         set_mode("be")
         inv.expansion_file = take_arg(word, "")
     elif rest.startswith("p"):
+        # Exim's grammar: -bpc alone, or -bp[r][u|a|i] (-bpra, -bpru, -bpri ...).
         flags = rest[1:]
-        if any(c not in "acirua" for c in flags):
-            raise UsageError(f"unknown option {word}")
+        if flags != "c" and not _BP_FLAGS.fullmatch(flags):
+            raise UsageError(f"unknown option {word} (the listings are -bp, -bpa, -bpc, -bpi, -bpu, "
+                             "and -bpr, -bpra, -bpri, -bpru unsorted)")
         set_mode("bp", flags)
     else:
         raise UsageError(f"unknown option {word}")

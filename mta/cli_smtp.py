@@ -11,6 +11,8 @@ import asyncio
 import os
 import sys
 
+from mta import process_info
+
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ def _config_and_runtime(inv: Invocation):  # type: ignore[no-untyped-def]
     from mta.runtime import build_runtime
 
     config = load_config(inv.config_file, inv.macros)
+    process_info.set_report_path(config.main.spool_directory)
     return config, build_runtime(config, verbose=inv.verbose)
 
 

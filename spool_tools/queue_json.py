@@ -4,22 +4,28 @@ One object per message, one message per line, so that monitoring scripts
 written for Postfix (and `jq`) can read it:
 
     {"queue_name": "deferred", "queue_id": "1xV6uq-0005Vj-1t", "arrival_time": 1795351412,
-     "message_size": 369, "sender": "alice@example.com", "frozen": false, "frozen_since": null,
-     "warning_count": 0, "recipients": [
-        {"address": "carol@example.org", "delivered": true},
-        {"address": "bob@example.net", "delivered": false, "delay_reason": "Connection refused"}]}
+     "message_size": 369, "forced_expire": false, "sender": "alice@example.com",
+     "recipients": [{"address": "bob@example.net", "delay_reason": "Connection refused"}],
+     "delivered_recipients": ["carol@example.org", "dave@example.org"],
+     "frozen": false, "frozen_since": null, "warning_count": 0}
 
-- ``queue_name`` maps the message's state onto Postfix's queue names:
-  ``hold`` (frozen), ``active`` (being delivered: its lock is held),
-  ``incoming`` (never tried yet) or ``deferred`` (tried, still pending).
-  Postfix's ``forced_expire`` has no counterpart and is left out.
-- ``sender`` is "" for the null sender (a bounce), as Postfix writes it.
-- ``recipients`` lists every recipient, with ``delivered`` (what -bp marks
-  ``D``); with -bpu only the pending ones, which is what Postfix lists.  A
-  pending one has ``delay_reason`` when its message log records why its
-  last attempt was deferred.
-- A message whose files cannot be read gives ``{"queue_id", "arrival_time",
-  "error"}``; the listing goes on.
+- Postfix's members come first, with Postfix's meaning, so that a script
+  written for ``postqueue -j`` reads them unchanged:
+  - ``queue_name`` maps the message's state onto Postfix's queue names:
+    ``hold`` (frozen), ``active`` (being delivered: its lock is held),
+    ``incoming`` (never tried yet), ``deferred`` (tried, still pending), and
+    ``corrupt`` for a message whose files cannot be read;
+  - ``forced_expire`` is always false (Postfix's ``postsuper -e``; mta's
+    nearest, ``-Mg``, bounces at once and leaves nothing queued);
+  - ``sender`` is "" for the null sender (a bounce), as Postfix writes it;
+  - ``recipients`` are the recipients still to be delivered, as Postfix
+    lists them, each with ``delay_reason`` when its message log records why
+    its last attempt was deferred.
+- mta's own members follow: ``delivered_recipients`` (what -bp marks
+  ``D``; left out with -bpu), ``frozen``, ``frozen_since`` and
+  ``warning_count``.
+- A message whose files cannot be read gives ``{"queue_name": "corrupt",
+  "queue_id", "arrival_time", "error"}``; the listing goes on.
 
 Text is written with JSON escapes for everything outside ASCII, so no
 message data reaches a terminal raw.
@@ -58,28 +64,30 @@ def message_object(
     reasons = _delay_reasons(spool, envelope.message_id)
     recipients = []
     for recipient in envelope.recipients:
-        done = recipient.address in delivered
-        if done and undelivered_only:
+        if recipient.address in delivered:
             continue
-        entry: dict[str, Any] = {"address": recipient.address, "delivered": done}
-        if not done and recipient.address in reasons:
+        entry: dict[str, Any] = {"address": recipient.address}
+        if recipient.address in reasons:
             entry["delay_reason"] = reasons[recipient.address]
         recipients.append(entry)
-    return {
+    item: dict[str, Any] = {
         "queue_name": _queue_name(spool, envelope),
         "queue_id": envelope.message_id,
         "arrival_time": envelope.received_time,
         "message_size": size,
+        "forced_expire": False,
         "sender": envelope.sender_address,
-        "frozen": envelope.frozen is not None,
-        "frozen_since": envelope.frozen,
-        "warning_count": envelope.warning_count,
         "recipients": recipients,
     }
+    if not undelivered_only:
+        item["delivered_recipients"] = [r.address for r in envelope.recipients if r.address in delivered]
+    item.update(frozen=envelope.frozen is not None, frozen_since=envelope.frozen, warning_count=envelope.warning_count)
+    return item
 
 
 def error_object(message_id: str, problem: str) -> dict[str, Any]:
-    return {"queue_id": message_id, "arrival_time": int(message_time(message_id)), "error": problem}
+    return {"queue_name": "corrupt", "queue_id": message_id, "arrival_time": int(message_time(message_id)),
+            "error": problem}
 
 
 def json_line(item: dict[str, Any]) -> str:

@@ -4,11 +4,12 @@
             D carol@example.org
               bob@example.net
 
-Flags (the letters after -bp): ``c`` count only, ``i`` ids only, ``r``
-unsorted (the order the spool directories return, as Exim's -bpr: no sort
-on a large queue), ``u`` undelivered recipients only, ``a`` also generated
-addresses (accepted; we keep none in -H).  Arguments restrict the listing
-to those message ids.  With `json_lines` (``mailq --json``) each message is
+Flags (the letters after -bp, in Exim's grammar: ``-bpc``, or
+``-bp[r][u|a|i]``): ``c`` count only, ``i`` ids only, ``r`` unsorted (the
+order the spool directories return: no sort on a large queue), ``u``
+undelivered recipients only, ``a`` also the delivered addresses that are
+not recipients (made by aliases and forwards: ``+D``).  Arguments restrict
+the listing to those message ids.  With `json_lines` (``mailq --json``) each message is
 one JSON object instead (spool_tools.queue_json).
 
 A recipient is shown delivered (``D``) when it is in the -H's
@@ -25,12 +26,26 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
 from mta.errors import SpoolError
-from mta.spool.ids import message_time
-from mta.spool.store import NoSuchMessage, Spool
+from mta.spool.ids import is_message_id, message_time
+from mta.spool.store import NoSuchMessage
 
 if TYPE_CHECKING:
-    from mta.config.loader import Config
     from mta.spool.format import Envelope
+    from mta.spool.store import Spool
+
+USAGE = """\
+usage: mailq [-C FILE | --spool DIR] [-bp|-bpa|-bpc|-bpi|-bpu|-bpr|-bpra|-bpri|-bpru] [--json] [ID ...]
+  (the same as mta -bp...)
+  -bp      every message, oldest first: age, size, id, sender, then each recipient
+           ("D" when delivered) and a blank line, as Exim lists it
+  -bpu     only the recipients still to be delivered
+  -bpa     also the delivered addresses that are not recipients ("+D")
+  -bpc     the number of messages;  -bpi: their ids
+  -bpr...  unsorted (the order of the spool directory): -bpr, -bpra, -bpri, -bpru
+  --json   one JSON object per message, as Postfix's postqueue -j
+  ID ...   only these messages (23-character ids, or Exim 4.96's 16)
+  -C FILE  the configuration;  --spool DIR: the spool, without a configuration
+"""
 
 
 def format_age(seconds: float) -> str:
@@ -70,9 +85,13 @@ def delivered_addresses(spool: Spool, envelope: Envelope) -> set[str]:
 
 
 def list_queue(
-    config: Config, flags: str, ids: list[str], out: TextIO, now: float | None = None, json_lines: bool = False
+    spool: Spool, flags: str, ids: list[str], out: TextIO, now: float | None = None, json_lines: bool = False
 ) -> int:
-    spool = Spool(config.main.spool_directory, split=config.main.split_spool_directory)
+    """List the queue as -bp`flags` asks; `ids` restrict it (SpoolError for one that is not a message id)."""
+    for word in ids:
+        if not is_message_id(word):
+            raise SpoolError(f'"{word}" is not a message id (23 characters as mta makes them, '
+                             "or Exim 4.96's 16, such as 1xV6uq-0005Vj-1t)")
     now = time.time() if now is None else now
     try:
         all_ids = spool.list_message_ids(ordered="r" not in flags)
@@ -96,20 +115,36 @@ def list_queue(
             out.write(f"{age}       {message_id} *** spool read error: {listed} ***\n\n")
             continue
         envelope, size, delivered = listed
-        age = format_age(now - envelope.received_time)
-        line = f"{age} {format_size(size)} {message_id} <{envelope.sender_address}>"
-        if envelope.sender_set_untrusted:
-            line += f" ({envelope.originator_login})"
-        if envelope.frozen is not None:
-            line += " *** frozen ***"
-        out.write(line + "\n")
-        for recipient in envelope.recipients:
-            done = recipient.address in delivered
-            if done and "u" in flags:
-                continue
-            out.write(f"        {'D' if done else ' '} {recipient.address}\n")
-        out.write("\n")
+        out.write(format_message(envelope, size, delivered, now, undelivered_only="u" in flags,
+                                 generated="a" in flags))
     return 0
+
+
+def format_message(envelope: Envelope, size: int, delivered: set[str], now: float, undelivered_only: bool = False,
+                   generated: bool = False, extra_lines: list[str] | None = None) -> str:
+    """One message as -bp shows it: the age, size, id and sender line, the recipients ("D" for
+    delivered; left out with `undelivered_only`), with `generated` (-bpa) the delivered addresses
+    that are not recipients ("+D": made by aliases and forwards), and a blank line."""
+    line = f"{format_age(now - envelope.received_time)} {format_size(size)} {envelope.message_id} " \
+           f"<{envelope.sender_address}>"
+    if envelope.sender_set_untrusted:
+        line += f" ({envelope.originator_login})"
+    if envelope.frozen is not None:
+        line += " *** frozen ***"
+    lines = [line, *(extra_lines or ())]
+    for recipient in envelope.recipients:
+        done = recipient.address in delivered
+        if not (done and undelivered_only):
+            lines.append(f"        {'D' if done else ' '} {recipient.address}")
+    if generated:
+        # Exim walks its tree of delivered addresses in order: byte order of the addresses.
+        others = delivered - {r.address for r in envelope.recipients}
+        lines.extend(f"       +D {address}" for address in sorted(others, key=_spool_bytes))
+    return "\n".join(lines) + "\n\n"
+
+
+def _spool_bytes(address: str) -> bytes:
+    return address.encode("utf-8", "surrogateescape")
 
 
 def _read_all(spool: Spool, message_ids: list[str]) -> Iterator[tuple[str, tuple[Envelope, int, set[str]] | str]]:
@@ -136,3 +171,14 @@ def _list_json(spool: Spool, message_ids: list[str], undelivered_only: bool, out
         else:
             out.write(json_line(message_object(spool, *listed, undelivered_only)))
     return 0
+
+
+if __name__ == "__main__":
+    # `python -m spool_tools.queue_list` is mailq.  Its command line is mta's, so the entry
+    # point is mta's (an entry point, not a library import: the floors are not crossed).
+    import sys
+
+    from mta.cli import mailq_main
+
+    sys.argv[0] = "mailq"
+    sys.exit(mailq_main())

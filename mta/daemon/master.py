@@ -41,7 +41,7 @@ import socket
 import sys
 import time
 
-from mta import __version__
+from mta import __version__, process_info
 from mta.daemon.listeners import ListenAddress, bind_listeners, listen_addresses
 from mta.errors import ConfigError
 
@@ -263,6 +263,7 @@ class Master:
                 if kind == "receiver":
                     from mta.daemon.receiver import receiver_main
 
+                    process_info.set_activity("receiving SMTP: no connections")
                     self.dispatch_recv.close()
                     code = receiver_main(self.runtime, control_child, self.dispatch_send,  # type: ignore[arg-type]
                                          self.submission, self.identity)
@@ -293,6 +294,10 @@ class Master:
     def _reset_signals() -> None:
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(number, signal.SIG_DFL)
+        # The master's event loop wakes on a socket that fork shares: a child's signals must not
+        # reach it (the master would act on a SIGTERM or a SIGUSR1 sent to its child).
+        signal.set_wakeup_fd(-1)
+        process_info.install()
 
     def _counts(self) -> tuple[int, int]:
         m = self.config.main
@@ -569,6 +574,7 @@ class Master:
         loop.add_signal_handler(signal.SIGINT, self._stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         loop.add_signal_handler(signal.SIGCHLD, self._reap)
+        loop.add_signal_handler(signal.SIGUSR1, process_info.write_report)
         self._start_children()
         for entry, sock in self.listeners:
             loop.add_reader(sock, self._on_accept, entry, sock)
@@ -576,6 +582,7 @@ class Master:
         queue_text = f"-q{self.queue_flags}{interval}" if self.queue_interval else "no queue runs"
         where = ", ".join(str(entry) for entry, _sock in self.listeners)
         listening = f"listening for SMTP on {where}" if self.listening else "not listening for SMTP"
+        process_info.set_activity(f"daemon({__version__}): {queue_text}, {listening}")
         self.logger.main(f"mta {__version__} daemon started: pid={os.getpid()}, {queue_text}, {listening}")
         loop.call_soon(self._queue_run)  # offline submissions and leftovers, at once (Exim does a run too)
         try:

@@ -33,6 +33,7 @@ import signal
 import socket
 import traceback
 
+from mta import process_info
 from mta.receive.smtp_context import ReceiverContext
 from mta.receive.smtp_io import ChannelClosed, SmtpChannel
 from mta.receive.smtp_server import SmtpSession
@@ -124,6 +125,7 @@ class Receiver:
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        loop.add_signal_handler(signal.SIGUSR1, process_info.write_report)  # for mta-what
         server = None
         if self.submission is not None:
             from mta.daemon.submission import serve_submission
@@ -198,6 +200,7 @@ class Receiver:
                 sock.close()
                 return
             peer, peer_port = channel.peer()
+            process_info.sessions[connection_id] = f"handling incoming connection from [{_plain_ip(peer)}]"
             local, local_port = channel.local()
             session = SmtpSession(self.context, channel, host_address=_plain_ip(peer), host_port=peer_port,
                                   interface_address=_plain_ip(local), interface_port=local_port)
@@ -207,6 +210,7 @@ class Receiver:
             await session.run()
         finally:
             self.sessions.pop(connection_id, None)
+            process_info.sessions.pop(connection_id, None)
             self._tell_master(f"closed {connection_id}")
 
     def _tell_master(self, text: str) -> None:

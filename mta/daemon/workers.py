@@ -46,6 +46,7 @@ def _stop(signum: int, frame: object) -> None:
 
 def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tuple[int, int] | None) -> int:
     """The body of a worker process (after fork); returns its exit status."""
+    from mta import process_info
     from mta.deliver.delivery import Delivery, close_connections
     from mta.queue.runner import parse_dispatch_datagram
     from mta.queue.wait import deliver_with_followers
@@ -56,6 +57,8 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
     runtime.remote_identity = remote_identity
     dispatch.setblocking(False)
     idle_since: float | None = time.monotonic()
+    idle = "delivery worker: waiting for messages"
+    process_info.set_activity(idle)
     with asyncio.Runner() as runner:
         try:
             while not _stopping:
@@ -89,6 +92,7 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
                     )
                     return 1
                 idle_since = time.monotonic()
+                process_info.set_activity(idle)
         finally:
             try:
                 runner.run(close_connections(runtime))

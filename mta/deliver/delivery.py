@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 
-from mta import record
+from mta import process_info, record
 from mta.deliver.aging import Frozen, frozen_action, ignore_bounce_errors, send_due_warning
 from mta.deliver.deliverlog import (
     deferral_line,
@@ -148,6 +148,7 @@ class Delivery:
 
     # -- the attempt ------------------------------------------------------------
     def run(self) -> DeliveryReport:
+        process_info.set_activity(f"delivering {self.message_id}")  # for mta-what
         lock = self.lock
         if lock is None:
             try:
@@ -326,6 +327,7 @@ class Delivery:
         from mta.deliver.local_exec import resolve_delivery_identity, run_local_delivery
 
         transport = self.runtime.transports[item.transport_name or ""]
+        process_info.set_activity(f"delivering {self.message_id} to {item.address} using {transport.name}")
         if self.dont_deliver:
             self._record_success(item, None)
             return

@@ -39,7 +39,7 @@ import re
 import socket
 import time
 
-from mta import record
+from mta import process_info, record
 from mta.deliver.aging import Frozen, frozen_action
 from mta.errors import MtaError, SpoolError
 from mta.spool.files import NoSuchMessage
@@ -184,6 +184,8 @@ def run_queue(runtime: Runtime, selection: Selection) -> int:
     logger.main(f"Start queue run: pid={os.getpid()}{selection.flags_text()}")
     options = delivery_options(selection, time.time())
     status = 0
+    running = f"running queue{selection.flags_text()}"
+    process_info.set_activity(running)
     with asyncio.Runner() as runner:
         attempted: set[str] = set()  # a message that went as a follower is not tried again
         try:
@@ -194,6 +196,7 @@ def run_queue(runtime: Runtime, selection: Selection) -> int:
                     runtime, message_id, lambda i: Delivery(runtime, i, loop_runner=runner, **options).run(),
                     attempted=attempted,
                 )
+                process_info.set_activity(running)  # the delivery said what it was doing
         except MtaError as exc:
             logger.panic(f"queue run stopped: {exc}")
             status = 1
@@ -206,6 +209,7 @@ def run_queue(runtime: Runtime, selection: Selection) -> int:
 def daemon_queue_run(runtime: Runtime, dispatch: socket.socket, selection: Selection | None = None) -> None:
     """The daemon's run: the chosen ids go to the delivery workers (one datagram each)."""
     selection = selection or Selection()
+    process_info.set_activity(f"running queue{selection.flags_text()}: handing messages to the delivery workers")
     logger = runtime.logger
     logger.main(f"Start queue run: pid={os.getpid()}{selection.flags_text()}")
     dispatch.setblocking(True)

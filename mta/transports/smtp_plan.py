@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import socket
 
-from mta import record
+from mta import process_info, record
 from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError, FailError
 from mta.transports.smtp import SmtpDeferError, SmtpFailError, remote_error
 from mta.transports.smtp_retry import SmtpRetry
@@ -280,6 +280,8 @@ class SmtpJob:
         return [record.replace(host, address=a, port=port) for a in dict.fromkeys(addresses)]
 
     def _try_host(self, host: Host, check: HostCheck | None = None) -> Plan:
+        process_info.remote_delivery(self.message.message_id, host.name, host.address, host.port,
+                                     [item.address for item in self.pending])  # for mta-what
         try:
             policy = self.talk.tls_policy(host)
         except DeliveryError as error:

@@ -53,6 +53,8 @@ CASES: list[tuple[str, list[str], dict[str, Any]]] = [
     ("-bpi", ["-bpi"], {"mode": "bp", "mode_flags": "i"}),
     ("-bpa", ["-bpa"], {"mode": "bp", "mode_flags": "a"}),
     ("-bpru", ["-bpru"], {"mode": "bp", "mode_flags": "ru"}),
+    ("-bpra", ["-bpra"], {"mode": "bp", "mode_flags": "ra"}),
+    ("-bpri", ["-bpri"], {"mode": "bp", "mode_flags": "ri"}),
     ("-bp with ids", ["-bp", "1xVZrv-000000004NL-0xbr"], {"mode": "bp", "args": ["1xVZrv-000000004NL-0xbr"]}),
     # other modes
     ("-bV", ["-bV"], {"mode": "bV"}),
@@ -113,7 +115,8 @@ ERRORS = [
     ("unknown short", ["-Q"], "unknown option -Q (see man page; mta --help lists the common ones)"),
     ("unknown long", ["--frob"], "unknown option --frob"),
     ("unknown -b", ["-bZ"], "unknown option -bZ"),
-    ("unknown -bp flag", ["-bpz"], "unknown option -bpz"),
+    *((f"-bp{flags} is not Exim's", [f"-bp{flags}"], f"unknown option -bp{flags} (the listings are -bp, -bpa, -bpc, "
+       "-bpi, -bpu, and -bpr, -bpra, -bpri, -bpru unsorted)") for flags in ("z", "cu", "ur", "ua", "rc", "rr")),
     ("unknown -M", ["-Mxyz"], "unknown option -Mxyz"),
     ("unknown -oM", ["-oMz", "x"], "unknown option -oMz"),
     ("bad -od", ["-odz"], "unknown delivery mode -odz (use -odb, -odf, -odi, -odq or -odqs)"),

@@ -32,21 +32,26 @@ def test_objects_in_postqueue_shape(mta_env: MtaEnv) -> None:
     assert [m["queue_id"] for m in listed] == [first, bounce]
     sizes = [line.split(" S=")[1].split()[0] for line in mta_env.log_lines() if " <= " in line]
     assert listed[0] == {
+        # Postfix's members, with Postfix's meaning: recipients are those still to be delivered.
         "queue_name": "hold",
         "queue_id": first,
         "arrival_time": Spool(mta_env.spool).read_envelope(first).received_time,
         "message_size": int(sizes[0]),
+        "forced_expire": False,
         "sender": "alice@example.net",
+        "recipients": [{"address": "a@example.org"}],
+        # mta's own.
+        "delivered_recipients": ["B@example.org"],
         "frozen": True,
         "frozen_since": now,
         "warning_count": 0,
-        "recipients": [
-            {"address": "a@example.org", "delivered": False}, {"address": "B@example.org", "delivered": True},
-        ],
     }
+    assert list(listed[0])[:7] == ["queue_name", "queue_id", "arrival_time", "message_size", "forced_expire",
+                                   "sender", "recipients"]
     assert (listed[1]["queue_name"], listed[1]["sender"], listed[1]["message_size"]) == ("incoming", "", int(sizes[1]))
-    # -bpu: only what is still to be delivered, which is what Postfix lists.
-    assert mailq_json(mta_env, "-bpu")[0]["recipients"] == [{"address": "a@example.org", "delivered": False}]
+    # -bpu: without the delivered ones.
+    undelivered = mailq_json(mta_env, "-bpu")[0]
+    assert undelivered["recipients"] == [{"address": "a@example.org"}] and "delivered_recipients" not in undelivered
 
 
 def test_queue_names_and_delay_reason(mta_env: MtaEnv) -> None:
@@ -72,7 +77,7 @@ def test_unreadable_message_and_refused_combinations(mta_env: MtaEnv) -> None:
     message_id = submit(mta_env, "a@example.org")
     (mta_env.spool / "input" / f"{message_id}-D").unlink()
     (listed,) = mailq_json(mta_env)
-    assert listed == {"queue_id": message_id, "arrival_time": listed["arrival_time"],
+    assert listed == {"queue_name": "corrupt", "queue_id": message_id, "arrival_time": listed["arrival_time"],
                       "error": f"data file {message_id}-D is missing"}
     for args in (["-bpc", "--json"], ["-bpi", "--json"], ["-bt", "--json", "a@example.org"]):
         result = mta_env.run(*args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -198,3 +199,22 @@ def test_queue_listing_is_for_administrators_and_the_spool_owner(open_env: MtaEn
 def test_bP_n_prints_values_without_names(mta_env: MtaEnv) -> None:
     result = mta_env.run("-bP", "-n", "primary_hostname", "queue_only", "config_file")
     assert (result.returncode, result.stdout) == (0, f"mail.example.com\nno_queue_only\n{mta_env.config}\n")
+
+
+def test_mailq_help_spool_option_ids_and_python_m(mta_env: MtaEnv) -> None:
+    ids = [submit(mta_env, f"r{i}@example.org") for i in range(2)]
+    usage = subprocess.run([MAILQ, "--help"], capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 0 and usage.stdout.startswith("usage: mailq [-C FILE | --spool DIR] ")
+    # --spool: the spool itself, no configuration read (there is none at the default path here).
+    for argv in ([MAILQ, "--spool", str(mta_env.spool), "-bpi"], [MAILQ, f"--spool={mta_env.spool}", "-bpi"],
+                 [sys.executable, "-m", "spool_tools.queue_list", "--spool", str(mta_env.spool), "-bpi"]):
+        listed = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert (listed.returncode, listed.stdout.split()) == (0, ids), listed.stderr
+    both = mta_env.run("-bp", "--spool", str(mta_env.spool))
+    assert both.returncode == 1 and "--spool DIR is for listing a spool without a configuration" in both.stderr
+    # Ids are checked: either form is taken, anything else is an error, not an empty listing.
+    assert bp(mta_env, "i", ids[1], "1xV6uq-0005Vj-1t") == ids[1] + "\n"
+    malformed = mta_env.run("-bp", "1xV6uq-0005Vj")
+    assert (malformed.returncode, malformed.stdout) == (1, "")
+    assert malformed.stderr == ('mta: "1xV6uq-0005Vj" is not a message id (23 characters as mta makes them, '
+                                "or Exim 4.96's 16, such as 1xV6uq-0005Vj-1t)\n")
