@@ -64,13 +64,53 @@ ensure_venv() {
 }
 
 ensure_test_packages() {
-    # Debian tools some tests drive for real (a command-line mail client, cron-like runs).
+    # Debian tools some tests drive for real (a command-line mail client, cron-like runs;
+    # logrotate for the log tools: tests/spool_tools).  All small; a test whose tool could
+    # not be installed skips and says why.
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         missing=""
         command -v bsd-mailx >/dev/null 2>&1 || missing="$missing bsd-mailx"
+        command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing="$missing logrotate"
         if [ -n "$missing" ]; then
-            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null) ||
+            (apt_quick update -qq && DEBIAN_FRONTEND=noninteractive apt_quick install -y -qq $missing >/dev/null) ||
                 echo "warning: could not install$missing; tests that need them will be skipped" >&2
         fi
+        # Chromium (for the screenshot of mta-stats' HTML report) is hundreds of MB: only on
+        # request, so that a clean set-up does not spend minutes on it.  Without it that one
+        # test skips, saying how to get it.
+        if [ "${MTA_TEST_CHROMIUM:-0}" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+            (apt_quick update -qq &&
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) ||
+                echo "warning: could not install chromium; the HTML report's screenshot test will be skipped" >&2
+        fi
     fi
+    ensure_exim_tools
+}
+
+# apt-get with a time limit: a set-up must not hang on a slow or absent network.
+apt_quick() {
+    if command -v timeout >/dev/null 2>&1; then
+        timeout 120 apt-get "$@"
+    else
+        apt-get "$@"
+    fi
+}
+
+# Exim's own exigrep, eximstats and exiqsumm (Perl scripts in Debian's exim4-base, about 1 MB), to
+# compare the log tools with: downloaded and unpacked, not installed (nothing of Exim runs, no
+# daemon is set up), into a cache that tests/support/exim_tools.py looks in.  Any user may do
+# this: apt-get download needs no root, but it needs the package lists, so on a machine that
+# has none it fails at once and the comparisons skip.  An installed exim4-base does as well.
+EXIM_TOOLS_CACHE="${MTA_EXIM_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/mta-tests/exim4-base}"
+ensure_exim_tools() {
+    [ -x "$EXIM_TOOLS_CACHE/usr/sbin/eximstats" ] || [ -x /usr/sbin/eximstats ] && return 0
+    command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1 || return 0
+    exim_work=$(mktemp -d)
+    if (cd "$exim_work" && apt_quick download -qq exim4-base >/dev/null 2>&1) &&
+        mkdir -p "$EXIM_TOOLS_CACHE" && dpkg -x "$exim_work"/exim4-base_*.deb "$EXIM_TOOLS_CACHE"; then
+        :
+    else
+        echo "warning: could not fetch Debian's exim4-base; the comparisons with Exim's tools will be skipped" >&2
+    fi
+    rm -rf "$exim_work"
 }
