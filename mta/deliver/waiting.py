@@ -66,12 +66,17 @@ def record_waiting(runtime: Runtime, hosts: Iterable[tuple[str, str]], message_i
 
 def take_waiting(runtime: Runtime, transport: str, host: str, limit: int) -> list[str]:
     """Up to `limit` ids waiting for `host` (oldest first), taken out of the record."""
-    def take(value: bytes | None) -> tuple[bytes | None, list[str]]:
-        ids = _decode(value)
+    key = hints_key(host.lower())
+
+    def take(old: dict[bytes, bytes]) -> tuple[dict[bytes, bytes | None], list[str]]:
+        ids = _decode(old.get(key))
         taken, rest = ids[:limit], ids[limit:]
-        return ("\n".join(rest).encode("ascii") if rest else None), taken
+        if not taken:
+            return {}, []
+        # Every id taken: the record goes, or the same ids would be offered again.
+        return {key: "\n".join(rest).encode("ascii") if rest else None}, taken
 
     try:
-        return _database(runtime, transport).update(hints_key(host.lower()), take)
+        return _database(runtime, transport).update_many([key], take)
     except HintsError:
         return []
