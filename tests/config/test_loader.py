@@ -15,10 +15,15 @@ import pytest
 
 from mta.config.loader import load_config
 from mta.errors import ConfigError
-from tests.support.mta import BASE_CONFIG, MtaEnv
+from tests.support.mta import BASE_CONFIG, MtaEnv, unmeasured
 
 # Lines of the base config that MtaEnv writes before `extra`.
 BASE_LINES = len(BASE_CONFIG.splitlines())
+
+
+@pytest.fixture(autouse=True)
+def _unmeasured(mta_env: MtaEnv) -> None:
+    unmeasured(mta_env)  # ~200 starts of mta; the loader is measured in-process (tests/config)
 
 
 def bp(env: MtaEnv, *names: str, args: tuple[str, ...] = ()) -> list[str]:
