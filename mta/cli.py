@@ -144,11 +144,10 @@ def _load(inv: Invocation):  # type: ignore[no-untyped-def]
 
 
 def mode_version(inv: Invocation) -> int:
-    import platform
-
     from mta import __version__
 
-    print(f"mta version {__version__} (Python {platform.python_version()})")
+    python = ".".join(str(n) for n in sys.version_info[:3])
+    print(f"mta version {__version__} (Python {python})")
     print("Lookups: lsearch wildlsearch nwildlsearch dsearch lmdb")
     config = _load(inv)
     from mta.runtime import check_config

@@ -239,15 +239,14 @@ def _deliver_bounces(runtime: Runtime, bounces: list[str], err: Err) -> None:
 
 def _deliver(inv: Invocation, config: Config, ids: list[str], err: Err) -> int:
     """-M (forced: thaws, ignores retry times) and -Mc."""
-    import asyncio
-
-    from mta.deliver.delivery import Delivery, close_connections
+    from mta.deliver.delivery import Delivery
+    from mta.deliver.loop import DeliveryLoop
     from mta.queue.wait import deliver_with_followers
     from mta.runtime import build_runtime
 
     runtime = build_runtime(config, verbose=inv.verbose)
     status = 0
-    runner = asyncio.Runner()
+    runner = DeliveryLoop(runtime)
 
     def deliver(message_id: str, named: bool) -> Any:
         # Only the named message is forced; the ones that follow it are ordinary deliveries.
@@ -271,7 +270,6 @@ def _deliver(inv: Invocation, config: Config, ids: list[str], err: Err) -> int:
         elif report.skipped == "spool error":
             err(f"message {message_id} is frozen: {report.spool_error} (repair the file, or remove the message)")
             status = 1
-    runner.run(close_connections(runtime))
     runner.close()
     return status
 

@@ -24,7 +24,6 @@ stays on the spool, it is never marked delivered.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import threading
@@ -41,6 +40,7 @@ from mta.deliver.deliverlog import (
 )
 from mta.deliver.failures import failed_addresses, top_recipient, with_duplicates
 from mta.deliver.grouping import group_remote
+from mta.deliver.loop import DeliveryLoop, close_connections
 from mta.deliver.message import header_lookup, outgoing_message, spool_headers
 from mta.deliver.retrying import DeliveryRetry, RetryTimeoutError
 from mta.deliver.waiting import record_waiting
@@ -56,9 +56,9 @@ from mta.transports.base import DeliveryEnv, OutgoingMessage
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import asyncio
     from typing import Any
 
-if TYPE_CHECKING:
     from mta.runtime import Runtime
     from mta.spool.envelope import Envelope
     from mta.spool.files import MessageLock
@@ -98,7 +98,7 @@ class Delivery:
         lock: MessageLock | None = None,
         dont_deliver: bool = False,
         now: float | None = None,
-        loop_runner: asyncio.Runner | None = None,
+        loop_runner: DeliveryLoop | asyncio.Runner | None = None,
         ignore_retry: bool | None = None,
         queue_run: bool = False,
         run_started: float | None = None,
@@ -109,9 +109,9 @@ class Delivery:
         (a -qf run's start) keeps a host that failed during the run from being tried again by
         it.  `now` fixes the time the attempt runs at (tests)."""
         self.runtime = runtime
-        # A queue run passes one asyncio.Runner for all its messages, so that
-        # SMTP connections are reused from message to message (connection_max_messages);
-        # the runner's owner closes them at the end.
+        # A queue run passes one loop for all its messages, so that SMTP connections are
+        # reused from message to message (connection_max_messages); its owner closes them
+        # at the end (mta.deliver.loop).
         self.loop_runner = loop_runner
         self.config = runtime.config
         self.spool = runtime.spool
@@ -306,6 +306,8 @@ class Delivery:
                 if self.loop_runner is not None:
                     self.loop_runner.run(self._deliver_remote(remote, message, env, close=False))
                 else:
+                    import asyncio
+
                     asyncio.run(self._deliver_remote(remote, message, env, close=True))
         self._finish(envelope)
 
@@ -386,6 +388,8 @@ class Delivery:
     async def _deliver_remote(
         self, items: list[AddressItem], message: OutgoingMessage, env: DeliveryEnv, close: bool
     ) -> None:
+        import asyncio
+
         groups = group_remote(items)
         limit = asyncio.Semaphore(max(1, self.config.main.remote_max_parallel))
 
@@ -602,21 +606,10 @@ def deliver_message(runtime: Runtime, message_id: str, **kwargs: Any) -> Deliver
     return Delivery(runtime, message_id, **kwargs).run()
 
 
-async def close_connections(runtime: Runtime) -> None:
-    """QUIT every cached SMTP connection of the remote transports."""
-    for transport in runtime.transports.values():
-        close = getattr(transport, "close_connections", None)
-        if close is not None:
-            await close()
-
-
 def deliver_messages(runtime: Runtime, message_ids: list[str], **kwargs: Any) -> list[DeliveryReport]:
     """Deliver several messages in turn on one event loop (connections are reused), as a queue run does."""
     reports = []
-    with asyncio.Runner() as runner:
-        try:
-            for message_id in message_ids:
-                reports.append(Delivery(runtime, message_id, loop_runner=runner, **kwargs).run())
-        finally:
-            runner.run(close_connections(runtime))
+    with DeliveryLoop(runtime) as loop:
+        for message_id in message_ids:
+            reports.append(Delivery(runtime, message_id, loop_runner=loop, **kwargs).run())
     return reports

@@ -25,7 +25,6 @@ ${readsocket{spec}{request}{timeout}{eol}{fail string}}
 from __future__ import annotations
 
 import os
-import subprocess
 
 from mta.errors import ExpansionError
 from mta.expand.arith import readtime
@@ -125,6 +124,8 @@ def _set_up_command(ex: Expander, command: str, late: bool) -> list[str]:
 
 
 def _run(ex: Expander, argv: list[str]) -> tuple[str, int]:
+    import subprocess  # here: every process that expands a string would pay for it at start-up
+
     policy = ex.ctx.policy
     # Dropping privilege is done by Popen itself (user=/group=), not by a
     # preexec_fn: the daemon has threads, and preexec_fn is unsafe with them.

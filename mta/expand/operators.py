@@ -13,7 +13,6 @@ does not, see docs/expansion.md).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 
@@ -192,6 +191,8 @@ def _expand(ex: Expander, sub: str, arg: str | None, name: str) -> str:
 
 def _hash_hex(algorithm: str, upper: bool) -> OpFunc:
     def op(ex: Expander, sub: str, arg: str | None, name: str) -> str:
+        import hashlib  # where used: milliseconds of every start-up otherwise
+
         digest = hashlib.new(algorithm, to_bytes(sub)).hexdigest()
         return digest.upper() if upper else digest
 
@@ -202,6 +203,8 @@ def _sha2(ex: Expander, sub: str, arg: str | None, name: str) -> str:
     variant = {None: "sha256", "256": "sha256", "384": "sha384", "512": "sha512"}.get(arg)
     if variant is None:
         raise ex.fail("unrecognised sha2 variant")
+    import hashlib
+
     return hashlib.new(variant, to_bytes(sub)).hexdigest().upper()
 
 
@@ -209,6 +212,8 @@ def _sha3(ex: Expander, sub: str, arg: str | None, name: str) -> str:
     variant = {None: "sha3_256", "224": "sha3_224", "256": "sha3_256", "384": "sha3_384", "512": "sha3_512"}.get(arg)
     if variant is None:
         raise ex.fail("unrecognised sha3 variant")
+    import hashlib
+
     return hashlib.new(variant, to_bytes(sub)).hexdigest().upper()
 
 

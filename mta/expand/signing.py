@@ -8,8 +8,7 @@ checks with the other.
 
 from __future__ import annotations
 
-import hashlib
-import hmac as _hmac
+# hmac (and hashlib under it) is imported where used: milliseconds of every start-up otherwise.
 import re
 import time
 
@@ -60,7 +59,9 @@ def compute_nhash(subject: str, first: int, second: int) -> str:
 def hmac_hex(algorithm: str, key: str, text: str) -> str:
     if algorithm not in ("md5", "sha1"):
         raise ExpansionError(f'hmac algorithm "{algorithm}" is not recognised')
-    return _hmac.new(to_bytes(key), to_bytes(text), algorithm).hexdigest()
+    import hmac
+
+    return hmac.new(to_bytes(key), to_bytes(text), algorithm).hexdigest()
 
 
 # -- BATV (prvs) ---------------------------------------------------------------------------
@@ -77,7 +78,9 @@ def prvs_hmac(address: str, key: str, key_num: str | None, daystamp: str) -> str
     if len(raw_key) > 64:
         return None
     source = to_bytes((key_num or "0")[:1] + daystamp[:3] + address)
-    return _hmac.new(raw_key, source, "sha1").hexdigest()[:6]
+    import hmac
+
+    return hmac.new(raw_key, source, "sha1").hexdigest()[:6]
 
 
 PRVS_PATTERN = re.compile(r"^prvs\=([0-9])([0-9]{3})([A-F0-9]{6})\=(.+)\@(.+)$", re.IGNORECASE)
@@ -96,7 +99,9 @@ def prvs_expired(daystamp: str, now: float | None = None) -> bool:
 
 def srs_checksum(secret: str, address: str) -> str:
     """Exim's hmac_md5(secret, address) cut to four hex digits."""
-    return _hmac.new(to_bytes(secret), to_bytes(address), hashlib.md5).hexdigest()[:4]
+    import hmac
+
+    return hmac.new(to_bytes(secret), to_bytes(address), "md5").hexdigest()[:4]
 
 
 def srs_timestamp(now: float | None = None) -> str:

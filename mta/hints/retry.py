@@ -34,14 +34,16 @@ The arithmetic (Exim's retry.c, restated):
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mta import record
 from mta.errors import ConfigError
 from mta.values import format_time, parse_time
+
+if TYPE_CHECKING:
+    import random
 
 _ERROR_NAME = re.compile(
     r"\*|auth_failed|data_4[0-9x]{2}|mail_4[0-9x]{2}|rcpt_4[0-9x]{2}|lost_connection|lookup|"
@@ -281,7 +283,11 @@ def compute_retry(
             next_try = now + params.interval
             if next_gap > params.interval:
                 spread = next_gap - params.interval
-                next_try += (rng or random).randrange(spread) // 2 + spread // 2
+                if rng is None:
+                    import random  # only for the randomised rules: milliseconds of start-up otherwise
+
+                    rng = random.Random()
+                next_try += rng.randrange(spread) // 2 + spread // 2
     next_try = min(next_try, now + interval_max)
     return RetryDecision(RetryTimes(old.first_failed, now, next_try, expired), timed_out)
 

@@ -47,7 +47,6 @@ as if empty).
 from __future__ import annotations
 
 import ipaddress
-import random
 import threading
 from collections.abc import Callable, Iterable
 
@@ -55,6 +54,10 @@ from mta import record
 from mta.errors import DeferError
 from mta.hints.retry import RetryRule, compute_retry
 from mta.hints.retry_db import RetryDb, RetryRecord
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import random
 
 # Exim's error numbers for "not tried: retry time not reached" (macros.h, 4.96+).
 ERRNO_RRETRY = -52  # routing

@@ -12,7 +12,7 @@ broken message cannot always go first), and leaves out:
   ones too, as Exim's ``f``);
 - with start and end ids (``mta -q ID1 ID2``), messages outside that range.
 
-The rest are delivered: in this process for `mta -q` (one asyncio.Runner
+The rest are delivered: in this process for `mta -q` (one DeliveryLoop
 for the whole run, so SMTP connections are reused from message to message),
 or by the daemon's long-lived workers.  After each delivery, the messages
 waiting for a host it reached follow it down the same connection
@@ -175,9 +175,8 @@ def parse_dispatch_datagram(data: bytes) -> tuple[str, dict[str, Any]]:
 
 def run_queue(runtime: Runtime, selection: Selection) -> int:
     """`mta -q...` / `-R` / `-S`: one run in this process; the exit status."""
-    import asyncio
-
-    from mta.deliver.delivery import Delivery, close_connections
+    from mta.deliver.delivery import Delivery
+    from mta.deliver.loop import DeliveryLoop
     from mta.queue.wait import deliver_with_followers
 
     logger = runtime.logger
@@ -186,7 +185,7 @@ def run_queue(runtime: Runtime, selection: Selection) -> int:
     status = 0
     running = f"running queue{selection.flags_text()}"
     process_info.set_activity(running)
-    with asyncio.Runner() as runner:
+    with DeliveryLoop(runtime) as runner:
         attempted: set[str] = set()  # a message that went as a follower is not tried again
         try:
             for message_id in eligible_messages(runtime, selection):
@@ -201,7 +200,7 @@ def run_queue(runtime: Runtime, selection: Selection) -> int:
             logger.panic(f"queue run stopped: {exc}")
             status = 1
         finally:
-            runner.run(close_connections(runtime))
+            runner.close()
             logger.main(f"End queue run: pid={os.getpid()}{selection.flags_text()}")
     return status
 

@@ -40,7 +40,6 @@ reported in Exim's debug wording.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import time
@@ -236,9 +235,11 @@ class AclEngine:
 
     async def resolver(self) -> DnsResolver:
         if self._resolver is None:
+            # Reading /etc/resolv.conf is file I/O: not on the event loop.
+            import asyncio  # here: -bV checks the ACLs and needs no event loop
+
             from mta.route.context import make_resolver
 
-            # Reading /etc/resolv.conf is file I/O: not on the event loop.
             self._resolver = await asyncio.to_thread(make_resolver, self.config)
         return self._resolver
 

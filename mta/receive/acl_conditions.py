@@ -14,7 +14,6 @@ check use the async resolver.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from mta.config.lists import (
@@ -121,6 +120,8 @@ def _needs_resolving(item: str) -> bool:
 
 
 async def _in_thread_if(blocking: bool, function: Callable[[], ListMatch]) -> ListMatch:
+    import asyncio  # here: -bV loads the conditions and needs no event loop
+
     return await asyncio.to_thread(function) if blocking else function()
 
 
@@ -327,6 +328,8 @@ async def _ratelimit(run: AclRun, item: AclItem, arg: str, verb: str) -> Rc:
     else:
         now = ctx.now if ctx.now is not None else time.time()
         try:
+            import asyncio
+
             _rc, rate = await asyncio.to_thread(ratelimit_update, run.engine.ratelimit_db(), spec, key_text, now)
         except HintsError as exc:
             run.trace(f"ratelimit database not available: {exc}")
@@ -376,6 +379,8 @@ async def _delay(run: AclRun, item: AclItem, arg: str, verb: str) -> Rc:
     if run.ctx.host_checking:
         run.trace("delay skipped in -bh checking mode")
     else:
+        import asyncio
+
         await asyncio.sleep(seconds)
     return Rc.OK
 

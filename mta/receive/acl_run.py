@@ -10,8 +10,6 @@ mta.receive.acl_conditions.
 
 from __future__ import annotations
 
-import asyncio
-
 from mta.config.loader import SourceLine
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.expand import ExpandContext, LookupDeferError, expand
@@ -231,6 +229,8 @@ class AclRun:
         where = self.ctx.stage.option
         try:
             if text.startswith("/") and text not in self.engine.dynamic:
+                import asyncio  # here: -bV checks the ACLs and needs no event loop
+
                 acl = await asyncio.to_thread(locate_acl, self.engine, text, where)
             else:
                 acl = locate_acl(self.engine, text, where)

@@ -12,8 +12,6 @@ every address header of the message.
 
 from __future__ import annotations
 
-import asyncio
-
 from mta.errors import AddressError, DeferError, FailError
 from mta.message.address import parse_header_addresses, qualify
 from mta.receive.acl_log import same_ip
@@ -76,6 +74,8 @@ async def _route_verify(run: AclRun, address: str, what: str, spec: VerifySpec) 
         resolver_factory=engine.sync_resolver,
     )
     run.trace(f"----------- verify {what} {address} ------------")
+    import asyncio  # here: -bV loads the conditions and needs no event loop
+
     result = await asyncio.to_thread(verify_address, engine.routing(), address, ctx, spec.success_on_redirect)
     for line in lines:
         run.trace(line)
