@@ -42,25 +42,27 @@ from pathlib import Path
 
 from mta.errors import SpoolError
 from mta.spool.files import fsync_directory
-from spool_tools.admin_cli import ToolArgumentParser, ToolError, UsageError, add_location_options, run_tool
+from spool_tools.admin_command import ToolError, ToolParser, UsageError, add_spool_options, run_tool
+from spool_tools.logfiles import LOG_SPOOL_HELP
 
 PROG = "mta-cyclog"
 LOGS = ("main", "reject", "panic")
 SUFFIX = ".gz"
 
 
-def parser() -> ToolArgumentParser:
-    p = ToolArgumentParser(
-        prog=PROG,
-        description="Rotate mta's main, reject and panic logs as Exim's exicyclog: LOG becomes LOG.01, "
+def parser() -> ToolParser:
+    p = ToolParser(
+        PROG,
+        "Rotate mta's main, reject and panic logs as Exim's exicyclog: LOG becomes LOG.01, "
         "older generations are renumbered and gzipped, and only N are kept.",
+        wrap=True,
     )
     p.add_argument("-k", dest="keep", type=_keep, default=10, metavar="N", help="generations to keep (default 10)")
     p.add_argument(
         "-l", dest="log_file_path", metavar="PATH", help="log_file_path to use instead of the configuration's"
     )
     p.add_argument("-v", "--verbose", action="store_true", help="say what was renamed, compressed and removed")
-    add_location_options(p)
+    add_spool_options(p, LOG_SPOOL_HELP)
     return p
 
 
@@ -203,9 +205,9 @@ def _main(argv: list[str]) -> int:
             raise ToolError("-l names no log files (syslog only): nothing to cycle")
         template = templates[0]
     else:
-        from spool_tools.admin_cli import log_location
+        from spool_tools.logfiles import log_location
 
-        location = log_location(args.config_file, args.spool)
+        location = log_location(args.config, args.spool)
         if not location.templates:
             raise ToolError("mta is logging to syslog only: no log files to cycle")
         template = location.templates[0]
@@ -217,7 +219,7 @@ def _main(argv: list[str]) -> int:
 
 
 def console_main() -> int:
-    return run_tool(PROG, main)
+    return run_tool(PROG, lambda: main(sys.argv[1:]))
 
 
 if __name__ == "__main__":

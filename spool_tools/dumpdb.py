@@ -24,27 +24,26 @@ from __future__ import annotations
 
 import sys
 
-from spool_tools.hints_common import (
-    HintsToolParser,
-    add_location_options,
+from spool_tools.admin_command import ToolParser
+from spool_tools.hints_databases import (
+    add_database_arguments,
     database_kind,
     open_database,
     run_tool,
     spool_and_database,
-    use_utc,
 )
-from spool_tools.hints_records import dump_lines, shown_key
+from spool_tools.hints_records import dump_lines, shown_key, use_utc
 
 PROG = "mta-dumpdb"
 
 
-def build_parser() -> HintsToolParser:
-    parser = HintsToolParser(PROG, "List the records of one of mta's hints databases, as exim_dumpdb does.",
-                             epilog=__doc__.split("\n\n")[1],
-                             usage="%(prog)s [-z] [-k] [-C FILE | --spool DIR] [SPOOL] DB")
+def build_parser() -> ToolParser:
+    parser = ToolParser(PROG, "List the records of one of mta's hints databases, as exim_dumpdb does.",
+                        epilog=__doc__.split("\n\n")[1],
+                        usage="%(prog)s [-z] [-k] [-C FILE] [--spool DIR] [SPOOL] DB")
     parser.add_argument("-z", dest="utc", action="store_true", help="show times in UTC, not local time")
     parser.add_argument("-k", dest="keys_only", action="store_true", help="list the keys only")
-    add_location_options(parser, database=True)
+    add_database_arguments(parser)
     return parser
 
 

@@ -47,16 +47,15 @@ from mta import record
 from mta.hints import ratelimit
 from mta.hints.db import HintsDb
 from mta.hints.retry_db import RetryRecord, decode_record, encode_record
-from spool_tools.hints_common import (
-    HintsToolParser,
-    add_location_options,
+from spool_tools.admin_command import ToolParser
+from spool_tools.hints_databases import (
+    add_database_arguments,
     database_kind,
-    dump_time,
     open_database,
     run_tool,
     spool_and_database,
 )
-from spool_tools.hints_records import misc_time, ratelimit_usec, stored_key, waiting_ids
+from spool_tools.hints_records import dump_time, misc_time, ratelimit_usec, stored_key, waiting_ids
 
 PROG = "mta-fixdb"
 
@@ -309,11 +308,11 @@ class FixSession:
         return True
 
 
-def build_parser() -> HintsToolParser:
-    parser = HintsToolParser(PROG, "Show and change single records of one of mta's hints databases, "
-                             "as exim_fixdb does.", epilog=__doc__.split("\n\n")[1],
-                             usage="%(prog)s [-C FILE | --spool DIR] [SPOOL] DB")
-    add_location_options(parser, database=True)
+def build_parser() -> ToolParser:
+    parser = ToolParser(PROG, "Show and change single records of one of mta's hints databases, "
+                        "as exim_fixdb does.", epilog=__doc__.split("\n\n")[1],
+                        usage="%(prog)s [-C FILE] [--spool DIR] [SPOOL] DB")
+    add_database_arguments(parser)
     return parser
 
 

@@ -33,8 +33,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from spool_tools.admin_cli import ToolArgumentParser, UsageError, add_location_options, log_location, run_tool
-from spool_tools.logfiles import LINE_RE, MESSAGE_ID_WORD_RE, read_lines, stamp_seconds
+from spool_tools.admin_command import ToolParser, UsageError, add_spool_options, run_tool
+from spool_tools.logfiles import LINE_RE, LOG_SPOOL_HELP, MESSAGE_ID_WORD_RE, log_location, read_lines, stamp_seconds
 
 PROG = "mta-grep"
 
@@ -138,13 +138,14 @@ def compile_pattern(text: str, literal: bool, case_sensitive: bool) -> re.Patter
         raise UsageError(f"bad pattern {text!r}: {exc}") from None
 
 
-def parser() -> ToolArgumentParser:
-    p = ToolArgumentParser(
-        prog=PROG,
-        description="Print every main log line of each message any of whose lines match PATTERN "
+def parser() -> ToolParser:
+    p = ToolParser(
+        PROG,
+        "Print every main log line of each message any of whose lines match PATTERN "
         "(grouped by message, as Exim's exigrep), and the other lines that match.",
-        epilog="With no LOG, the main log of the configuration is read; '-' reads standard input. "
+        "With no LOG, the main log of the configuration is read; '-' reads standard input. "
         "Compressed logs (.gz, .bz2, .xz) are read as they are.",
+        wrap=True,
     )
     p.add_argument("-l", "--literal", action="store_true", help="PATTERN is plain text, not a regular expression")
     p.add_argument("-I", "--sensitive", action="store_true", help="case-sensitive match (default: insensitive)")
@@ -158,7 +159,7 @@ def parser() -> ToolArgumentParser:
     )
     p.add_argument("--incomplete", action="store_true", help="only messages that have not completed")
     p.add_argument("--no-pager", action="store_true", help=argparse_suppress())
-    add_location_options(p)
+    add_spool_options(p, LOG_SPOOL_HELP)
     p.add_argument("pattern", metavar="PATTERN", nargs="?")
     p.add_argument("logs", metavar="LOG", nargs="*")
     return p
@@ -187,13 +188,13 @@ def main(argv: list[str]) -> int:
         queue_time=args.queue_time,
         incomplete_only=args.incomplete,
     )
-    logs = args.logs or [log_location(args.config_file, args.spool).path("main")]
+    logs = args.logs or [log_location(args.config, args.spool).path("main")]
     grep(read_lines(logs), opts, sys.stdout)
     return 0
 
 
 def console_main() -> int:
-    return run_tool(PROG, main)
+    return run_tool(PROG, lambda: main(sys.argv[1:]))
 
 
 if __name__ == "__main__":

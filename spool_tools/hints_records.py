@@ -7,6 +7,7 @@
     waiting_ids(value) -> [message id]         # a wait-<transport> record
     misc_time(value) -> int                    # a misc (serialisation) record
     HostKey.parse(key) -> HostKey | None       # T:<host>:<ip>[:<port>][:<id>]
+    dump_time(seconds) -> str                  # Exim's time format in its tools
 
 The formats are the writers' (mta.hints.retry_db, mta.hints.ratelimit,
 mta.hints.misc, mta.deliver.waiting); a value that is not one of them raises
@@ -18,14 +19,26 @@ Exim 4.96's 16) wherever they appear.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import time
 
 from mta import record
 from mta.hints import ratelimit
 from mta.hints.db import hints_key
 from mta.hints.retry_db import decode_record, dumpdb_lines, key_text
 from mta.spool.ids import is_message_id
-from spool_tools.hints_common import dump_time
+
+
+def dump_time(when: float) -> str:
+    """Exim's time format in its tools: ``22-Nov-2026 12:43:32``, local time (or UTC, see use_utc)."""
+    return time.strftime("%d-%b-%Y %H:%M:%S", time.localtime(when))
+
+
+def use_utc() -> None:
+    """Show every time in UTC (exim_dumpdb's -z): the process's own time zone, nothing else."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
 
 
 def shown_key(raw: bytes) -> str:

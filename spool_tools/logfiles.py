@@ -1,4 +1,10 @@
-"""Reading main logs for the admin tools: plain or compressed files, both message-id forms.
+"""What the log tools (mta-grep, mta-stats, mta-qsumm, mta-cyclog) share: where the logs are,
+and reading them, plain or compressed, in both message-id forms.
+
+Where: `log_location` finds the log files as mta does.  ``-C FILE`` (see
+spool_tools.admin_command) gives `log_file_path` and `spool_directory`;
+``--spool DIR`` names the spool (its ``log/`` directory) without reading a
+configuration, or, with -C, in place of the configuration's spool.
 
 A main log line is ``YYYY-MM-DD HH:MM:SS[.mmm][ +hhmm][ [pid]] [ID ]text``
 (mta.log writes it; Exim's spec, "Log files").  The message id is mta's
@@ -11,6 +17,10 @@ their first bytes (not their names), with Python's own modules, so no
 decompressor program is ever run with a file name from the command line.
 Lines are decoded as UTF-8; bytes that are not UTF-8 survive as
 surrogates (``surrogateescape``) and are escaped on output by mta.printable.
+
+Security: nothing here evaluates or passes to a shell anything read from a
+log.  Reading needs only read permission; no lock is taken, so a tool can
+never hold up a delivery.
 """
 
 from __future__ import annotations
@@ -20,14 +30,18 @@ import contextlib
 import gzip
 import io
 import lzma
+import os
 import re
 import sys
 import time
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
-from spool_tools.admin_cli import ToolError, os_error_text
+from spool_tools.admin_command import ToolError, load_configuration, os_error_text
+
+LOG_SPOOL_HELP = "the spool directory (its log/ directory holds the logs)"
 
 _B62 = "[0-9A-Za-z]"
 MESSAGE_ID = f"{_B62}{{6}}-(?:{_B62}{{11}}-{_B62}{{4}}|{_B62}{{6}}-{_B62}{{2}})"
@@ -96,3 +110,40 @@ def stamp_seconds(stamp: str, zone: str | None = None) -> int:
         offset = (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60) * (1 if zone[0] == "+" else -1)
         return calendar.timegm(st) - offset
     return int(time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")))
+
+
+# -- where the logs are ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogLocation:
+    """The log file name templates of one configuration (``%s`` = main, reject, panic)."""
+
+    templates: tuple[str, ...]
+    syslog: bool
+    spool_directory: str
+
+    def path(self, which: str = "main") -> str:
+        """The current file of log `which`; ToolError when the logs go to syslog only."""
+        if not self.templates:
+            raise ToolError("the configuration logs to syslog only: name the log files to read")
+        from mta.log import Logger
+
+        return Logger(self.spool_directory, self.templates).path_for(which)[0]
+
+
+def log_location(config_file: str | None, spool: str | None) -> LogLocation:
+    """Where the logs are, from ``-C`` and ``--spool`` (see the module docstring)."""
+    if spool is not None and not os.path.isabs(spool):
+        spool = os.path.abspath(spool)
+    if spool is not None and config_file is None:
+        return LogLocation((os.path.join(spool, "log", "%slog"),), False, spool)
+    config = load_configuration(config_file)
+    from mta.values import split_list
+
+    items = [p for p in split_list(config.main.log_file_path) if p]
+    files = tuple(p for p in items if p != "syslog")
+    spool_directory = spool or config.main.spool_directory
+    if not items:
+        files = (os.path.join(spool_directory, "log", "%slog"),)
+    return LogLocation(files, "syslog" in items, spool_directory)

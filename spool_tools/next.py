@@ -38,15 +38,9 @@ import sys
 from mta.hints.db import HintsError
 from mta.hints.retry_db import RETRY_DB, RetryDb, RetryRecord
 from mta.spool.ids import is_message_id
-from spool_tools.hints_common import (
-    HintsToolParser,
-    UsageError,
-    checked_spool,
-    dump_time,
-    load_config,
-    run_tool,
-)
-from spool_tools.hints_records import HostKey
+from spool_tools.admin_command import ToolParser, UsageError, add_spool_options, load_configuration
+from spool_tools.hints_databases import checked_spool, run_tool
+from spool_tools.hints_records import HostKey, dump_time
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -58,13 +52,11 @@ _BEFORE = frozenset(":@[")
 _AFTER = frozenset(":]")
 
 
-def build_parser() -> HintsToolParser:
-    parser = HintsToolParser(PROG, "Show the retry records of an address, a domain or a message, as exinext does.",
-                             epilog=__doc__.split("\n\n")[2], usage="%(prog)s [-C FILE] [--spool DIR] "
-                             "ADDRESS|DOMAIN|LOCALPART|MESSAGE-ID")
-    parser.add_argument("-C", "--config", metavar="FILE", help="mta's configuration file (as mta -C)")
-    parser.add_argument("--spool", metavar="DIR",
-                        help="the spool directory; without -C, nothing is routed")
+def build_parser() -> ToolParser:
+    parser = ToolParser(PROG, "Show the retry records of an address, a domain or a message, as exinext does.",
+                        epilog=__doc__.split("\n\n")[2], usage="%(prog)s [-C FILE] [--spool DIR] "
+                        "ADDRESS|DOMAIN|LOCALPART|MESSAGE-ID")
+    add_spool_options(parser, spool_help="the spool directory; without -C, nothing is routed")
     parser.add_argument("subject", metavar="ADDRESS|DOMAIN|LOCALPART|MESSAGE-ID")
     return parser
 
@@ -176,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         subject = args.subject.strip()
         if not subject or any(ch.isspace() for ch in subject):
             raise UsageError(f"{args.subject!r} is not an address, a domain or a message id")
-        config = load_config(args.config) if args.config is not None or args.spool is None else None
+        config = load_configuration(args.config) if args.config is not None or args.spool is None else None
         spool = checked_spool(args.spool if args.spool is not None else config.main.spool_directory)  # type: ignore[union-attr]
         try:
             lines = retry_data(spool, subject, config)

@@ -35,9 +35,7 @@ import time
 from mta.errors import SpoolError
 from mta.spool.files import NoSuchMessage
 from mta.spool.ids import is_message_id
-from spool_tools.qgrep_conditions import ConditionError, Criterion, compile_regex, matches, parse_condition
-from spool_tools.qgrep_vars import MessageVariables, as_text, variable_type
-from spool_tools.toolkit import (
+from spool_tools.admin_command import (
     ToolError,
     ToolParser,
     UsageError,
@@ -46,6 +44,8 @@ from spool_tools.toolkit import (
     load_spool,
     run_tool,
 )
+from spool_tools.qgrep_conditions import ConditionError, Criterion, compile_regex, matches, parse_condition
+from spool_tools.qgrep_vars import MessageVariables, as_text, variable_type
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False

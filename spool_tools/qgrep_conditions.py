@@ -27,8 +27,8 @@ import re
 
 from mta import record
 from mta.spool.ids import is_message_id
+from spool_tools.admin_command import UsageError
 from spool_tools.qgrep_vars import EACH_LISTS, NUMBER, MessageVariables, Value, as_text, variable_type
-from spool_tools.toolkit import UsageError
 
 NUMERIC_OPERATORS = ("<=", ">=", "==", "!=", "<", ">")
 REGEX_OPERATORS = ("=~", "!~")

@@ -33,22 +33,15 @@ Security: the listing is parsed, never evaluated; reading the queue takes no loc
 
 from __future__ import annotations
 
+import argparse
 import io
-import os
 import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from spool_tools.admin_cli import (
-    ToolArgumentParser,
-    ToolError,
-    UsageError,
-    add_location_options,
-    load_tool_config,
-    run_tool,
-)
+from spool_tools.admin_command import ToolError, ToolParser, UsageError, add_spool_options, load_spool, run_tool
 
 PROG = "mta-qsumm"
 
@@ -178,13 +171,14 @@ def render(summary: Summary, sort: str = "domain") -> str:
     return "".join(out)
 
 
-def parser() -> ToolArgumentParser:
-    p = ToolArgumentParser(
-        prog=PROG,
-        description="Summarise a queue listing (mailq output on standard input) by recipient domain, "
+def parser() -> ToolParser:
+    p = ToolParser(
+        PROG,
+        "Summarise a queue listing (mailq output on standard input) by recipient domain, "
         "as Exim's exiqsumm.",
-        epilog="With --queue, -C or --spool, or when standard input is a terminal, the queue itself is "
+        "With --queue, -C or --spool, or when standard input is a terminal, the queue itself is "
         "listed (the default configuration's, -C's, or --spool's), as mta -bp would list it.",
+        wrap=True,
     )
     order = p.add_mutually_exclusive_group()
     order.add_argument("-a", dest="sort", action="store_const", const="age", help="sort by the oldest message")
@@ -193,27 +187,22 @@ def parser() -> ToolArgumentParser:
     p.add_argument("-f", action="store_true", help="show frozen messages on lines of their own, marked (f)")
     p.add_argument("-s", action="store_true", help="split each domain by sender domain")
     p.add_argument("--queue", action="store_true", help="list the queue instead of reading standard input")
-    add_location_options(p)
+    add_spool_options(p)
     p.add_argument("listings", metavar="FILE", nargs="*", help="queue listings to read ('-': standard input)")
     return p
 
 
-def queue_listing(config_file: str | None, spool: str | None) -> list[str]:
+def queue_listing(args: argparse.Namespace) -> list[str]:
     """The `mta -bp` listing of the queue, made here by mta's own code (spool_tools.queue_list)."""
     from mta.errors import SpoolError
-    from mta.spool.store import Spool
     from spool_tools.queue_list import list_queue
 
-    if spool is None:
-        main_options = load_tool_config(config_file).main
-        spool, split = main_options.spool_directory, main_options.split_spool_directory
-    else:
-        split = False  # the listing finds split sub-directories by itself
-    if not os.path.isdir(spool):
-        raise ToolError(f"{spool}: no such spool directory")
+    _config, spool = load_spool(args)  # the listing finds split sub-directories by itself
+    if not spool.directory.is_dir():
+        raise ToolError(f"{spool.directory}: no such spool directory")
     out = io.StringIO()
     try:
-        list_queue(Spool(spool, split=split), "", [], out)
+        list_queue(spool, "", [], out)
     except SpoolError as exc:
         raise ToolError(str(exc)) from None
     return out.getvalue().splitlines(keepends=True)
@@ -224,14 +213,14 @@ def main(argv: list[str], stdin: TextIO | None = None) -> int:
     stdin = stdin or sys.stdin
     lines: Iterable[str]
     if args.listings:
-        if args.queue or args.config_file or args.spool:
+        if args.queue or args.config or args.spool:
             raise UsageError("either name listings to read or a queue to list (--queue, -C, --spool), not both")
         from spool_tools.logfiles import read_lines
 
         lines = read_lines(args.listings)
-    elif args.queue or args.config_file or args.spool or stdin is None or stdin.isatty():
+    elif args.queue or args.config or args.spool or stdin is None or stdin.isatty():
         # -C or --spool say which queue: there is nothing else they could mean here.
-        lines = queue_listing(args.config_file, args.spool)
+        lines = queue_listing(args)
     else:
         lines = stdin
     summary = summarise(lines, by_sender=args.s, bounces=args.b, frozen=args.f)
@@ -240,7 +229,7 @@ def main(argv: list[str], stdin: TextIO | None = None) -> int:
 
 
 def console_main() -> int:
-    return run_tool(PROG, main)
+    return run_tool(PROG, lambda: main(sys.argv[1:]))
 
 
 if __name__ == "__main__":

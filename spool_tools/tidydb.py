@@ -41,12 +41,10 @@ from mta.spool.files import NoSuchMessage
 from mta.spool.ids import is_message_id
 from mta.spool.store import Spool
 from mta.values import parse_time
-from spool_tools.hints_common import (
-    HintsToolParser,
-    UsageError,
-    add_location_options,
+from spool_tools.admin_command import ToolParser, UsageError, load_configuration
+from spool_tools.hints_databases import (
+    add_database_arguments,
     database_kind,
-    load_config,
     open_database,
     run_tool,
     spool_and_database,
@@ -74,14 +72,14 @@ class Verdict:
     gone_ids: tuple[str, ...] = ()
 
 
-def build_parser() -> HintsToolParser:
-    parser = HintsToolParser(PROG, "Remove stale records from one of mta's hints databases, as exim_tidydb does.",
-                             epilog=__doc__.split("\n\n")[2],
-                             usage="%(prog)s [-t TIME] [-f] [-C FILE | --spool DIR] [SPOOL] DB")
+def build_parser() -> ToolParser:
+    parser = ToolParser(PROG, "Remove stale records from one of mta's hints databases, as exim_tidydb does.",
+                        epilog=__doc__.split("\n\n")[2],
+                        usage="%(prog)s [-t TIME] [-f] [-C FILE] [--spool DIR] [SPOOL] DB")
     parser.add_argument("-t", dest="max_age", metavar="TIME", default=None,
                         help="remove records not written for this long (Exim time: 30d, 1w, 12h; default 30d)")
     parser.add_argument("-f", dest="full", action="store_true", help="accepted and ignored, as by Exim")
-    add_location_options(parser, database=True)
+    add_database_arguments(parser)
     return parser
 
 
@@ -193,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         spool, name = spool_and_database(args)
         retry_data_expire = DEFAULT_RETRY_DATA_EXPIRE
         if args.config is not None:
-            retry_data_expire = load_config(args.config).main.retry_data_expire
+            retry_data_expire = load_configuration(args.config).main.retry_data_expire
         return tidy(spool, name, max_age, retry_data_expire)
 
     return run_tool(PROG, body)

@@ -41,7 +41,7 @@ import time
 
 from mta.errors import ConfigError
 from mta.process_info import REPORT_NAME
-from spool_tools.toolkit import ToolError, ToolParser, UsageError, add_spool_options, load_spool, run_tool
+from spool_tools.admin_command import ToolError, ToolParser, UsageError, add_spool_options, load_spool, run_tool
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False

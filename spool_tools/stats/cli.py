@@ -12,8 +12,8 @@ import os
 import sys
 from collections.abc import Iterable
 
-from spool_tools.admin_cli import ToolError, log_location, run_tool
-from spool_tools.logfiles import read_lines
+from spool_tools.admin_command import ToolError, run_tool
+from spool_tools.logfiles import log_location, read_lines
 from spool_tools.stats.aggregate import Stats
 from spool_tools.stats.options import HELP, StatsOptions, parse_args
 
@@ -76,4 +76,4 @@ def main(argv: list[str]) -> int:
 
 
 def console_main() -> int:
-    return run_tool(PROG, main)
+    return run_tool(PROG, lambda: main(sys.argv[1:]))

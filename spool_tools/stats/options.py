@@ -3,11 +3,12 @@
 eximstats takes single-dash words with the value glued on (``-t10``,
 ``-h2``, ``-q60,300``, ``-nr/pattern/``, ``-html=report.html``), so
 argparse cannot read them; this is eximstats' own loop, option for option,
-plus ``-json[=FILE]``, ``-C FILE`` and ``--spool DIR``.  Options end at the
-first argument that does not start with ``-``; ``-`` alone is standard
-input.  Time lists (``-q``, ``-show_dt``, ``-show_rt``) may use ``+ - * /``
-as eximstats allows (it evaluates them as Perl; here a small arithmetic
-reader does, and nothing else is accepted).
+plus ``-json[=FILE]``, ``-C FILE`` (``--config FILE``) and ``--spool DIR``
+(spool_tools.admin_command).  Options end at the first argument that does
+not start with ``-``; ``-`` alone is standard input.  Time lists (``-q``,
+``-show_dt``, ``-show_rt``) may use ``+ - * /`` as eximstats allows (it
+evaluates them as Perl; here a small arithmetic reader does, and nothing
+else is accepted).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from spool_tools.admin_cli import UsageError
+from spool_tools.admin_command import UsageError
 
 DEFAULT_QUEUE_TIMES = [60, 5 * 60, 15 * 60, 30 * 60, 60 * 60, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600]
 SENDER_KINDS = ("Host", "Domain", "Email", "Edomain")
@@ -49,7 +50,7 @@ Options (eximstats'):
   -pattern DESCRIPTION /REGEX/     count the lines that match
   -emptyok         no error when no log line was read
   -utc             the logs' time stamps are in UTC
-  -C FILE          mta's configuration (finds the main log)
+  -C FILE          mta's configuration (finds the main log); also --config FILE
   --spool DIR      the spool (its log/mainlog)
 """
 
@@ -226,17 +227,16 @@ def parse_args(argv: list[str]) -> StatsOptions:
             opts.user_patterns.append((description, _pattern(pattern, "-pattern")))
         elif arg == "-utc":
             opts.utc = True
-        elif arg == "-C":
-            if not args:
-                raise UsageError("-C needs a configuration file")
-            opts.config_file = args.pop(0)
-        elif arg == "--spool" or arg.startswith("--spool="):
-            if arg == "--spool":
+        elif arg in ("-C", "--config", "--spool") or arg.startswith(("--config=", "--spool=")):
+            name, glued, value = arg.partition("=")
+            if not glued:
                 if not args:
-                    raise UsageError("--spool needs a directory")
-                opts.spool = args.pop(0)
+                    raise UsageError(f"{name} needs a {'directory' if name == '--spool' else 'configuration file'}")
+                value = args.pop(0)
+            if name == "--spool":
+                opts.spool = value
             else:
-                opts.spool = arg.split("=", 1)[1]
+                opts.config_file = value
         elif arg == "--":
             break
         else:

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from mta.spool.ids import message_time
+from spool_tools.admin_command import UsageError
 from spool_tools.qgrep import build_parser, select
-from spool_tools.toolkit import UsageError
 from tests.support.mta import MTA, MtaEnv
 from tests.support.queue import ACCEPT_ALL_RCPT, change, old_form_id, rename_message, submit_batch
 

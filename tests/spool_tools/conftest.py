@@ -50,11 +50,11 @@ def tool(name: str, *args: str, input: str | None = None, env: dict[str, str] | 
 
 def run(name: str, *args: str, input: str | bytes | None = None, env: dict[str, str] | None = None,
         check: bool = True) -> subprocess.CompletedProcess[str]:
-    """`tool`, but in this process: the same entry point (spool_tools.admin_cli.run_tool with the
+    """`tool`, but in this process: the same entry point (spool_tools.admin_command.run_tool with the
     tool's main: printable output, one-line errors, exit status) without the cost of starting
     Python, for the many runs that compare outputs.  Standard streams are swapped for the run
     and put back; `env` is applied to os.environ for the run (TZ is re-read)."""
-    from spool_tools.admin_cli import run_tool
+    from spool_tools.admin_command import run_tool
 
     main = importlib.import_module(MODULES[name]).main
     data = input.encode() if isinstance(input, str) else (input or b"")
@@ -66,7 +66,7 @@ def run(name: str, *args: str, input: str | bytes | None = None, env: dict[str, 
     time.tzset()
     sys.stdin, sys.stdout, sys.stderr = stdin, out, err
     try:
-        status = run_tool(TOOLS[name], main, list(args))
+        status = run_tool(TOOLS[name], lambda: main(list(args)))
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved_streams
         for key, value in saved_env.items():
