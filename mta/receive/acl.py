@@ -156,6 +156,10 @@ class AclEngine:
         inline ACL text or ``/file``; expanded here, as Exim does), or None for the stage's
         default (deny for RCPT, VRFY, EXPN and ETRN, accept elsewhere)."""
         stage = ctx.stage
+        if acl is None and ctx.trace is None and not stage.denies_when_unset:
+            # No ACL for this stage (MAIL, PREDATA and DATA in most configurations): accept
+            # without building a run, whose variables cost more than the rest of a command.
+            return AclResult(verb="accept")
         run = AclRun(self, ctx)
         if acl is None:
             rc = Rc.FAIL if stage.denies_when_unset else Rc.OK
