@@ -103,6 +103,7 @@ class Template:
 
     def _run(self, ctx: ExpandContext, cache: dict[str, str]) -> str | None:
         out: list[str] = []
+        tainted = False  # (join_level's own test, made as the pieces come)
         for part in self.parts:
             if type(part) is str:
                 out.append(part)
@@ -112,6 +113,7 @@ class Template:
                 if value is None:
                     return None
                 out.append(value)
+                tainted = tainted or isinstance(value, Tainted)
                 continue
             assert isinstance(part, _IfDef)
             value = variable_value(ctx, part.name, cache)
@@ -131,7 +133,11 @@ class Template:
                 if text is None:
                     return None
                 out.append(text)
-        return join_level(out)
+                tainted = tainted or isinstance(text, Tainted)
+        if tainted:
+            return join_level(out)
+        text = "".join(out)
+        return normalise(text if "\0" not in text else text[: text.index("\0")])
 
 
 def _all_known(names: frozenset[str], ctx: ExpandContext) -> bool:
