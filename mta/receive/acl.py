@@ -147,6 +147,11 @@ class AclEngine:
         value = getattr(self.config.main, stage.option)
         return value if value not in (None, "") else None
 
+    def accepts_unset(self, stage: AclStage) -> bool:
+        """No ACL is configured for `stage` and that means accept (every stage but RCPT, VRFY,
+        EXPN and ETRN)."""
+        return not stage.denies_when_unset and self.option_value(stage) is None
+
     async def check(self, ctx: AclContext) -> AclResult:
         """Run the ACL the configuration names for ``ctx.stage`` (its default if none)."""
         return await self.run(self.option_value(ctx.stage), ctx)

@@ -97,7 +97,8 @@ class Spool:
         # Locks this object holds, by message id (for the checks that only
         # the lock holder rewrites -H or touches -J).
         self._held: dict[str, MessageLock] = {}
-        self._made: set[Path] = set()  # input directories known to exist
+        self._made: dict[str, Path] = {}  # input directories known to exist, by split character
+        self._msglog_made: set[Path] = set()  # msglog directories known to exist
 
     # -- layout ------------------------------------------------------------
 
@@ -152,10 +153,13 @@ class Spool:
     def input_directory_for(self, message_id: str) -> Path:
         """The directory a new message's files go in (made if missing)."""
         check_message_id(message_id)
-        directory = self._places(INPUT, message_id)[0]
-        if directory not in self._made:
+        # Once per directory, not per message: a receiver asks for every message it takes.
+        key = id_split_char(message_id) if self.split else ""
+        directory = self._made.get(key)
+        if directory is None:
+            directory = self._places(INPUT, message_id)[0]
             make_directory(directory)
-            self._made.add(directory)
+            self._made[key] = directory
         return directory
 
     # -- locks -------------------------------------------------------------
@@ -312,14 +316,23 @@ class Spool:
         """Where the message log is, or would be made (`mta -Mvl`)."""
         return self._msglog_path(message_id)
 
-    def append_msglog(self, message_id: str, line: str) -> None:
+    def append_msglog(self, message_id: str, line: str, new: bool = False) -> None:
         """Append one line (already timestamped by the caller).  Not fsynced:
-        like Exim's, the msglog is a convenience copy of log lines."""
+        like Exim's, the msglog is a convenience copy of log lines.  `new`: the message
+        has just arrived, so its msglog can only be where a new one goes (no need to look)."""
         text = line[:-1] if line.endswith("\n") else line
         if "\n" in text or "\r" in text or "\0" in text:
             raise SpoolFormatError(f"msglog line contains CR, LF or NUL: {line!r}")
-        path = self._msglog_path(message_id)
-        make_directory(path.parent)
+        if new:
+            check_message_id(message_id)
+            directory = self._places(MSGLOG, message_id)[0]
+            path = directory / message_id
+            if directory not in self._msglog_made:  # (once, not at every arrival)
+                make_directory(directory)
+                self._msglog_made.add(directory)
+        else:
+            path = self._msglog_path(message_id)
+            make_directory(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, SPOOL_MODE)
             try:

@@ -106,7 +106,7 @@ def test_host_lists_within_one_connection(tmp_path: Path) -> None:
     relayed = world.context(AclStage.RCPT, host_address="192.0.2.7")
     for recipient in ("c@example.org", "d@example.org"):
         assert world.rcpt(recipient, relayed).verb == "accept"
-    assert list(relayed.connection.host_matches.values())[0].matched
+    assert next(iter(relayed.connection.host_matches.values())).matched
     assert world.rcpt("e@example.org", world.context(AclStage.RCPT, host_address="192.0.2.7")).verb == "accept"
     assert world.rcpt("f@example.org", world.context(AclStage.RCPT)).verb == "deny"
 
