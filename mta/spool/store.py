@@ -127,6 +127,15 @@ class Spool:
                     return directory
         raise NoSuchMessage(f"message {message_id} is not on the spool")
 
+    def _held_directory(self, message_id: str) -> Path:
+        """`message_directory`, without looking when this process holds the message's lock: its
+        -D is the lock, so the message is where the lock was taken (a delivery asks five times).
+        For the readers below, which report a missing file as NoSuchMessage either way."""
+        lock = self._held.get(message_id)
+        if lock is not None and lock.held:
+            return lock.path.parent
+        return self.message_directory(message_id)
+
     def file_path(self, message_id: str, suffix: str) -> Path:
         """Where the message's -H, -D or -J file is (NoSuchMessage if neither its -H nor
         its -D is on the spool).  For reading it as it is (`mta -Mvh`)."""
@@ -184,7 +193,7 @@ class Spool:
 
     def is_locked(self, message_id: str) -> bool:
         """True if any process (this one included) holds the message's lock."""
-        path = self.message_directory(message_id) / (message_id + DATA_SUFFIX)
+        path = self._held_directory(message_id) / (message_id + DATA_SUFFIX)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -206,7 +215,7 @@ class Spool:
 
     def read_envelope(self, message_id: str) -> Envelope:
         """Read and strictly parse the message's -H (SpoolFormatError if bad)."""
-        path = self.message_directory(message_id) / (message_id + HEADER_SUFFIX)
+        path = self._held_directory(message_id) / (message_id + HEADER_SUFFIX)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -224,7 +233,7 @@ class Spool:
 
     def open_body(self, message_id: str) -> BinaryIO:
         """The -D file, opened for reading and positioned at the body."""
-        path = self.message_directory(message_id) / (message_id + DATA_SUFFIX)
+        path = self._held_directory(message_id) / (message_id + DATA_SUFFIX)
         try:
             body = open(path, "rb")  # noqa: SIM115 - returned to the caller
         except FileNotFoundError:
@@ -243,7 +252,7 @@ class Spool:
 
     def body_size(self, message_id: str) -> int:
         """Bytes of body in -D (the file less its first line)."""
-        path = self.message_directory(message_id) / (message_id + DATA_SUFFIX)
+        path = self._held_directory(message_id) / (message_id + DATA_SUFFIX)
         try:
             size = path.stat().st_size - lock_length(message_id)
         except FileNotFoundError:
@@ -288,7 +297,7 @@ class Spool:
 
     def read_journal(self, message_id: str) -> list[str]:
         """Addresses delivered in an interrupted attempt ([] if no -J)."""
-        path = self.message_directory(message_id) / (message_id + JOURNAL_SUFFIX)
+        path = self._held_directory(message_id) / (message_id + JOURNAL_SUFFIX)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
