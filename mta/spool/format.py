@@ -265,7 +265,13 @@ def write_header_file(env: Envelope) -> bytes:
             _write_option(out, env, name, attr, kind)
             _write_extra(out, extras, name)
     else:  # (a new message has no unknown option lines to keep in place)
+        flag, acl = OptionKind.FLAG, OptionKind.ACL
         for name, attr, kind in OPTIONS:
+            # Most of the ~50 options are unset (None, or a false flag) and write nothing: no call.
+            if kind is not acl:
+                value = getattr(env, attr)
+                if value is None or (kind is flag and not value):
+                    continue
             _write_option(out, env, name, attr, kind)
 
     if env._tree_as_read is not None and env._tree_as_read[0] == frozenset(env.non_recipients):
