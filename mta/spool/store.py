@@ -366,10 +366,15 @@ class Spool:
     def remove_msglog(self, message_id: str, preserve: bool = False) -> None:
         """Delete the msglog, or with `preserve` (preserve_message_logs) move
         it to msglog.OLD/ID."""
-        path = self._msglog_path(message_id)
         if not preserve:
-            unlink(path)
+            # Where it is looked for, in that order, with the unlinks themselves: no stat first
+            # (a delivery worker removes a message at every completed delivery).
+            check_message_id(message_id)
+            first, second = self._places(MSGLOG, message_id)
+            if not unlink(first / message_id):
+                unlink(second / message_id)
             return
+        path = self._msglog_path(message_id)
         if not file_exists(path):
             return
         old = self.directory / MSGLOG_OLD
