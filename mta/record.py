@@ -1,11 +1,12 @@
-"""Records: the subset of `dataclasses` that mta uses, built without generating code.
+"""Records: the subset of `dataclasses` that mta uses, built without generating code at import.
 
 Why: `import dataclasses` costs about 12 ms (it imports inspect, ast, dis,
 tokenize) and each class it builds another 0.3-1 ms of generated and
 compiled methods.  mta defines some sixty record classes, and every
 `sendmail` call pays for them before it reads a byte: in mua_wrapper mode
-that was most of its run time.  Here every record class shares one __init__,
-one __eq__ and so on, driven by the class's field table.
+that was most of its run time.  Here every record class shares one __eq__
+and so on, driven by the class's field table; its __init__ is made on first
+use (`_make_init`).
 
 Supported, with the standard library's meaning: ``@dataclass`` with
 frozen, eq, order, repr, kw_only, slots (accepted; instances keep a
@@ -120,7 +121,7 @@ def _build(
     setattr(cls, "__record_kw_only__", kw_only)  # noqa: B010
     setattr(cls, "__match_args__", tuple(n for n, f in table.items() if f.init))  # noqa: B010
     if "__init__" not in cls.__dict__:
-        cls.__init__ = _init  # type: ignore[misc]
+        cls.__init__ = _first_init(cls)  # type: ignore[misc]
     if want_repr and "__repr__" not in cls.__dict__:
         cls.__repr__ = _repr  # type: ignore[method-assign]
     if eq and "__eq__" not in cls.__dict__:
@@ -138,6 +139,65 @@ def _build(
         cls.__setattr__ = _frozen_setattr  # type: ignore[method-assign,assignment]
         cls.__delattr__ = _frozen_delattr  # type: ignore[method-assign,assignment]
     return cls
+
+
+def _first_init(cls: type) -> Callable[..., None]:
+    """An __init__ that, on its first call, puts a specialised one in its place (see _make_init)."""
+
+    def __init__(*args: Any, **values: Any) -> None:
+        init = _make_init(cls)
+        cls.__init__ = init  # type: ignore[misc]
+        init(*args, **values)
+
+    return __init__
+
+
+def _make_init(cls: type) -> Callable[..., None]:
+    """__init__ for `cls` as straight-line code, one statement per field.
+
+    Why: a message received makes some forty records (address tokens, headers, the envelope),
+    and the generic _init's loop over each field table was a seventh of a receiving process's
+    CPU.  The code is made when the class is first instantiated, not when it is defined, so
+    start-up (where this module exists to save time) pays nothing for classes it does not use.
+    It handles the calls that succeed; anything else (too many positional arguments, a required
+    field missing, an unknown name) goes to the generic _init, which does the same work and
+    raises the same errors.
+    """
+    table: dict[str, Field] = cls.__record_fields__  # type: ignore[attr-defined]
+    positional = tuple(name for name, spec in table.items() if spec.init)
+    names: dict[str, Any] = {"_init": _init, "_set": object.__setattr__, "_positional": positional}
+    lines = [
+        "def __init__(_obj, /, *_args, **_values):",
+        "    if _args:",
+        # Positional arguments become keywords, unless the call is one the generic _init refuses.
+        f"        if {cls.__record_kw_only__!r} or len(_args) > {len(positional)} "  # type: ignore[attr-defined]
+        "or not _values.keys().isdisjoint(_positional[:len(_args)]):",
+        "            return _init(_obj, *_args, **_values)",
+        "        _values.update(zip(_positional, _args))",
+        "    _given = 0",
+    ]
+    for n, (name, spec) in enumerate(table.items()):
+        if spec.default is not MISSING:
+            names[f"_d{n}"] = spec.default
+            fallback = f"_set(_obj, {name!r}, _d{n})"
+        elif spec.default_factory is not MISSING:
+            names[f"_f{n}"] = spec.default_factory
+            fallback = f"_set(_obj, {name!r}, _f{n}())"
+        elif spec.init:
+            fallback = "return _init(_obj, **_values)"  # missing: the generic error
+        else:
+            continue  # init=False and no default: left unset
+        if spec.init:
+            lines += [f"    if {name!r} in _values:", f"        _set(_obj, {name!r}, _values[{name!r}])",
+                      "        _given += 1", "    else:", f"        {fallback}"]
+        else:
+            lines.append(f"    {fallback}")
+    lines += ["    if _given != len(_values):", "        return _init(_obj, **_values)",
+              "    _post = getattr(_obj, '__post_init__', None)", "    if _post is not None:", "        _post()"]
+    exec("\n".join(lines), names)  # the text is made above from the class's own field table
+    init = names["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init  # type: ignore[no-any-return]
 
 
 def _init(*args: Any, **values: Any) -> None:

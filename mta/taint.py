@@ -80,17 +80,23 @@ def tainted_spans(text: str, spans: Iterable[Span]) -> Tainted:
 
 def concat(pieces: Iterable[str]) -> str:
     """Join `pieces`; the result is Tainted (with each tainted piece's spans) if any piece is."""
-    parts = list(pieces)
+    parts = pieces if isinstance(pieces, list) else list(pieces)  # (only read here)
     text = "".join(parts)
-    if not any(isinstance(p, Tainted) for p in parts):
-        return text
+    # One pass, no generator per piece: an expansion's result (a Received: header) is built
+    # from a dozen pieces or more at every message.
     spans: list[Span] = []
+    tainted = False
     offset = 0
     for part in parts:
         if isinstance(part, Tainted):
-            spans.extend((offset + a, offset + b) for a, b in part.spans)
+            tainted = True
+            own = part.__dict__.get("_spans")
+            if own is None:
+                spans.append((offset, offset + len(part)))
+            else:
+                spans += [(offset + a, offset + b) for a, b in own]
         offset += len(part)
-    return tainted_spans(text, spans)
+    return tainted_spans(text, spans) if tainted else text
 
 
 def like(source: str, result: str) -> str:

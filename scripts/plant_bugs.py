@@ -130,6 +130,33 @@ BUGS = [
         "        tail = chunk[-2:]\n",
         ("tests/transports/test_write_shaping.py", "tests/transports/test_smtp_wire.py"),
     ),
+    # -- the daemon's batched commits (mta/receive/spool_writer.py) ------------------------------------
+    Bug(
+        "batch-fsync-dir-after-rename",
+        "the receiver's batch reports its messages durable before the directory fsync after the renames",
+        "mta/receive/spool_writer.py",
+        "        if not _sync(directory, renamed):\n            continue\n",
+        "",
+        ("tests/receive/test_spool_writer.py", "tests/daemon/test_spool_durability.py"),
+    ),
+    Bug(
+        "batch-one-failure-fails-all",
+        "one message that cannot be written stops the rest of its batch",
+        "mta/receive/spool_writer.py",
+        "            except Exception as exc:\n                commit.error = exc\n\n    started",
+        "            except Exception as exc:\n                commit.error = exc\n                pending.clear()\n\n"
+        "    started",
+        ("tests/receive/test_spool_writer.py",),
+    ),
+    Bug(
+        "cancel-aborts-mid-batch",
+        "a session cancelled while its message is in a batch removes its files without waiting for the batch",
+        "mta/receive/spooler.py",
+        "                cancelled = exc\n                if future.done():\n                    break\n",
+        "                cancelled = exc\n                self._done = False\n"
+        "                await asyncio.shield(self.abort())\n                break\n",
+        ("tests/receive/test_spool_writer.py",),
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ import fcntl
 import functools
 import socket
 import struct
+import time
 
 from mta.errors import ConfigError, DeferError
 
@@ -66,12 +67,28 @@ def ip_literal(domain: str) -> str | None:
     return str(addr) if addr is not None else None
 
 
+# (when read, by time.monotonic(); the addresses): a delivery worker asks at every message.
+_interfaces: tuple[float, frozenset[str]] | None = None
+INTERFACES_TTL = 5.0  # seconds an answer is reused
+
+
 def local_interface_addresses() -> set[str]:
     """The IPv4 and IPv6 addresses of this machine's interfaces (Linux).
 
     IPv6 from /proc/net/if_inet6, IPv4 by SIOCGIFADDR on each interface;
-    127.0.0.1 and ::1 are always included.
+    127.0.0.1 and ::1 are always included.  Read again when the last answer
+    is more than INTERFACES_TTL seconds old: a long-lived process (a daemon's
+    delivery worker) would otherwise list every interface for every message.
     """
+    global _interfaces
+    now = time.monotonic()
+    cached = _interfaces
+    if cached is None or not 0 <= now - cached[0] < INTERFACES_TTL:
+        cached = _interfaces = (now, frozenset(_read_interface_addresses()))
+    return set(cached[1])
+
+
+def _read_interface_addresses() -> set[str]:
     import ipaddress
 
     found = {"127.0.0.1", "::1"}

@@ -45,6 +45,21 @@ def interpret_escape(text: str, pos: int) -> tuple[str, int]:
     return _SIMPLE.get(ch, ch), nxt + 1
 
 
+def expansion_escape(text: str, pos: int) -> tuple[str, int] | None:
+    """What the backslash at ``text[pos]`` of an expansion string stands for, and the index after
+    it: ``\\N...\\N`` is literal text, anything else an escape as above.  None for a backslash at
+    the very end (an error in an expansion string)."""
+    n = len(text)
+    if pos + 1 >= n:
+        return None
+    if text[pos + 1] == "N":
+        start = pos + 2
+        end = text.find("\\N", start)
+        end = n if end < 0 else end
+        return text[start:end], min(end + 2, n)
+    return interpret_escape(text, pos)
+
+
 def _byte(value: int) -> str:
     value &= 0xFF  # "\\777" is one byte in Exim too
     return chr(value) if value < 0x80 else chr(0xDC00 + value)

@@ -46,11 +46,11 @@ import functools
 import re
 
 from mta.errors import ExpansionError
+from mta.expand.compiled import HEADER_PREFIXES, compile_template, join_level
 from mta.expand.context import ExpandContext, ExpandPolicy, HeaderLines, time_variables
-from mta.expand.escapes import interpret_escape
+from mta.expand.escapes import expansion_escape
 from mta.expand.failures import CurlyError
 from mta.expand.lookups import LookupDeferError
-from mta.expand.textcodecs import normalise
 from mta.expand.variables import (
     FILTER_VARIABLES,
     KNOWN_VARIABLES,
@@ -59,7 +59,7 @@ from mta.expand.variables import (
     unknown_variable_detail,
     variable_value,
 )
-from mta.taint import Tainted, concat, is_tainted, like
+from mta.taint import Tainted, is_tainted
 
 __all__ = [
     "KNOWN_VARIABLES",
@@ -86,7 +86,6 @@ _DIGIT_NAMES = frozenset(_DIGITS)
 _NAME = re.compile(r"[A-Za-z0-9_]*")
 _NAME_WITH_HYPHEN = re.compile(r"[A-Za-z0-9_-]*")
 _TEXT = re.compile(r"[^$}\\\\]*")
-_HEADER_PREFIXES = ("h_", "header_", "rh_", "rheader_", "lh_", "lheader_", "bh_", "bheader_")
 # $h_ (decoded), $rh_ (raw), $lh_ (raw, as a list), $bh_ (decoded, charset not converted)
 _HEADER_FORMS = {
     "h": "h",
@@ -106,6 +105,14 @@ def expand(text: str, ctx: ExpandContext | None = None) -> str:
         if is_tainted(text):
             raise ExpansionError(f"attempt to expand tainted string '{text}'")
         return text  # Exim's expand_cstring() shortcut: nothing to expand
+    if not isinstance(text, Tainted):
+        # Strings expanded again and again (received_header_text for every message) are parsed
+        # once; the template gives exactly the interpreter's result, or None to let it speak.
+        template = compile_template(text)
+        if template is not None:
+            result = template.evaluate(ctx or _EMPTY_CONTEXT)
+            if result is not None:
+                return result
     return Expander(ctx or _EMPTY_CONTEXT).run(text, skipping=False)
 
 
@@ -130,7 +137,7 @@ def _handlers():  # type: ignore[no-untyped-def]
 
 
 def is_header_name(name: str) -> bool:
-    return name.startswith(_HEADER_PREFIXES)
+    return name.startswith(HEADER_PREFIXES)
 
 
 class Expander:
@@ -355,14 +362,7 @@ class Expander:
                     if self.malformed_header
                     else "missing } at end of string"
                 )
-            result = concat(out)
-            if "\0" in result:
-                # Exim's strings are C strings: whatever follows a NUL is lost.
-                result = like(result, result[: result.index("\0")])
-            if isinstance(result, Tainted):
-                fixed = normalise(result)
-                return result if fixed == result else Tainted(fixed)
-            return normalise(result)
+            return join_level(out)
         finally:
             self.depth -= 1
 
@@ -373,17 +373,10 @@ class Expander:
         return int(self.s[start : self.i])
 
     def backslash(self, out: list[str]) -> None:
-        s, n = self.s, len(self.s)
-        if self.i + 1 >= n:
+        escaped = expansion_escape(self.s, self.i)
+        if escaped is None:
             raise self.fail("\\ at end of string")
-        if s[self.i + 1] == "N":
-            start = self.i + 2
-            end = s.find("\\N", start)
-            end = n if end < 0 else end
-            out.append(s[start:end])
-            self.i = min(end + 2, n)
-            return
-        decoded, self.i = interpret_escape(s, self.i)
+        decoded, self.i = escaped
         out.append(decoded)
 
     def dollar_name(self, out: list[str], skipping: bool) -> None:

@@ -64,6 +64,7 @@ __all__ = [
     "is_ip_literal",
     "normalise_domain",
     "parse_envelope_address",
+    "parse_envelope_tokens",
     "parse_header_addresses",
     "qualify",
     "quote_local_part",
@@ -73,6 +74,10 @@ __all__ = [
 ]
 
 _FOLD = re.compile(r"\n(?=[ \t])")
+# The form nearly every MAIL and RCPT has: an ASCII dot-atom local part and a domain name, with or
+# without the angle brackets.  Its internal form is the text itself, so parsing it needs no tokens.
+_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
+_PLAIN = re.compile(rf"(<?)({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9_-]{{1,63}}(?:\.[A-Za-z0-9_-]{{1,63}})*)(>?)")
 
 
 # -- envelope ------------------------------------------------------------------
@@ -88,6 +93,14 @@ def parse_envelope_address(text: str, strip_trailing_dot: bool = False) -> str:
     AddressError with the reason.
     """
     s = text.strip(WSP)
+    plain = _PLAIN.fullmatch(s)
+    if plain is not None and len(plain[1]) == len(plain[3]) and len(plain[2]) - plain[2].index("@") <= 256:
+        return plain[2]  # (what the parser below makes of it; tests/message/test_address.py compares)
+    return parse_envelope_tokens(s, text, strip_trailing_dot)
+
+
+def parse_envelope_tokens(s: str, text: str, strip_trailing_dot: bool = False) -> str:
+    """parse_envelope_address for any form: `s` is `text` without its surrounding white space."""
     if not s:
         if any(c in "\r\n\0" for c in text):
             raise AddressError("address contains CR, LF or NUL")

@@ -37,6 +37,7 @@ as UTF-8 with surrogateescape, so 8-bit headers survive a round trip.
 
 from __future__ import annotations
 
+import re
 import time
 
 from mta import record
@@ -101,17 +102,14 @@ def flag_for(name: str) -> str:
     return _FLAGS.get(key, FLAG_OTHER)
 
 
+# A header name (printable ASCII but the colon), white space, the colon.
+_NAME_COLON = re.compile(r"([!-9;-~]+)[ \t]*:")
+
+
 def _name_length(line: str) -> int:
     """Length of the header name at the start of `line`, or -1 if not a header line."""
-    i = 0
-    while i < len(line) and 33 <= ord(line[i]) <= 126 and line[i] != ":":
-        i += 1
-    if i == 0:
-        return -1
-    j = i
-    while j < len(line) and line[j] in " \t":
-        j += 1
-    return i if j < len(line) and line[j] == ":" else -1
+    m = _NAME_COLON.match(line)
+    return -1 if m is None else m.end(1)
 
 
 def is_header_line(line: str | bytes) -> bool:
@@ -187,9 +185,11 @@ def make_header(name: str, value: str) -> Header:
         value = value[:-1]
     if "\0" in value or "\r" in value:
         raise HeaderSyntaxError(f"{name}: header value contains CR or NUL")
-    for pos, char in enumerate(value):
-        if char == "\n" and (pos + 1 >= len(value) or value[pos + 1] not in " \t"):
+    pos = value.find("\n")
+    while pos >= 0:
+        if pos + 1 >= len(value) or value[pos + 1] not in " \t":
             raise HeaderSyntaxError(f"{name}: header value contains a newline that is not a fold")
+        pos = value.find("\n", pos + 1)
     return Header(name, f"{name}: {value}\n", flag_for(name))
 
 

@@ -148,7 +148,15 @@ def _list_condition(
         subject = subject_of(run)
         if subject is None:
             return Rc.FAIL
-        m = await _in_thread_if(may_block(run, arg, list_type), lambda: match(run, subject, arg, list_context(run)))
+        blocking = may_block(run, arg, list_type)
+        if list_type == "hostlist" and not blocking:
+            answers = run.ctx.connection.host_matches
+            key = (arg, run.ctx.host_address, run.ctx.host_name)
+            m = answers.get(key)
+            if m is None:
+                m = answers[key] = match(run, subject, arg, list_context(run))
+        else:
+            m = await _in_thread_if(blocking, lambda: match(run, subject, arg, list_context(run)))
         _list_trace(run, list_type, subject, arg, m)
         if m.matched and variable is not None:
             run.variables[variable] = m.data

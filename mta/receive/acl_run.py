@@ -90,6 +90,30 @@ def _logical_lines(text: str, path: str) -> list[SourceLine]:
     return lines
 
 
+# What the conditions of a run set; unset when it starts.
+_RUN_VARIABLES: dict[str, str | None] = {
+    "acl_verify_message": None,
+    "sender_verify_failure": None,
+    "recipient_verify_failure": None,
+    "address_data": None,
+    "sender_address_data": None,
+    "host_data": None,
+    "sender_data": None,
+    "recipient_data": None,
+    "domain_data": None,
+    "local_part_data": None,
+    "sender_rate": None,
+    "sender_rate_limit": None,
+    "sender_rate_period": None,
+    "acl_narg": "0",
+    **{f"acl_arg{n}": None for n in range(1, 10)},
+    "dnslist_domain": None,
+    "dnslist_matched": None,
+    "dnslist_text": None,
+    "dnslist_value": None,
+}
+
+
 def _clean(value: str | None) -> str | None:
     """A client-supplied one-line value as a variable: tainted, control characters escaped."""
     return None if value is None else taint(printable(value))
@@ -148,27 +172,9 @@ class AclRun:
                 "recipients": taint(", ".join(ctx.recipients)),
                 "recipients_count": str(len(ctx.recipients)),
                 "rcpt_count": str(ctx.rcpt_count),
-                "acl_verify_message": None,
-                "sender_verify_failure": None,
-                "recipient_verify_failure": None,
-                "address_data": None,
-                "sender_address_data": None,
-                "host_data": None,
-                "sender_data": None,
-                "recipient_data": None,
-                "domain_data": None,
-                "local_part_data": None,
-                "sender_rate": None,
-                "sender_rate_limit": None,
-                "sender_rate_period": None,
-                "acl_narg": "0",
-                **{f"acl_arg{n}": None for n in range(1, 10)},
-                "dnslist_domain": None,
-                "dnslist_matched": None,
-                "dnslist_text": None,
-                "dnslist_value": None,
             }
         )
+        v.update(_RUN_VARIABLES)
         if ctx.sender_address is not None:
             local_part, _, domain = ctx.sender_address.rpartition("@")
             v["sender_address"] = taint(ctx.sender_address)

@@ -138,6 +138,9 @@ class ConnectionState:
     # $dnslist_* keep their values for the connection, as Exim's do.
     dnslist_variables: dict[str, str | None] = record.field(default_factory=dict)
     ratelimits: dict[str, float] = record.field(default_factory=dict)  # per_conn
+    # hosts = answers for lists that read no file and resolve no name: (list, address, name) -> match.
+    # They cannot change during the connection, and the RCPT ACL asks the same for every recipient.
+    host_matches: dict[tuple[str, str | None, str | None], Any] = record.field(default_factory=dict)
 
 
 @record.dataclass

@@ -97,7 +97,7 @@ class LocalBodyWriter:
     def _longest_inner(data: bytes, first: int, last: int) -> int:
         if first == last:
             return 0
-        return max(len(line) for line in data[first + 1 : last].split(b"\n"))
+        return max(map(len, data[first + 1 : last].split(b"\n")))
 
     def finish(self) -> BodyStats:
         """End of input: settle held-back bytes and terminate an unfinished last line."""

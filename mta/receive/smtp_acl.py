@@ -55,11 +55,17 @@ async def run_acl(
     headers: list[Any] | None = None,
     size: int | None = None,
 ) -> AclResult:
-    from mta.receive.acl import AclStage
+    from mta.receive.acl import AclResult, AclStage
 
     ctx = session.acl_ctx
+    engine = context._acl_engine()
+    acl_stage = AclStage[stage]
+    if ctx.trace is None and engine.accepts_unset(acl_stage):
+        # No ACL for this stage (MAIL, PREDATA and DATA, usually): nothing would read what
+        # follows, and at DATA it would index every header.
+        return AclResult(verb="accept")
     transaction = session.transaction
-    ctx.stage = AclStage[stage]
+    ctx.stage = acl_stage
     ctx.helo_name = session.helo_name
     ctx.host_name = session.host_name
     ctx.sender_address = transaction.sender
@@ -82,5 +88,4 @@ async def run_acl(
         ctx.headers = header_lookup(headers)
         texts = [h.text for h in headers if h.flag != "*"]
         ctx.header_lines = lambda: texts
-    engine = context._acl_engine()
     return await engine.check(ctx)  # type: ignore[no-any-return]

@@ -92,6 +92,10 @@ def _path_and_params(argument: str, keyword: str) -> tuple[str, list[str]]:
         raise CommandError(501, "missing address")
     if rest.startswith("<"):
         # The path runs to the ">" that closes it, quotes respected.
+        if '"' not in rest and "\\" not in rest:
+            index = rest.find(">")
+            if index >= 0:
+                return rest[: index + 1], rest[index + 1 :].split()
         quoted = False
         escaped = False
         for index, c in enumerate(rest):
@@ -156,7 +160,7 @@ def parse_mail(argument: str, extensions: set[str]) -> MailCommand:
             mail.auth = taint(xtext_decode(value))
         else:
             raise CommandError(555, f"unsupported parameter {key}")
-    if not mail.smtputf8 and any(ord(c) > 127 for c in sender):
+    if not mail.smtputf8 and not sender.isascii():
         raise CommandError(553, "non-ASCII address without SMTPUTF8")
     return mail
 
@@ -170,7 +174,7 @@ def parse_rcpt(argument: str, extensions: set[str], smtputf8: bool) -> RcptComma
         recipient = "postmaster"  # RFC 5321 §4.1.1.3: <Postmaster> without a domain
     else:
         recipient = _address(path, "recipient")
-    if not smtputf8 and any(ord(c) > 127 for c in recipient):
+    if not smtputf8 and not recipient.isascii():
         raise CommandError(553, "non-ASCII address without SMTPUTF8")
     rcpt = RcptCommand(recipient=taint(recipient))
     for key, value in _params(words).items():

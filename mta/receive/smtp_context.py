@@ -332,7 +332,8 @@ class ReceiverContext:
         logger.main(f"{ARRIVAL} {text}", message_id, now=started)
         if self.config.main.message_logs:
             try:
-                self.runtime.spool.append_msglog(message_id, f"{log_timestamp(started)} Received from {text}")
+                self.runtime.spool.append_msglog(message_id, f"{log_timestamp(started)} Received from {text}",
+                                                 new=True)
             except SpoolError as exc:  # the msglog is a convenience copy; the message is safe
                 logger.main(f"cannot write message log: {exc}", message_id)
 

@@ -117,18 +117,18 @@ class SmtpChannel(asyncio.Protocol):
             raise ChannelClosed(str(self._error) if self._error else "connection closed")
         await self.flush()
         loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
+        waiter = self._waiter = loop.create_future()
         if self._paused and hasattr(self.transport, "resume_reading"):
             self._paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
+        # A timer on the future itself: asyncio.wait_for wraps it in a second future and a
+        # callback, at every command of every session.
+        timer = loop.call_later(timeout, _time_out, waiter) if timeout is not None else None
         try:
-            if timeout is None:
-                await self._waiter
-            else:
-                await asyncio.wait_for(self._waiter, timeout)
-        except TimeoutError:
-            raise ReadTimeout() from None
+            await waiter
         finally:
+            if timer is not None:
+                timer.cancel()
             self._waiter = None
 
     async def read_line(self, limit: int, timeout: float | None) -> bytes:
@@ -245,6 +245,11 @@ class SmtpChannel(asyncio.Protocol):
         if isinstance(info, tuple) and len(info) >= 2:
             return str(info[0]), int(info[1])
         return None, None
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(ReadTimeout())
 
 
 def stdio_channel_for(transport_out: Any, channel: SmtpChannel) -> SmtpChannel:

@@ -2,7 +2,9 @@
 
 The body is kept in memory while it is small and spilled to its -D file
 (from a worker thread) once it passes `SPILL_SIZE`, so that a 100 MB message
-costs no more memory than a small one.  `commit()` runs in a worker thread:
+costs no more memory than a small one.  `commit()` hands the message to the
+process's spool writer (mta.receive.spool_writer), which makes it durable
+with the messages of other sessions that finish at the same moment:
 
 1. the -D file: created with O_EXCL and locked (if it was not spilled
    already), the rest of the body written, fsynced;
@@ -11,11 +13,10 @@ costs no more memory than a small one.  `commit()` runs in a worker thread:
 4. hdr.ID renamed to ID-H, the directory fsynced again.
 
 Only when `commit()` returns may the session say 250.  The directory
-syncs of steps 3 and 4 are shared by the sessions that commit at the same
-moment (`GroupSync`): one fsync() of input/ covers every rename done
-before it started, which is what lets twenty sessions spool a thousand
-messages a second on one disk (group commit).  Each session still waits
-for a sync that started after its own rename; none is ever answered early.
+syncs of steps 3 and 4 are shared by the batch (group commit): one fsync()
+of input/ covers every rename done before it started, which is what lets
+twenty sessions spool a thousand messages a second on one disk.  None is
+ever answered early.
 
 A crash at any point leaves either no -H (the -D is removed by
 Spool.tidy_temporaries) or the whole message.  `abort()` removes whatever
@@ -26,16 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mta.errors import SpoolError
+from mta.receive.spool_writer import Commit, SpoolWriter
 from mta.spool.files import (
     HEADER_TEMP_PREFIX,
     SPOOL_MODE,
     MessageLock,
-    fsync_directory,
     os_error,
     take_lock,
     unlink_quietly,
@@ -54,60 +54,16 @@ if TYPE_CHECKING:
 SPILL_SIZE = 256 * 1024  # bytes of body kept in memory before it goes to -D
 
 
-class GroupSync:
-    """fsync() of one directory, shared by the threads that need it at the same time.
+class Spooler:
+    """What one receiving process needs to spool messages: the spool, its writer, a few threads.
 
-    A caller's changes (creations, renames) are durable when `sync()`
-    returns: it waits for an fsync that *started* after the call, and if
-    none is running it runs one itself, for everyone waiting.
+    The threads only spill large bodies and remove aborted messages; commits go to the writer.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._cond = threading.Condition()
-        self._requested = 0  # tickets handed out
-        self._completed = 0  # every ticket up to this one is durable
-        self._running = False
-
-    def sync(self) -> None:
-        with self._cond:
-            self._requested += 1
-            ticket = self._requested
-            while self._completed < ticket:
-                if not self._running:
-                    self._running = True
-                    covering = self._requested  # this fsync covers every change made so far
-                    break
-                self._cond.wait()
-            else:
-                return
-        ok = False
-        try:
-            fsync_directory(self.path)
-            ok = True
-        finally:
-            with self._cond:
-                self._running = False
-                if ok:
-                    self._completed = max(self._completed, covering)
-                self._cond.notify_all()
-
-
-class Spooler:
-    """What one receiving process needs to spool messages: the spool, a thread pool, group syncs."""
-
-    def __init__(self, spool: Spool, threads: int = 16) -> None:
+    def __init__(self, spool: Spool, threads: int = 4) -> None:
         self.spool = spool
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="spool")
-        self._syncs: dict[Path, GroupSync] = {}
-        self._syncs_lock = threading.Lock()
-
-    def group_sync(self, directory: Path) -> GroupSync:
-        with self._syncs_lock:
-            sync = self._syncs.get(directory)
-            if sync is None:
-                sync = self._syncs[directory] = GroupSync(directory)
-            return sync
+        self.writer = SpoolWriter()
 
     async def run(self, function: Callable[..., object], *args: object) -> object:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -117,6 +73,7 @@ class Spooler:
         return PendingMessage(self, message_id, directory)
 
     def close(self) -> None:
+        self.writer.close()
         self.executor.shutdown(wait=True)
 
 
@@ -173,7 +130,8 @@ class PendingMessage:
         except OSError as exc:
             raise os_error("write", self.data_path, exc) from exc
 
-    def _commit(self, header: bytes) -> None:
+    def write_files(self, header: bytes) -> None:
+        """In the writer: -D complete and fsynced, then hdr.ID written and fsynced (steps 1, 2)."""
         temp = self.directory / (HEADER_TEMP_PREFIX + self.message_id)
         try:
             self._flush_parts()
@@ -192,31 +150,45 @@ class PendingMessage:
         except BaseException:
             unlink_quietly(temp)
             raise
-        sync = self.spooler.group_sync(self.directory)
-        sync.sync()  # -D's and hdr.ID's entries: durable before the rename
+
+    def install_header(self) -> None:
+        """In the writer, after the directory sync: hdr.ID becomes ID-H (step 4)."""
+        temp = self.directory / (HEADER_TEMP_PREFIX + self.message_id)
         try:
             os.rename(temp, self.directory / (self.message_id + HEADER_SUFFIX))
         except OSError as exc:
             unlink_quietly(temp)
             raise os_error("rename", temp, exc) from exc
-        sync.sync()  # the message exists once this returns
+
+    def committed(self) -> None:
+        """In the writer, once the rename is durable: the message exists; abort() leaves it be."""
+        self._done = True
+
+    @property
+    def is_committed(self) -> bool:
+        return self._done
 
     # -- the session's calls ------------------------------------------------------------------
     async def commit(self, envelope: Envelope, after: Callable[[], None] | None = None) -> None:
         """Make the message durable and visible (see the module docstring), then run `after`
-        (the arrival's log lines) in the same worker thread.  Raises SpoolError, and removes
-        everything, if the message could not be spooled: it must then not be acknowledged."""
+        (the arrival's log lines) in the writer.  Raises SpoolError, and removes everything,
+        if the message could not be spooled: it must then not be acknowledged."""
         header = write_header_file(envelope)  # a value that cannot be written fails before any I/O
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.spooler.executor, self._commit_then, header, after)
+        future: asyncio.Future[None] = loop.create_future()
+        try:
+            self.spooler.writer.submit(Commit(self, header, after, future, loop))
+        except BaseException:
+            await self.abort()
+            raise
         cancelled = None
         while True:
             try:
                 await asyncio.shield(future)
                 break
             except asyncio.CancelledError as exc:
-                # The session is being cancelled (a shutdown) while the commit runs in its thread:
-                # let the thread finish first, or abort() could remove -D under a rename of -H.
+                # The session is being cancelled (a shutdown) while its message is in a batch: let
+                # the batch finish first, or abort() could remove -D under a rename of -H.
                 cancelled = exc
                 if future.done():
                     break
@@ -228,14 +200,6 @@ class PendingMessage:
                 await self.abort()
             raise cancelled
         self._done = True
-
-    def _commit_then(self, header: bytes, after: Callable[[], None] | None) -> None:
-        # One trip to the thread pool per message: each trip costs the loop a wake-up and both
-        # threads GIL hand-offs, which at hundreds of messages a second is a measurable share.
-        self._commit(header)
-        self._done = True  # on disk: from here on an error must not remove the message
-        if after is not None:
-            after()
 
     def release_lock(self) -> None:
         """After commit: let go of the -D lock (for the delivery workers or a queue runner)."""

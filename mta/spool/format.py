@@ -115,7 +115,6 @@ def _taint_prefix(name: str, value: str, quoters: dict[str, str]) -> bytes:
 
 def _write_option(out: list[bytes], env: Envelope, name: str, attr: str, kind: OptionKind) -> None:
     value = getattr(env, attr)
-    what = f"option -{name}"
     if kind is OptionKind.FLAG:
         if value:
             out.append(b"-%s\n" % name.encode())
@@ -124,7 +123,8 @@ def _write_option(out: list[bytes], env: Envelope, name: str, attr: str, kind: O
         _write_acl_variables(out, env)
         return
     if value is None:
-        return
+        return  # (most options, most of the time: nothing else is made for them)
+    what = f"option -{name}"
     line_name = name.encode()
     if kind is OptionKind.TEXT:
         prefix = _taint_prefix(name, value, env.quoters)
@@ -259,10 +259,20 @@ def write_header_file(env: Envelope) -> bytes:
     extras: dict[str, list[ExtraOption]] = {}
     for extra in env.extra:
         extras.setdefault(extra.after if extra.after in OPTION_BY_NAME else "", []).append(extra)
-    _write_extra(out, extras, "")
-    for name, attr, kind in OPTIONS:
-        _write_option(out, env, name, attr, kind)
-        _write_extra(out, extras, name)
+    if extras:
+        _write_extra(out, extras, "")
+        for name, attr, kind in OPTIONS:
+            _write_option(out, env, name, attr, kind)
+            _write_extra(out, extras, name)
+    else:  # (a new message has no unknown option lines to keep in place)
+        flag, acl = OptionKind.FLAG, OptionKind.ACL
+        for name, attr, kind in OPTIONS:
+            # Most of the ~50 options are unset (None, or a false flag) and write nothing: no call.
+            if kind is not acl:
+                value = getattr(env, attr)
+                if value is None or (kind is flag and not value):
+                    continue
+            _write_option(out, env, name, attr, kind)
 
     if env._tree_as_read is not None and env._tree_as_read[0] == frozenset(env.non_recipients):
         out.append(env._tree_as_read[1])

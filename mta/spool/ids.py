@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import _thread  # the lock primitive without importing threading (start-up time)
 import os
+import re
 import time
 from collections.abc import Callable
 
@@ -101,27 +102,17 @@ def base62_decode(text: str) -> int:
     return value
 
 
-def _all_base62(text: str) -> bool:
-    return all(c in _DIGIT_VALUE for c in text)
+# Both forms in one expression: every file name made from an id checks it, several times a message.
+_DIGIT = "[0-9A-Za-z]"
+_ID_FORMS = re.compile(
+    f"{_DIGIT}{{{TIME_LEN}}}-(?:{_DIGIT}{{{PID_LEN}}}-{_DIGIT}{{{FRACTION_LEN}}}"
+    f"|{_DIGIT}{{{PID_LEN_OLD}}}-{_DIGIT}{{{FRACTION_LEN_OLD}}})"
+)
 
 
 def is_message_id(text: object) -> bool:
     """True if `text` is exactly a 23- or 16-character message id."""
-    if not isinstance(text, str):
-        return False
-    if len(text) == MESSAGE_ID_LENGTH:
-        second_dash = TIME_LEN + 1 + PID_LEN
-    elif len(text) == MESSAGE_ID_LENGTH_OLD:
-        second_dash = TIME_LEN + 1 + PID_LEN_OLD
-    else:
-        return False
-    if text[TIME_LEN] != "-" or text[second_dash] != "-":
-        return False
-    return (
-        _all_base62(text[:TIME_LEN])
-        and _all_base62(text[TIME_LEN + 1 : second_dash])
-        and _all_base62(text[second_dash + 1 :])
-    )
+    return isinstance(text, str) and _ID_FORMS.fullmatch(text) is not None
 
 
 def is_old_message_id(message_id: str) -> bool:

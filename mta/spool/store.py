@@ -97,7 +97,8 @@ class Spool:
         # Locks this object holds, by message id (for the checks that only
         # the lock holder rewrites -H or touches -J).
         self._held: dict[str, MessageLock] = {}
-        self._made: set[Path] = set()  # input directories known to exist
+        self._made: dict[str, Path] = {}  # input directories known to exist, by split character
+        self._msglog_made: set[Path] = set()  # msglog directories known to exist
 
     # -- layout ------------------------------------------------------------
 
@@ -126,6 +127,15 @@ class Spool:
                     return directory
         raise NoSuchMessage(f"message {message_id} is not on the spool")
 
+    def _held_directory(self, message_id: str) -> Path:
+        """`message_directory`, without looking when this process holds the message's lock: its
+        -D is the lock, so the message is where the lock was taken (a delivery asks five times).
+        For the readers below, which report a missing file as NoSuchMessage either way."""
+        lock = self._held.get(message_id)
+        if lock is not None and lock.held:
+            return lock.path.parent
+        return self.message_directory(message_id)
+
     def file_path(self, message_id: str, suffix: str) -> Path:
         """Where the message's -H, -D or -J file is (NoSuchMessage if neither its -H nor
         its -D is on the spool).  For reading it as it is (`mta -Mvh`)."""
@@ -152,10 +162,13 @@ class Spool:
     def input_directory_for(self, message_id: str) -> Path:
         """The directory a new message's files go in (made if missing)."""
         check_message_id(message_id)
-        directory = self._places(INPUT, message_id)[0]
-        if directory not in self._made:
+        # Once per directory, not per message: a receiver asks for every message it takes.
+        key = id_split_char(message_id) if self.split else ""
+        directory = self._made.get(key)
+        if directory is None:
+            directory = self._places(INPUT, message_id)[0]
             make_directory(directory)
-            self._made.add(directory)
+            self._made[key] = directory
         return directory
 
     # -- locks -------------------------------------------------------------
@@ -180,7 +193,7 @@ class Spool:
 
     def is_locked(self, message_id: str) -> bool:
         """True if any process (this one included) holds the message's lock."""
-        path = self.message_directory(message_id) / (message_id + DATA_SUFFIX)
+        path = self._held_directory(message_id) / (message_id + DATA_SUFFIX)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -202,7 +215,7 @@ class Spool:
 
     def read_envelope(self, message_id: str) -> Envelope:
         """Read and strictly parse the message's -H (SpoolFormatError if bad)."""
-        path = self.message_directory(message_id) / (message_id + HEADER_SUFFIX)
+        path = self._held_directory(message_id) / (message_id + HEADER_SUFFIX)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -220,7 +233,7 @@ class Spool:
 
     def open_body(self, message_id: str) -> BinaryIO:
         """The -D file, opened for reading and positioned at the body."""
-        path = self.message_directory(message_id) / (message_id + DATA_SUFFIX)
+        path = self._held_directory(message_id) / (message_id + DATA_SUFFIX)
         try:
             body = open(path, "rb")  # noqa: SIM115 - returned to the caller
         except FileNotFoundError:
@@ -239,7 +252,7 @@ class Spool:
 
     def body_size(self, message_id: str) -> int:
         """Bytes of body in -D (the file less its first line)."""
-        path = self.message_directory(message_id) / (message_id + DATA_SUFFIX)
+        path = self._held_directory(message_id) / (message_id + DATA_SUFFIX)
         try:
             size = path.stat().st_size - lock_length(message_id)
         except FileNotFoundError:
@@ -284,7 +297,7 @@ class Spool:
 
     def read_journal(self, message_id: str) -> list[str]:
         """Addresses delivered in an interrupted attempt ([] if no -J)."""
-        path = self.message_directory(message_id) / (message_id + JOURNAL_SUFFIX)
+        path = self._held_directory(message_id) / (message_id + JOURNAL_SUFFIX)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -312,14 +325,23 @@ class Spool:
         """Where the message log is, or would be made (`mta -Mvl`)."""
         return self._msglog_path(message_id)
 
-    def append_msglog(self, message_id: str, line: str) -> None:
+    def append_msglog(self, message_id: str, line: str, new: bool = False) -> None:
         """Append one line (already timestamped by the caller).  Not fsynced:
-        like Exim's, the msglog is a convenience copy of log lines."""
+        like Exim's, the msglog is a convenience copy of log lines.  `new`: the message
+        has just arrived, so its msglog can only be where a new one goes (no need to look)."""
         text = line[:-1] if line.endswith("\n") else line
         if "\n" in text or "\r" in text or "\0" in text:
             raise SpoolFormatError(f"msglog line contains CR, LF or NUL: {line!r}")
-        path = self._msglog_path(message_id)
-        make_directory(path.parent)
+        if new:
+            check_message_id(message_id)
+            directory = self._places(MSGLOG, message_id)[0]
+            path = directory / message_id
+            if directory not in self._msglog_made:  # (once, not at every arrival)
+                make_directory(directory)
+                self._msglog_made.add(directory)
+        else:
+            path = self._msglog_path(message_id)
+            make_directory(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, SPOOL_MODE)
             try:
@@ -344,10 +366,15 @@ class Spool:
     def remove_msglog(self, message_id: str, preserve: bool = False) -> None:
         """Delete the msglog, or with `preserve` (preserve_message_logs) move
         it to msglog.OLD/ID."""
-        path = self._msglog_path(message_id)
         if not preserve:
-            unlink(path)
+            # Where it is looked for, in that order, with the unlinks themselves: no stat first
+            # (a delivery worker removes a message at every completed delivery).
+            check_message_id(message_id)
+            first, second = self._places(MSGLOG, message_id)
+            if not unlink(first / message_id):
+                unlink(second / message_id)
             return
+        path = self._msglog_path(message_id)
         if not file_exists(path):
             return
         old = self.directory / MSGLOG_OLD

@@ -54,6 +54,7 @@ from mta.transports.smtp_wire import Reply, SmtpIoError, TlsInfo, TlsSetup, tls_
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 if TYPE_CHECKING:
@@ -131,6 +132,8 @@ class _SmtpProtocol(asyncio.Protocol, ReplyQueue):
         if self.error is not None or self.transport is None or self.transport.is_closing():
             raise self.error or SmtpIoError("lost", "connection closed")
         self.transport.write(data)
+        if not self._paused:
+            return  # (most writes: the timeout below would be set up and torn down for nothing)
         try:
             async with asyncio.timeout(timeout):
                 while self._paused:
@@ -253,12 +256,14 @@ class _Runner(Runner[_SmtpProtocol]):
         protocol = self.current()
         chunks = iter(op.chunks)
         while True:
-            # The body is read from -D in a thread.  A read failure propagates as it
-            # is (not as an SmtpIoError): the dot is then never sent.
-            chunk = await asyncio.to_thread(next, chunks, None)
-            if chunk is None:
+            # The body is read from -D in a thread, up to BODY_BATCH bytes per trip (a small
+            # message in one trip, not one per chunk and one more for the end).  A read failure
+            # propagates as it is (not as an SmtpIoError): the dot is then never sent.
+            batch, more = await asyncio.to_thread(_take_chunks, chunks, BODY_BATCH)
+            for chunk in batch:
+                await protocol.write(chunk, op.timeout)
+            if not more:
                 return
-            await protocol.write(chunk, op.timeout)
 
     async def op_resolve(self, op: Resolve) -> list[str]:
         name = op.name
@@ -274,6 +279,21 @@ class _Runner(Runner[_SmtpProtocol]):
             return addresses_of(await self.loop.getaddrinfo(name, None, type=socket.SOCK_STREAM))
         except socket.gaierror as exc:
             raise lookup_error(name, exc) from None
+
+
+BODY_BATCH = 256 * 1024  # bytes of the message read from -D per thread trip (at most one chunk more)
+
+
+def _take_chunks(chunks: Iterator[bytes], limit: int) -> tuple[list[bytes], bool]:
+    """The next chunks, up to `limit` bytes or the end; and whether any may follow."""
+    batch: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        batch.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            return batch, True
+    return batch, False
 
 
 async def _run(job: SmtpJob, runner: _Runner) -> None:

@@ -20,6 +20,7 @@ TO:<...>: 550 ...", "SMTP timeout after ...").
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Generator
 
 from mta.errors import DeferError, DeliveryError, ExpansionError
@@ -98,10 +99,14 @@ class Retry(Exception):
         self.policy = policy
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+
 def command_bytes(text: str) -> bytes:
     # Addresses were checked at reception, but an expansion (authenticated_sender, helo_data)
-    # must not be able to inject a second command either.
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    # must not be able to inject a second command either.  (One search in C, not a Python
+    # step per character: ~8 commands a message.)
+    if _CONTROL_CHARACTER.search(text):
         raise DeferError(f"refusing to send an SMTP command containing control characters: {text[:60]!r}")
     return text.encode("utf-8")
 

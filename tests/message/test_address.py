@@ -15,6 +15,7 @@ from mta.message.address import (
     is_ip_literal,
     normalise_domain,
     parse_envelope_address,
+    parse_envelope_tokens,
     parse_header_addresses,
     qualify,
     quote_local_part,
@@ -413,3 +414,25 @@ def test_quote_round_trip(local_part: str, labels: list[str]) -> None:
     assert parse_envelope_address(f"<{address}>") == address
     assert split_address(address) == (local_part, domain)
     assert parse_header_addresses(f"Someone <{address}>") == [HA(address, "Someone")]
+
+
+# The common form (an ASCII dot-atom and a domain name) has a shortcut past the tokenizer; it must
+# agree with the tokenizer on everything, including what it must leave to it.
+_ENVELOPE_PIECES = st.sampled_from(["a", "Bob", "x.y", ".", "..", "@", "<", ">", "<>", " ", "\t", '"q r"', "(c)",
+                                    "[1.2.3.4]", "-", "_", "é", "\r", "\0", ",", ":", "@r1,@r2:", "a" * 64, "b" * 63,
+                                    ("c" * 60 + ".") * 5, "!#$%&'*+/=?^`{|}~"])
+
+
+@settings(deadline=None, max_examples=500)
+@given(pieces=st.lists(_ENVELOPE_PIECES, max_size=8), strip=st.booleans())
+def test_envelope_shortcut_agrees_with_the_tokenizer(pieces: list[str], strip: bool) -> None:
+    text = "".join(pieces)
+
+    def outcome(parse):  # type: ignore[no-untyped-def]
+        try:
+            return ("ok", parse())
+        except AddressError as exc:
+            return ("error", exc.message)
+
+    assert outcome(lambda: parse_envelope_address(text, strip)) == outcome(
+        lambda: parse_envelope_tokens(text.strip(" \t"), text, strip))

@@ -89,6 +89,28 @@ def test_data_of_the_list_item_that_matched(tmp_path: Path) -> None:
     assert world.rcpt("fwd@example.com", host_address="198.51.100.1").user_message == "alias of root@example.com"
 
 
+def test_host_lists_within_one_connection(tmp_path: Path) -> None:
+    """A host list of addresses is matched once per connection (the RCPT ACL asks it for every
+    recipient); one that reads a file is read again at each command, so an edit shows at once."""
+    (tmp_path / "hosts").write_text("203.0.113.9: first\n")
+    world = acl_world(
+        tmp_path,
+        f"check:\n  deny hosts = net-lsearch;{tmp_path}/hosts\n    message = $host_data\n"
+        "  accept hosts = +relay_from_hosts\n    message = $host_data\n",
+        "acl_smtp_rcpt = check\n",
+    )
+    ctx = world.context(AclStage.RCPT)
+    assert world.rcpt("a@example.com", ctx).user_message == "first"
+    (tmp_path / "hosts").write_text("203.0.113.9: second\n")
+    assert world.rcpt("b@example.com", ctx).user_message == "second"
+    relayed = world.context(AclStage.RCPT, host_address="192.0.2.7")
+    for recipient in ("c@example.org", "d@example.org"):
+        assert world.rcpt(recipient, relayed).verb == "accept"
+    assert next(iter(relayed.connection.host_matches.values())).matched
+    assert world.rcpt("e@example.org", world.context(AclStage.RCPT, host_address="192.0.2.7")).verb == "accept"
+    assert world.rcpt("f@example.org", world.context(AclStage.RCPT)).verb == "deny"
+
+
 def test_caseful_local_part_control(tmp_path: Path) -> None:
     world = acl_world(
         tmp_path,

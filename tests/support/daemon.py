@@ -154,12 +154,13 @@ class DaemonWorld:
         return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode("utf-8", "replace"),
                                            proc.stderr.decode("utf-8", "replace"))
 
-    def start(self, *extra: str) -> None:
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> None:
         if not self.config.exists():
             self.write_config()
         with open(self.root / "daemon.stderr", "ab") as errors:
             self.process = subprocess.Popen([MTA, "-C", str(self.config), "-bdf", *extra],
-                                            stdout=subprocess.DEVNULL, stderr=errors)
+                                            stdout=subprocess.DEVNULL, stderr=errors,
+                                            env={**os.environ, **env} if env else None)
         deadline = time.monotonic() + 20
         while True:
             if self.process.poll() is not None:

@@ -1,0 +1,204 @@
+"""The spool writer: one thread per receiving process that makes messages durable in batches.
+
+Why one thread and batches: a receiving process may have twenty sessions
+finishing DATA at once.  Handing each message to a thread pool cost every
+message a thread wake-up, a loop wake-up and a round of lock hand-offs
+between sixteen threads (a quarter of the process's CPU went to context
+switches), and the threads raced each other for the spool directory's lock.
+Here the session queues its message (`SpoolWriter.submit`); the writer takes
+everything queued, commits it as one batch, and wakes the event loop once
+for the whole batch.  While it works, the next batch gathers.
+
+Durability (`commit_batch`), for every message of a batch, in this order:
+
+1. -D: created with O_EXCL and locked if the body was not spilled already,
+   the rest of the body written, fsynced;
+2. the -H under its temporary name hdr.ID: written, fsynced;
+3. one fsync of the directory: every -D's and hdr.ID's entry is durable
+   before any -H can name it;
+4. each hdr.ID renamed to ID-H; one more fsync of the directory;
+5. only then is the message done: the arrival is logged, and the session
+   told, so that it may say 250.
+
+The directory fsyncs of steps 3 and 4 are shared by the whole batch (group
+commit), and each covers only renames made before it started.  A message
+that fails at any step is reported failed (the session answers 451 and
+removes its files) and takes no further step; the others go on.  A failed
+directory fsync fails every message that needed it.  Nothing is reported
+before the batch's last fsync, so no session can acknowledge early.
+
+A crash at any point leaves, for each message, either no -H (its -D and
+hdr.ID are removed by Spool.tidy_temporaries) or the whole message.  A
+session cancelled (a shutdown) while its message is in a batch waits for
+the batch to end before it removes anything (spooler.PendingMessage.commit),
+so no -D is removed under an -H being renamed into place.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+from mta.errors import SpoolError
+from mta.spool.files import fsync_directory
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from mta.receive.spooler import PendingMessage
+
+
+class Commit:
+    """One message to make durable, and its outcome (`error` None: durable)."""
+
+    __slots__ = ("after", "error", "future", "header", "loop", "message")
+
+    def __init__(self, message: PendingMessage, header: bytes, after: Callable[[], None] | None,
+                 future: asyncio.Future[None] | None, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.message = message
+        self.header = header
+        self.after = after  # the arrival's log lines: run in the writer once the message is durable
+        self.future = future  # the session waits on it; settled on its loop, once per batch
+        self.loop = loop
+        self.error: BaseException | None = None
+
+
+def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel: int = 1) -> None:
+    """Make every message of `batch` durable (see the module docstring); a message that cannot be
+    has its `error` set.  Never raises for one message's failure.
+
+    Steps 1 and 2 run for up to `parallel` messages at once (this thread and `parallel` - 1 of
+    `helpers`): each fsync of a new file waits for the disk, and a disk takes several requests at
+    once far faster than one after another."""
+    pending = collections.deque(batch)
+
+    def write_files() -> None:
+        while True:
+            try:
+                commit = pending.popleft()
+            except IndexError:
+                return
+            try:
+                commit.message.write_files(commit.header)  # steps 1 and 2
+            except Exception as exc:
+                commit.error = exc
+
+    started = [helpers.submit(write_files) for _ in range(min(parallel, len(batch)) - 1)] if helpers else []
+    write_files()
+    for future in started:
+        future.result()
+    written: dict[Path, list[Commit]] = {}
+    for commit in batch:
+        if commit.error is None:
+            written.setdefault(commit.message.directory, []).append(commit)
+    for directory, commits in written.items():
+        if not _sync(directory, commits):  # step 3
+            continue
+        renamed = []
+        for commit in commits:
+            try:
+                commit.message.install_header()  # step 4
+            except Exception as exc:
+                commit.error = exc
+                continue
+            renamed.append(commit)
+        if not _sync(directory, renamed):
+            continue
+        for commit in renamed:
+            commit.message.committed()  # on disk: from here on an error must not remove it
+            if commit.after is not None:
+                try:
+                    commit.after()
+                except Exception as exc:  # as when it ran in the session: reported, the message stays
+                    commit.error = exc
+
+
+def _sync(directory: Path, commits: list[Commit]) -> bool:
+    """fsync `directory` for `commits`; on failure each of them fails."""
+    if not commits:
+        return False
+    try:
+        fsync_directory(directory)
+    except (OSError, SpoolError) as exc:
+        for commit in commits:
+            commit.error = exc
+        return False
+    return True
+
+
+class SpoolWriter:
+    """The thread that runs `commit_batch` on whatever sessions have queued."""
+
+    def __init__(self, name: str = "spool-writer", parallel: int = 4) -> None:
+        self._parallel = parallel
+        self._helpers = ThreadPoolExecutor(max_workers=parallel - 1, thread_name_prefix=name) if parallel > 1 else None
+        self._lock = threading.Lock()
+        self._wanted = threading.Condition(self._lock)
+        self._queue: list[Commit] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, commit: Commit) -> None:
+        """Queue `commit` (from the event loop: this never waits for the disk).  Its future is
+        settled, on its loop, when its batch is done.  SpoolError if the writer is closed."""
+        with self._lock:
+            if self._closed:
+                raise SpoolError("the spool writer has been closed")
+            self._queue.append(commit)
+            if len(self._queue) == 1:
+                self._wanted.notify()  # an idle writer waits; a busy one takes the queue when done
+
+    def close(self) -> None:
+        """Commit what is queued, then end the thread."""
+        with self._lock:
+            self._closed = True
+            self._wanted.notify()
+        self._thread.join()
+        if self._helpers is not None:
+            self._helpers.shutdown(wait=True)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._wanted.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+            try:
+                commit_batch(batch, self._helpers, self._parallel)
+            except BaseException as exc:  # a bug: fail what is undecided, and keep serving
+                for commit in batch:
+                    if commit.error is None and not commit.message.is_committed:
+                        commit.error = exc
+            _report(batch)
+
+
+def _report(batch: list[Commit]) -> None:
+    """Wake each loop once for its sessions' commits."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Commit]] = {}
+    for commit in batch:
+        if commit.loop is not None:
+            by_loop.setdefault(commit.loop, []).append(commit)
+    for loop, commits in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, commits)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+
+def _settle(commits: list[Commit]) -> None:
+    for commit in commits:
+        future = commit.future
+        if future is None or future.done():
+            continue
+        if commit.error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(commit.error)
