@@ -299,7 +299,11 @@ class MainOptions(SmtpServerOptions):
     )
 
     # -- commands -------------------------------------------------------
-    bi_command: str = option("", Kind.STRING, "Command run by `mta -bi` (newaliases).")
+    bi_command: str = option(
+        "", Kind.STRING,
+        "Command run by `mta -bi` (newaliases), after the alias files of lmdb aliasfile directors are compiled; "
+        "not run when one has an error.",
+    )
 
     # -- string expansion -------------------------------------------------
     expansion_run_commands: bool = option(
