@@ -156,7 +156,10 @@ class MainOptions(SmtpServerOptions):
     )
     remote_max_parallel: int = option(2, Kind.INT, "Most remote hosts one delivery talks to at once.", minimum=1)
     deliver_drop_privilege: bool = option(
-        False, Kind.BOOL, "Drop to mta_user for everything but local deliveries that need another user." + _QUEUE_RUNNER
+        False, Kind.BOOL,
+        "Every delivery, local or remote, runs as mta_user; a local delivery that needs another user (a mailbox "
+        "owned by its recipient) is deferred.  For hosts whose local mail goes to mta_user-owned mailboxes or to "
+        "LMTP/pipes run as mta_user.",
     )
     delay_warning: tuple[int, ...] = option(
         (24 * 3600,),
@@ -296,7 +299,11 @@ class MainOptions(SmtpServerOptions):
     )
 
     # -- commands -------------------------------------------------------
-    bi_command: str = option("", Kind.STRING, "Command run by `mta -bi` (newaliases).")
+    bi_command: str = option(
+        "", Kind.STRING,
+        "Command run by `mta -bi` (newaliases), after the alias files of lmdb aliasfile directors are compiled; "
+        "not run when one has an error.",
+    )
 
     # -- string expansion -------------------------------------------------
     expansion_run_commands: bool = option(

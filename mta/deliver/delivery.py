@@ -300,8 +300,9 @@ class Delivery:
         if remote:
             from mta.privilege import EffectiveUser
 
-            identity = self.runtime.remote_identity
-            # The daemon's workers send as mta_user; a command-line delivery as whoever ran it.
+            identity = self.runtime.remote_identity or self._dropped_identity
+            # The daemon's workers send as mta_user; a command-line delivery as whoever ran it
+            # (as mta_user too with deliver_drop_privilege).
             with EffectiveUser(*identity) if identity is not None else _nothing():
                 if self.loop_runner is not None:
                     self.loop_runner.run(self._deliver_remote(remote, message, env, close=False))
@@ -335,7 +336,10 @@ class Delivery:
             return
         try:
             identity = resolve_delivery_identity(transport, item, env)
-            if identity.uid is None and _is_root():
+            uid, gid = (identity.uid, identity.gid) if _is_root() else (None, None)
+            if self._dropped_identity is not None:
+                uid, gid = self._only_as_mta_user(identity.uid, transport.name)
+            elif identity.uid is None and _is_root():
                 raise DeferError(
                     f"no user is set for the local delivery of {item.address} "
                     f"(set user on the {transport.name} transport or its director)"
@@ -345,8 +349,8 @@ class Delivery:
                 message,
                 item,
                 env,
-                uid=identity.uid if _is_root() else None,
-                gid=identity.gid if _is_root() else None,
+                uid=uid,
+                gid=gid,
                 initgroups=identity.initgroups,
                 home=identity.home,
                 current_directory=identity.current_directory,
@@ -365,6 +369,29 @@ class Delivery:
     def _retry_local(self, item: AddressItem, transport: Any, error: DeliveryError | None) -> None:
         if self.retry is not None:
             self.retry.local_done(item, transport, error)
+
+    @functools.cached_property
+    def _dropped_identity(self) -> tuple[int, int] | None:
+        """(uid, gid) of mta_user when deliver_drop_privilege is set and we are root: every
+        delivery, local or remote, then runs as mta_user and nothing else."""
+        if not (self.config.main.deliver_drop_privilege and _is_root()):
+            return None
+        from mta.config.caller import mta_identity
+
+        _, uid, gid = mta_identity(self.config)
+        return uid, gid
+
+    def _only_as_mta_user(self, uid: int | None, transport_name: str) -> tuple[int, int]:
+        """deliver_drop_privilege: a local delivery runs as mta_user; one that needs another
+        user is deferred (Exim's delivery process, already mta_user, fails to setuid then)."""
+        assert self._dropped_identity is not None
+        mta_uid, mta_gid = self._dropped_identity
+        if uid is not None and uid != mta_uid:
+            raise DeferError(
+                f"deliver_drop_privilege is set: the {transport_name} transport cannot run as uid {uid} "
+                f"(deliveries run as mta_user {self.config.main.mta_user} only)"
+            )
+        return mta_uid, mta_gid
 
     @functools.cached_property
     def _never_users(self) -> set[int]:

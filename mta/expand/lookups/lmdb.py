@@ -9,6 +9,7 @@ place, so a reader holding the old file keeps reading a consistent copy.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import lmdb
 
@@ -67,7 +68,20 @@ def _write(tmp: str, records: dict[bytes, bytes], map_size: int) -> None:
 
 
 def build_from_lsearch(source: str, target: str) -> int:
-    entries = load(source).entries
+    try:
+        like = os.stat(source)
+    except OSError:
+        like = None  # load() below says why it cannot be read
+    return build_from_entries(load(source).entries, source, target, like)
+
+
+def build_from_entries(
+    entries: Iterable[tuple[str, str]], source: str, target: str, like: os.stat_result | None = None
+) -> int:
+    """Write (key, data) pairs, as parse_lsearch gives them, to LMDB file `target`: a new file,
+    synced, then renamed into place.  With `like` (the source's stat) the database gets the
+    source's permission bits without execute, and its owner and group when we are root, so
+    that the checks an aliasfile director makes of the source (modemask, owners) pass for it."""
     records: dict[bytes, bytes] = {}
     for key, data in entries:
         raw_key = key.lower().encode("utf-8")
@@ -90,6 +104,10 @@ def build_from_lsearch(source: str, target: str) -> int:
                 break
             except lmdb.MapFullError:
                 map_size *= 2
+        if like is not None:
+            os.chmod(tmp, like.st_mode & 0o666)
+            if os.geteuid() == 0:
+                os.chown(tmp, like.st_uid, like.st_gid)
         # The rename is the commit point: readers see the old file or the new one.
         os.replace(tmp, target)
         _fsync_directory(target)
