@@ -40,10 +40,33 @@ class RootRegainedError(RuntimeError):
     """setuid() to an ordinary user left a way back to root: the process must not go on."""
 
 
+# Modules that code run after a privilege drop (expansions, lookups, local transports, reading a
+# user's files) imports inside functions, to keep start-up short.  A Python installed where the
+# user cannot read (pyenv under /root) can import nothing once privileges are dropped, so these
+# are imported before.  tests/test_privilege.py checks the list against those modules' code.
+IMPORTS_BEFORE_DROP = (
+    "base64", "codecs", "hashlib", "hmac", "ipaddress", "lmdb", "os", "secrets", "socket", "stat",
+    "subprocess",
+    "mta.expand", "mta.expand.addresses", "mta.expand.crypteq", "mta.expand.escapes",
+    "mta.expand.expander", "mta.expand.extract", "mta.expand.idna", "mta.expand.ipaddr",
+    "mta.expand.items", "mta.expand.lookups", "mta.expand.lookups.lmdb", "mta.expand.operators",
+    "mta.expand.textcodecs",
+    "mta.expand.variables", "mta.errors",
+)
+
+
+def import_before_drop() -> None:
+    """Import IMPORTS_BEFORE_DROP (nothing to do once they are loaded).  Called before forking a
+    child that will drop privileges, so that each child inherits them, and by `become_user`."""
+    for name in IMPORTS_BEFORE_DROP:
+        __import__(name)
+
+
 def become_user(uid: int, gid: int, username: str | None = None) -> None:
     """Drop to uid/gid for good: supplementary groups (the user's with `username`, else just
     gid), then the gid, then the uid; the order matters, as after setuid() groups can no longer
     be changed.  Raises OSError if a step fails and RootRegainedError if root could be had back."""
+    import_before_drop()
     if username is not None:
         os.initgroups(username, gid)
     else:
@@ -112,6 +135,7 @@ def run_as_user(
     cannot be made, cannot drop privileges, dies without a report or takes
     longer than `timeout` seconds (it is then killed).
     """
+    import_before_drop()  # once here, not in every child
     read_fd, write_fd = os.pipe()
     try:
         pid = os.fork()

@@ -57,7 +57,7 @@ import time
 
 from mta import record
 from mta.errors import DeferError, DeliveryError, ExpansionError, FailError, SpoolError
-from mta.privilege import RootRegainedError, become_user, reap, write_report
+from mta.privilege import RootRegainedError, become_user, import_before_drop, reap, write_report
 from mta.route.item import AddressItem
 from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage
 
@@ -184,6 +184,8 @@ def run_local_delivery(
     gave no report or ran past `timeout` seconds.
     """
     is_root = os.geteuid() == 0
+    if is_root:
+        import_before_drop()  # once in this process, not in every child
     if uid is not None and uid in never_users:
         raise DeferError(f"User {uid} set for {transport.name} transport is on the never_users list")
     if is_root and uid is None:
