@@ -49,3 +49,19 @@ def test_verify_as_run_here_would_catch_a_mistake(analyze: None, tmp_path: Path)
     """The check above means something: a misspelt key is reported."""
     proc = verify(stand_in(tmp_path, UNIT.read_text().replace("ProtectSystem=", "ProtectSytem=")))
     assert "ProtectSytem" in proc.stdout + proc.stderr
+
+
+def unit_settings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "=" in line and not line.startswith("#")]
+
+
+def test_docs_explain_every_line_of_the_unit_as_it_is() -> None:
+    """docs/install.md quotes each setting of the unit before explaining it: the quotes must be the
+    unit's lines, and no line of the unit may go unexplained."""
+    page = (REPO / "docs" / "install.md").read_text()
+    section = page.split("## The systemd unit", 1)[1].split("\n## ", 1)[0]
+    quoted = [line for block in section.split("```")[1::2] for line in unit_settings(block)]
+    settings = unit_settings(UNIT.read_text())
+    assert set(quoted) <= set(settings), set(quoted) - set(settings)
+    unexplained = [s for s in settings if s not in quoted and not s.startswith(("Description=", "WantedBy="))]
+    assert not unexplained
