@@ -6,9 +6,10 @@ an empty /var, and an /usr that is an overlay: Debian's /usr of this machine und
 on top that receives whatever the installer writes.  Everything runs in a mount and pid
 namespace of its own (unshare), so nothing is mounted, and no process is left, outside it.
 In the root, through chroot and the real installed paths: root's `sendmail -t`, then the daemon
-and an ordinary user's `sendmail -t` through the daemon's socket; the mailboxes are checked
-for their owners.  Then --uninstall puts back the fake sendmail the root had before (one
-a Debian package owned, so set aside with dpkg-divert; one a plain file).
+(confined as the unit confines it: /usr and /etc read-only, only the unit's capabilities) and an
+ordinary user's `sendmail -t` through the daemon's socket; the mailbox is checked for its owner.
+Then --uninstall puts back the fake sendmails the root had before (one a Debian package owned,
+so set aside with dpkg-divert; one a plain file).
 """
 
 from __future__ import annotations
@@ -112,6 +113,13 @@ class FreshRoot:
         return seen
 
 
+def capabilities() -> str:
+    """The unit's CapabilityBoundingSet in setpriv's spelling (+net_bind_service,+setuid,...)."""
+    line = next(x for x in (REPO / "etc/mta.service").read_text().splitlines()
+                if x.startswith("CapabilityBoundingSet="))
+    return ",".join("+" + name.removeprefix("CAP_").lower() for name in line.split("=", 1)[1].split())
+
+
 def unavailable() -> str | None:
     if os.geteuid() != 0:
         return "installing needs root (a user, chown, a mount namespace)"
@@ -206,7 +214,11 @@ def run_scenario(fresh: FreshRoot) -> None:
         inroot useradd --create-home --shell /bin/sh bob
         printf 'To: alice\\nSubject: from root\\n\\nfirst\\n' | inroot /usr/sbin/sendmail -t
         printf 'To: root\\nSubject: for root\\n\\nsecond\\n' | inroot /usr/lib/sendmail -t -odi
-        inroot /usr/sbin/mta -bd -q30m -oX 127.0.0.1.{port}
+        # The daemon as the unit runs it: /usr and /etc read-only (ProtectSystem=full) and only the
+        # unit's CapabilityBoundingSet, which a local delivery's change of user must be able to live with.
+        mount -o remount,ro $R/usr
+        mount --bind $R/etc $R/etc && mount -o remount,bind,ro $R/etc
+        inroot setpriv --bounding-set=-all,{capabilities()} /usr/sbin/mta -bd -q30m -oX 127.0.0.1.{port}
         printf 'To: alice\\nSubject: from bob\\n\\nthird\\n' | \\
             inroot setpriv --reuid=bob --regid=bob --init-groups /usr/sbin/sendmail -t
         for i in $(seq 200); do
