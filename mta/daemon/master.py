@@ -25,6 +25,11 @@ configuration that does not load is logged and the old one kept.  SIGTERM
 (bounded) and the workers their deliveries, and exit.  Nothing that was
 acknowledged is lost either way: every 250 follows its fsync.
 
+Under systemd (`Type=notify`, $NOTIFY_SOCKET) the master says READY=1 once
+it listens, RELOADING=1 on SIGHUP and READY=1 when the reload is done (in
+the new image, or at once if the new configuration failed), and STOPPING=1
+on SIGTERM: mta.daemon.notify.
+
 Security: the master runs as root when started as root (it must, to bind
 port 25 and to fork workers that can become recipients); it never reads a
 byte of SMTP.
@@ -43,6 +48,7 @@ import time
 
 from mta import __version__, process_info
 from mta.daemon.listeners import ListenAddress, bind_listeners, listen_addresses
+from mta.daemon.notify import Notifier
 from mta.errors import ConfigError
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -90,6 +96,7 @@ class Master:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.backoff: dict[str, float] = {}
         self.queue_runs: set[int] = set()
+        self.notifier = Notifier.from_environment()  # systemd's NOTIFY_SOCKET, kept from the children
 
     def _grow_dispatch_buffers(self) -> None:
         for sock in (self.dispatch_send, self.dispatch_recv):
@@ -506,6 +513,7 @@ class Master:
         if self.stopping:
             return
         self.stopping = True
+        self.notifier.stopping()
         self.logger.main(f"pid {os.getpid()}: SIGTERM received: daemon terminating")
         assert self.loop is not None
         for _entry, sock in self.listeners:
@@ -536,10 +544,12 @@ class Master:
         from mta.config.loader import load_config
         from mta.runtime import build_runtime
 
+        self.notifier.reloading()  # READY=1 follows: below if the new configuration fails, else from the new image
         try:
             build_runtime(load_config(self.inv.config_file, self.inv.macros))
         except ConfigError as exc:
             self.logger.panic(f"SIGHUP: new configuration not loaded, the old one stays in force: {exc}")
+            self.notifier.ready("new configuration not loaded; the old one stays in force")
             return
         self.logger.main(f"pid {os.getpid()}: SIGHUP received: re-exec daemon")
         self.reloading = True
@@ -561,7 +571,7 @@ class Master:
             fds["submission"] = self.submission.fileno()
         assert self.pid_fd is not None
         os.set_inheritable(self.pid_fd, True)
-        env = dict(os.environ, **{INHERIT_ENV: json.dumps(fds)})
+        env = dict(os.environ, **{INHERIT_ENV: json.dumps(fds)}, **self.notifier.environment())
         argv = list(sys.orig_argv)
         if "-bdf" not in argv:
             argv.append("-bdf")  # already detached: the new image must not detach again
@@ -584,6 +594,7 @@ class Master:
         listening = f"listening for SMTP on {where}" if self.listening else "not listening for SMTP"
         process_info.set_activity(f"daemon({__version__}): {queue_text}, {listening}")
         self.logger.main(f"mta {__version__} daemon started: pid={os.getpid()}, {queue_text}, {listening}")
+        self.notifier.ready(f"{queue_text}, {listening}")  # the listeners are listening: connections queue
         loop.call_soon(self._queue_run)  # offline submissions and leftovers, at once (Exim does a run too)
         try:
             loop.run_forever()
