@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return 1
+    if inv.debug is not None or inv.verbose:
+        _start_debugging(inv)
     if inv.mode in ("bd", "bs", "bS", "q", "R", "S", "M"):
         try:
             refusal = _wrapper_refusal(inv)
@@ -93,6 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # Output piped into something that went away (mailq | head).
         return 0
+
+
+def _start_debugging(inv: Invocation) -> None:
+    """-d / -v: set this process's debug selectors (mta.debug); children inherit them."""
+    from mta import __version__, debug
+
+    debug.configure(inv.debug_selectors, verbose=inv.verbose)
+    if "any" in debug.active:
+        debug.write(f"mta version {__version__} uid={os.getuid()} gid={os.getgid()} pid={os.getpid()} "
+                    f"D={debug.selector_text()}")
 
 
 # What `mta-what` shows for a process in each mode until it says more (Exim's texts).
@@ -228,7 +240,8 @@ def mode_address_test(inv: Invocation) -> int:
         return 1
     verify = {"bt": None, "bv": "recipient", "bvs": "sender"}[inv.mode]
     sender = inv.sender or ""
-    trace = sys.stderr if (inv.verbose or inv.debug) else None
+    # -v: the drivers considered; with -d+route, mta.debug writes its own (fuller) lines instead.
+    trace = sys.stderr if inv.verbose and inv.debug is None else None
     return run_address_test(runtime, inv.args, sys.stdout, sender=sender, verify=verify, trace=trace)
 
 

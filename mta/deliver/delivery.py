@@ -30,7 +30,7 @@ import threading
 import time
 import traceback
 
-from mta import process_info, record
+from mta import debug, process_info, record
 from mta.deliver.aging import Frozen, frozen_action, ignore_bounce_errors, send_due_warning
 from mta.deliver.deliverlog import (
     deferral_line,
@@ -149,6 +149,8 @@ class Delivery:
     # -- the attempt ------------------------------------------------------------
     def run(self) -> DeliveryReport:
         process_info.set_activity(f"delivering {self.message_id}")  # for mta-what
+        if "deliver" in debug.active:
+            debug.write(f"delivering message {self.message_id}")
         lock = self.lock
         if lock is None:
             try:
@@ -335,6 +337,9 @@ class Delivery:
             return
         try:
             identity = resolve_delivery_identity(transport, item, env)
+            if "deliver" in debug.active:
+                debug.write(f"local delivery of {item.address} by the {transport.name} transport "
+                            f"(uid={identity.uid} gid={identity.gid})")
             if identity.uid is None and _is_root():
                 raise DeferError(
                     f"no user is set for the local delivery of {item.address} "
@@ -396,6 +401,10 @@ class Delivery:
         async def one(group: list[AddressItem]) -> None:
             async with limit:
                 transport = self.runtime.transports[group[0].transport_name or ""]
+                if "deliver" in debug.active:
+                    hosts = " ".join(h.name for h in group[0].hosts or ()) or "(from the transport)"
+                    debug.write(f"remote delivery of {' '.join(i.address for i in group)} by the "
+                                f"{transport.name} transport to {hosts}")
                 if self.dont_deliver:
                     for item in group:
                         self._record_success(item, None)
