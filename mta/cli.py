@@ -149,7 +149,34 @@ def _load(inv: Invocation):  # type: ignore[no-untyped-def]
 
     config = load_config(inv.config_file, inv.macros)
     process_info.set_report_path(config.main.spool_directory)
+    if "arguments" in config.main.log_selector:
+        _log_arguments(inv, config)
     return config
+
+
+_arguments_logged = False
+
+
+def _log_arguments(inv: Invocation, config) -> None:  # type: ignore[no-untyped-def]
+    """log_selector +arguments: Exim's ``cwd=/dir 3 args: mta -bt x`` line, once per process."""
+    global _arguments_logged
+    from mta.log import escape, parse_selector
+    from mta.runtime import Runtime
+
+    try:
+        selectors = parse_selector(config.main.log_selector)
+    except ValueError:
+        return  # reported when the runtime is built
+    if _arguments_logged or "arguments" not in selectors:
+        return
+    _arguments_logged = True
+    argv = [PROGRAM, *inv.argv]
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = "(unknown)"
+    words = " ".join(escape(a) if a and " " not in a else f'"{escape(a)}"' for a in argv)
+    Runtime(config, [], [], {}, [], selectors).logger.main(f"cwd={escape(cwd)} {len(argv)} args: {words}")
 
 
 # -- modes ------------------------------------------------------------------
