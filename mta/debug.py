@@ -52,13 +52,10 @@ NAMES = frozenset(
         "route", "timestamp", "tls", "transport", "uid", "verify",
     }
 )  # fmt: skip
-# Names that print something in mta (the rest are accepted and ignored).
+# Names that print something in mta (the rest are accepted and ignored; docs/troubleshooting.md).
 USED = frozenset(
-    {
-        "acl", "auth", "deliver", "dns", "expand", "filter", "lookup", "pid", "queue_run", "receive",
-        "resolver", "retry", "rewrite", "route", "timestamp", "transport", "verify",
-    }
-)  # fmt: skip
+    {"acl", "deliver", "expand", "lookup", "pid", "receive", "retry", "route", "timestamp", "transport"}
+)
 _ALL = NAMES | {"v"}
 # Exim's D_default: everything but these.
 DEFAULT = _ALL - {"expand", "filter", "interface", "load", "local_scan", "memory", "noutf8", "pid", "timestamp"}

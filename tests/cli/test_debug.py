@@ -200,3 +200,19 @@ def test_bh_with_acl_debugging_shows_decisions_and_dialogue(mta_env: MtaEnv) -> 
     assert 'using ACL "check_rcpt"' in err
     assert any(line.startswith("SMTP>> 550 no relay") for line in err)
     assert "550 no relay" in result.stdout
+
+
+def test_docs_list_every_selector_as_used_or_ignored() -> None:
+    from pathlib import Path
+
+    from mta.log import KNOWN_SELECTORS
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    troubleshooting = (docs / "troubleshooting.md").read_text()
+    shown = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)? \|", troubleshooting, re.M))
+    documented = {name for pair in shown for name in pair if name}
+    assert documented & debug.NAMES == debug.USED
+    ignored = troubleshooting.split("accepted and ignored because", 1)[1].split("The values", 1)[0]
+    assert set(re.findall(r"`([a-z_0-9]+)`", ignored)) == debug.NAMES - debug.USED
+    logging = (docs / "logging.md").read_text()
+    assert all(f"`{name}`" in logging for name in KNOWN_SELECTORS)
