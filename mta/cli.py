@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return 1
+    if inv.debug is not None or inv.verbose:
+        _start_debugging(inv)
     if inv.mode in ("bd", "bs", "bS", "q", "R", "S", "M"):
         try:
             refusal = _wrapper_refusal(inv)
@@ -93,6 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # Output piped into something that went away (mailq | head).
         return 0
+
+
+def _start_debugging(inv: Invocation) -> None:
+    """-d / -v: set this process's debug selectors (mta.debug); children inherit them."""
+    from mta import __version__, debug
+
+    debug.configure(inv.debug_selectors, verbose=inv.verbose)
+    if "any" in debug.active:
+        debug.write(f"mta version {__version__} uid={os.getuid()} gid={os.getgid()} pid={os.getpid()} "
+                    f"D={debug.selector_text()}")
 
 
 # What `mta-what` shows for a process in each mode until it says more (Exim's texts).
@@ -137,7 +149,34 @@ def _load(inv: Invocation):  # type: ignore[no-untyped-def]
 
     config = load_config(inv.config_file, inv.macros)
     process_info.set_report_path(config.main.spool_directory)
+    if "arguments" in config.main.log_selector:
+        _log_arguments(inv, config)
     return config
+
+
+_arguments_logged = False
+
+
+def _log_arguments(inv: Invocation, config) -> None:  # type: ignore[no-untyped-def]
+    """log_selector +arguments: Exim's ``cwd=/dir 3 args: mta -bt x`` line, once per process."""
+    global _arguments_logged
+    from mta.log import escape, parse_selector
+    from mta.runtime import Runtime
+
+    try:
+        selectors = parse_selector(config.main.log_selector)
+    except ValueError:
+        return  # reported when the runtime is built
+    if _arguments_logged or "arguments" not in selectors:
+        return
+    _arguments_logged = True
+    argv = [PROGRAM, *inv.argv]
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = "(unknown)"
+    words = " ".join(escape(a) if a and " " not in a else f'"{escape(a)}"' for a in argv)
+    Runtime(config, [], [], {}, [], selectors).logger.main(f"cwd={escape(cwd)} {len(argv)} args: {words}")
 
 
 # -- modes ------------------------------------------------------------------
@@ -228,7 +267,8 @@ def mode_address_test(inv: Invocation) -> int:
         return 1
     verify = {"bt": None, "bv": "recipient", "bvs": "sender"}[inv.mode]
     sender = inv.sender or ""
-    trace = sys.stderr if (inv.verbose or inv.debug) else None
+    # -v: the drivers considered; with -d+route, mta.debug writes its own (fuller) lines instead.
+    trace = sys.stderr if inv.verbose and inv.debug is None else None
     return run_address_test(runtime, inv.args, sys.stdout, sender=sender, verify=verify, trace=trace)
 
 

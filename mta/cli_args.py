@@ -39,7 +39,8 @@ class Invocation:
     delivery_mode: str | None = None  # i (foreground), b (background), q (queue only), qs
     error_mode: str = "m"  # -oe<x>: m (mail, default), e, p, q, w
     verbose: bool = False
-    debug: str | None = None
+    debug: str | None = None  # the text after -d ("" for -d alone)
+    debug_selectors: frozenset[str] = frozenset()  # mta.debug selectors that -d turned on
     dont_deliver: bool = False  # -N
     queue_interval: int | None = None  # -q<time>
     queue_flags: str = ""  # f, ff, i, l from -q...
@@ -142,8 +143,16 @@ def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
         elif word in ("-v", "-ov"):
             inv.verbose = True
         elif word.startswith("-d"):
-            inv.debug = word[2:] or "+all"
-            inv.verbose = True
+            # -d[+sel-sel...]; -dd is Exim's "-d, but not for the daemon's children": the same here.
+            inv.debug = word[3:] if word.startswith("-dd") else word[2:]
+            from mta.debug import SelectorError, parse
+
+            try:
+                inv.debug_selectors = parse(inv.debug)
+            except SelectorError as exc:
+                raise UsageError(str(exc)) from None
+            # Exim's -d implies -v (the SMTP dialogue, log lines on stderr) unless -all took it away.
+            inv.verbose = inv.verbose or "v" in inv.debug_selectors
         elif word == "-N":
             inv.dont_deliver = True
         elif word.startswith("-od"):

@@ -47,6 +47,8 @@ def mode_daemon(inv: Invocation) -> int:
     if os.geteuid() != 0 and not _admin(config):
         _err("permission denied: only administrators may start the daemon")
         return 1
+    if inv.debug is not None:
+        inv.foreground = True  # as Exim: a debugging daemon stays attached to its terminal (-bdf)
     return run_daemon(runtime, inv)
 
 
@@ -134,10 +136,16 @@ def mode_smtp_stdio(inv: Invocation) -> int:
     spooler = None if testing else Spooler(runtime.spool, threads=2)
     errors: list[str] = []
 
-    def trace(text: str) -> None:
-        sys.stderr.write(text + "\n")
+    from mta import debug
 
-    context = ReceiverContext(runtime, spooler=spooler, trace=trace if testing else None,
+    def trace(text: str) -> None:
+        if "acl" in debug.active:
+            debug.write(text)  # with +pid / +timestamp prefixes like the other debug lines
+        else:
+            sys.stderr.write(text + "\n")
+
+    tracing = testing or "acl" in debug.active  # -bh, or -bs with -d+acl: every ACL decision
+    context = ReceiverContext(runtime, spooler=spooler, trace=trace if tracing else None,
                               batch_errors=errors.append, on_accepted=_deliver_later(runtime, inv))
     local = None if testing else _LocalCaller(config)
 

@@ -16,6 +16,7 @@ caller, so that a CR or LF in it cannot start a forged log line.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -112,6 +113,29 @@ def parse_selector(text: str) -> frozenset[str]:
     return frozenset(selected)
 
 
+# Exim's MAX_SYSLOG_LEN: longer lines are split, as some syslog daemons truncate them.
+MAX_SYSLOG_LEN = 870
+BACKSLASH = "\\"
+# The time stamp at the start of a log line (with millisec, log_timezone and pid parts).
+_STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{3})?(?: [-+]\d{4})?(?: \[\d+\])? ")
+
+
+def syslog_pieces(text: str, limit: int = MAX_SYSLOG_LEN) -> list[str]:
+    """`text` as Exim sends it to syslog: one piece when it is one short line; otherwise pieces of
+    at most `limit` characters, each line of it starting a new piece, prefixed ``[i/n] ``, or
+    ``[i\\n] `` when the piece ends at a newline and more follows."""
+    pieces: list[tuple[str, bool]] = []  # (text, ends at a newline with more to come)
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        chunks = [line[k : k + limit] for k in range(0, len(line), limit)] or [""]
+        for k, chunk in enumerate(chunks):
+            pieces.append((chunk, k == len(chunks) - 1 and index < len(lines) - 1))
+    if len(pieces) == 1:
+        return [pieces[0][0]]
+    total = len(pieces)
+    return [f"[{i}{BACKSLASH if ends_line else '/'}{total}] {chunk}" for i, (chunk, ends_line) in enumerate(pieces, 1)]
+
+
 def escape(text: str) -> str:
     """Make client-supplied text safe for one log line (Exim's string_printing): backslashes
     doubled, so that the escapes of mta.printable cannot be faked."""
@@ -153,6 +177,10 @@ class Logger:
         write_rejectlog: bool = True,
         stderr_echo: bool = False,
         quiet_failures: bool = False,
+        syslog_facility: str = "mail",
+        syslog_processname: str = "mta",
+        syslog_duplication: bool = True,
+        syslog_timestamp: bool = True,
     ) -> None:
         items = [p for p in paths if p]
         self.use_syslog = "syslog" in items
@@ -168,6 +196,11 @@ class Logger:
         # Do not report a log that cannot be written (mua_wrapper as an ordinary user).
         self.quiet_failures = quiet_failures
         self._fds: dict[str, tuple[int, int, int]] = {}  # path -> (fd, dev, ino)
+        self.syslog_facility = syslog_facility
+        self.syslog_processname = syslog_processname
+        self.syslog_duplication = syslog_duplication
+        self.syslog_timestamp = syslog_timestamp
+        self._syslog_open = False
 
     def selected(self, name: str) -> bool:
         return name in self.selectors
@@ -186,8 +219,10 @@ class Logger:
         `main` False leaves the main log out (an ACL's ``log_reject_target = reject``).
         """
         line = self._line(printable(text), None, now)
+        # no syslog_duplication: syslog gets the reject log's copy only (with its header lines).
+        once = self.write_rejectlog and not self.syslog_duplication
         if main:
-            self._emit(MAIN, line)
+            self._emit(MAIN, line, to_syslog=not once)
         if self.write_rejectlog:
             self._emit(REJECT, line + "".join(printable(d) + "\n" for d in detail_lines))
 
@@ -195,7 +230,8 @@ class Logger:
         """A serious problem: written to the panic log and the main log.  The panic log keeps
         the newlines of a traceback (it is read by an administrator, not parsed); the main log
         gets the same text as one line."""
-        self._emit(PANIC, self._line(printable(text, keep="\n"), message_id, now))
+        # no syslog_duplication: syslog gets the main log's copy only.
+        self._emit(PANIC, self._line(printable(text, keep="\n"), message_id, now), to_syslog=self.syslog_duplication)
         self._emit(MAIN, self._line(printable(text), message_id, now))
 
     # -- internals --------------------------------------------------------
@@ -212,10 +248,10 @@ class Logger:
             for t in self.file_templates
         ]
 
-    def _emit(self, which: str, line: str) -> None:
+    def _emit(self, which: str, line: str, to_syslog: bool = True) -> None:
         if which == MAIN and self.stderr_echo:
             sys.stderr.write(line)
-        if self.use_syslog:
+        if self.use_syslog and to_syslog:
             self._syslog(which, line)
         for path in self.path_for(which):
             try:
@@ -285,14 +321,24 @@ class Logger:
             return
 
     def _syslog(self, which: str, line: str) -> None:
+        """One log line through the system logger, as Exim's write_syslog: main at LOG_INFO, reject
+        at LOG_NOTICE, panic at LOG_ALERT; the facility and name from syslog_facility and
+        syslog_processname (with the pid); the time stamp kept unless syslog_timestamp is false;
+        a line with several lines in it (a reject log entry with its headers), or longer than
+        MAX_SYSLOG_LEN, sent in pieces prefixed ``[n/m]`` (``[n\\m]`` when the piece ends a line)."""
         import syslog
 
+        if not self._syslog_open:
+            facility = self.syslog_facility.lower().removeprefix("log_")
+            code = getattr(syslog, "LOG_" + facility.upper(), syslog.LOG_MAIL)
+            syslog.openlog(self.syslog_processname, syslog.LOG_PID, code)
+            self._syslog_open = True
         priority = {MAIN: syslog.LOG_INFO, REJECT: syslog.LOG_NOTICE, PANIC: syslog.LOG_ALERT}[which]
-        syslog.openlog("mta", syslog.LOG_PID, syslog.LOG_MAIL)
-        # Strip the time stamp: syslog adds its own.
-        text = line.rstrip("\n").split(" ", 2)[-1]
-        for chunk in text.split("\n"):
-            syslog.syslog(priority, chunk)
+        text = line.rstrip("\n")
+        if not self.syslog_timestamp:
+            text = _STAMP.sub("", text, count=1)
+        for piece in syslog_pieces(text):
+            syslog.syslog(priority, piece)
 
     def close(self) -> None:
         for fd, _dev, _ino in self._fds.values():

@@ -91,6 +91,10 @@ class Runtime:
             write_rejectlog=m.write_rejectlog,
             stderr_echo=self.verbose,
             quiet_failures=self.quiet_log_failures,
+            syslog_facility=m.syslog_facility,
+            syslog_processname=m.syslog_processname,
+            syslog_duplication=m.syslog_duplication,
+            syslog_timestamp=m.syslog_timestamp,
         )
 
     @cached_property

@@ -20,6 +20,7 @@ import re
 import socket
 from collections.abc import Iterator
 
+from mta import debug as _debug
 from mta import record
 from mta.config.main import MainOptions
 from mta.config.options import OptionSetting, build_options
@@ -172,6 +173,9 @@ class _Reader:
             raise ConfigError("configuration file is not readable (permission denied)", path) from None
         except OSError as exc:
             raise ConfigError(f"cannot read configuration file: {exc.strerror}", path) from None
+        if "any" in _debug.active and (path, self.stack_depth) not in _announced:
+            _announced.add((path, self.stack_depth))  # once per process, though loaded again
+            _debug.write(f"reading included file {path}" if self.stack_depth else f"configuration file is {path}")
         yield from self._logical(physical, path)
 
     def _logical(self, physical: list[str], path: str) -> Iterator[SourceLine]:
@@ -442,7 +446,14 @@ def _option_setting(text: str, src: SourceLine) -> OptionSetting:
     value = m.group(3)
     if value is not None:
         value = unquote_value(value.strip())
+    if _debug.active and (m.group(1) or m.group(2) in _SECRET_OPTIONS):
+        _debug.register_secret(value)  # never shown by -d (expansions of it print <hidden>)
     return OptionSetting(m.group(2), value, src.path, src.line, hidden=bool(m.group(1)))
+
+
+# Options whose values are secrets whether marked "hide" or not: -d never shows them.
+_SECRET_OPTIONS = frozenset({"client_send", "client_secret", "client_password", "server_secret", "server_condition"})
+_announced: set[tuple[str, int]] = set()
 
 
 def _shorten(text: str, limit: int = 60) -> str:

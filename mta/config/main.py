@@ -114,6 +114,23 @@ class MainOptions(SmtpServerOptions):
     timezone: str | None = option(
         None, Kind.STRING, "Time zone for logs and headers (TZ value). Default: the system's."
     )
+    syslog_facility: str = option(
+        "mail",
+        Kind.STRING,
+        "Syslog facility for `log_file_path = syslog`.",
+        choices=("mail", "daemon", "user", "news", "uucp", "auth", "authpriv", "cron", "lpr", "syslog",
+                 *(f"local{n}" for n in range(8))),
+    )
+    syslog_processname: str = option(
+        "mta", Kind.STRING, "The name syslog lines carry, with the pid (Exim's default: `exim`)."
+    )
+    syslog_duplication: bool = option(
+        True,
+        Kind.BOOL,
+        "False: a line for both the main and the reject (or panic) log goes to syslog once, at the reject "
+        "(or main) log's priority.",
+    )
+    syslog_timestamp: bool = option(True, Kind.BOOL, "Keep the time stamp at the start of lines sent to syslog.")
     message_logs: bool = option(True, Kind.BOOL, "Keep a per-message log in msglog/.")
     preserve_message_logs: bool = option(False, Kind.BOOL, "Move message logs to msglog.OLD/ instead of removing them.")
     write_rejectlog: bool = option(True, Kind.BOOL, "Write rejections to the reject log as well as the main log.")

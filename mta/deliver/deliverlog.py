@@ -33,9 +33,16 @@ def delivery_line(
     first_in_transaction: bool = True,
     selectors: frozenset[str] = frozenset(),
     fake: bool = False,
+    leading: tuple[str, ...] = (),
+    size: int | None = None,
+    trailing: tuple[str, ...] = (),
 ) -> str:
+    """The ``=>`` line; `leading` (F=, P=) go before R=, `size` (S=) after T=, `trailing` (QT=, DT=)
+    at the end, as Exim orders its optional log_selector items."""
     flag = FAKE_DELIVERY if fake else (DELIVERY if first_in_transaction else DELIVERY_MORE)
-    fields = [flag, escape(item.log_name(as_local)), *_route_fields(item)]
+    fields = [flag, escape(item.log_name(as_local)), *leading, *_route_fields(item)]
+    if size is not None:
+        fields.append(f"S={size}")
     if info is not None and info.host is not None:
         host = info.host
         text = f"H={host.name} [{host.address}]" if host.address else f"H={host.name}"
@@ -51,6 +58,7 @@ def delivery_line(
         if info.confirmation and "smtp_confirmation" in selectors:
             confirmation = info.confirmation.replace('"', '\\"')
             fields.append(f'C="{escape(confirmation)}"')
+    fields.extend(trailing)
     return " ".join(fields)
 
 

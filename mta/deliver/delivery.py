@@ -30,7 +30,7 @@ import threading
 import time
 import traceback
 
-from mta import process_info, record
+from mta import debug, process_info, record
 from mta.deliver.aging import Frozen, frozen_action, ignore_bounce_errors, send_due_warning
 from mta.deliver.deliverlog import (
     deferral_line,
@@ -52,6 +52,7 @@ from mta.route.host import wait_name
 from mta.route.item import AddressItem
 from mta.spool.files import NoSuchMessage
 from mta.transports.base import DeliveryEnv, OutgoingMessage
+from mta.values import format_time
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -62,6 +63,11 @@ if TYPE_CHECKING:
     from mta.runtime import Runtime
     from mta.spool.envelope import Envelope
     from mta.spool.files import MessageLock
+
+
+_DELIVERY_ITEMS = frozenset(
+    {"sender_on_delivery", "return_path_on_delivery", "delivery_size", "queue_time", "deliver_time"}
+)
 
 
 @record.dataclass
@@ -149,6 +155,8 @@ class Delivery:
     # -- the attempt ------------------------------------------------------------
     def run(self) -> DeliveryReport:
         process_info.set_activity(f"delivering {self.message_id}")  # for mta-what
+        if "deliver" in debug.active:
+            debug.write(f"delivering message {self.message_id}")
         lock = self.lock
         if lock is None:
             try:
@@ -336,6 +344,9 @@ class Delivery:
             return
         try:
             identity = resolve_delivery_identity(transport, item, env)
+            if "deliver" in debug.active:
+                debug.write(f"local delivery of {item.address} by the {transport.name} transport "
+                            f"(uid={identity.uid} gid={identity.gid})")
             uid, gid = (identity.uid, identity.gid) if _is_root() else (None, None)
             if self._dropped_identity is not None:
                 uid, gid = self._only_as_mta_user(identity.uid, transport.name)
@@ -423,6 +434,10 @@ class Delivery:
         async def one(group: list[AddressItem]) -> None:
             async with limit:
                 transport = self.runtime.transports[group[0].transport_name or ""]
+                if "deliver" in debug.active:
+                    hosts = " ".join(h.name for h in group[0].hosts or ()) or "(from the transport)"
+                    debug.write(f"remote delivery of {' '.join(i.address for i in group)} by the "
+                                f"{transport.name} transport to {hosts}")
                 if self.dont_deliver:
                     for item in group:
                         self._record_success(item, None)
@@ -480,10 +495,33 @@ class Delivery:
                 first_in_transaction=first,
                 selectors=self.runtime.log_selectors,
                 fake=self.dont_deliver,
+                **self._optional_fields(item),
             )
             self.logger.main(line, self.message_id)
             if self.config.main.message_logs:
                 self._msglog(msglog_success(item))
+
+    def _optional_fields(self, item: AddressItem) -> dict[str, Any]:
+        """The log_selector items of a delivery line that are not the transport's (F= P= S= QT= DT=)."""
+        selectors, envelope = self.runtime.log_selectors, self._envelope
+        if envelope is None or not selectors & _DELIVERY_ITEMS:
+            return {}
+        leading, trailing, size = [], [], None
+        if "sender_on_delivery" in selectors:
+            leading.append(f"F=<{escape(envelope.sender_address)}>")
+        if "return_path_on_delivery" in selectors:
+            return_path = envelope.sender_address if item.errors_to is None else item.errors_to
+            leading.append(f"P=<{escape(return_path)}>")
+        if "delivery_size" in selectors:
+            from mta.deliver.message import message_size
+
+            size = message_size(self.spool, envelope)
+        now = time.time()
+        if "queue_time" in selectors:
+            trailing.append(f"QT={format_time(max(0, int(now - envelope.received_time)))}")
+        if "deliver_time" in selectors:
+            trailing.append(f"DT={format_time(max(0, int(now - self.now)))}")
+        return {"leading": tuple(leading), "size": size, "trailing": tuple(trailing)}
 
     def _journal_names(self, item: AddressItem) -> list[str]:
         """What -J records for a delivered item: first the key routing checks against what is
@@ -565,7 +603,10 @@ class Delivery:
             envelope.non_recipients.add(recipient.address)
         pending = [r for r in envelope.recipients if r.address not in envelope.non_recipients]
         if not pending:
-            self._log("Completed")
+            overall = ""
+            if "queue_time_overall" in self.runtime.log_selectors:
+                overall = f" QT={format_time(max(0, int(time.time() - envelope.received_time)))}"
+            self._log("Completed" + overall)
             self.spool.remove_message(self.message_id, preserve_msglog=self.config.main.preserve_message_logs)
             self.report.completed = True
             return

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from mta import debug
 from mta.config.lists import ListContext, match_address
 from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError, FailError
 from mta.hints.retry import RetryRule, default_rule, error_matches
@@ -183,14 +184,22 @@ class DeliveryRetry:
         local, _, domain = item.address.rpartition("@")
         domain = domain.lower()
         address = f"{local.lower()}@{domain}"
-        return self.state.routing_check(f"R:{domain}", f"R:{address}", self.sender, address, domain)
+        held = self.state.routing_check(f"R:{domain}", f"R:{address}", self.sender, address, domain)
+        if "retry" in debug.active:
+            debug.write(f"retry for R:{address} (or R:{domain}): "
+                        + ("retry time not reached: routing deferred" if held else "no retry record or time reached"))
+        return held
 
     def local_skip(self, item: AddressItem, transport: Any) -> DeferError | None:
         """A local delivery in a queue run: defer `item` without trying if its retry time has not come."""
         if not self.queue_run:
             return None
         key, subject, domain = self._local_key(item, transport)
-        return self.state.local_check(key, subject, domain)
+        held = self.state.local_check(key, subject, domain)
+        if "retry" in debug.active:
+            verdict = "retry time not reached" if held else "no retry record or time reached"
+            debug.write(f"retry for {key}: {verdict}")
+        return held
 
     # -- outcomes ---------------------------------------------------------------
 
@@ -205,6 +214,8 @@ class DeliveryRetry:
         if isinstance(error, RetryTimeNotReached) or "@" not in item.address:
             return  # nothing was tried
         key, subject, domain = self._routing_key(item)
+        if "retry" in debug.active:
+            debug.write(f"retry record {key} updated: routing deferred: {error.message}")
         self.state.add([item], _failure_item(key, ROUTING, subject, domain, error))
 
     def local_done(self, item: AddressItem, transport: Any, error: DeliveryError | None) -> None:
@@ -212,6 +223,9 @@ class DeliveryRetry:
         if isinstance(error, RetryTimeNotReached):
             return
         key, subject, domain = self._local_key(item, transport)
+        if "retry" in debug.active:
+            debug.write(f"retry record {key} " + ("updated: " + error.message if isinstance(error, DeferError)
+                                                  else "deleted (delivered or failed)"))
         if isinstance(error, DeferError):
             self.state.add([item], _failure_item(key, LOCAL, subject, domain, error))
         else:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import re
 
+from mta import debug as _debug
 from mta.errors import ExpansionError
 from mta.expand.compiled import HEADER_PREFIXES, compile_template, join_level
 from mta.expand.context import ExpandContext, ExpandPolicy, HeaderLines, time_variables
@@ -105,6 +106,8 @@ def expand(text: str, ctx: ExpandContext | None = None) -> str:
         if is_tainted(text):
             raise ExpansionError(f"attempt to expand tainted string '{text}'")
         return text  # Exim's expand_cstring() shortcut: nothing to expand
+    if "expand" in _debug.active:
+        return _expand_debugged(text, ctx)
     if not isinstance(text, Tainted):
         # Strings expanded again and again (received_header_text for every message) are parsed
         # once; the template gives exactly the interpreter's result, or None to let it speak.
@@ -114,6 +117,33 @@ def expand(text: str, ctx: ExpandContext | None = None) -> str:
             if result is not None:
                 return result
     return Expander(ctx or _EMPTY_CONTEXT).run(text, skipping=False)
+
+
+def _expand_debugged(text: str, ctx: ExpandContext | None) -> str:
+    """expand() under -d+expand: the string in, the result out (or the failure), on stderr.
+
+    Both go through mta.printable (message data may hold control characters).  A string
+    holding a secret (a ``hide`` option's value) is shown as <hidden>, and so is all that
+    its expansion looks up."""
+    from mta.printable import printable
+
+    if _debug.is_secret(text):
+        _debug.write("expanding: <hidden>")
+        with _debug.hidden():
+            try:
+                return Expander(ctx or _EMPTY_CONTEXT).run(text, skipping=False)
+            except ExpansionError:
+                _debug.write("failed to expand: <hidden>")
+                raise
+    _debug.write("expanding: " + printable(text))
+    try:
+        result = Expander(ctx or _EMPTY_CONTEXT).run(text, skipping=False)
+    except ExpansionError as exc:
+        _debug.write("failed to expand: " + printable(text))
+        _debug.write("   " + ("forced failure" if exc.forced else "error message: " + printable(exc.message)))
+        raise
+    _debug.write("   result: " + printable(result))
+    return result
 
 
 def check(text: str) -> None:

@@ -161,7 +161,9 @@ def start_delivery(runtime: Runtime, message_id: str, lock: Any, background: boo
     try:
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
+        from mta import debug
+
+        for fd in (0, 1) if debug.active else (0, 1, 2):  # -v / -d: the delivery still reports on stderr
             os.dup2(devnull, fd)
         Delivery(runtime, message_id, lock=lock, dont_deliver=dont_deliver).run()
         code = 0

@@ -219,6 +219,8 @@ def arrival_log_text(
     if arrival.host_address:
         # Exim's form: H=name (helo) [ip], leaving out what is unknown or the same.
         host = f"[{arrival.host_address}]"
+        if arrival.host_port is not None and logger.selected("incoming_port"):
+            host += f":{arrival.host_port}"
         if arrival.helo_name and arrival.helo_name != arrival.host_name:
             host = f"({escape(arrival.helo_name)}) {host}"
         if arrival.host_name:
@@ -226,6 +228,9 @@ def arrival_log_text(
         fields.append(f"H={host}")
     if arrival.local or arrival.ident:
         fields.append(f"U={escape_token(arrival.ident or arrival.caller_login)}")
+    if arrival.interface_address and logger.selected("incoming_interface"):
+        port = f":{arrival.interface_port}" if arrival.interface_port is not None else ""
+        fields.append(f"I=[{arrival.interface_address}]{port}")
     fields.append(f"P={escape_token(arrival.received_protocol)}")
     if arrival.tls_cipher and logger.selected("tls_cipher"):
         fields.append(f"X={arrival.tls_cipher}")

@@ -20,6 +20,7 @@ import pwd
 import time
 import weakref
 
+from mta import debug
 from mta.config.lists import match_domain, match_host
 from mta.config.variables import expansion_context, list_context
 from mta.errors import ExpansionError, SpoolError
@@ -55,7 +56,8 @@ class ReceiverContext:
         self.config = runtime.config
         self.spooler = spooler  # None: -bh, nothing is spooled
         self.on_accepted = on_accepted
-        self._trace = trace
+        # ACL decisions: -bh's reader, or -d+acl (the daemon's sessions too).
+        self._trace = trace if trace is not None or "acl" not in debug.active else debug.write
         self._batch_errors = batch_errors
         self.lists = list_context(self.config)
         m = self.config.main

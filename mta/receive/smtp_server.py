@@ -26,7 +26,7 @@ import asyncio
 import time
 import traceback
 
-from mta import __version__
+from mta import __version__, debug
 from mta.log import escape
 from mta.receive import smtp_transaction
 from mta.receive.smtp_commands import is_valid_helo, split_verb
@@ -143,6 +143,8 @@ class SmtpSession:
             return
         out = [f"{code}-{line}\r\n" for line in lines[:-1]]
         out.append(f"{code} {lines[-1]}\r\n")
+        if "receive" in debug.active:
+            debug.write("SMTP>> " + "\n       ".join(o.rstrip("\r\n") for o in out))
         self.channel.reply("".join(out).encode("utf-8", "surrogateescape"))
 
     # -- the session ---------------------------------------------------------------------------
@@ -215,6 +217,8 @@ class SmtpSession:
             return True
         line = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
         verb, argument = split_verb(line)
+        if "receive" in debug.active:  # never AUTH's data: it holds the password
+            debug.write("SMTP<< " + (f"AUTH {argument.split(' ')[0]} ****" if verb == "AUTH" else line))
         handler = self._handlers().get(verb)
         if handler is None:
             self.unknown_commands += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from functools import cached_property
 
+from mta import debug as _debug
 from mta import record
 from mta.config.loader import Config
 from mta.config.variables import config_variables, expansion_settings, list_matcher
@@ -110,8 +111,11 @@ class RoutingContext:
         return make_resolver(self.config)
 
     def trace(self, text: str) -> None:
+        """A routing trace line: to the -bt -v / -bh reader if there is one, else to -d+route."""
         if self.debug is not None:
             self.debug(text)
+        elif "route" in _debug.active:
+            _debug.write(text)
 
 
 def make_resolver(config: Config) -> DnsResolver:

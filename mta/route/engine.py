@@ -19,6 +19,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from mta import debug as _debug
 from mta import record
 from mta.config.lists import match_address, match_domain, match_local_part
 from mta.errors import ConfigError, DeferError, ExpansionError, FailError
@@ -95,10 +96,14 @@ class RoutingEngine:
             except FailError as exc:
                 item.message = exc.message
                 outcome.failed.append((item, exc))
+                if "route" in _debug.active:
+                    _debug.write(f"{item.address} failed: {exc.message}")
                 continue
             except DeferError as exc:
                 item.message = exc.message
                 outcome.deferred.append((item, exc))
+                if "route" in _debug.active:
+                    _debug.write(f"{item.address} deferred: {exc.message}")
                 continue
             driver, index, verdict = result
             if isinstance(verdict, Redirect):
@@ -166,6 +171,8 @@ class RoutingEngine:
         drivers = self.directors if self.is_local_domain(domain, ctx) else self.routers
         last_message: str | None = None
         item.local_part, item.domain = local_part, domain
+        if "route" in _debug.active:
+            _debug.write(f"routing {item.address}")
         for index in range(start, len(drivers)):
             driver = drivers[index]
             opts = driver.options
@@ -173,46 +180,66 @@ class RoutingEngine:
             # preconditions then fail (localuser with local_parts -> "Unknown user").
             if opts.cannot_route_message:
                 last_message = ctx.expand_or_defer(opts.cannot_route_message, item, "cannot_route_message")
-            if not self._preconditions(driver, item, local_part, domain, ctx):
+            debugging = "route" in _debug.active
+            if debugging:
+                _debug.write(f"--------> {driver.name} {driver.kind_name} <--------")
+            skipped = self._preconditions(driver, item, local_part, domain, ctx)
+            if skipped:
+                if debugging:
+                    _debug.write(f"{driver.name} {driver.kind_name} skipped: {skipped}")
                 continue
-            ctx.trace(f"{driver.kind_name} {driver.name}: considering {item.address}")
-            if opts.debug_print:
+            if ctx.debug is not None:
+                ctx.trace(f"{driver.kind_name} {driver.name}: considering {item.address}")
+            if opts.debug_print and (ctx.debug is not None or debugging):
                 ctx.trace(ctx.expand_or_defer(opts.debug_print, item, "debug_print") or "")
+            if debugging:
+                _debug.write(f"calling {driver.name} {driver.kind_name}")
             if isinstance(driver, Director):
                 verdict = driver.direct(item, ctx)
             else:
                 verdict = driver.route(item, ctx)  # type: ignore[attr-defined]
             if isinstance(verdict, Pass):
+                if debugging:
+                    _debug.write(f"{driver.name} {driver.kind_name} passed for {item.address}")
                 continue
             if isinstance(verdict, Decline):
+                if debugging:
+                    _debug.write(f"{driver.name} {driver.kind_name} declined for {item.address}")
                 if not opts.more:
+                    if debugging:
+                        _debug.write(f'"more" is false: skipping remaining {driver.kind_name}s')
                     raise FailError(last_message or DEFAULT_CANNOT_ROUTE)
                 continue
             item.handled_by.add(driver.name)
             self._apply_generic(driver, item, ctx)
             if isinstance(verdict, Accept):
                 self._accept(driver, item, verdict, ctx)
+            if debugging:
+                _debug_verdict(driver, item, verdict)
             return driver, index, verdict
+        if "route" in _debug.active:
+            _debug.write(f"no more {'directors' if drivers is self.directors else 'routers'} for {item.address}")
         raise FailError(last_message or DEFAULT_CANNOT_ROUTE)
 
     def _preconditions(
         self, driver: RoutingDriver, item: AddressItem, local_part: str, domain: str, ctx: RoutingContext
-    ) -> bool:
+    ) -> str | None:
+        """None when `driver` is to be tried for `item`; else why it is skipped (Exim's debug words)."""
         opts = driver.options
         # Loop safety: skip if an ancestor with this same address was handled by this driver.
         key = item.unique_key(caseful=opts.caseful_local_part)
         for ancestor in item.ancestors():
             if driver.name in ancestor.handled_by and ancestor.unique_key(caseful=opts.caseful_local_part) == key:
-                return False
+                return "previously handled this address (loop)"
         if ctx.verify is not None:
             if not opts.verify:
-                return False
+                return "verify=no"
             if ctx.verify == "recipient" and not opts.verify_recipient:
-                return False
+                return "verify_recipient=no"
             if ctx.verify == "sender" and not opts.verify_sender:
-                return False
+                return "verify_sender=no"
         elif opts.verify_only:
-            return False
+            return "verify_only set"
         # Prefix and suffix are removed before the local_parts check.
         prefixes = split_list(opts.local_part_prefix) if opts.local_part_prefix else []
         suffixes = split_list(opts.local_part_suffix) if opts.local_part_suffix else []
@@ -221,7 +248,7 @@ class RoutingEngine:
                 local_part, prefixes, suffixes, opts.local_part_prefix_optional, opts.local_part_suffix_optional
             )
             if affixed is None:
-                return False
+                return "prefix/suffix mismatch"
             item.prefix, core, item.suffix = affixed
         else:
             item.prefix, core, item.suffix = "", local_part, ""
@@ -234,7 +261,7 @@ class RoutingEngine:
             if opts.domains:
                 m = match_domain(domain, self._expand_list(opts.domains, item, ctx, "domains"), lists)
                 if not m:
-                    return False
+                    return "domains mismatch"
                 item.domain_data = m.data
             if opts.local_parts:
                 m = match_local_part(
@@ -242,27 +269,27 @@ class RoutingEngine:
                     caseful=opts.caseful_local_part,
                 )
                 if not m:
-                    return False
+                    return "local_parts mismatch"
                 item.local_part_data = m.data
             if opts.senders:
                 if not match_address(ctx.sender_address, self._expand_list(opts.senders, item, ctx, "senders"), lists):
-                    return False
+                    return "senders mismatch"
         except ExpansionError as exc:
             raise DeferError(f"{driver.kind_name} {driver.name}: {exc.message}") from None
         except ConfigError as exc:
             raise DeferError(f"{driver.kind_name} {driver.name}: {exc}") from None
         if opts.require_files and not self._require_files(opts.require_files, item, ctx):
-            return False
+            return "require_files check failed"
         if opts.condition is not None:
             value = ctx.expand_or_defer(opts.condition, item, f"condition of {driver.name}")
             if value is None or not _truthy(value):
-                return False
+                return "condition failure"
         if opts.address_data is not None:
             data = ctx.expand_or_defer(opts.address_data, item, f"address_data of {driver.name}")
             if data is None:
-                return False
+                return "address_data forced failure"
             item.address_data = data
-        return True
+        return None
 
     @staticmethod
     def _expand_list(text: str, item: AddressItem, ctx: RoutingContext, what: str) -> str:
@@ -346,6 +373,24 @@ def _apply_user_group(driver: RoutingDriver, item: AddressItem, ctx: RoutingCont
                 item.gid = int(name) if name.isdigit() else grp.getgrnam(name).gr_gid
             except KeyError:
                 raise DeferError(f'{driver.kind_name} {driver.name}: group "{name}" was not found') from None
+
+
+def _debug_verdict(driver: RoutingDriver, item: AddressItem, verdict: Accept | Redirect) -> None:
+    """-d+route: what the driver decided, in Exim's words."""
+    if isinstance(verdict, Redirect):
+        if verdict.discard:
+            _debug.write(f"{driver.name} {driver.kind_name}: address discarded (:blackhole:)")
+            return
+        children = " ".join(child.address for child in verdict.children) or "(none)"
+        _debug.write(f"{driver.name} {driver.kind_name} generated {children}")
+        return
+    _debug.write(f"routed by {driver.name} {driver.kind_name}")
+    _debug.write(f"  envelope to: {item.address}")
+    _debug.write(f"  transport: {item.transport_name or '<none>'}")
+    for host in item.hosts:
+        address = f" [{host.address}]" if getattr(host, "address", None) else ""
+        mx = f" MX={host.mx}" if getattr(host, "mx", None) is not None and host.mx >= 0 else ""
+        _debug.write(f"  host {host.name}{address}{mx}")
 
 
 def _exists_or_eacces(path: str) -> bool:

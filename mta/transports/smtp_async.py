@@ -34,7 +34,9 @@ import inspect
 import socket
 import ssl
 
+from mta import debug
 from mta.errors import DeferError, FailError
+from mta.transports import smtp_trace
 from mta.transports.smtp_plan import SmtpJob
 from mta.transports.smtp_runner import (
     QUIT,
@@ -300,10 +302,17 @@ async def _run(job: SmtpJob, runner: _Runner) -> None:
     steps = PlanSteps(job.plan())
     try:
         while (op := steps.next()) is not None:
+            if debug.active:  # -v / -d: the SMTP dialogue on stderr
+                smtp_trace.before(runner, op)
             try:
                 steps.value = await runner.perform(op)
             except SmtpIoError as exc:
                 steps.error = exc
+                if debug.active:
+                    smtp_trace.failed(runner, op, exc)
+            else:
+                if debug.active:
+                    smtp_trace.after(runner, op, steps.value)
     finally:
         # Also on cancellation: the current connection is never left open (the pool's are idle and clean).
         runner.close_current()

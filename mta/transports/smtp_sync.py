@@ -27,7 +27,9 @@ import select
 import socket
 import time
 
+from mta import debug
 from mta.errors import DeliveryError
+from mta.transports import smtp_trace
 from mta.transports.smtp import failure_message
 from mta.transports.smtp_plan import SmtpJob
 from mta.transports.smtp_runner import (
@@ -180,10 +182,17 @@ def _run(job: SmtpJob, runner: _Runner) -> None:
     steps = PlanSteps(job.plan())
     try:
         while (op := steps.next()) is not None:
+            if debug.active:  # -v / -d: the SMTP dialogue on stderr
+                smtp_trace.before(runner, op)
             try:
                 steps.value = runner.perform(op)
             except SmtpIoError as exc:
                 steps.error = exc
+                if debug.active:
+                    smtp_trace.failed(runner, op, exc)
+            else:
+                if debug.active:
+                    smtp_trace.after(runner, op, steps.value)
     finally:
         # A plan that stopped on an unexpected error leaves its connection open: never leak it.
         runner.close_current()

@@ -47,6 +47,7 @@ import importlib
 import re
 from collections.abc import Callable
 
+from mta import debug as _debug
 from mta import record
 from mta.errors import ExpansionError
 from mta.expand.lookups._common import LookupDeferError
@@ -200,6 +201,26 @@ def lookup(search_type: str, filename: str, key: str) -> str | None:
 
 
 def find(search_type: str, filename: str, key: str) -> tuple[str | None, list[str]]:
+    if "lookup" in _debug.active:
+        return _find_debugged(search_type, filename, key)
+    return _find(search_type, filename, key)
+
+
+def _find_debugged(search_type: str, filename: str, key: str) -> tuple[str | None, list[str]]:
+    """find() under -d+lookup: what was looked for where, and what came back (Exim's words)."""
+    from mta.printable import printable
+
+    _debug.write(f'search_find: file="{printable(filename)}"\n  type={search_type} key="{printable(key)}"')
+    try:
+        found = _find(search_type, filename, key)
+    except (ExpansionError, LookupDeferError) as exc:
+        _debug.write(f"lookup deferred: {printable(str(exc))}")
+        raise
+    _debug.write("lookup failed" if found[0] is None else f"lookup yielded: {printable(found[0])}")
+    return found
+
+
+def _find(search_type: str, filename: str, key: str) -> tuple[str | None, list[str]]:
     kind = parse_search_type(search_type)
     if not kind.query_style:
         refusal = file_name_refusal(filename)
