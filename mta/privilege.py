@@ -51,7 +51,7 @@ IMPORTS_BEFORE_DROP = (
     "mta.expand.expander", "mta.expand.extract", "mta.expand.idna", "mta.expand.ipaddr",
     "mta.expand.items", "mta.expand.lookups", "mta.expand.lookups.lmdb", "mta.expand.operators",
     "mta.expand.textcodecs",
-    "mta.expand.variables", "mta.errors",
+    "mta.expand.variables", "mta.errors", "mta.printable",
 )
 
 

@@ -3,11 +3,13 @@ and a recorder of the file-system calls that make a message durable."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
+from tests.support.coverage_budget import budgeted_popen
 from tests.support.durability import SyscallTrace
 from tests.support.fixtures_dns import dns_server
 from tests.support.mta import MtaEnv
@@ -19,6 +21,13 @@ __all__ = ["dns_server", "mta_env", "sink", "syscall_trace"]
 # an example may take long, and that is not a failure of the property.
 settings.register_profile("mta", deadline=None)
 settings.load_profile("mta")
+
+
+@pytest.fixture(autouse=True)
+def _coverage_budget(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under coverage, CLI runs that repeat a mode a test module has measured run unmeasured
+    (tests/support/coverage_budget.py)."""
+    yield from budgeted_popen(request.module.__name__)
 
 
 @pytest.fixture

@@ -549,7 +549,7 @@ def envelopes(draw: st.DrawFn) -> Envelope:
     )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(envelopes())
 def test_generated_envelopes_round_trip(env: Envelope) -> None:
     data = write_header_file(env)
