@@ -42,3 +42,34 @@ def syscall_trace(tmp_path: Path) -> SyscallTrace:
     """Pass `syscall_trace.env()` to a process to record its writes, fsyncs and renames under
     tmp_path (add directories to `.roots` for files elsewhere); see tests/support/durability.py."""
     return SyscallTrace(tmp_path / "syscall-trace.jsonl", roots=[tmp_path])
+
+
+# The longest tests (a virtualenv built by pip, a daemon under log rotation, a scan of every
+# source file), started first: pytest-xdist's worksteal gives each worker a contiguous share
+# of the collection, and a long test left at the end of a share sets the pace of the whole run.
+LONGEST_FIRST = (
+    "tests/e2e/test_newcomer.py::test_readme_first_command_then_queue_submission_and_delivery",
+    "tests/install/test_install.py::test_install_into_a_fresh_root_deliver_there_and_uninstall",
+    "tests/spool_tools/test_mta_cyclog.py::test_no_line_lost_while_the_daemon_writes",
+    "tests/test_no_splicing.py::test_no_text_is_spliced_into_an_expansion_template",
+    "tests/spool/test_spool_format.py::test_generated_envelopes_round_trip",
+    "tests/queue/test_queue_runs.py::test_selections",
+)
+WORKER_SHARES = 3  # scripts/test's default number of workers
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put each of LONGEST_FIRST at the start of a worker's share, in turn."""
+    long_items = [item for name in LONGEST_FIRST for item in items if item.nodeid == name]
+    if not long_items:
+        return
+    rest = [item for item in items if item not in long_items]
+    share = max(1, len(rest) // WORKER_SHARES)
+    heads: list[list[pytest.Item]] = [[] for _ in range(WORKER_SHARES)]
+    for index, item in enumerate(long_items):
+        heads[index % WORKER_SHARES].append(item)
+    ordered: list[pytest.Item] = []
+    for worker in range(WORKER_SHARES):
+        ordered += heads[worker]
+        ordered += rest[worker * share: (worker + 1) * share if worker < WORKER_SHARES - 1 else len(rest)]
+    items[:] = ordered
