@@ -23,7 +23,7 @@ from mta.log import escape
 from mta.message.address import qualify
 from mta.message.headers import HeaderSyntaxError, parse_header_block
 from mta.receive.reception import Arrival, arrival_log_text, prepare_envelope
-from mta.receive.smtp_commands import CommandError, MailCommand, parse_mail, parse_rcpt
+from mta.receive.smtp_commands import CommandError, MailCommand, parse_bdat, parse_mail, parse_rcpt
 from mta.receive.smtp_data import DotDecoder, MessageText
 from mta.spool.files import space_shortage
 
@@ -241,12 +241,12 @@ class Transaction:
     # -- BDAT (RFC 3030 CHUNKING) --------------------------------------------------------------------
     async def cmd_bdat(self, argument: str, line: str) -> None:
         s = self.session
-        words = argument.split()
-        if not words or not words[0].isdigit() or len(words) > 2 or (len(words) == 2 and words[1].upper() != "LAST"):
-            s.reply(501, "BDAT needs a size and, optionally, LAST")
+        try:
+            size, last = parse_bdat(argument)
+        except CommandError as exc:
+            s.reply(exc.code, exc.text)
             s._protocol_error()
             return
-        size, last = int(words[0]), len(words) == 2
         if self._bdat is None:
             refused = "CHUNKING" not in s.ctx.extension_names(s) or self._data_refusal("BDAT")
             if refused:
