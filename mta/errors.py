@@ -89,7 +89,15 @@ class ExpansionError(MtaError):
 
 
 class SpoolError(MtaError):
-    """The spool could not be written or read; never acknowledge the message."""
+    """The spool could not be written or read; never acknowledge the message.
+
+    `errno` is the OS error behind it (ENOSPC, EIO ...), 0 when there was none: a full disk
+    is answered 452 where another failure is 451.
+    """
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 class SpoolFormatError(SpoolError):

@@ -158,6 +158,14 @@ class MainOptions(SmtpServerOptions):
         True, Kind.BOOL, "With -t, addresses on the command line are removed from those found in the headers."
     )
     receive_timeout: int = option(0, Kind.TIME, "Time allowed to read a locally submitted message; 0 means none.")
+    check_spool_space: int = option(
+        10 * 1024 * 1024, Kind.SIZE,
+        "MAIL is answered 452 (space shortage) while the spool's file system has less free space than "
+        "this plus the message's SIZE; 0 means no check.",
+    )
+    check_spool_inodes: int = option(
+        100, Kind.INT, "MAIL is answered 452 while the spool's file system has fewer free inodes; 0 means no check."
+    )
     recipients_max: int = option(50000, Kind.INT, "Most recipients a message may have; 0 means no limit.")
 
     # -- queueing and delivery -----------------------------------------

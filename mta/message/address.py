@@ -189,19 +189,24 @@ def _split_top(toks: list[Token], sep: str) -> list[list[Token]]:
     """Split at `sep`, except inside <...> and inside a group (name: ... ;)."""
     parts: list[list[Token]] = [[]]
     in_angle = in_group = False
+    address_seen = False  # an @ or < in the current part: a colon after it is not a group's
     for t in toks:
         if t.kind == "<":
             in_angle = True
         elif t.kind == ">":
             in_angle = False
         elif t.kind == ":" and not in_angle and not in_group:
-            in_group = not any(x.kind in ("@", "<") for x in parts[-1])
+            # Kept as a flag, not looked for again in the part at each colon: that made a long
+            # header of "a:;a:;..." take quadratic time.
+            in_group = not address_seen
         elif t.kind == ";" and not in_angle:
             in_group = False
         if t.kind == sep and not in_angle and not in_group:
             parts.append([])
+            address_seen = False
         else:
             parts[-1].append(t)
+            address_seen = address_seen or t.kind in ("@", "<")
     return parts
 
 

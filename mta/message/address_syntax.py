@@ -47,6 +47,10 @@ class Token:
 def tokenize(text: str) -> list[Token]:
     if any(c in "\r\n\0" for c in text):
         raise AddressError("address contains CR, LF or NUL")
+    if not text.isascii() and any("\ud800" <= c <= "\udfff" for c in text):
+        # A byte that is not UTF-8 (the network's text is decoded with surrogateescape): such an
+        # address could not be measured, compared or written out as UTF-8 later (RFC 6531).
+        raise AddressError("address is not valid UTF-8")
     toks: list[Token] = []
     i, n, space = 0, len(text), False
     while i < n:

@@ -137,7 +137,8 @@ def parse_mail(argument: str, extensions: set[str]) -> MailCommand:
     mail = MailCommand(sender=taint(sender) if sender else "")
     for key, value in _params(words).items():
         if key == "SIZE" and "SIZE" in extensions:
-            if value is None or not value.isdigit() or len(value) > 18:
+            # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
+            if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:
                 raise CommandError(501, "invalid SIZE value")
             mail.size = int(value)
         elif key == "BODY" and "8BITMIME" in extensions:
@@ -188,6 +189,15 @@ def parse_rcpt(argument: str, extensions: set[str], smtputf8: bool) -> RcptComma
         else:
             raise CommandError(555, f"unsupported parameter {key}")
     return rcpt
+
+
+def parse_bdat(argument: str) -> tuple[int, bool]:
+    """BDAT size [LAST] -> (size, last)."""
+    words = argument.split()
+    if not words or not (words[0].isascii() and words[0].isdigit()) or len(words[0]) > 18 or len(words) > 2 \
+            or (len(words) == 2 and words[1].upper() != "LAST"):
+        raise CommandError(501, "BDAT needs a size and, optionally, LAST")
+    return int(words[0]), len(words) == 2
 
 
 def _notify(value: str | None) -> int:

@@ -14,6 +14,8 @@ ending with "." on a line by itself``, ``250 OK id=...``).
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 
 from mta.errors import SpoolError, SubmissionError
@@ -21,8 +23,9 @@ from mta.log import escape
 from mta.message.address import qualify
 from mta.message.headers import HeaderSyntaxError, parse_header_block
 from mta.receive.reception import Arrival, arrival_log_text, prepare_envelope
-from mta.receive.smtp_commands import CommandError, MailCommand, parse_mail, parse_rcpt
+from mta.receive.smtp_commands import CommandError, MailCommand, parse_bdat, parse_mail, parse_rcpt
 from mta.receive.smtp_data import DotDecoder, MessageText
+from mta.spool.files import space_shortage
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -52,7 +55,7 @@ class Transaction:
         self.lost_in_data = False  # the connection went while message text was coming
         # BDAT state across chunks
         self._bdat: tuple[PendingMessage | None, MessageText | None] | None = None
-        self._bdat_failed: tuple[int, str] | None = None
+        self._bdat_failed: Failure | None = None
         self.started = 0.0
 
     @property
@@ -103,6 +106,13 @@ class Transaction:
             s.reply(552, "Message size exceeds maximum permitted")
             s.log_reject(f"F=<{escape(mail.sender)}> rejected MAIL FROM: message too big: "
                          f"size={mail.size} max={limit}")
+            return
+        shortage = space_shortage(s.config.main.spool_directory, s.config.main.check_spool_space,
+                                  s.config.main.check_spool_inodes, mail.size or 0)
+        if shortage is not None:
+            # Exim's check_spool_space: refuse before the message is sent, not after it is read.
+            s.logger.main(shortage)
+            s.reply(452, "Space shortage, please try later")
             return
         sender = mail.sender
         if sender and "@" not in sender:
@@ -199,7 +209,7 @@ class Transaction:
         s.reply(354, 'Enter message, ending with "." on a line by itself')
         decoder = DotDecoder()
         self.in_data = True
-        failure: tuple[int, str] | None = None
+        failure: Failure | None = None
         try:
             while not decoder.ended:
                 chunk = await s.channel.read_chunk(s.timeout)
@@ -212,7 +222,13 @@ class Transaction:
                     except SubmissionError as exc:
                         failure = _size_failure(exc)
                     if pending is not None and pending.wants_spill and failure is None:
-                        await pending.spill()
+                        try:
+                            await pending.spill()
+                        except SpoolError as exc:
+                            # A full disk mid-message: drop what was written, read the rest
+                            # of the text (the client is sending it regardless), then answer.
+                            failure = self._spool_failure(pending.message_id, exc)
+                            await pending.abort()
         except BaseException:
             self.lost_in_data = True
             self.in_data = False
@@ -225,12 +241,12 @@ class Transaction:
     # -- BDAT (RFC 3030 CHUNKING) --------------------------------------------------------------------
     async def cmd_bdat(self, argument: str, line: str) -> None:
         s = self.session
-        words = argument.split()
-        if not words or not words[0].isdigit() or len(words) > 2 or (len(words) == 2 and words[1].upper() != "LAST"):
-            s.reply(501, "BDAT needs a size and, optionally, LAST")
+        try:
+            size, last = parse_bdat(argument)
+        except CommandError as exc:
+            s.reply(exc.code, exc.text)
             s._protocol_error()
             return
-        size, last = int(words[0]), len(words) == 2
         if self._bdat is None:
             refused = "CHUNKING" not in s.ctx.extension_names(s) or self._data_refusal("BDAT")
             if refused:
@@ -258,7 +274,11 @@ class Transaction:
                 self._bdat_failed = _size_failure(exc)
                 return
             if pending is not None and pending.wants_spill:
-                await pending.spill()
+                try:
+                    await pending.spill()
+                except SpoolError as exc:
+                    self._bdat_failed = self._spool_failure(pending.message_id, exc)
+                    await pending.abort()
 
         try:
             await s.channel.read_exactly(size, s.timeout, take)
@@ -275,14 +295,16 @@ class Transaction:
 
     # -- the end of the message -----------------------------------------------------------------------
     async def _end_of_message(
-        self, pending: PendingMessage | None, text: MessageText, failure: tuple[int, str] | None, line: str
+        self, pending: PendingMessage | None, text: MessageText, failure: Failure | None, line: str
     ) -> None:
         s = self.session
         try:
             if failure is not None:
-                code, reason = failure
+                code, reason, rejected = failure
                 s.reply(code, reason)
-                s.log_reject(f"F=<{escape(self.mail.sender if self.mail else '')}> rejected after DATA: {reason}")
+                if rejected:
+                    s.log_reject(f"F=<{escape(self.mail.sender if self.mail else '')}> rejected after DATA: "
+                                 f"{reason}")
                 return
             try:
                 header_text, stats = text.finish()
@@ -331,9 +353,9 @@ class Transaction:
         log_text = arrival_log_text(s.logger, arrival, prepared.size, prepared.headers, prepared.had_message_id)
         try:
             await pending.commit(prepared.envelope, lambda: s.ctx.log_arrival(message_id, log_text, self.started))
-        except SpoolError as exc:
-            s.logger.panic(f"spool write failed for {message_id}: {exc}")
-            s.reply(451, "Temporary local problem - please try later")
+        except (SpoolError, OSError) as exc:
+            code, reason, _rejected = self._spool_failure(message_id, exc)
+            s.reply(code, reason)
             return
         s.messages_accepted += 1
         s.reply(250, f"OK id={message_id}")
@@ -341,6 +363,18 @@ class Transaction:
             pending.release_lock()  # for a queue run (or an administrator) to take
             return
         await s.ctx.message_accepted(s, pending)
+
+    def _spool_failure(self, message_id: str, exc: SpoolError | OSError) -> Failure:
+        """The message could not be written (Exim's "Spool write error"): log it, and the reply
+        to give: 452 when the disk is full (RFC 5321's insufficient system storage), else 451.
+        Nothing of the message is kept: the caller has aborted it, or commit() did."""
+        s = self.session
+        number = exc.errno or 0
+        why = os.strerror(number) if number else str(exc)
+        s.logger.main(f"Message abandoned: Spool write error ({why}) while receiving message from "
+                      f"{s.host_text()}: {exc}", message_id)
+        code = 452 if number in (errno.ENOSPC, errno.EDQUOT) else 451
+        return code, "Error while writing spool file", False
 
     def _prepare(self, message_id: str, headers: list[Any], stats: Any) -> Any:
         """The envelope from this transaction and `headers`; None (and 5xx said) if refused."""
@@ -403,7 +437,10 @@ async def _discard(piece: bytes) -> None:
     return None
 
 
-def _size_failure(exc: SubmissionError) -> tuple[int, str]:
+Failure = tuple[int, str, bool]  # (code, reply text, whether to log it as a rejection)
+
+
+def _size_failure(exc: SubmissionError) -> Failure:
     if "header_maxsize" in exc.message:
-        return 552, "Message header section too big"
-    return 552, "Message size exceeds maximum permitted"
+        return 552, "Message header section too big", True
+    return 552, "Message size exceeds maximum permitted", True

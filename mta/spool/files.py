@@ -40,7 +40,7 @@ class NoSuchMessage(SpoolError):
 
 
 def os_error(action: str, path: Path | str, exc: OSError) -> SpoolError:
-    return SpoolError(f"spool file {path}: {action} failed: {exc.strerror or exc}")
+    return SpoolError(f"spool file {path}: {action} failed: {exc.strerror or exc}", exc.errno or 0)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -304,3 +304,26 @@ def open_and_lock(message_id: str, path: Path, on_release: Callable[[MessageLock
         if not ok:
             lock.release()
     return lock
+
+
+def space_shortage(directory: str, need_bytes: int, need_inodes: int, message_size: int = 0) -> str | None:
+    """Exim's receive_check_fs(): None when the spool's file system has room for a new message,
+    else the log text (``spool directory space check failed: ...``).
+
+    Room means at least `need_bytes` + `message_size` bytes and `need_inodes` inodes free for
+    an unprivileged process (f_bavail, f_favail).  Nothing to check (both 0, no size) or a
+    statvfs() that fails is room: the write that follows reports a real shortage."""
+    if need_bytes <= 0 and need_inodes <= 0 and message_size <= 0:
+        return None
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    space = st.f_bavail * st.f_frsize
+    inodes = st.f_favail
+    # A file system without inode counts (some report 0 total) has no inode shortage.
+    short_inodes = need_inodes > 0 and st.f_files > 0 and inodes < need_inodes
+    if space < max(need_bytes, 0) + max(message_size, 0) or short_inodes:
+        return (f"spool directory space check failed: space={space // 1024}K inodes={inodes} "
+                f"check_space={max(need_bytes, 0) // 1024}K inodes={need_inodes} msg_size={max(message_size, 0)}")
+    return None

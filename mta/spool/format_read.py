@@ -34,20 +34,20 @@ from mta.spool.envelope import (
 )
 from mta.spool.ids import check_message_id
 
-_ACL_ARGS = re.compile(rb"([A-Za-z0-9_]+) (\d+)\Z")
-_OLD_ACL_ARGS = re.compile(rb"(\d+) (\d+)\Z")
-_DIGITS = re.compile(rb"\d+\Z")
+_ACL_ARGS = re.compile(rb"([A-Za-z0-9_]+) (\d{1,18})\Z")
+_OLD_ACL_ARGS = re.compile(rb"(\d{1,18}) (\d{1,18})\Z")
+_DIGITS = re.compile(rb"\d{1,18}\Z")
 _USEC = re.compile(rb"\.(\d{6})\Z")
-_TIMEVAL = re.compile(rb"(\d+)\.(\d{6})\Z")
-_HOSTPORT = re.compile(rb"\[(.+)\]:(\d+)\Z")
-_HOSTPORT_OLD = re.compile(rb"([^\[].*)\.(\d+)\Z")
-_LOGIN_LINE = re.compile(rb"(.*) (-?\d+) (-?\d+)\Z", re.DOTALL)
-_TIME_LINE = re.compile(rb"(\d+) (\d+)\Z")
+_TIMEVAL = re.compile(rb"(\d{1,18})\.(\d{6})\Z")
+_HOSTPORT = re.compile(rb"\[(.+)\]:(\d{1,18})\Z")
+_HOSTPORT_OLD = re.compile(rb"([^\[].*)\.(\d{1,18})\Z")
+_LOGIN_LINE = re.compile(rb"(.*) (-?\d{1,18}) (-?\d{1,18})\Z", re.DOTALL)
+_TIME_LINE = re.compile(rb"(\d{1,18}) (\d{1,18})\Z")
 _TREE_NODE = re.compile(rb"([YN])([YN]) (.+)\Z", re.DOTALL)
-_EXTENDED_TAIL = re.compile(rb"#(\d+)\Z")
-_LEN_PNO = re.compile(rb" (\d+),(-?\d+)\Z")
-_LEN_FLAGS = re.compile(rb" (\d+),(\d+)\Z")
-_HEADER_PREFIX = re.compile(rb"(\d{3,})(.) ", re.DOTALL)
+_EXTENDED_TAIL = re.compile(rb"#(\d{1,18})\Z")
+_LEN_PNO = re.compile(rb" (\d{1,18}),(-?\d{1,18})\Z")
+_LEN_FLAGS = re.compile(rb" (\d{1,18}),(\d{1,18})\Z")
+_HEADER_PREFIX = re.compile(rb"(\d{3,18})(.) ", re.DOTALL)
 
 
 class _Reader:

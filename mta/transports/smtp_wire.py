@@ -65,7 +65,8 @@ class Reply(_Record):
         """The RFC 3463 enhanced status code at the start of the reply, if its class agrees with the code."""
         first = self.lines[0].split(" ", 1)[0] if self.lines else ""
         parts = first.split(".")
-        if len(parts) == 3 and all(p.isdigit() and 0 < len(p) <= 3 for p in parts) and parts[0] == str(self.code)[0]:
+        if len(parts) == 3 and all(p.isascii() and p.isdigit() and 0 < len(p) <= 3 for p in parts) \
+                and parts[0] == str(self.code)[0]:
             return first
         return None
 
@@ -166,7 +167,8 @@ class Capabilities(_Record):
             if keyword.startswith("AUTH="):  # the pre-RFC form some servers still send
                 keyword, params = "AUTH", [keyword[5:], *params]
             if keyword == "SIZE":
-                caps.size = int(params[0]) if params and params[0].isdigit() else 0
+                size = params[0] if params else ""
+                caps.size = int(size) if size.isascii() and size.isdigit() and len(size) <= 18 else 0
             elif keyword == "PIPELINING":
                 caps.pipelining = True
             elif keyword == "STARTTLS":

@@ -12,13 +12,14 @@ import mailbox
 import os
 import re
 import shutil
-import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import DOMAIN, E2E, LocalUser, message_text
+from tests.support.tmpfs import remount, small_tmpfs
 
 
 def read_mbox(path: Path) -> list[mailbox.mboxMessage]:
@@ -195,18 +196,10 @@ quota_mbox:
 
 
 @pytest.fixture
-def small_disk(e2e: E2E):  # type: ignore[no-untyped-def]
+def small_disk(e2e: E2E) -> Iterator[Path]:
     """A 64 KiB tmpfs mounted in the test's world (root only); unmounted afterwards."""
-    mountpoint = e2e.root / "small"
-    mountpoint.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=1777", "tmpfs", str(mountpoint)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs: {proc.stderr.strip()}")
-    try:
+    with small_tmpfs(e2e.root / "small", size="64k", mode="1777") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
 
 
 def test_full_disk_defers_and_keeps_the_message(e2e: E2E, small_disk: Path) -> None:
@@ -231,8 +224,17 @@ disk_mbox:
     assert mbox.read_bytes() == old  # truncated back: no partial message
     assert queued(e2e, message_id)
 
-    # More room, and the queued message goes in whole.
-    subprocess.run(["mount", "-o", "remount,size=1m", str(small_disk)], check=True)
+    # More room, but the disk has gone read-only (as after an I/O error): still a deferral.
+    remount(small_disk, "size=1m,ro")
+    e2e.env.run("-M", message_id)
+    line = e2e.log_for(message_id)[-1]
+    assert line.startswith(f"== {dave.name} <{dave.address}> R=disk_mbox_director T=disk_mbox defer (30): ")
+    assert "Read-only file system" in line
+    assert mbox.read_bytes() == old
+    assert queued(e2e, message_id)
+
+    # Writable again, and the queued message goes in whole.
+    remount(small_disk, "rw")
     assert e2e.env.run("-M", message_id).returncode == 0
     assert e2e.log_for(message_id)[-1] == "Completed"
     _old_message, new_message = read_mbox(mbox)

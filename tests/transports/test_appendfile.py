@@ -21,6 +21,7 @@ from mta.errors import ConfigError, DeferError, FailError
 from mta.message.headers import parse_header_block
 from mta.runtime import build_runtime
 from mta.transports.appendfile import AppendfileOptions, AppendfileTransport
+from tests.support.tmpfs import small_tmpfs
 from tests.transports import transport_helpers
 from tests.transports.transport_helpers import BODY, HEADERS, make_env, make_item, make_message, need_root
 
@@ -334,16 +335,8 @@ def test_quota_enforced_while_writing_truncates_back(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs, to fill up for real."""
-    need_root("mounting a tmpfs")
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "tiny", size="64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_disk_full_defers_and_leaves_mailbox_alone(tmp_path: Path, tiny_fs: Path) -> None:
