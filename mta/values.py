@@ -18,6 +18,26 @@ _SIZE_RE = re.compile(r"(\d+)\s*([KkMmGg]?)")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
 
 
+# Beyond 64 bits every caller saturates or refuses; 20 digits are past 2**64 in any base >= 10.
+_BEYOND_64_BITS = 2**64
+
+
+def bounded_int(text: str, base: int = 10) -> int:
+    """int(text, base) for digits that came from outside (a message, a client, a file), without
+    Python's ValueError for strings of over 4,300 digits: a number too long for 64 bits is
+    returned as 2**64 with its sign, which every caller then saturates (as C's strtoll) or
+    refuses as too big."""
+    stripped = text.strip()
+    body = stripped[1:] if stripped[:1] in ("+", "-") else stripped
+    if not (body.isascii() and body.isalnum()):
+        return int(text, base)  # not a number: int() says so, as it always did
+    sign = -1 if stripped[:1] == "-" else 1
+    significant = body.lstrip("0") or "0"  # leading zeros count against int()'s limit too
+    if len(significant) > 22:  # 22 octal digits are 66 bits: past 64 in every base used here
+        return sign * _BEYOND_64_BITS
+    return sign * int(significant, base)
+
+
 def parse_bool(text: str) -> bool:
     word = text.strip().lower()
     if word in TRUE_WORDS:

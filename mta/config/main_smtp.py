@@ -76,7 +76,7 @@ class SmtpServerOptions:
         1000, Kind.INT, "Most messages one connection may send; then 421.", minimum=0
     )
     smtp_receive_timeout: int = option(
-        300, Kind.TIME, "Longest wait for a command or a piece of message text; then 421 and the connection ends."
+        300, Kind.TIME, "Longest time a command line or a line of message text may take; then 421 and the end."
     )
     smtp_max_unknown_commands: int = option(
         3, Kind.INT, "Unrecognized commands allowed before the connection is dropped.", minimum=0

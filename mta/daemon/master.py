@@ -68,6 +68,7 @@ class Child:
         self.kind = kind  # "receiver" or "worker"
         self.pid = pid
         self.control = control
+        self.outbox: Any = None  # mta.daemon.control.Outbox for `control`, once the loop runs
         self.sessions = 0
         self.started = time.monotonic()
 
@@ -293,7 +294,10 @@ class Master:
             control_child.close()
         self.children[pid] = child
         if control_parent is not None and self.loop is not None:
+            from mta.daemon.control import Outbox
+
             control_parent.setblocking(False)
+            child.outbox = Outbox(control_parent, self.loop)
             self.loop.add_reader(control_parent, self._on_child_message, child)
         return child
 
@@ -367,6 +371,8 @@ class Master:
                 self.queue_runs.discard(pid)
                 continue  # a queue run, or a child of the process we were before a re-exec
             if child.control is not None:
+                if child.outbox is not None:
+                    child.outbox.discard()  # connections still waiting to be passed: closed, uncounted
                 if self.loop is not None:
                     try:
                         self.loop.remove_reader(child.control)
@@ -408,7 +414,7 @@ class Master:
         if address.startswith("::ffff:") and "." in address:
             address = address[7:]
         refusal = self._over_limit(address)
-        receivers = [c for c in self.children.values() if c.kind == "receiver" and c.control is not None]
+        receivers = [c for c in self.children.values() if c.kind == "receiver" and c.outbox is not None]
         if refusal is None and not receivers:
             refusal = "Service not available - no receiving process"
         if refusal is not None:
@@ -425,17 +431,19 @@ class Master:
         connection_id = self.next_id
         self.next_id += 1
         meta = json.dumps({"id": connection_id, "tls": entry.tls_on_connect, "peer": address}).encode()
-        try:
-            assert child.control is not None
-            child.control.sendmsg([meta], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _fd_bytes(conn.fileno()))])
-        except OSError as exc:
-            self.logger.panic(f"cannot pass a connection to receiver {child.pid}: {exc.strerror}")
-            conn.close()
-            return
-        conn.close()  # the receiver has its own copy now
+        # Counted from now: a connection waiting in the outbox (a burst filled the socket's queue)
+        # holds its slot as one being served does.
         child.sessions += 1
         self.connections[connection_id] = (address, child)
         self.per_host[address] = self.per_host.get(address, 0) + 1
+
+        def passed(sent: bool) -> None:
+            conn.close()  # the receiver has its own copy now, or never will
+            if not sent:
+                self.logger.panic(f"cannot pass a connection to receiver {child.pid}: it has gone")
+                self._connection_closed(connection_id)
+
+        child.outbox.send(meta, conn.fileno(), passed)
 
     def _over_limit(self, address: str) -> str | None:
         m = self.config.main
@@ -608,12 +616,6 @@ class Master:
             os.unlink(self._pid_path())
         except OSError:
             pass
-
-
-def _fd_bytes(fd: int) -> bytes:
-    import array
-
-    return array.array("i", [fd]).tobytes()
 
 
 def _interval_text(seconds: int | None) -> str:

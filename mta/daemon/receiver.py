@@ -34,6 +34,7 @@ import socket
 import traceback
 
 from mta import process_info
+from mta.daemon.control import Outbox
 from mta.receive.smtp_context import ReceiverContext
 from mta.receive.smtp_io import ChannelClosed, SmtpChannel
 from mta.receive.smtp_server import SmtpSession
@@ -121,6 +122,7 @@ class Receiver:
             self.context._tls = self.tls_context
         self.context.on_etrn = lambda domain: self._tell_master(f"etrn {domain}")
         self.control.setblocking(False)
+        self.outbox = Outbox(self.control, loop)  # "closed N" must reach the master, however busy
         loop.add_reader(self.control, self._on_control)
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
@@ -214,10 +216,7 @@ class Receiver:
             self._tell_master(f"closed {connection_id}")
 
     def _tell_master(self, text: str) -> None:
-        try:
-            self.control.send(text.encode())
-        except OSError:
-            pass
+        self.outbox.send(text.encode())
 
 
 def _plain_ip(address: str | None) -> str | None:

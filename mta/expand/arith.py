@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from mta.values import bounded_int
+
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 _C_SPACE = " \t\n\r\f\v"
@@ -63,13 +65,13 @@ class _Eval:
             assert m is not None
             digits = m.group(0)
             if self.decimal:
-                n = int(digits)
+                n = bounded_int(digits)
             elif digits.lower().startswith("0x"):
-                n = int(digits[2:] or "0", 16)
+                n = bounded_int(digits[2:] or "0", 16)
             elif len(digits) > 1 and digits.startswith("0"):
-                n = int(digits, 8)
+                n = bounded_int(digits, 8)
             else:
-                n = int(digits)
+                n = bounded_int(digits)
             n = max(INT_MIN, min(INT_MAX, n))  # sscanf saturates like strtoll
             self.i = m.end()
             factor = _SUFFIX.get(self.peek().lower())
@@ -180,7 +182,7 @@ def string_integer(text: str, isplus: bool) -> tuple[int, str | None]:
     m = re.match(r"[ \t\n\r\f\v]*([-+]?\d+)", s)
     if m is None:
         return 0, f'integer expected but "{text}" found'
-    value = int(m.group(1))
+    value = bounded_int(m.group(1))
     overflow = not INT_MIN <= value <= INT_MAX
     value = max(INT_MIN, min(INT_MAX, value))
     rest = s[m.end() :]
@@ -208,7 +210,7 @@ def readtime(text: str) -> int:
         m = re.match(r"\d+", text[i:])
         if m is None:
             return -1
-        value = int(m.group(0))
+        value = bounded_int(m.group(0))
         i += m.end()
         unit = text[i : i + 1]
         multiplier = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}.get(unit)

@@ -21,6 +21,7 @@ from mta.expand.failures import CurlyError
 from mta.expand.ipaddr import is_ip_address
 from mta.expand.textcodecs import from_bytes, to_bytes
 from mta.taint import Tainted, file_name_refusal, is_tainted
+from mta.values import bounded_int
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -411,7 +412,7 @@ def _bool(ex: Expander, name: str, skipping: bool) -> bool:
     if re.fullmatch(r"-?[0-9]*", word):
         if name == "bool_lax" and len(word) > 1:
             return True
-        return int(word) != 0 if word.lstrip("-") else False
+        return bounded_int(word) != 0 if word.lstrip("-") else False
     lowered = word.lower()
     if lowered in ("true", "yes"):
         return True

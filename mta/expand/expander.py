@@ -61,6 +61,7 @@ from mta.expand.variables import (
     variable_value,
 )
 from mta.taint import Tainted, is_tainted
+from mta.values import bounded_int
 
 __all__ = [
     "KNOWN_VARIABLES",
@@ -400,7 +401,7 @@ class Expander:
         start = self.i
         while self.at().isascii() and self.at().isdigit():
             self.i += 1
-        return int(self.s[start : self.i])
+        return bounded_int(self.s[start : self.i])
 
     def backslash(self, out: list[str]) -> None:
         escaped = expansion_escape(self.s, self.i)

@@ -14,6 +14,7 @@ import re
 from mta.expand.escapes import dequote
 from mta.expand.exim_lists import ListReader
 from mta.taint import like
+from mta.values import bounded_int
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -236,7 +237,7 @@ def _field_number(text: str) -> int | None:
     numeric = re.fullmatch(r"(-?)([0-9]*)", text)
     if numeric is None:
         return None
-    return (-1 if numeric.group(1) else 1) * int(numeric.group(2) or "0")
+    return (-1 if numeric.group(1) else 1) * bounded_int(numeric.group(2) or "0")
 
 
 def _list_element(field: int, text: str) -> str | None:

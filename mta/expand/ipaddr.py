@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from mta.values import bounded_int
+
 
 def is_ip_address(s: str, want_mask: bool = False) -> tuple[int, int]:
     """(4 or 6 or 0, offset of the "/" of a mask or 0): Exim's string_is_ip_address().
@@ -28,7 +30,7 @@ def is_ip_address(s: str, want_mask: bool = False) -> tuple[int, int]:
         if not want_mask:
             return 0, 0
         mask = re.fullmatch(r"[ \t\n\r\f\v]*[-+]?\d+", s[slash + 1 :])
-        if mask is None or int(mask.group(0)) < 0:
+        if mask is None or bounded_int(mask.group(0)) < 0:
             return 0, 0
         maskoffset = end = slash
     percent = s.find("%")
@@ -77,7 +79,7 @@ def _v4_word(text: str) -> int:
     value = 0
     for part in text.split(".")[:4]:
         m = re.match(r"\s*[-+]?\d+", part)
-        value = (value << 8) | (int(m.group(0)) & 255 if m else 0)
+        value = (value << 8) | (bounded_int(m.group(0)) & 255 if m else 0)
     return value
 
 

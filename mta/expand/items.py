@@ -16,6 +16,7 @@ from mta.expand import conditions, external, listops, signing
 from mta.expand.lookups import LookupDeferError, find, parse_search_type
 from mta.expand.textcodecs import cat_file, from_bytes, string_printing, to_bytes
 from mta.taint import Tainted, concat, file_name_refusal, like
+from mta.values import bounded_int
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -242,9 +243,9 @@ def item_substr_family(ex: Expander, name: str, skipping: bool) -> str:
             values[k] = 0  # strtol() of nothing: 0, and nothing left over (also what skipping gives)
             continue
         m = re.fullmatch(r"[ \t\n\r\f\v]*[-+]?\d+", text)
-        if m is None or (k != 0 and int(text) < 0):
+        if m is None or (k != 0 and bounded_int(text) < 0):
             raise ex.fail(f'"{text}" is not a{" positive" if k else ""} number (in "{name}" expansion)')
-        values[k] = int(text)
+        values[k] = bounded_int(text)
     subject = subs[2]
     assert subject is not None
     try:

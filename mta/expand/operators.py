@@ -20,6 +20,7 @@ from mta.expand import addresses, arith, ipaddr, textcodecs
 from mta.expand.exim_lists import ListReader
 from mta.expand.textcodecs import from_bytes, to_bytes
 from mta.taint import Tainted, file_name_refusal, like
+from mta.values import bounded_int
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -283,7 +284,7 @@ def _mask(ex: Expander, sub: str, arg: str | None, name: str) -> str:
     if maskoffset == 0:
         raise ex.fail(f'missing mask value in "{sub}"')
     mask_text = re.fullmatch(r"[ \t\n\r\f\v]*[-+]?\d+", sub[maskoffset + 1 :])
-    mask = int(mask_text.group(0)) if mask_text else -1
+    mask = bounded_int(mask_text.group(0)) if mask_text else -1
     if mask < 0 or mask > (32 if family == 4 else 128):
         raise ex.fail(f'mask value too big in "{sub}"')
     words = ipaddr.host_mask(ipaddr.host_aton(sub[:maskoffset]), mask)

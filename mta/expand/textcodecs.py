@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from mta.errors import ExpansionError
+from mta.values import bounded_int
 
 _HEX = "0123456789abcdef"
 BASE32_CHARS = "abcdefghijklmnopqrstuvwxyz234567"
@@ -138,7 +139,7 @@ def c_strtoul(text: str) -> tuple[int, str]:
     assert m is not None
     if not m.group(2):
         return 0, text
-    value = int(m.group(2))
+    value = bounded_int(m.group(2))
     if value > 2**64 - 1:
         value = 2**64 - 1
     elif m.group(1) == "-":

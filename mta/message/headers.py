@@ -10,6 +10,7 @@ Public API::
     find(headers, name) -> list[Header]
     mark_deleted(header)
     make_header(name, value) -> Header
+    fold_message_data(text) -> str     an expansion made into header lines: data cannot start one
     rfc822_date(ts) -> str
 
 A `Header` keeps the whole header as it will be written: name, colon, value
@@ -42,6 +43,7 @@ import time
 
 from mta import record
 from mta.errors import MtaError
+from mta.taint import Tainted
 
 FLAG_DELETED = "*"
 FLAG_OTHER = " "
@@ -191,6 +193,43 @@ def make_header(name: str, value: str) -> Header:
             raise HeaderSyntaxError(f"{name}: header value contains a newline that is not a fold")
         pos = value.find("\n", pos + 1)
     return Header(name, f"{name}: {value}\n", flag_for(name))
+
+
+def fold_message_data(text: str) -> str:
+    """An expansion result that is about to become header lines, with its message data kept in its place.
+
+    ACL ``add_header``, the ``headers_add`` of routers and transports, and
+    ``received_header_text`` are configuration text into which variables put
+    message data ($h_subject:, $authenticated_id, ${base64d:...}).  A line
+    break in the configuration's own text may start a new header line; one in
+    the data (a tainted span, mta.taint) must not, or a client could add any
+    header it likes: two ``X-A:`` headers joined by $h_x-a:, or an encoded
+    word that decodes to CR LF.  So in the tainted spans an LF not already
+    followed by a space or tab becomes a fold (LF TAB), or a space where it
+    ends the text or a line (a fold with nothing in it), a CR becomes a space
+    and a NUL a "?".  Untainted text, and tainted text without those
+    characters, is returned as it is.
+    """
+    if not isinstance(text, Tainted):
+        return text
+    spans = text.spans
+    if not any(c in text[a:b] for a, b in spans for c in "\n\r\0"):
+        return text
+    tainted = set()
+    for a, b in spans:
+        tainted.update(range(a, b))
+    out: list[str] = []
+    for i, c in enumerate(text):
+        if i in tainted:
+            if c == "\r":
+                c = " "
+            elif c == "\0":
+                c = "?"
+            elif c == "\n":
+                after = text[i + 1 : i + 2]
+                c = "\n" if after in (" ", "\t") else " " if after in ("", "\n") else "\n\t"
+        out.append(c)
+    return Tainted("".join(out))
 
 
 def rfc822_date(ts: float) -> str:

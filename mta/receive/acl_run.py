@@ -14,6 +14,7 @@ from mta.config.loader import SourceLine
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.expand import ExpandContext, LookupDeferError, expand
 from mta.message.address import split_address
+from mta.message.headers import fold_message_data
 from mta.printable import printable
 from mta.receive.acl_conditions import HANDLERS, list_context
 from mta.receive.acl_log import host_and_ident, sender_fullhost
@@ -417,8 +418,10 @@ class AclRun:
         self.add_header(self.user_msg)
 
     def add_header(self, text: str) -> None:
-        """Exim's setup_header: one or more header lines, each added once per message."""
-        text = text.lstrip("\n").rstrip("\n")
+        """Exim's setup_header: one or more header lines, each added once per message.
+
+        A line break that came from message data does not start a line (fold_message_data)."""
+        text = fold_message_data(text).lstrip("\n").rstrip("\n")
         if not text:
             return
         lines: list[str] = []

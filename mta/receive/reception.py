@@ -18,7 +18,7 @@ from mta.config.variables import expansion_context
 from mta.errors import ExpansionError, SpoolError, SubmissionError
 from mta.expand.expander import expand
 from mta.log import ARRIVAL, escape, escape_token
-from mta.message.headers import Header, find, make_header, rfc822_date
+from mta.message.headers import Header, find, fold_message_data, make_header, rfc822_date
 from mta.receive.body import BodyStats
 from mta.spool.ids import new_message_id
 
@@ -316,7 +316,7 @@ def received_header(runtime: Any, message_id: str, started: float, arrival: Arri
     }
     ctx = expansion_context(config, variables)
     try:
-        text = expand(config.main.received_header_text, ctx)
+        text = fold_message_data(expand(config.main.received_header_text, ctx))
     except ExpansionError as exc:
         if exc.forced:
             text = ""

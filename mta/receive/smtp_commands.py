@@ -64,7 +64,16 @@ def split_verb(line: str) -> tuple[str, str]:
 
 
 def xtext_decode(text: str) -> str:
-    """RFC 3461 xtext: "+XX" is the byte XX; anything else outside 33..126 is an error."""
+    """RFC 3461 xtext: "+XX" is the byte XX; anything else outside 33..126 is an error.
+
+    A "+XX" that decodes to a control character (C0, DEL, C1) is an error too:
+    ENVID is printable ASCII (RFC 3461 §4.4), ORCPT and AUTH= are addresses,
+    and each goes on into the -H file, the log and the headers of a bounce,
+    where a decoded CR or LF would start a line of the client's making.
+    Refused here, at MAIL or RCPT, with 501, and not left to the spool writer,
+    which would refuse it only after the whole message had been sent (451,
+    which a client retries for days).
+    """
     out: list[str] = []
     i = 0
     while i < len(text):
@@ -73,7 +82,10 @@ def xtext_decode(text: str) -> str:
             hexa = text[i + 1 : i + 3]
             if len(hexa) != 2 or any(h not in "0123456789ABCDEF" for h in hexa):
                 raise CommandError(501, f'invalid xtext "+{hexa}"')
-            out.append(chr(int(hexa, 16)))
+            code = int(hexa, 16)
+            if code < 0x20 or 0x7F <= code <= 0x9F:
+                raise CommandError(501, f'invalid xtext "+{hexa}": a control character')
+            out.append(chr(code))
             i += 3
             continue
         if not ("!" <= c <= "~") or c == "=":

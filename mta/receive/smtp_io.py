@@ -10,7 +10,11 @@ system call per command otherwise.
 It knows nothing of SMTP commands.  It enforces the limits a server must
 have on input it has not parsed yet: the longest line (`LineTooLong`, with
 the rest of that line thrown away so the session can answer 500 and go
-on), and how long a read may wait (`ReadTimeout`).  The same class runs on
+on), and how long a line may take (`ReadTimeout`).  The timeout is a
+deadline for a whole line, a command's or one of the message text's, as
+Exim documents smtp_receive_timeout: a client that sends a byte now and
+then without ever ending the line (slowloris) is timed out like a silent
+one, instead of holding its connection for ever.  The same class runs on
 a TCP connection, on a TLS connection after STARTTLS (the protocol stays,
 the transport changes), and on standard input and output (-bs).
 
@@ -62,6 +66,7 @@ class SmtpChannel(asyncio.Protocol):
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.tls: ssl.SSLObject | None = None
         self.bytes_received = 0
+        self.deadline: float | None = None  # of the line of message text being read (read_chunk)
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -139,6 +144,7 @@ class SmtpChannel(asyncio.Protocol):
         commands end with CRLF)."""
         scanned = 0
         discarding = False
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while True:
             end = self._buffer.find(b"\n", scanned)
             if end >= 0:
@@ -154,26 +160,43 @@ class SmtpChannel(asyncio.Protocol):
                 scanned = 0
             else:
                 scanned = len(self._buffer)
-            await self._wait_for_input(timeout)
+            await self._wait_for_input(_remaining(deadline))
 
-    async def read_chunk(self, timeout: float | None) -> bytes:
-        """Whatever input is there (at least one byte), for message bodies."""
+    def text_deadline(self, timeout: float | None) -> float | None:
+        """The time by which the current line of message text must end (read_chunk, read_exactly)."""
+        return None if timeout is None else asyncio.get_running_loop().time() + timeout
+
+    async def read_chunk(self, timeout: float | None, deadline: float | None = None) -> bytes:
+        """Whatever input is there (at least one byte), for message bodies.
+
+        With `deadline` (from text_deadline()), a line must end by then: the
+        wait is cut short at it (ReadTimeout) and it moves `timeout` on from
+        each chunk that holds a line end; the caller keeps the new one
+        (`self.deadline`)."""
         while not self._buffer:
-            await self._wait_for_input(timeout)
+            await self._wait_for_input(timeout if deadline is None else _remaining(deadline))
         data = bytes(self._buffer)
         del self._buffer[:]
+        if deadline is not None and timeout is not None and b"\n" in data:
+            deadline = asyncio.get_running_loop().time() + timeout
+        self.deadline = deadline
         return data
 
-    async def read_exactly(self, count: int, timeout: float | None, sink: Any) -> None:
-        """`count` bytes (BDAT), handed to `sink(bytes)` as they come, never all in memory."""
+    async def read_exactly(self, count: int, timeout: float | None, sink: Any,
+                           deadline: float | None = None) -> None:
+        """`count` bytes (BDAT), handed to `sink(bytes)` as they come, never all in memory.
+        `deadline` as for read_chunk; the one in force at the end is left in `self.deadline`."""
         while count:
             while not self._buffer:
-                await self._wait_for_input(timeout)
+                await self._wait_for_input(timeout if deadline is None else _remaining(deadline))
             take = min(count, len(self._buffer))
             piece = bytes(self._buffer[:take])
             del self._buffer[:take]
             count -= take
+            if deadline is not None and timeout is not None and b"\n" in piece:
+                deadline = asyncio.get_running_loop().time() + timeout
             await sink(piece)
+        self.deadline = deadline
 
     def unread(self, data: bytes) -> None:
         """Give back bytes read too far (what follows the end of a message)."""
@@ -245,6 +268,11 @@ class SmtpChannel(asyncio.Protocol):
         if isinstance(info, tuple) and len(info) >= 2:
             return str(info[0]), int(info[1])
         return None, None
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds left until `deadline` (never below zero: a wait that is due times out at once)."""
+    return None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0.0)
 
 
 def _time_out(waiter: asyncio.Future[None]) -> None:

@@ -56,6 +56,7 @@ class Transaction:
         # BDAT state across chunks
         self._bdat: tuple[PendingMessage | None, MessageText | None] | None = None
         self._bdat_failed: Failure | None = None
+        self._bdat_deadline: float | None = None
         self.started = 0.0
 
     @property
@@ -82,6 +83,7 @@ class Transaction:
             if pending is not None:
                 await pending.abort()
         self._bdat_failed = None
+        self._bdat_deadline = None
         self.in_data = False
 
     # -- MAIL ------------------------------------------------------------------------------------
@@ -210,9 +212,11 @@ class Transaction:
         decoder = DotDecoder()
         self.in_data = True
         failure: Failure | None = None
+        deadline = s.channel.text_deadline(s.timeout)  # each line of the text within smtp_receive_timeout
         try:
             while not decoder.ended:
-                chunk = await s.channel.read_chunk(s.timeout)
+                chunk = await s.channel.read_chunk(s.timeout, deadline)
+                deadline = s.channel.deadline
                 stored, rest = decoder.feed(chunk)
                 if rest:
                     s.channel.unread(rest)
@@ -281,7 +285,10 @@ class Transaction:
                     await pending.abort()
 
         try:
-            await s.channel.read_exactly(size, s.timeout, take)
+            # Each line of the text within smtp_receive_timeout, from one chunk to the next.
+            deadline = self._bdat_deadline if self._bdat_deadline is not None else s.channel.text_deadline(s.timeout)
+            await s.channel.read_exactly(size, s.timeout, take, deadline)
+            self._bdat_deadline = s.channel.deadline
         except BaseException:
             self.lost_in_data = True
             await self.abandon()

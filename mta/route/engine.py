@@ -24,6 +24,7 @@ from mta import record
 from mta.config.lists import match_address, match_domain, match_local_part
 from mta.errors import ConfigError, DeferError, ExpansionError, FailError
 from mta.message.address import split_address, strip_affix
+from mta.message.headers import fold_message_data
 from mta.route.base import Accept, Decline, Director, Pass, Redirect, RoutingDriver
 from mta.route.context import RoutingContext
 from mta.route.item import AddressItem
@@ -327,7 +328,13 @@ class RoutingEngine:
         if opts.headers_add is not None:
             value = ctx.expand_or_defer(opts.headers_add, item, "headers_add")
             if value:
-                item.headers_add.extend(line for line in value.split("\n") if line.strip())
+                # One entry per header, its folds with it; message data cannot start a header.
+                lines = [line for line in fold_message_data(value).split("\n") if line.strip()]
+                for line in lines:
+                    if line[:1] in (" ", "\t") and item.headers_add:
+                        item.headers_add[-1] += "\n" + line
+                    else:
+                        item.headers_add.append(line)
         if opts.headers_remove is not None:
             value = ctx.expand_or_defer(opts.headers_remove, item, "headers_remove")
             if value:

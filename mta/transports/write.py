@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from mta import record
 from mta.errors import DeferError, ExpansionError
-from mta.message.headers import HeaderSyntaxError, make_header, parse_header_block, rfc822_date
+from mta.message.headers import HeaderSyntaxError, fold_message_data, make_header, parse_header_block, rfc822_date
 from mta.values import split_list
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -218,8 +218,10 @@ def transport_return_path(
 
 
 def _added_lines(text: str, where: str) -> list[str]:
-    """Header texts from a headers_add value: one header per logical line, blank lines skipped."""
-    kept = "\n".join(line for line in text.split("\n") if line.strip())
+    """Header texts from a headers_add value: one header per logical line, blank lines skipped.
+
+    A line break that came from message data does not start a line (fold_message_data)."""
+    kept = "\n".join(line for line in fold_message_data(text).split("\n") if line.strip())
     if not kept:
         return []
     try:
