@@ -217,3 +217,16 @@ def test_rfc822_date(timezone: None, tz: str, ts: float, want: str) -> None:
     os.environ["TZ"] = tz
     time.tzset()
     assert rfc822_date(ts) == want
+
+
+def test_fold_message_data_keeps_data_inside_its_header() -> None:
+    from mta.message.headers import fold_message_data
+    from mta.taint import Tainted, concat
+
+    data = Tainted("a\nX-Forged: 1\r\nY\0\n")
+    folded = fold_message_data(concat(["X-A: ", data, "\nX-B: 2\n\tmore"]))
+    assert folded == "X-A: a\n\tX-Forged: 1 \n\tY? \nX-B: 2\n\tmore"
+    assert [h.name for h in parse_header_block(folded + "\n")] == ["X-A", "X-B"]
+    # The configuration's own line breaks, and data that is already folded or has none, are left alone.
+    for text in ("X-A: 1\nX-B: 2", Tainted("a\n b"), concat(["X-A: ", Tainted("plain"), "\nX-B: 2"])):
+        assert fold_message_data(text) == text

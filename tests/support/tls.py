@@ -35,6 +35,20 @@ class Pki:
     other_ca_file: Path
     client_cert_file: Path
     client_key_file: Path
+    ca_key_file: Path | None = None
+
+    def issue_server(self, directory: Path, name: str, days: tuple[int, int] = (-1, 30)) -> tuple[Path, Path]:
+        """A new server certificate from this CA (for `name` and SERVER_NAMES/IPs), valid from
+        days[0] to days[1] days from now (both in the past: an expired one); (cert file, key file)."""
+        assert self.ca_key_file is not None
+        ca_key = serialization.load_pem_private_key(self.ca_key_file.read_bytes(), password=None)
+        ca_cert = x509.load_pem_x509_certificate(self.ca_file.read_bytes())
+        key, cert = _leaf(ca_key, ca_cert, name, server=True, days=days)  # type: ignore[arg-type]
+        directory.mkdir(parents=True, exist_ok=True)
+        cert_file, key_file = directory / f"{name}.pem", directory / f"{name}.key"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key_file, key)
+        return cert_file, key_file
 
     def server_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -79,7 +93,8 @@ def _ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
 
 
 def _leaf(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, common_name: str, server: bool
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, common_name: str, server: bool,
+    days: tuple[int, int] = (-1, 30),
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
@@ -89,8 +104,8 @@ def _leaf(
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
+        .not_valid_before(now + datetime.timedelta(days=days[0]))
+        .not_valid_after(now + datetime.timedelta(days=days[1]))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
@@ -124,6 +139,7 @@ def make_pki(directory: Path) -> Pki:
         (directory / name).write_bytes(data)
     _write_key(directory / "server.key", server_key)
     _write_key(directory / "client.key", client_key)
+    _write_key(directory / "ca.key", ca_key)
     return Pki(
         ca_file=directory / "ca.pem",
         cert_file=directory / "server.pem",
@@ -131,6 +147,7 @@ def make_pki(directory: Path) -> Pki:
         other_ca_file=directory / "other-ca.pem",
         client_cert_file=directory / "client.pem",
         client_key_file=directory / "client.key",
+        ca_key_file=directory / "ca.key",
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from pathlib import Path
 
 import pytest
 
@@ -104,6 +105,22 @@ def test_verify_checks_the_host_name(smtp_client: SmtpClient, pki: Pki) -> None:
                                    tls_verify_certificates=str(pki.ca_file))
         outcome = smtp_client.deliver(transport, outgoing(), items, smtp_env())[items[0]]
         assert isinstance(outcome, Delivered) and outcome.tls_verified is True
+
+
+def test_verify_refuses_an_expired_certificate(smtp_client: SmtpClient, pki: Pki, tmp_path: Path) -> None:
+    """Signed by the right CA, for the right name, but its validity ended yesterday: refused, nothing sent."""
+    cert, key = pki.issue_server(tmp_path, "localhost", days=(-30, -1))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with SmtpServer(starttls=context) as server:
+        items = recipients("bob@example.org", hosts=[host_of(server, "localhost")])
+        transport = smtp_transport(tls_verify_hosts="*", hosts_require_tls="*",
+                                   tls_verify_certificates=str(pki.ca_file))
+        outcome = smtp_client.deliver(transport, outgoing(), items, smtp_env())[items[0]]
+    assert isinstance(outcome, DeferError) and not isinstance(outcome, FailError)
+    assert outcome.message.startswith("TLS session required, but certificate verification failed"), outcome.message
+    assert "expired" in outcome.message
+    assert not server.messages
 
 
 def test_verify_failure_falls_back_to_clear_without_require(smtp_client: SmtpClient, pki: Pki) -> None:
