@@ -178,6 +178,15 @@ BUGS = [
         "            self.remove_msglog(message_id, preserve=preserve_msglog)\n",
         ("tests/queue/test_crash_leftovers.py",),
     ),
+    Bug(
+        "journal-left-as-roots",
+        "reading a -J as root no longer gives it to mta_user (a crash before append_journal's fchown "
+        "then makes the daemon deliver its remote recipients again at every queue run)",
+        "mta/spool/store.py",
+        "                adopt_directory_owner(journal.fileno(), path.parent)\n",
+        "",
+        ("tests/daemon/test_journal_after_crash.py",),
+    ),
 ]
 
 

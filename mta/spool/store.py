@@ -296,12 +296,24 @@ class Spool:
             fsync_directory(path.parent)  # a new file's entry must survive too
 
     def read_journal(self, message_id: str) -> list[str]:
-        """Addresses delivered in an interrupted attempt ([] if no -J)."""
+        """Addresses delivered in an interrupted attempt ([] if no -J).
+
+        Run as root, it also gives the -J to the directory's owner: a crash
+        between append_journal's create and its fchown leaves a -J of root's
+        that mta_user (the daemon's remote deliveries) cannot append to, and
+        each attempt would then deliver its remote recipients again and fail
+        to journal them, for ever."""
         path = self._held_directory(message_id) / (message_id + JOURNAL_SUFFIX)
         try:
-            data = path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise os_error("read", path, exc) from exc
+        try:
+            with os.fdopen(fd, "rb") as journal:
+                adopt_directory_owner(journal.fileno(), path.parent)
+                data = journal.read()
         except OSError as exc:
             raise os_error("read", path, exc) from exc
         return read_journal(data)
