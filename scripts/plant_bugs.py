@@ -157,6 +157,36 @@ BUGS = [
         "                await asyncio.shield(self.abort())\n                break\n",
         ("tests/receive/test_spool_writer.py",),
     ),
+    # -- crash consistency (issue 16: found by scripts/crash-test) ----------------------------------------
+    Bug(
+        "no-tidy",
+        "queue runs no longer tidy crash leftovers (a killed reception's -D stays for ever)",
+        "mta/queue/runner.py",
+        "    tidy_leftovers(runtime)\n    with DeliveryLoop(runtime) as runner:\n",
+        "    with DeliveryLoop(runtime) as runner:\n",
+        ("tests/queue/test_crash_leftovers.py",),
+    ),
+    Bug(
+        "msglog-after-H",
+        "removing a message unlinks its -H before its msglog (a crash between leaves an orphan msglog)",
+        "mta/spool/store.py",
+        "            self.remove_msglog(message_id, preserve=preserve_msglog)\n"
+        "            if unlink(directory / (message_id + HEADER_SUFFIX)):\n"
+        "                fsync_directory(directory)\n",
+        "            if unlink(directory / (message_id + HEADER_SUFFIX)):\n"
+        "                fsync_directory(directory)\n"
+        "            self.remove_msglog(message_id, preserve=preserve_msglog)\n",
+        ("tests/queue/test_crash_leftovers.py",),
+    ),
+    Bug(
+        "journal-left-as-roots",
+        "reading a -J as root no longer gives it to mta_user (a crash before append_journal's fchown "
+        "then makes the daemon deliver its remote recipients again at every queue run)",
+        "mta/spool/store.py",
+        "                adopt_directory_owner(journal.fileno(), path.parent)\n",
+        "",
+        ("tests/daemon/test_journal_after_crash.py",),
+    ),
 ]
 
 

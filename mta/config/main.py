@@ -101,6 +101,13 @@ class MainOptions(SmtpServerOptions):
     split_spool_directory: bool = option(
         False, Kind.BOOL, "Spread input/ and msglog/ over 62 sub-directories named by the 6th id character."
     )
+    spool_tidy_age: int = option(
+        86400,
+        Kind.TIME,
+        "Leftovers of a crash on the spool (a -D without its -H, an hdr.ID, a -J whose message is gone) older"
+        " than this are removed at the start of each queue run; a locked message's files never are.  0 means"
+        " never.",
+    )
     log_file_path: str = option(
         "",
         Kind.LIST,

@@ -109,6 +109,21 @@ class Selection:
         return text
 
 
+def tidy_leftovers(runtime: Runtime) -> None:
+    """Remove what crashes left on the spool (Spool.tidy_temporaries), once older than
+    spool_tidy_age: without this a -D whose reception was killed stays for ever."""
+    age = runtime.config.main.spool_tidy_age
+    if not age:
+        return
+    try:
+        removed = runtime.spool.tidy_temporaries(age)
+    except SpoolError as exc:
+        runtime.logger.panic(f"queue run: cannot tidy the spool: {exc}")
+        return
+    for path in removed:
+        runtime.logger.main(f"removed crash leftover {path.relative_to(runtime.spool.directory)}")
+
+
 def eligible_messages(runtime: Runtime, selection: Selection) -> list[str]:
     """Message ids the run should try, in random order."""
     spool = runtime.spool
@@ -185,6 +200,7 @@ def run_queue(runtime: Runtime, selection: Selection) -> int:
     status = 0
     running = f"running queue{selection.flags_text()}"
     process_info.set_activity(running)
+    tidy_leftovers(runtime)
     with DeliveryLoop(runtime) as runner:
         attempted: set[str] = set()  # a message that went as a follower is not tried again
         try:
@@ -214,6 +230,7 @@ def daemon_queue_run(runtime: Runtime, dispatch: socket.socket, selection: Selec
     dispatch.setblocking(True)
     started = time.time()
     try:
+        tidy_leftovers(runtime)
         for message_id in eligible_messages(runtime, selection):
             dispatch.send(dispatch_datagram(message_id, selection, started))
     finally:

@@ -22,8 +22,8 @@ directory; the writing of a new message is in mta.spool.writer):
   rewrite  hdr.ID, fsync, rename, dir   -> the old ID-H or the new one
   journal  append "address\n", fsync,   -> a torn last line, ignored (see
            dir if the file is new          mta.spool.format.read_journal)
-  remove   unlink ID-H, dir; then ID-J, -> no ID-H: no message; leftovers
-           msglog, ID-D                    are tidied
+  remove   msglog; unlink ID-H, dir;    -> no ID-H: no message; leftovers
+           then ID-J, ID-D                 are tidied (by each queue run)
 
 Only the holder of a message's lock rewrites its -H or touches its -J; the
 methods that do so check that this Spool holds the lock (ValueError if not:
@@ -296,12 +296,24 @@ class Spool:
             fsync_directory(path.parent)  # a new file's entry must survive too
 
     def read_journal(self, message_id: str) -> list[str]:
-        """Addresses delivered in an interrupted attempt ([] if no -J)."""
+        """Addresses delivered in an interrupted attempt ([] if no -J).
+
+        Run as root, it also gives the -J to the directory's owner: a crash
+        between append_journal's create and its fchown leaves a -J of root's
+        that mta_user (the daemon's remote deliveries) cannot append to, and
+        each attempt would then deliver its remote recipients again and fail
+        to journal them, for ever."""
         path = self._held_directory(message_id) / (message_id + JOURNAL_SUFFIX)
         try:
-            data = path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise os_error("read", path, exc) from exc
+        try:
+            with os.fdopen(fd, "rb") as journal:
+                adopt_directory_owner(journal.fileno(), path.parent)
+                data = journal.read()
         except OSError as exc:
             raise os_error("read", path, exc) from exc
         return read_journal(data)
@@ -434,11 +446,12 @@ class Spool:
         """Remove every file of a message.  Uses this process's lock if it
         holds one, else takes it (LockedError if another process has it).
 
-        Order: -H first, made durable, so that from then on there is no
-        message (a crash leaves only leftovers that tidy_temporaries
-        removes, never an -H without its -D, and never an -H that comes
-        back without the -J that records deliveries already made); then -J,
-        the msglog, and -D last because it carries the lock."""
+        Order: the msglog first (as Exim does), so that a crash can never
+        leave one without its message; then -H, made durable, so that from
+        then on there is no message (a crash leaves only leftovers that
+        tidy_temporaries removes, never an -H without its -D, and never an
+        -H that comes back without the -J that records deliveries already
+        made); then -J, and -D last because it carries the lock."""
         taken: MessageLock | None = None
         lock = self._held.get(message_id)
         if lock is None:
@@ -448,10 +461,10 @@ class Spool:
                 lock = None  # no -D: nobody can be working on it; clear what is left
         try:
             directory = lock.path.parent if lock is not None else self.message_directory(message_id)
+            self.remove_msglog(message_id, preserve=preserve_msglog)
             if unlink(directory / (message_id + HEADER_SUFFIX)):
                 fsync_directory(directory)
             unlink(directory / (message_id + JOURNAL_SUFFIX))
-            self.remove_msglog(message_id, preserve=preserve_msglog)
             unlink(directory / (HEADER_TEMP_PREFIX + message_id))
             unlink(directory / (message_id + DATA_SUFFIX))
         finally:
