@@ -359,11 +359,15 @@ class Transaction:
         arrival = prepared.arrival
         log_text = arrival_log_text(s.logger, arrival, prepared.size, prepared.headers, prepared.had_message_id)
         try:
-            await pending.commit(prepared.envelope, lambda: s.ctx.log_arrival(message_id, log_text, self.started))
+            unlogged = await pending.commit(prepared.envelope,
+                                            lambda: s.ctx.log_arrival(message_id, log_text, self.started))
         except (SpoolError, OSError) as exc:
             code, reason, _rejected = self._spool_failure(message_id, exc)
             s.reply(code, reason)
             return
+        if unlogged is not None:
+            # On the spool and to be delivered: a 4xx would have the client send it again.
+            s.logger.panic(f"message {message_id} is spooled but its arrival was not logged: {unlogged}")
         s.messages_accepted += 1
         s.reply(250, f"OK id={message_id}")
         if controls.queue_only or controls.freeze:

@@ -56,16 +56,20 @@ if TYPE_CHECKING:
 class Commit:
     """One message to make durable, and its outcome (`error` None: durable)."""
 
-    __slots__ = ("after", "error", "future", "header", "loop", "message")
+    __slots__ = ("after", "after_error", "error", "future", "header", "loop", "message")
 
     def __init__(self, message: PendingMessage, header: bytes, after: Callable[[], None] | None,
-                 future: asyncio.Future[None] | None, loop: asyncio.AbstractEventLoop | None) -> None:
+                 future: asyncio.Future[BaseException | None] | None,
+                 loop: asyncio.AbstractEventLoop | None) -> None:
         self.message = message
         self.header = header
         self.after = after  # the arrival's log lines: run in the writer once the message is durable
         self.future = future  # the session waits on it; settled on its loop, once per batch
         self.loop = loop
         self.error: BaseException | None = None
+        # `after` failed once the message was durable: reported, but the message is accepted (a
+        # 4xx now would have the client send it again, and both copies would be delivered).
+        self.after_error: BaseException | None = None
 
 
 def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel: int = 1) -> None:
@@ -114,8 +118,8 @@ def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel:
             if commit.after is not None:
                 try:
                     commit.after()
-                except Exception as exc:  # as when it ran in the session: reported, the message stays
-                    commit.error = exc
+                except Exception as exc:
+                    commit.after_error = exc
 
 
 def _sync(directory: Path, commits: list[Commit]) -> bool:
@@ -199,6 +203,6 @@ def _settle(commits: list[Commit]) -> None:
         if future is None or future.done():
             continue
         if commit.error is None:
-            future.set_result(None)
+            future.set_result(commit.after_error)
         else:
             future.set_exception(commit.error)

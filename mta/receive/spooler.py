@@ -169,13 +169,14 @@ class PendingMessage:
         return self._done
 
     # -- the session's calls ------------------------------------------------------------------
-    async def commit(self, envelope: Envelope, after: Callable[[], None] | None = None) -> None:
+    async def commit(self, envelope: Envelope, after: Callable[[], None] | None = None) -> BaseException | None:
         """Make the message durable and visible (see the module docstring), then run `after`
         (the arrival's log lines) in the writer.  Raises SpoolError, and removes everything,
-        if the message could not be spooled: it must then not be acknowledged."""
+        if the message could not be spooled: it must then not be acknowledged.  Returns what
+        `after` raised, if it did: the message is spooled all the same, and must be accepted."""
         header = write_header_file(envelope)  # a value that cannot be written fails before any I/O
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[BaseException | None] = loop.create_future()
         try:
             self.spooler.writer.submit(Commit(self, header, after, future, loop))
         except BaseException:
@@ -200,6 +201,7 @@ class PendingMessage:
                 await self.abort()
             raise cancelled
         self._done = True
+        return future.result()
 
     def release_lock(self) -> None:
         """After commit: let go of the -D lock (for the delivery workers or a queue runner)."""

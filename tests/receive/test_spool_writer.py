@@ -214,3 +214,26 @@ def test_each_acknowledgement_follows_a_durable_commit(tmp_path: Path) -> None:
         else:
             assert message_id not in acks
             assert not (spool_dir / "input" / f"{message_id}-H").exists()
+
+
+def test_an_arrival_that_cannot_be_logged_is_still_accepted(tmp_path: Path) -> None:
+    """Once the message is durable, a failure of what runs after (the arrival's log lines) is
+    reported, not a failed commit: a 4xx would make the client send a second copy."""
+
+    def broken_log() -> None:
+        raise OSError(28, "No space left on device")
+
+    async def main() -> tuple[object, PendingMessage]:
+        spooler = Spooler(make_spool(tmp_path))
+        try:
+            [message] = received(spooler, 1)
+            result = await message.commit(envelope(message.message_id), broken_log)
+            message.release_lock()
+            return result, message
+        finally:
+            spooler.close()
+
+    result, message = asyncio.run(main())
+    assert isinstance(result, OSError) and result.errno == 28
+    assert message.is_committed
+    assert {f"{message.message_id}-D", f"{message.message_id}-H"} <= input_files(Spool(tmp_path / "spool"))
