@@ -6,6 +6,8 @@ A fenced block's info string says what it is:
     ```mta-config directors        a fragment of one section, checked inside etc/mta.conf (below)
     ```console                     `$ command` lines, each followed by the output it must print
     ```<anything> file=/etc/x      also written to /etc/x in the page's world, for the blocks after it
+    ```text, ```sh, ```ini         not run: output samples and excerpts, commands that need a daemon,
+                                   the network or root, systemd settings (every block needs one of these)
 
 One test per page; its blocks run in page order in a world of their own (a
 temporary directory).  Absolute paths under /etc/, /var/ and /tmp/ in blocks
@@ -21,7 +23,7 @@ number of lines and `...` inside a line for any text.
 A section fragment is put into the default configuration (etc/mta.conf):
 directors, routers, retry and rewrite fragments replace that section;
 transports, authenticators and acl fragments add their instances to it,
-replacing default ones of the same name; `main` fragments set main options (and
+replacing default ones of the same name (bare ACL statements end the first ACL); `main` fragments set main options (and
 named lists), replacing the default's settings of the same ones.
 Configurations are loaded in this process (mta.config.loader.load_config,
 then the checks of -bV), which keeps the whole run to a second or two.
@@ -46,6 +48,14 @@ BIN = Path(sys.executable).parent
 
 FENCE = re.compile(r"^(?P<indent> *)```(?P<info>[^`\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.M | re.S)
 CHECKED = ("mta-config", "console")
+# Every fenced block in docs/ starts with one of these (docs/testing.md): the checked kinds, or
+# what a block that cannot be run is.  A bare ``` is an error, so no example is left ambiguous.
+KINDS = {
+    **dict.fromkeys(CHECKED, "checked"),
+    "text": "output samples, log and file excerpts, diagrams: shown, not run",
+    "sh": "shell commands not run here (a daemon, the network, real users, root, a real queue)",
+    "ini": "systemd unit settings (tests/install/test_unit.py compares them with the unit)",
+}
 MAPPED = re.compile(r"(?<![\w.~/$-])/(etc|var|tmp)/")
 INSTANCE = re.compile(r"^([A-Za-z_][\w-]*):\s*$")
 MERGED = ("transports", "authenticators", "acl")
@@ -125,8 +135,13 @@ def with_fragment(section: str, fragment: str) -> str:
         main = "".join(line for line in main.splitlines(keepends=True) if main_key(line) not in given)
         main += "\n" + fragment
     elif section in MERGED:
-        new = {name for name, _ in instances(fragment) if name}
+        parts = instances(fragment)
+        new = {name for name, _ in parts if name}
         kept = [text for name, text in instances(sections.get(section, "")) if name not in new]
+        if parts[0][1].strip() and len(kept) > 1:
+            # Bare statements (an ACL's verbs without its name) end the section's first instance.
+            kept[1] += parts[0][1]
+            fragment = "".join(text for _, text in parts[1:])
         sections[section] = "".join(kept) + "\n" + fragment
     else:
         sections[section] = fragment
@@ -273,6 +288,25 @@ def test_examples(page: str, tmp_path: Path) -> None:
         if block.kind == "console":
             failures += run_console(world, block)
     assert not failures, "\n".join(failures)
+
+
+def test_every_block_says_what_it_is() -> None:
+    """A fenced block without a known info string is neither checked nor explicitly prose."""
+    problems = []
+    for page in sorted(DOCS.glob("*.md")):
+        text = page.read_text()
+        paired = set()
+        for match in FENCE.finditer(text):
+            first = text.count("\n", 0, match.start()) + 1
+            paired |= {first, first + match.group(0).count("\n")}
+            words = match.group("info").split()
+            if not words or words[0] not in KINDS:
+                info = match.group("info")
+                problems.append(f"docs/{page.name}:{first}: info string {info!r} is not one of {sorted(KINDS)}")
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.lstrip().startswith("```") and number not in paired:
+                problems.append(f"docs/{page.name}:{number}: a fence without its pair (or indented unlike it)")
+    assert not problems, "\n".join(problems)
 
 
 def test_the_convention_finds_examples() -> None:

@@ -27,7 +27,7 @@ DEFAULT_CONFIG = REPO / "etc" / "mta.conf"
 def doc_example(page: str, name: str) -> str:
     """The fenced block after ``<!-- example: name ... -->`` in docs/page, without its indentation."""
     text = (REPO / "docs" / page).read_text()
-    match = re.search(rf"^( *)<!-- example: {re.escape(name)}\b[^>]*-->\n *```\n(.*?)^ *```", text, re.S | re.M)
+    match = re.search(rf"^( *)<!-- example: {re.escape(name)}\b[^>]*-->\n *```[^\n]*\n(.*?)^ *```", text, re.S | re.M)
     assert match, f"docs/{page} has no example called {name}"
     indent = len(match.group(1))
     return "".join(line[indent:] + "\n" for line in match.group(2).splitlines())
