@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import time
 from collections.abc import Callable
+
+from mta.readiness import readable
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -198,8 +199,7 @@ def _read_all(fd: int, pid: int, timeout: float) -> bytes:
     data = bytearray()
     try:
         while True:
-            ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0.0))
-            if not ready:
+            if not readable(fd, max(deadline - time.monotonic(), 0.0)):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import signal
 import socket
 import time
 import traceback
 
 from mta.errors import MtaError
+from mta.readiness import readable
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -62,8 +62,7 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
     with asyncio.Runner() as runner:
         try:
             while not _stopping:
-                ready, _, _ = select.select([dispatch], [], [], 1.0)
-                if not ready:
+                if not readable(dispatch, 1.0):
                     if idle_since is not None and time.monotonic() - idle_since > IDLE_CLOSE:
                         runner.run(close_connections(runtime))
                         idle_since = None

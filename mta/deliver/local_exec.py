@@ -51,13 +51,13 @@ import grp
 import json
 import os
 import pwd
-import select
 import signal
 import time
 
 from mta import record
 from mta.errors import DeferError, DeliveryError, ExpansionError, FailError, SpoolError
 from mta.privilege import RootRegainedError, become_user, import_before_drop, reap, write_report
+from mta.readiness import readable
 from mta.route.item import AddressItem
 from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage
 
@@ -259,8 +259,7 @@ def _read_report(fd: int, pid: int, timeout: float | None, name: str) -> bytes |
     try:
         while True:
             wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            ready, _, _ = select.select([fd], [], [], wait)
-            if not ready:
+            if not readable(fd, wait):
                 _kill_child(pid)
                 reap(pid)
                 raise DeferError(f"local delivery process for {name} transport timed out after {timeout:g}s")

@@ -23,12 +23,12 @@ Diagnostics: nothing is logged here; outcomes carry the text.
 
 from __future__ import annotations
 
-import select
 import socket
 import time
 
 from mta import debug
 from mta.errors import DeliveryError
+from mta.readiness import readable
 from mta.transports import smtp_trace
 from mta.transports.smtp import failure_message
 from mta.transports.smtp_plan import SmtpJob
@@ -108,8 +108,7 @@ class _Connection(ReplyQueue):
         tls_buffered = getattr(self.sock, "pending", None)
         if tls_buffered is not None and tls_buffered() > 0:
             return True
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        return bool(readable)
+        return readable(self.sock, 0)
 
     def close(self) -> None:
         self.sock.close()

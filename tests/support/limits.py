@@ -197,8 +197,11 @@ class _Dribbler(threading.Thread):
             while self.closed_after is None:
                 sock.sendall(b"x")
                 self.bytes_sent += 1
-                readable, _, _ = select.select([sock], [], [], self.interval)
-                if readable:
+                # poll(), not select(): after the idle-connection stress this socket's number
+                # can be past select()'s limit of 1024.
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                if poller.poll(self.interval * 1000):
                     data = sock.recv(4096)
                     self.last_reply += data
                     if not data:
