@@ -86,8 +86,9 @@ def test_a_failed_host_waits_for_its_retry_time_for_every_message(db: RetryDb) -
 def test_a_forced_run_does_not_retry_a_host_that_failed_during_it(db: RetryDb) -> None:
     run_started = T0 - 10
     first = state(db, T0, ignore_retry=True, run_started=run_started)
-    host_failure(first, [Owner("a")])
-    first.update([], [], [Owner("a")])
+    owner = Owner("a")  # one object: items belong to owners by identity (a second Owner("a") may not share its id)
+    host_failure(first, [owner])
+    first.update([], [], [owner])
     later = state(db, T0 + 5, ignore_retry=True, run_started=run_started)
     assert not later.host_check("mx.example.net", "192.0.2.1", 25, "example.net").usable
     # The next run (started after the failure) tries it again.
