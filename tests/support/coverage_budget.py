@@ -23,7 +23,7 @@ from typing import Any
 
 from tests.support.mta import COVERAGE_VARIABLES
 
-MEASURED_PER_MODE = int(os.environ.get("MTA_MEASURED_PER_MODE", "3"))
+MEASURED_PER_MODE = int(os.environ.get("MTA_MEASURED_PER_MODE", "2"))
 ALWAYS_MEASURED = ("-bd", "-q")  # option prefixes: daemons and queue runs
 _measured: collections.Counter[tuple[str, tuple[str, ...]]] = collections.Counter()
 
