@@ -118,9 +118,11 @@ def test_data_stream(text: str, cuts: list[int]) -> None:
             pieces.append(data[at:at + cut])
             at += cut
         pieces.append(data[at:])
+        decoded = 0
         try:
             for piece in pieces:
                 stored, _rest = decoder.feed(piece)
+                decoded += len(stored)
                 message.feed(stored)
                 if decoder.ended:
                     break
@@ -128,3 +130,4 @@ def test_data_stream(text: str, cuts: list[int]) -> None:
             parse_header_block(header_text)
         except (SubmissionError, HeaderSyntaxError):
             pass
+        assert decoded <= len(data)  # dot-unstuffing and line ends never add text
