@@ -20,6 +20,34 @@ if TYPE_CHECKING:
     from mta.route.dns import Host
 
 
+@record.dataclass
+class ReplyItem:
+    """A message to be generated rather than a copy delivered (Exim's reply_item).
+
+    A filter's `mail`/`vacation` command, or a router that sends an automatic reply, makes an
+    AddressItem whose `reply` is one of these; the autoreply transport then builds the reply from
+    these values instead of expanding its own options.  Values are already expanded; any that
+    came from the message are Tainted.  `to`, `cc` and `bcc` are address lists as header text.
+    """
+
+    to: str | None = None
+    cc: str | None = None
+    bcc: str | None = None
+    from_: str | None = None
+    reply_to: str | None = None
+    subject: str | None = None
+    headers: str | None = None
+    text: str | None = None
+    file: str | None = None
+    file_expand: bool = False
+    return_message: bool = False
+    # `once`: the file or database recording who was already answered; `once_repeat` in seconds
+    # (0: never repeat).  `log`: a file to which each reply is logged.
+    once: str | None = None
+    once_repeat: int = 0
+    log: str | None = None
+
+
 @record.dataclass(eq=False)
 class AddressItem:
     """An address being routed or delivered.
@@ -66,6 +94,8 @@ class AddressItem:
     # True when an `unseen` driver accepted it and a copy went on: then delivering this
     # item does not by itself deliver the top-level recipient.
     split: bool = False
+    # Set when this item is a reply to generate (filter `mail`/`vacation`), not a copy to deliver.
+    reply: ReplyItem | None = None
     # Extra per-driver data (e.g. a queryprogram's DATA=).
     extra: dict[str, Any] = record.field(default_factory=dict)
 
