@@ -231,6 +231,17 @@ def mode_expand(inv: Invocation) -> int:
         return 1
 
 
+def mode_filter_test(inv: Invocation) -> int:
+    """-bf FILE / -bF FILE: see mta/cli_filter.py."""
+    from mta.cli_filter import FilterTestError, run_filter_test
+
+    try:
+        return run_filter_test(inv, _load(inv))
+    except FilterTestError as exc:
+        _err(exc.message)
+        return 1
+
+
 def _wrapper_refusal(inv: Invocation) -> str | None:
     config = _load(inv)
     if not config.main.mua_wrapper:
@@ -362,6 +373,7 @@ def mode_help(inv: Invocation) -> int:
         "  -Mg / -Mrm id  give up (bounce) / remove without a bounce;  -Mvh / -Mvb / -Mvl id: show it\n"
         "  -bP [name]     print configuration options;  -bV: version and configuration check\n"
         "  -be 'string'   test string expansion;  -bem file: with a message;  -be -Mset id: a spooled one\n"
+        "  -bf file       test a filter file on a message read from stdin;  -bF file: a system filter\n"
         "  -C file        use another configuration file;  -D NAME=value: override a macro"
     )
     return 0
@@ -384,6 +396,7 @@ MODES: dict[str, Callable[[Invocation], int]] = {
     "bV": mode_version,
     "bP": mode_print_options,
     "be": mode_expand,
+    "bf": mode_filter_test,
     "bm": mode_submit,
     "t": mode_submit,
     "bp": mode_queue_list,

@@ -65,6 +65,12 @@ class Invocation:
     expansion_message_id: str | None = None  # -Mset id (with -be: that spooled message's variables)
     json: bool = False  # --json with -bp (mailq --json): one JSON object per message
     spool_directory: str | None = None  # --spool DIR with -bp: that spool, without a configuration
+    filter_user: str | None = None  # -bf FILE: a user's filter to test
+    filter_system: str | None = None  # -bF FILE: a system filter to test
+    filter_local_part: str | None = None  # -bfl, -bfd, -bfp, -bfs: the address a -bf test is for
+    filter_domain: str | None = None
+    filter_prefix: str | None = None
+    filter_suffix: str | None = None
 
 
 _BP_FLAGS = re.compile(r"r?[uai]?")
@@ -231,7 +237,9 @@ def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
 
 def _parse_b(inv: Invocation, word: str, set_mode, take_arg) -> None:  # type: ignore[no-untyped-def]
     rest = word[2:]
-    if rest in ("m", "V", "P", "e", "t", "v", "vs", "s", "S", "i", "d", "df", "h", "hc", "rt", "rw", "f", "F"):
+    if rest in ("f", "F", "fd", "fl", "fp", "fs"):
+        _parse_bf(inv, word, set_mode, take_arg)
+    elif rest in ("m", "V", "P", "e", "t", "v", "vs", "s", "S", "i", "d", "df", "h", "hc", "rt", "rw"):
         if rest == "df":
             inv.foreground = True
             set_mode("bd")
@@ -252,6 +260,16 @@ def _parse_b(inv: Invocation, word: str, set_mode, take_arg) -> None:  # type: i
         set_mode("bp", flags)
     else:
         raise UsageError(f"unknown option {word}")
+
+
+def _parse_bf(inv: Invocation, word: str, set_mode, take_arg) -> None:  # type: ignore[no-untyped-def]
+    """-bf FILE, -bF FILE (both may be given: one test, system filter first), -bfd/-bfl/-bfp/-bfs VALUE."""
+    value = take_arg(word, "")
+    fields = {"-bf": "filter_user", "-bF": "filter_system", "-bfd": "filter_domain", "-bfl": "filter_local_part",
+              "-bfp": "filter_prefix", "-bfs": "filter_suffix"}
+    setattr(inv, fields[word], value)
+    if word in ("-bf", "-bF") and inv.mode != "bf":
+        set_mode("bf")
 
 
 def _parse_q(inv: Invocation, word: str, set_mode) -> None:  # type: ignore[no-untyped-def]

@@ -241,6 +241,15 @@ class _Parser:
 
 def extract_address(text: str, groups: GroupState | None = None) -> Extracted | None:
     """parse_extract_address(): the operative address, or None if `text` is not one."""
+    try:
+        return extract_address_or_error(text, groups)
+    except AddressError:
+        return None
+
+
+def extract_address_or_error(text: str, groups: GroupState | None = None) -> Extracted:
+    """parse_extract_address(): the operative address; AddressError says why `text` is not one
+    (Exim's words, e.g. 'missing or malformed local part (expected word or "<")')."""
     parser = _Parser(text, groups if groups is not None else GroupState())
     try:
         return parser.extract()
@@ -248,7 +257,7 @@ def extract_address(text: str, groups: GroupState | None = None) -> Extracted | 
         if parser.groups.found and parser.at() == ";":
             parser.groups.found = False
             parser.groups.allow = True
-        return None
+        raise
 
 
 def find_address_end(s: str, start: int, nl_ends: bool = False) -> int:
