@@ -96,6 +96,33 @@ class MainOptions(SmtpServerOptions):
     queue_list_requires_admin: bool = option(True, Kind.BOOL, "Only administrators may list the queue.")
     prod_requires_admin: bool = option(True, Kind.BOOL, "Only administrators may start deliveries (-M, -q).")
 
+    # -- the system filter (docs/filters.md) -----------------------------
+    system_filter: str | None = option(
+        None, Kind.STRING,
+        "An Exim filter file obeyed once at the start of every delivery attempt, before routing: it may add "
+        "and remove headers, add recipients, and fail, freeze or defer the message.",
+        expand=True,
+    )
+    system_filter_user: str | None = option(
+        None, Kind.STRING, "User the system filter runs as (default: the delivering process, root)."
+    )
+    system_filter_group: str | None = option(
+        None, Kind.STRING, "Group the system filter runs as (default: system_filter_user's)."
+    )
+    system_filter_pipe_transport: str | None = option(
+        None, Kind.STRING, "Transport for the system filter's `pipe` commands.", expand=True
+    )
+    system_filter_file_transport: str | None = option(
+        None, Kind.STRING, "Transport for the system filter's `save` to a file.", expand=True
+    )
+    system_filter_directory_transport: str | None = option(
+        None, Kind.STRING, "Transport for the system filter's `save` to a directory (a name ending in /).",
+        expand=True,
+    )
+    system_filter_reply_transport: str | None = option(
+        None, Kind.STRING, "Transport for the system filter's `mail` and `vacation` commands.", expand=True
+    )
+
     # -- spool and logs -------------------------------------------------
     spool_directory: str = option("/var/spool/mta", Kind.STRING, "Where messages, hints and (by default) logs live.")
     split_spool_directory: bool = option(

@@ -138,6 +138,9 @@ class Delivery:
         self._logged_host_errors: set[tuple[str, str | None, str]] = set()
         self._envelope: Envelope | None = None  # the -H being worked on, once read
         self._ctx: RoutingContext | None = None
+        # The system filter's: recipients it deferred or froze, and the parent of what it generated.
+        self.held_tops: set[int] = set()
+        self._filter_parent: AddressItem | None = None
 
     # -- logging helpers ------------------------------------------------------
     def _log(self, text: str) -> None:
@@ -253,6 +256,9 @@ class Delivery:
 
     def _attempt(self, envelope: Envelope) -> None:
         self._envelope = envelope
+        system = self._system_filter(envelope)
+        if system is not None and system.parent is None:
+            return  # an error in the system filter: logged, nothing routed, the message waits
         headers = spool_headers(envelope)
         message = outgoing_message(self.spool, envelope, headers)
         ctx = RoutingContext(
@@ -262,6 +268,8 @@ class Delivery:
             headers=header_lookup(headers),
             transports=self.runtime.transports,
             first_delivery=envelope.deliver_firsttime,
+            manually_thawed=envelope.manual_thaw,
+            filter_sn=system.sn if system is not None else [0] * 10,
         )
         engine = RoutingEngine(self.runtime.directors, self.runtime.routers, self.config)
         self._ctx = ctx
@@ -276,6 +284,11 @@ class Delivery:
             for index, r in enumerate(envelope.recipients)
             if r.address not in envelope.non_recipients
         ]
+        if system is not None:
+            from mta.deliver.system_filter import after_system_filter
+
+            self._filter_parent = system.parent
+            pending = after_system_filter(self, system, envelope, pending)
         outcome = engine.route(pending, ctx, done=done_keys, hold=retry.routing_skip if retry.queue_run else None)
         for item in outcome.accepted:
             retry.routed(item)
@@ -319,6 +332,14 @@ class Delivery:
 
                     asyncio.run(self._deliver_remote(remote, message, env, close=True))
         self._finish(envelope)
+
+    def _system_filter(self, envelope: Envelope) -> Any:
+        """Run the system filter, if there is one (mta.deliver.system_filter)."""
+        if not self.config.main.system_filter:
+            return None
+        from mta.deliver.system_filter import system_filter_for
+
+        return system_filter_for(self, envelope, outgoing_message(self.spool, envelope))
 
     def _delivery_env(self, ctx: RoutingContext) -> DeliveryEnv:
         def expand(text: str, item: AddressItem | None = None, extra: dict[str, Any] | None = None) -> str:
@@ -582,6 +603,7 @@ class Delivery:
         # while that copy is deferred (or frozen), however it was reached.
         deferred_tops = {i.top.original_index for item, _ in self.report.deferred for i in with_duplicates(item)}
         failed_tops = {i.top.original_index for item, _ in frozen_failures for i in with_duplicates(item)}
+        deferred_tops |= self.held_tops
         if self._freeze_reason is not None and envelope.frozen is None:
             envelope.frozen = int(self.now)
             self.report.frozen = True
@@ -602,7 +624,9 @@ class Delivery:
             # Everything that descended from this recipient is delivered or bounced.
             envelope.non_recipients.add(recipient.address)
         pending = [r for r in envelope.recipients if r.address not in envelope.non_recipients]
-        if not pending:
+        # A deferred address the system filter made keeps the message too (it makes it again next time).
+        filter_waiting = any(item.top is self._filter_parent for item, _ in self.report.deferred)
+        if not pending and not filter_waiting:
             overall = ""
             if "queue_time_overall" in self.runtime.log_selectors:
                 overall = f" QT={format_time(max(0, int(time.time() - envelope.received_time)))}"

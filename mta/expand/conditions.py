@@ -173,6 +173,8 @@ def _evaluate(ex: Expander, name: str, skipping: bool) -> bool:
         if name in _NOT_COMPILED:
             raise ex.fail(f'support for "{name}" not compiled')
         if name == "exists":
+            if "exists" in ex.ctx.policy.forbid:
+                raise ex.fail("File existence tests are not permitted")
             refusal = file_name_refusal(arg)
             if refusal is not None:
                 raise ex.fail(f'Tainted filename "{arg}" refused in "exists" condition ({refusal})')

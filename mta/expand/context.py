@@ -52,6 +52,8 @@ class ExpandPolicy:
 
     run_as is the (uid, gid) a command runs as when the expanding process is
     root (the mta user in a daemon); None runs it as the process is.
+    forbid names other items a filter file may be denied (its director's
+    forbid_filter_* options): "readfile", "lookup", "exists".
     Off by default: a context that no configuration made cannot run anything.
     """
 
@@ -60,6 +62,7 @@ class ExpandPolicy:
     run_timeout: float = 60.0
     socket_timeout: float = 5.0
     run_as: tuple[int, int] | None = None
+    forbid: frozenset[str] = frozenset()
 
 
 @record.dataclass

@@ -136,6 +136,8 @@ def item_imapfolder(ex: Expander, name: str, skipping: bool) -> str:
 
 
 def item_lookup(ex: Expander, name: str, skipping: bool) -> str:
+    if "lookup" in ex.ctx.policy.forbid:
+        raise ex.fail("lookup expansions are not permitted")
     saved_value = ex.lookup_value
     saved_n = ex.nstrings
     key: str | None = None
@@ -198,6 +200,8 @@ def item_lookup(ex: Expander, name: str, skipping: bool) -> str:
 
 
 def item_readfile(ex: Expander, name: str, skipping: bool) -> str:
+    if "readfile" in ex.ctx.policy.forbid:
+        raise ex.fail("file insertions are not permitted")
     path, eol = ex.read_subs(2, 1, skipping, True, name)
     if skipping:
         return ""

@@ -15,7 +15,7 @@ from mta import record
 from mta.config.loader import Config
 from mta.config.variables import config_variables, expansion_settings, list_matcher
 from mta.errors import DeferError, ExpansionError
-from mta.expand.expander import ExpandContext, expand
+from mta.expand.expander import ExpandContext, ExpandPolicy, expand
 from mta.route.item import AddressItem
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -41,6 +41,8 @@ class RoutingContext:
     debug: Callable[[str], None] | None = None
     resolver_factory: Callable[[], DnsResolver] | None = None
     first_delivery: bool = False  # the first_delivery expansion condition
+    manually_thawed: bool = False  # the filters' manually_thawed condition
+    filter_sn: list[int] = record.field(default_factory=lambda: [0] * 10)  # $sn0..$sn9 from the system filter
 
     @cached_property
     def base_variables(self) -> dict[str, Any]:
@@ -57,13 +59,21 @@ class RoutingContext:
         variables.update(self.message_variables)
         return variables
 
-    def expand(self, text: str, item: AddressItem | None = None, extra: Mapping[str, Any] | None = None) -> str:
-        """Expand an option's text for `item`; ExpansionError propagates to the caller."""
+    def expand(
+        self,
+        text: str,
+        item: AddressItem | None = None,
+        extra: Mapping[str, Any] | None = None,
+        policy: ExpandPolicy | None = None,
+    ) -> str:
+        """Expand an option's text for `item`; ExpansionError propagates to the caller.
+        `policy` replaces the configuration's (a filter file's forbid_filter_* options)."""
         variables = dict(self.base_variables)
         if item is not None:
             variables.update(item.variables())
         if extra:
             variables.update(extra)
+        settings = self._settings if policy is None else {**self._settings, "policy": policy}
         return expand(
             text,
             ExpandContext(
@@ -71,7 +81,7 @@ class RoutingContext:
                 headers=self.headers,
                 match_list=self._matcher,
                 first_delivery=self.first_delivery,
-                **self._settings,
+                **settings,
             ),
         )
 
@@ -87,6 +97,12 @@ class RoutingContext:
     @cached_property
     def _matcher(self) -> Callable[[str, str, str], bool]:
         return list_matcher(self.config)
+
+    @property
+    def policy(self) -> ExpandPolicy:
+        """What ${run} and ${readsocket} may do under this configuration."""
+        policy: ExpandPolicy = self._settings["policy"]
+        return policy
 
     @cached_property
     def _settings(self) -> dict[str, Any]:

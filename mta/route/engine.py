@@ -75,12 +75,13 @@ class RoutingEngine:
         done = done or set()
         while queue:
             item, start = queue.popleft()
-            if item.is_pipe or item.is_file:
-                # Pipes and files from a redirection are not routed again: the
+            if item.is_pipe or item.is_file or item.reply is not None:
+                # Pipes, files and a filter's replies are not routed again: the
                 # director that produced them named their transport.
-                if not item.transport_name:
-                    kind = "pipe" if item.is_pipe else "file"
-                    exc = FailError(f"no {kind}_transport is set for this {kind} delivery")
+                forbidden = item.extra.get("forbidden")
+                if forbidden or not item.transport_name:
+                    kind = "pipe" if item.is_pipe else "file" if item.is_file else "reply"
+                    exc = FailError(forbidden or f"no {kind}_transport is set for this {kind} delivery")
                     item.message = exc.message
                     outcome.failed.append((item, exc))
                     continue

@@ -129,10 +129,10 @@ class AddressItem:
     def unique_key(self, caseful: bool = False) -> str:
         """The text that identifies this address for de-duplication and -J records.
 
-        Pipes and files are unique per (item, parent), as in Exim, so that
-        the same pipe reached from two aliases runs once per alias.
+        Pipes, files and replies are unique per (item, parent), as in Exim, so
+        that the same pipe reached from two aliases runs once per alias.
         """
-        if self.pipe_command is not None or self.file_path is not None:
+        if self.pipe_command is not None or self.file_path is not None or self.reply is not None:
             parent = self.parent.address if self.parent else ""
             return f"{self.address}:{parent}"
         local, _, domain = self.address.rpartition("@")
@@ -175,6 +175,8 @@ class AddressItem:
             shown = self.pipe_command
         elif self.file_path is not None:
             shown = self.file_path
+        elif self.reply is not None:
+            shown = self.address  # ">to@example.com": a filter's mail or vacation
         elif as_local:
             shown = self.address.rpartition("@")[0] or self.address
         else:

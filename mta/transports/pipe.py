@@ -8,8 +8,10 @@ single quotes group them.  Each argument of ``command`` is then expanded on
 its own, so an expansion can never add an argument; ``$pipe_addresses``
 standing as a whole argument becomes one argument per address, never split
 or expanded.  Commands from alias and forward files are not expanded (as in
-Exim).  ``use_shell`` runs the whole expanded string with ``/bin/sh -c``
-instead; that needs the result to be free of message data: tainted data,
+Exim); those from a filter's ``pipe`` command are, argument by argument,
+with the filter's $thisaddress and $1.. (Exim's af_expand_pipe).
+``use_shell`` runs the whole expanded string with ``/bin/sh -c`` instead;
+that needs the result to be free of message data: tainted data,
 ``$pipe_addresses`` and ``$local_part`` included, is refused.
 
 The command runs in its own process group with a fixed environment and
@@ -236,6 +238,10 @@ class PipeTransport(LocalTransport):
             # Alias and forward files are trusted text; as in Exim, their commands are not expanded.
             text = _strip_bar(self._untainted(item.pipe_command))
             argv = ["/bin/sh", "-c", text] if o.use_shell else split_command(text)
+            filter_variables = item.extra.get("expand_pipe")
+            if isinstance(filter_variables, dict) and not o.use_shell:
+                # A filter's pipe command: each argument is expanded on its own, as Exim does.
+                argv = [self._filter_argument(arg, text, item, env, filter_variables) for arg in argv]
         elif not o.command:
             raise DeferError(f"no command specified for {self.name} transport")
         elif o.use_shell:
@@ -274,6 +280,17 @@ class PipeTransport(LocalTransport):
             raise DeferError(
                 f'Expansion of "{arg}" from command "{command}" in {self.name} transport failed: {exc.message}'
             ) from None
+
+    def _filter_argument(
+        self, arg: str, command: str, item: AddressItem, env: DeliveryEnv, variables: dict[str, str]
+    ) -> str:
+        try:
+            value = env.expand(arg, item, {"pipe_addresses": taint(item.address), **variables})
+        except ExpansionError as exc:
+            raise DeferError(
+                f'Expansion of "{arg}" from command "{command}" in {self.name} transport failed: {exc.message}'
+            ) from None
+        return self._not_an_option(value, arg)
 
     def _not_an_option(self, value: str, written: str) -> str:
         """An argument whose leading "-" came from message data is refused: a recipient

@@ -373,21 +373,6 @@ def test_forward_symlink_to_a_root_file_is_refused(e2e: E2E) -> None:
     assert queued(e2e, message_id)
 
 
-def test_exim_filter_forward_file_defers_with_a_clear_message(e2e: E2E) -> None:
-    """Filter files are not interpreted yet: such a .forward defers, it is never read as a plain list."""
-    alice, erin = e2e.user("alice"), e2e.user("erin")
-    forward = e2e.write_forward(erin, f"# Exim filter\ndeliver {alice.address}\n")
-    e2e.write_config()
-    e2e.submit(message_text(alice.address, erin.address, "x", "body\n"), "-odi", "-f", alice.address, erin.address)
-    (message_id,) = e2e.received_ids()
-    assert e2e.log_for(message_id)[1:] == [
-        f"== {erin.address} defer (0): director userforward: {forward} is an Exim filter file; "
-        "Exim filter files are not supported yet (use no_filter to read it as a plain forward list)"
-    ]
-    assert not e2e.mbox_path(alice).exists() and not e2e.mbox_path(erin).exists()
-    assert queued(e2e, message_id)
-
-
 def test_mail_for_root_is_never_delivered_as_root(e2e: E2E) -> None:
     """never_users = root: root's mail is deferred (alias root to a person), never written as root."""
     alice = e2e.user("alice")

@@ -72,23 +72,28 @@ def only_deferral(outcome: RoutingOutcome, address: str) -> str:
 
 def test_forward_to_addresses_pipes_and_files(tmp_path: Path, users: Users) -> None:
     alice, bob = users["alice"], users["bob"]
-    forward(alice, f"""\
+    forward(
+        alice,
+        f"""\
 # alice's forwarding
 \\{alice.name}, {bob.name}
 "|/usr/bin/procmail -d {alice.name}"
 {alice.home}/mbox
 {alice.home}/Maildir/
-""")
+""",
+    )
     outcome = route(tmp_path, f"{alice.name}@example.com")
     assert not outcome.failed and not outcome.deferred
     by_address = {i.address: i for i in outcome.accepted}
-    assert accepted(outcome) == sorted([
-        (f"{alice.name}@example.com", "local_mbox"),
-        (f"{bob.name}@example.com", "local_mbox"),
-        (f"|/usr/bin/procmail -d {alice.name}", "address_pipe"),
-        (f"{alice.home}/mbox", "address_file"),
-        (f"{alice.home}/Maildir/", "address_directory"),
-    ])
+    assert accepted(outcome) == sorted(
+        [
+            (f"{alice.name}@example.com", "local_mbox"),
+            (f"{bob.name}@example.com", "local_mbox"),
+            (f"|/usr/bin/procmail -d {alice.name}", "address_pipe"),
+            (f"{alice.home}/mbox", "address_file"),
+            (f"{alice.home}/Maildir/", "address_directory"),
+        ]
+    )
     pipe = by_address[f"|/usr/bin/procmail -d {alice.name}"]
     # Pipes and files from a .forward run as the user, in the user's home.
     assert (pipe.uid, pipe.gid, pipe.home) == (alice.uid, alice.gid, str(alice.home))
@@ -126,8 +131,13 @@ def test_forward_to_self_is_delivered_once(tmp_path: Path, users: Users) -> None
 
 @pytest.mark.parametrize(
     ("mode", "options", "refused"),
-    [(0o666, "", "writable by group and others"), (0o602, "", "writable by others"),
-     (0o620, "", "writable by group"), (0o620, "  modemask = 002\n", None), (0o600, "", None)],
+    [
+        (0o666, "", "writable by group and others"),
+        (0o602, "", "writable by others"),
+        (0o620, "", "writable by group"),
+        (0o620, "  modemask = 002\n", None),
+        (0o600, "", None),
+    ],
 )
 def test_writable_forward_file_is_refused(
     tmp_path: Path, users: Users, mode: int, options: str, refused: str | None
@@ -144,8 +154,14 @@ def test_writable_forward_file_is_refused(
 
 @pytest.mark.parametrize(
     ("owner", "options", "ok"),
-    [("self", "", True), ("root", "", True), ("bob", "", False), ("bob", "  owners = {bob}\n", True),
-     ("bob", "  no_check_owner\n", True), ("self", "  owngroups = root\n", False)],
+    [
+        ("self", "", True),
+        ("root", "", True),
+        ("bob", "", False),
+        ("bob", "  owners = {bob}\n", True),
+        ("bob", "  no_check_owner\n", True),
+        ("self", "  owngroups = root\n", False),
+    ],
 )
 def test_forward_file_owner(tmp_path: Path, users: Users, owner: str, options: str, ok: bool) -> None:
     alice, bob, carol = users["alice"], users["bob"], users["carol"]
@@ -168,8 +184,12 @@ def test_symlinks(tmp_path: Path, users: Users) -> None:
     own = give(write(alice.home / "dotfiles-forward", f"{carol.name}\n"), alice)
     # Root's 0600 file cannot even be opened: the .forward is read as alice.  Bob's readable
     # file can be, and is refused because the link leads to someone else's file.
-    cases = [(secret, alice, "Permission denied"), (bobs, alice, "symbolic link"), (own, alice, None),
-             (own, bob, "symbolic link")]
+    cases = [
+        (secret, alice, "Permission denied"),
+        (bobs, alice, "symbolic link"),
+        (own, alice, None),
+        (own, bob, "symbolic link"),
+    ]
     for target, link_owner, refusal in cases:
         if link.is_symlink():
             link.unlink()
@@ -194,14 +214,24 @@ def test_forward_that_is_not_a_regular_file_defers(tmp_path: Path, users: Users)
     assert "not a regular file" in message
 
 
-@pytest.mark.parametrize("first_line", ["# Exim filter", "#Exim Filter", "  # exim   filter -- mine", "# Sieve filter"])
-def test_filter_file_defers_clearly(tmp_path: Path, users: Users, first_line: str) -> None:
+@pytest.mark.parametrize("first_line", ["# Exim filter", "#Exim Filter", "  # exim   filter -- mine"])
+def test_exim_filter_file_is_obeyed(tmp_path: Path, users: Users, first_line: str) -> None:
     alice, bob = users["alice"], users["bob"]
-    path = forward(alice, f"{first_line}\nif $h_subject: contains \"x\" then save mail/x endif\n")
-    message = only_deferral(route(tmp_path, f"{alice.name}@example.com"), f"{alice.name}@example.com")
-    assert str(path) in message and "filter files are not supported yet" in message
+    forward(alice, f"{first_line}\ndeliver {bob.name}\n")
+    outcome = route(tmp_path, f"{alice.name}@example.com")
+    assert accepted(outcome) == [(f"{bob.name}@example.com", "local_mbox")]
     # With no_filter the file is a plain list: the first line is a comment.
     forward(alice, f"{first_line}\n{bob.name}\n")
+    outcome = route(tmp_path, f"{alice.name}@example.com", "  no_filter\n")
+    assert accepted(outcome) == [(f"{bob.name}@example.com", "local_mbox")]
+
+
+def test_sieve_filter_file_defers_clearly(tmp_path: Path, users: Users) -> None:
+    alice, bob = users["alice"], users["bob"]
+    path = forward(alice, "# Sieve filter\nkeep;\n")
+    message = only_deferral(route(tmp_path, f"{alice.name}@example.com"), f"{alice.name}@example.com")
+    assert str(path) in message and "Sieve filter files are not supported" in message
+    forward(alice, f"# Sieve filter\n{bob.name}\n")
     outcome = route(tmp_path, f"{alice.name}@example.com", "  no_filter\n")
     assert accepted(outcome) == [(f"{bob.name}@example.com", "local_mbox")]
 
@@ -367,8 +397,10 @@ def test_relative_file_needs_a_base(tmp_path: Path) -> None:
 
 
 def test_check_at_startup(tmp_path: Path) -> None:
-    world = make_world(tmp_path, USERFORWARD.format(options="  file_transport = nosuch\n").replace(
-        "  file_transport = address_file\n", ""))
+    world = make_world(
+        tmp_path,
+        USERFORWARD.format(options="  file_transport = nosuch\n").replace("  file_transport = address_file\n", ""),
+    )
     director = world.directors[0]
     assert isinstance(director, ForwardfileDirector)
     with pytest.raises(ConfigError, match='file_transport "nosuch" is not defined'):
@@ -403,7 +435,8 @@ def test_declining_leaves_no_user_ids_behind(tmp_path: Path, users: Users) -> No
     """No .forward: the next director sees the address as forwardfile found it."""
     alice = users["alice"]
     text = USERFORWARD.format(options="").split("localuser:")[0] + (
-        "catchall:\n  driver = smartuser\n  transport = catchall_mbox\n")
+        "catchall:\n  driver = smartuser\n  transport = catchall_mbox\n"
+    )
     outcome = make_world(tmp_path, text).route(f"{alice.name}@example.com")
     [item] = outcome.accepted
     assert (item.router_name, item.uid, item.gid, item.home) == ("catchall", None, None, None)

@@ -47,6 +47,7 @@ from mta.errors import DeferError
 from mta.route.base import Decline, Director, RouteResult
 from mta.route.directors import _common
 from mta.route.directors._common import RedirectingOptions, what
+from mta.route.filter_redirect import filter_redirect
 from mta.route.item import AddressItem
 from mta.route.redirect import NO_REDIRECT, IncludeCheck, read_list_file
 from mta.route.user_files import FileOwner, read_user_file, user_file_reader
@@ -88,9 +89,30 @@ class ForwardfileOptions(RedirectingOptions):
     )
     filter: bool = option(
         True, Kind.BOOL,
-        "Recognise a file starting `# Exim filter` as a filter.  Filters are not supported yet, so such a file "
-        "defers the address with a clear message; with no_filter the file is read as a plain list.",
+        "Obey a file whose first line is `# Exim filter` as an Exim filter (docs/filters.md); with no_filter "
+        "it is read as a plain list.  A Sieve filter file defers the address: Sieve is not supported.",
     )
+    reply_transport: str | None = option(
+        None, Kind.STRING, "Transport (autoreply) for a filter's `mail` and `vacation` commands.", expand=True
+    )
+    allow_freeze: bool = option(
+        False, Kind.BOOL,
+        "Allow a filter's `freeze` command (the message is frozen).  Its `fail` and `defer` commands are "
+        "allowed by allow_fail and allow_defer.",
+    )
+    forbid_filter_reply: bool = option(
+        False, Kind.BOOL, "A filter's `mail` and `vacation` fail (\"autoreply forbidden\") instead of replying."
+    )
+    forbid_filter_logwrite: bool = option(False, Kind.BOOL, "A filter's `logwrite` is an error.")
+    forbid_filter_run: bool = option(
+        False, Kind.BOOL, "No `${run}` in a filter (it is off anyway unless expansion_run_commands is set)."
+    )
+    forbid_filter_readsocket: bool = option(
+        False, Kind.BOOL, "No `${readsocket}` in a filter (off anyway unless expansion_read_sockets is set)."
+    )
+    forbid_filter_readfile: bool = option(False, Kind.BOOL, "No `${readfile}` in a filter.")
+    forbid_filter_lookup: bool = option(False, Kind.BOOL, "No `${lookup}` in a filter.")
+    forbid_filter_existstest: bool = option(False, Kind.BOOL, "No `exists` condition in a filter.")
 
 
 class ForwardfileDirector(Director):
@@ -103,6 +125,7 @@ class ForwardfileDirector(Director):
         super().check(config)
         _common.require_file_option(self)
         _common.check_redirecting(self, config)
+        _common.check_transports(self, config, ("reply_transport",))
 
     def direct(self, item: AddressItem, ctx: RoutingContext) -> RouteResult:
         opts = self.options
@@ -135,12 +158,12 @@ class ForwardfileDirector(Director):
             return Decline(f"{path} does not exist")
         is_filter = _FILTER_LINE.match(text)
         if is_filter and opts.filter:
-            kind = is_filter.group(1).capitalize()
-            article = "an" if kind == "Exim" else "a"
-            raise DeferError(
-                f"{what(self)}: {path} is {article} {kind} filter file; {kind} filter files are not supported yet "
-                f"(use no_filter to read it as a plain forward list)"
-            )
+            if is_filter.group(1).lower() == "sieve":
+                raise DeferError(
+                    f"{what(self)}: {path} is a Sieve filter file; Sieve filter files are not supported "
+                    f"(use no_filter to read it as a plain forward list)"
+                )
+            return filter_redirect(self, ctx, item, text, path, _owner(pw) if pw is not None else None)
         # Pipes and files from a user's own file run as that user.
         return _common.redirect(
             self, ctx, item, text,
