@@ -11,8 +11,8 @@ run_filter(text, env) -> FilterResult
     ``env.output``, in exim -bf's words, and the end of filtering is
     reported there too.
 FilterEnv, FilterResult, FilterAction, FilterStatus
-personal(...)
-    Exim's "personal" test, also used by `vacation` (mta's RFC 3834 check).
+The checks of messages and values (personal, the RFC 3834 check of
+`vacation`, numbers) are in mta.route.filter_checks.
 
 Expansion: every argument Exim expands is expanded by ``env.expand(text,
 variables)``, with $n0..$n9, $sn0..$sn9, $thisaddress and the numeric
@@ -37,31 +37,27 @@ from mta.errors import ExpansionError
 from mta.expand.addresses import AddressError, GroupState, extract_address_or_error, find_address_end
 from mta.expand.conditions import _compile, captures_of, pcre_message
 from mta.expand.textcodecs import to_bytes
-from mta.printable import printable
+from mta.route.filter_checks import (
+    automatic_reply_refusal,
+    extract_one,
+    get_number,
+    int32,
+    like_taint,
+    mail_value_problem,
+    personal,
+    reply_log_address,
+    shown,
+    strtol,
+)
 from mta.route.filter_parse import MAIL_KEYWORDS, Command, Condition, FilterSyntaxError, parse_filter
 from mta.route.item import ReplyItem
-from mta.taint import Tainted, file_name_refusal, is_tainted
+from mta.taint import file_name_refusal, is_tainted
 from mta.values import parse_time, split_list
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-_HEADER_LIKE = frozenset(MAIL_KEYWORDS[: MAIL_KEYWORDS.index("extra_headers")])
-_FILE_LIKE = frozenset(MAIL_KEYWORDS[MAIL_KEYWORDS.index("text") + 1 :])
-# RFC 2369 and RFC 2919 headers that mark list mail (Exim's "personal" list).
-LIST_HEADERS = (
-    "list-id:",
-    "list-help:",
-    "list-subscribe:",
-    "list-unsubscribe:",
-    "list-post:",
-    "list-owner:",
-    "list-archive:",
-)
-_NOT_PERSONAL_FROM = ("^server@", "^daemon@", "^root@", "^listserv@", "^majordomo@", "^.*?-request@", "^owner-[^@]+@")
-_NUMBER = re.compile(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 
 
 class FilterStatus(enum.Enum):
@@ -232,16 +228,16 @@ class _Run:
         value_text, variable = (self.expand(a or "", '"add" command') for a in c.args)
         if len(variable) != 2 or variable[0] != "n":
             raise _Error(f'unknown variable "{variable}" in "add" command')
-        index = _strtol(variable[1:])
+        index = strtol(variable[1:])
         value_text = str(value_text)
         while value_text.startswith("--"):
             value_text = value_text[2:]
-        value = _strtol(value_text)
+        value = strtol(value_text)
         if index is None:
             raise _Error(f'malformed number "{variable[1:]}" in "add" command')
         if value is None:
             raise _Error(f'malformed number "{value_text}" in "add" command')
-        self.n[index] = _int32(self.n[index] + value)
+        self.n[index] = int32(self.n[index] + value)
         if self.env.test:
             self.say(f"Add {value} to n{index}")
 
@@ -256,9 +252,9 @@ class _Run:
                 found = extract_address_or_error(value)
             except AddressError as exc:
                 raise _Error(f'malformed address "{value}" in filter file: {exc}') from None
-            address = _like(value, found.address)
+            address = like_taint(value, found.address)
             if not found.domain and address:
-                address = _like(value, f"{address}@{self.env.qualify_domain}")
+                address = like_taint(value, f"{address}@{self.env.qualify_domain}")
             expanded.append(address)
         address, errors_to = expanded
         assert address is not None
@@ -309,7 +305,7 @@ class _Run:
     def do_logwrite(self, c: Command) -> None:
         text = self.expand(c.args[0] or "", "logwrite command")
         if self.env.test:
-            self.say(f'{"Seen l" if c.seen else "L"}ogwrite "{_shown(text)}"')
+            self.say(f'{"Seen l" if c.seen else "L"}ogwrite "{shown(text)}"')
         elif self.env.forbid_log:
             raise _Error("logwrite command forbidden")
         elif self.env.log_writes:
@@ -346,11 +342,11 @@ class _Run:
     def do_headers(self, c: Command) -> None:
         value = self.expand(c.args[0] or "", "headers command")
         if self.env.test:
-            self.say(f'Headers {c.header_action} "{_shown(value)}"')
+            self.say(f'Headers {c.header_action} "{shown(value)}"')
         if c.header_action == "add":
             text = value.lstrip(" \t\n\r\f\v")
             if text:
-                self.env.headers.append(_like(value, text if text.endswith("\n") else text + "\n"))
+                self.env.headers.append(like_taint(value, text if text.endswith("\n") else text + "\n"))
         elif c.header_action == "remove":
             for name in split_list(value):
                 if name:
@@ -377,7 +373,7 @@ class _Run:
         text = self.expand(c.args[0] or "", f"{c.name} command")
         if len(text) > 1024:
             text = text[:1000] + " ... (truncated)"
-        message = _shown(text[:-1] if text.endswith("\n") else text)
+        message = shown(text[:-1] if text.endswith("\n") else text)
         if self.env.test:
             self.say(f'{c.name.capitalize()} text "{message}"')
         raise _Ended(status, message)
@@ -390,7 +386,7 @@ class _Run:
     def do_testprint(self, c: Command) -> None:
         text = self.expand(c.args[0] or "", "testprint command")
         if self.env.test:
-            self.say(f"Testprint: {_shown(text)}")
+            self.say(f"Testprint: {shown(text)}")
 
     def do_if(self, c: Command) -> None:
         saved = self.thisaddress
@@ -412,7 +408,9 @@ class _Run:
         for keyword in MAIL_KEYWORDS:
             if keyword in c.mail:
                 values[keyword] = self.expand(c.mail[keyword], f"{c.name} command")
-                _check_mail_value(keyword, values[keyword], c.name)
+                problem = mail_value_problem(keyword, values[keyword], c.name)
+                if problem is not None:
+                    raise _Error(problem)
         if c.name == "vacation":
             reason = automatic_reply_refusal(self.env.headers)
             if reason is not None:
@@ -435,7 +433,7 @@ class _Run:
         for keyword in MAIL_KEYWORDS[1:]:
             if keyword in values:
                 expanded = " (expanded)" if c.expand_file and keyword == "file" else ""
-                self.say(f"{keyword:>7}: {_shown(values[keyword])}{expanded}")
+                self.say(f"{keyword:>7}: {shown(values[keyword])}{expanded}")
         if c.return_message:
             self.say("Return original message")
 
@@ -443,7 +441,7 @@ class _Run:
         to = values.get("to")
         if to is None:
             to = self.expand("$reply_address", f"{c.name} command")
-        to = _like(to, to.lstrip(" \t\n\r\f\v").replace("\n", " "))
+        to = like_taint(to, to.lstrip(" \t\n\r\f\v").replace("\n", " "))
         once_repeat = 0
         if "once_repeat" in values:
             try:
@@ -514,9 +512,9 @@ class _Run:
         pos = 0
         while pos < len(text):
             end = find_address_end(text, pos)
-            found = _extract(text[pos:end], groups)
+            found = extract_one(text[pos:end], groups)
             if found is not None:
-                self.thisaddress = _like(text, found)
+                self.thisaddress = like_taint(text, found)
                 if self.test(c.sub[0]):
                     return True
             if end >= len(text):
@@ -543,7 +541,7 @@ class _Run:
             return self.matches(left, right, caseless=kind == "matches")
         numbers = []
         for value in (left, right):
-            number = _get_number(value)
+            number = get_number(value)
             if number is None:
                 raise _Error(f'malformed numerical string "{value}"')
             numbers.append(number)
@@ -566,195 +564,7 @@ class _Run:
         return True
 
 
-# -- helpers shared with the callers -----------------------------------------------------------
-
-
-def personal(
-    headers: Sequence[str],
-    aliases: Sequence[str],
-    local_part: str,
-    domain: str,
-    prefix: str = "",
-    suffix: str = "",
-    sender: str = "",
-) -> bool:
-    """Exim's filter_personal() without Cc: (the Exim filter's form).
-
-    Not personal: a list header (RFC 2369/2919) or Auto-Submitted other than "no"; To: without
-    the user's address (or an alias); From: the user, an alias or a robot (server@, daemon@,
-    root@, listserv@, majordomo@, *-request@, owner-*@); Precedence bulk, list or junk; or an
-    empty envelope sender."""
-    if automatic_header(headers) is not None:
-        return False
-    me = [f"{local_part}@{domain}"]
-    if prefix or suffix:
-        me.append(f"{prefix}{local_part}{suffix}@{domain}")
-    if not _any_address(headers, "to:", [*aliases, *me]):
-        return False
-    if _any_address(headers, "from:", [*aliases, *_NOT_PERSONAL_FROM, *me]):
-        return False
-    if any(
-        _header_name(line) == "precedence:" and any(word in line.lower() for word in ("bulk", "list", "junk"))
-        for line in headers
-    ):
-        return False
-    return bool(sender)
-
-
-def automatic_header(headers: Sequence[str]) -> str | None:
-    """The header that marks an automatic or list message (List-Id..., Auto-Submitted: not "no")."""
-    for line in headers:
-        name = _header_name(line)
-        if name in LIST_HEADERS:
-            return f"it has a {line.split(':', 1)[0]}: header"
-        if name == "auto-submitted:":
-            value = line.split(":", 1)[1].strip(" \t\n\r\f\v")
-            if value.lower() != "no":
-                return f"it has Auto-Submitted: {_shown(value)}"
-    return None
-
-
-def automatic_reply_refusal(headers: Sequence[str]) -> str | None:
-    """Why a vacation reply must not be sent (RFC 3834 section 2): list and automatic mail and
-    Precedence bulk/list/junk.  (The empty sender is checked before, as in Exim.)"""
-    reason = automatic_header(headers)
-    if reason is not None:
-        return reason
-    for line in headers:
-        if _header_name(line) == "precedence:":
-            value = line.split(":", 1)[1].strip(" \t\n\r\f\v").lower()
-            if any(word in value for word in ("bulk", "list", "junk")):
-                return f"it has Precedence: {_shown(value)}"
-    return None
-
-
-def reply_log_address(to: str) -> str:
-    """The "address" of a reply, as Exim logs it: ">a@b,c@d", or ">**bad-reply**"."""
-    text = ""
-    pos = 0
-    while pos < len(to):
-        end = find_address_end(to, pos)
-        address = _extract(to[pos:end], GroupState())
-        if address:
-            text += ("," if text else ">") + address
-        if len(text) > 256:
-            text += ", ..."
-            break
-        pos = end + 1
-        while pos < len(to) and to[pos] in " \t\n\r\f\v":
-            pos += 1
-    return _like(to, text) if text else ">**bad-reply**"
-
-
-def _any_address(headers: Sequence[str], name: str, patterns: Sequence[str]) -> bool:
-    """Exim's header_match() over address headers: does any address in a `name` header match a
-    pattern (``^regex`` caselessly, else the whole address caselessly)?"""
-    addresses: list[str] = []
-    for line in headers:
-        if _header_name(line) != name:
-            continue
-        value = line.split(":", 1)[1]
-        pos = 0
-        while pos < len(value):
-            end = find_address_end(value, pos)
-            address = _extract(value[pos:end], GroupState())
-            if address is None:
-                break
-            addresses.append(address)
-            pos = end + 1
-    for pattern in patterns:
-        if pattern.startswith("^"):
-            try:
-                regex = _compile("(?i)" + str.__str__(pattern))
-            except re.error:
-                continue
-            if any(regex.search(to_bytes(a)) for a in addresses):
-                return True
-        elif any(a.lower() == pattern.lower() for a in addresses):
-            return True
-    return False
-
-
-def _shown(text: str) -> str:
-    """Exim's string_printing(): control characters escaped, tabs kept."""
-    return printable(text, keep="\t")
-
-
-def _header_name(line: str) -> str:
-    return line.split(":", 1)[0].lower() + ":" if ":" in line else ""
-
-
-def _extract(text: str, groups: GroupState) -> str | None:
-    try:
-        return _like(text, extract_address_or_error(text, groups).address)
-    except AddressError:
-        return None
-
-
-def _check_mail_value(keyword: str, value: str, command: str) -> None:
-    """Exim's checks of mail/vacation values: file names printable; header values' newlines
-    followed by white space (extra_headers: or by a new header's name)."""
-    if keyword == "text":
-        return
-    if keyword in _FILE_LIKE:
-        if not value.replace("\t", " ").isprintable():
-            raise _Error(f'non-printing character in "{_shown(value)}" in {command} command')
-        return
-    i = 0
-    while i < len(value):
-        if value[i] == "\n" and not value[i + 1 : i + 2].isspace():
-            if keyword in _HEADER_LIKE:
-                raise _Error(f'\\n not followed by space in "{_shown(value)[:1024]}" in {command} command')
-            m = re.match(r"[^:\s]+:", value[i + 1 :])
-            if m is None:
-                shown = _shown(value)[:1024]
-                raise _Error(f'\\n not followed by space or valid header name in "{shown}" in {command} command')
-            i += m.end()
-        i += 1
-
-
-def _get_number(text: str) -> int | None:
-    """Exim's get_number(): C's %i (decimal, 0x hex, 0 octal), then an optional K and/or M."""
-    found = _c_integer(text)
-    if found is None:
-        return None
-    value, rest = found
-    if rest[:1].lower() == "k":
-        value, rest = value * 1024, rest[1:]
-    if rest[:1].lower() == "m":
-        value, rest = value * 1024 * 1024, rest[1:]
-    if rest.strip(" \t\n\r\f\v"):
-        return None
-    return _int32(value)
-
-
-def _strtol(text: str) -> int | None:
-    """C's strtol(s, &end, 0) that must use the whole string (the "add" command)."""
-    found = _c_integer(text)
-    return found[0] if found is not None and not found[1] else None
-
-
-def _c_integer(text: str) -> tuple[int, str] | None:
-    """A C integer (leading white space, sign, 0x hex, 0 octal) at the start of `text`, and the rest."""
-    m = _NUMBER.match(text)
-    if m is None:
-        return None
-    digits = m.group(2)
-    value = int(digits, 16) if digits[:2].lower() == "0x" else int(digits, 8) if digits.startswith("0") else int(digits)
-    return (-value if m.group(1) == "-" else value), text[m.end() :]
-
-
-def _int32(value: int) -> int:
-    """An int as Exim's C int holds it (wrapping)."""
-    return (value + 2**31) % 2**32 - 2**31
-
-
 def _join(home: str, path: str) -> str:
     from mta.taint import concat
 
     return concat([home, "/", path])
-
-
-def _like(source: str, result: str) -> str:
-    """`result` tainted if `source` was (extracting an address keeps its taint)."""
-    return Tainted(result) if isinstance(source, Tainted) and not isinstance(result, Tainted) else result
