@@ -51,7 +51,7 @@ from mta.route.filter_checks import (
 )
 from mta.route.filter_parse import MAIL_KEYWORDS, Command, Condition, FilterSyntaxError, parse_filter
 from mta.route.item import ReplyItem
-from mta.taint import file_name_refusal, is_tainted
+from mta.taint import concat, file_name_refusal, is_tainted
 from mta.values import parse_time, split_list
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -565,6 +565,5 @@ class _Run:
 
 
 def _join(home: str, path: str) -> str:
-    from mta.taint import concat
 
     return concat([home, "/", path])
