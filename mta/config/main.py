@@ -101,7 +101,6 @@ class MainOptions(SmtpServerOptions):
         None, Kind.STRING,
         "An Exim filter file obeyed once at the start of every delivery attempt, before routing: it may add "
         "and remove headers, add recipients, and fail, freeze or defer the message.",
-        expand=True,
     )
     system_filter_user: str | None = option(
         None, Kind.STRING, "User the system filter runs as (default: the delivering process, root)."

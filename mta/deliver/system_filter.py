@@ -11,7 +11,7 @@ run_system_filter(runtime, envelope, message, now) -> SystemFilterRun | None
     the addresses it generated (children of a "system-filter" parent, pipes
     and files with the system_filter_*_transport options) and what is to
     happen to the original recipients.
-originals_after(run) -> what the delivery does with the original recipients
+after_system_filter(delivery, run, envelope, pending) -> the addresses to route
 
 What the result means for the original recipients (Exim's deliver.c):
 

@@ -113,6 +113,8 @@ class FilterEnv:
     test          -bf/-bF: say what would be done on `output` instead.
     log_writes    logwrite writes (delivery; not when verifying or -bt); `forbid_log`: it is an error.
     first_delivery, manually_thawed: the conditions of those names.
+    has_message   a message is being delivered (not -bt or verification, where error_message
+                  and manually_thawed are false and first_delivery true, as in Exim).
     sn            $sn0..$sn9 (what the system filter left).
     """
 
@@ -135,6 +137,7 @@ class FilterEnv:
     forbid_log: bool = False
     first_delivery: bool = True
     manually_thawed: bool = False
+    has_message: bool = True
     sn: list[int] = record.field(default_factory=lambda: [0] * 10)
 
 
@@ -495,11 +498,11 @@ class _Run:
         elif kind == "delivered":
             result = self.delivered
         elif kind == "error_message":
-            result = not self.env.sender
+            result = self.env.has_message and not self.env.sender
         elif kind == "first_delivery":
-            result = self.env.test or self.env.first_delivery
+            result = self.env.test or not self.env.has_message or self.env.first_delivery
         elif kind == "manually_thawed":
-            result = not self.env.test and self.env.manually_thawed
+            result = not self.env.test and self.env.has_message and self.env.manually_thawed
         elif kind == "foranyaddress":
             result = self.for_any_address(c)
         else:

@@ -115,6 +115,8 @@ def filter_redirect(
         log_writes=ctx.verify is None and not ctx.address_test,
         forbid_log=opts.forbid_filter_logwrite,
         first_delivery=ctx.first_delivery,
+        manually_thawed=ctx.manually_thawed,
+        has_message=ctx.verify is None and not ctx.address_test,
         sn=list(ctx.filter_sn),
     )
     result = _run(text, env, owner, source)

@@ -154,11 +154,17 @@ def users(system_users: Users) -> Users:
     return system_users
 
 
-def route(tmp_path: Path, address: str, options: str = "", headers: list[str] | None = None) -> RoutingOutcome:
+def route(
+    tmp_path: Path, address: str, options: str = "", sender: str = "carol@example.net", address_test: bool = False
+) -> RoutingOutcome:
     world = make_world(tmp_path, USERFORWARD.format(options=options))
-    lines = [Tainted(h) for h in (HEADERS if headers is None else headers)]
+    lines = [Tainted(h) for h in HEADERS]
     ctx = RoutingContext(
-        world.config, "carol@example.net", headers=HeaderLines(lambda: lines), transports=dict.fromkeys(TRANSPORTS)
+        world.config,
+        sender,
+        headers=HeaderLines(lambda: lines),
+        transports=dict.fromkeys(TRANSPORTS),
+        address_test=address_test,
     )
     return world.engine.route([AddressItem(address)], ctx)
 
@@ -185,6 +191,16 @@ def test_what_the_filter_sets_up_becomes_the_routing(tmp_path: Path, users: User
     (item,) = route(tmp_path, address, "  reply_transport = address_reply\n").accepted[:1]
     assert item.transport_name == "address_reply" and item.reply is not None
     assert item.reply.file == f"{alice.home}/.vacation.msg" and item.uid == alice.uid
+
+
+def test_without_a_message_error_message_is_false(tmp_path: Path, users: Users) -> None:
+    """-bt and verification have no message: error_message is false, first_delivery true (Exim)."""
+    alice, bob = users["alice"], users["bob"]
+    address = f"{alice.name}@example.com"
+    forward(alice, f"# Exim filter\nif error_message or not first_delivery then save x else deliver {bob.name} endif\n")
+    bob_only = [(f"{bob.name}@example.com", "local_mbox")]
+    assert accepted(route(tmp_path, address, sender="", address_test=True)) == bob_only
+    assert accepted(route(tmp_path, address, sender="")) == [(f"{alice.home}/x", "address_file")]
 
 
 def test_forbidden_pipes_files_and_replies_fail(tmp_path: Path, users: Users) -> None:
