@@ -378,10 +378,15 @@ class AutoreplyTransport(LocalTransport):
         spec = WriteSpec(headers_only=o.headers_only, body_only=o.body_only)
         written = 0
         for chunk in _local.spool_chunks(message, spec, edits):
-            out.write(chunk)
+            if limit and written + len(chunk) > limit:
+                # Past the limit: the copy ends with the line that crosses it.
+                end = chunk.find(b"\n", max(limit - written, 0))
+                out.write(chunk if end < 0 else chunk[: end + 1])
+                if end >= 0:
+                    break
+            else:
+                out.write(chunk)
             written += len(chunk)
-            if limit and written > limit:
-                break  # whole buffers, as Exim: the copy ends at a chunk boundary past the limit
 
     def _log(self, path: str | None, env: DeliveryEnv, text: str) -> None:
         """Append a record to the `log` file, as the delivery user; a log that cannot be written is
