@@ -217,7 +217,7 @@ def transport_return_path(
         ) from None
 
 
-def _added_lines(text: str, where: str) -> list[str]:
+def added_lines(text: str, where: str) -> list[str]:
     """Header texts from a headers_add value: one header per logical line, blank lines skipped.
 
     A line break that came from message data does not start a line (fold_message_data)."""
@@ -270,11 +270,11 @@ def header_edits(
     remove: list[str] = []
     for item in items:
         for text in item.headers_add:
-            bottom.extend(_added_lines(text, f"headers_add from router for {item.address}"))
+            bottom.extend(added_lines(text, f"headers_add from router for {item.address}"))
         remove.extend(name for text in item.headers_remove for name in split_list(text))
     if options.headers_add:
         expanded = _expand_edit(transport, "headers_add", options.headers_add, first, env)
-        bottom.extend(_added_lines(expanded, f"headers_add for the {transport.name} transport"))
+        bottom.extend(added_lines(expanded, f"headers_add for the {transport.name} transport"))
     if options.headers_remove:
         expanded = _expand_edit(transport, "headers_remove", options.headers_remove, first, env)
         remove.extend(split_list(expanded))
