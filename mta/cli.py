@@ -274,14 +274,15 @@ def mode_address_test(inv: Invocation) -> int:
 
 def mode_rewrite_test(inv: Invocation) -> int:
     """-brw ADDRESS: what the rules of ``begin rewrite`` make of it in each header and envelope field."""
-    from mta.message.rewrite import Rewriter, config_env
+    from mta.config.variables import rewrite_env
+    from mta.message.rewrite import Rewriter
     from mta.runtime import build_runtime
 
     runtime = build_runtime(_load(inv), verbose=inv.verbose)
     if not inv.args:
         _err("-brw needs an address argument")
         return 1
-    env = config_env(runtime.config)
+    env = rewrite_env(runtime.config)
     # As exim -brw: what would be logged goes to the standard error.
     env.panic = _err_line
     if "address_rewrite" in runtime.log_selectors:

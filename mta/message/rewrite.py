@@ -36,15 +36,12 @@ from collections.abc import Callable, Iterable
 
 from mta import debug, record
 from mta.errors import AddressError, ConfigError, ExpansionError
+from mta.expand.expander import check
 from mta.log import escape
-from mta.message.address import qualify
+from mta.message.address import parse_envelope_address, qualify
 from mta.message.headers import FLAG_DELETED, Header
-from mta.message.rewrite_match import Extracted, compile_regex, extract_address, match_pattern, top_level
-
-# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from mta.config.lists import ListContext
+from mta.taint import taint
+from mta.values import split_list
 
 # Which addresses a rule applies to (Exim's rewrite_* bits, in the order -brw prints them).
 SENDER, FROM, TO, CC, BCC, REPLY_TO, ENV_FROM, ENV_TO = (1 << i for i in range(8))
@@ -156,8 +153,6 @@ def parse_rule(text: str, number: int, transport: bool = False, path: str = "", 
 
 
 def _check_expansion(text: str, what: str) -> None:
-    from mta.expand.expander import check  # here: only a configuration with rules needs the expander
-
     try:
         check(text)
     except ExpansionError as exc:
@@ -172,6 +167,8 @@ def _check_pattern(key: str) -> None:
     elif "$" in key or "\\" in key:
         return  # made at each use: checked when it is expanded
     if key.startswith("^"):
+        from mta.message.rewrite_match import compile_regex  # (with list matching: only when there are rules)
+
         try:
             compile_regex(key)
         except ConfigError as exc:
@@ -193,8 +190,6 @@ def parse_rules(lines: Iterable[object]) -> list[RewriteRule]:
 def parse_headers_rewrite(text: str) -> list[RewriteRule]:
     """A transport's ``headers_rewrite``: a colon-separated list of rules, header flags only;
     ValueError naming the bad rule."""
-    from mta.values import split_list
-
     rules = []
     for number, item in enumerate(split_list(text), 1):
         try:
@@ -214,14 +209,17 @@ class RewriteEnv:
     `expand(template, variables)` expands configuration text with extra
     variables (raising ExpansionError); `log` writes an ``address_rewrite``
     line (None when that selector is off), `panic` a main+panic log line.
+    `primary_hostname` and `named_list` (kind, name) -> list text are for
+    the list items of patterns (``@``, ``+name``).
     """
 
     expand: Callable[[str, dict[str, str]], str]
-    list_ctx: ListContext
+    primary_hostname: str
     qualify_domain: str
     qualify_recipient: str
     panic: Callable[[str], None]
     log: Callable[[str], None] | None = None
+    named_list: Callable[[str, str], str | None] | None = None
 
 
 class _Stop(Exception):
@@ -290,6 +288,8 @@ class Rewriter:
     def _apply(self, rule: RewriteRule, subject: str, flag: int) -> tuple[str, Extracted] | None:
         """The rule's result for `subject`: (text, its address), or None if the rule does not apply.
         Raises _Stop when no later rule may be tried."""
+        from mta.message.rewrite_match import compile_regex, list_context, match_pattern
+
         on = "rewrite" in debug.active
         if flag & SMTP:
             key = self._expand_key(rule)
@@ -298,10 +298,11 @@ class Rewriter:
                 if on:
                     debug.write(f"rewrite rule {rule.number}: {escape(subject)} does not match {key}")
                 return None
-            variables = {str(i): v or "" for i, v in enumerate((subject, *m.groups()))}
+            variables = {str(i): taint(v or "") for i, v in enumerate((subject, *m.groups()))}
         else:
             key = self._expand_key(rule)
-            nvars = match_pattern(subject, key, self.env.list_ctx) if key is not None else None
+            lists = list_context(self.env.primary_hostname, self.env.named_list)
+            nvars = match_pattern(subject, key, lists) if key is not None else None
             if nvars is None:
                 if on:
                     debug.write(f"rewrite rule {rule.number}: {escape(subject)} does not match {key}")
@@ -311,9 +312,10 @@ class Rewriter:
                     debug.write(f"rewrite rule {rule.number}: {escape(subject)} matches; replacement * (no rewrite)")
                 raise _Stop
             at = subject.rfind("@")
-            variables = {str(i): v for i, v in enumerate(nvars)}
-            variables["local_part"] = nvars[0][:at]
-            variables["domain"] = nvars[0][at + 1 :]
+            # The address is message data: tainted, whatever the caller handed in.
+            variables = {str(i): taint(v) for i, v in enumerate(nvars)}
+            variables["local_part"] = taint(nvars[0][:at])
+            variables["domain"] = taint(nvars[0][at + 1 :])
         try:
             text = self.env.expand(rule.replacement, variables)
         except ExpansionError as exc:
@@ -521,37 +523,85 @@ def _items(text: str, start: int) -> list[tuple[int, int]]:
     return items
 
 
-def config_env(
-    config: object, logger: object = None, variables: dict[str, object] | None = None, message_id: str | None = None
-) -> RewriteEnv:
-    """A RewriteEnv from a loaded configuration (mta.config.loader.Config) and a logger (mta.log.Logger,
-    or None for no logging): replacements see the configuration's variables and `variables`."""
-    from mta.config.variables import expansion_context, list_context
+# -- addresses in text ---------------------------------------------------------------------------
 
-    base = dict(variables or {})
 
-    def expand(template: str, extra: dict[str, str]) -> str:
-        from mta.expand.expander import expand as expand_text
+@record.dataclass(frozen=True, slots=True)
+class Extracted:
+    """The working part of an address written as RFC 5322 allows (``Name <a@b> (comment)``).
 
-        return expand_text(template, expansion_context(config, {**base, **extra}))  # type: ignore[arg-type]
+    `address` is its internal form (mta.message.address), "" for ``<>``;
+    `start`/`end` delimit it in the text it was found in.
+    """
 
-    def panic(text: str) -> None:
-        if logger is not None:
-            logger.panic(text, message_id)  # type: ignore[attr-defined]
-        elif "rewrite" in debug.active:
-            debug.write(text)
+    address: str
+    start: int
+    end: int
 
-    log = None
-    if logger is not None and logger.selected("address_rewrite"):  # type: ignore[attr-defined]
+    @property
+    def qualified(self) -> bool:
+        return "@" in self.address
 
-        def log(text: str) -> None:
-            logger.main(text, message_id)  # type: ignore[attr-defined]
 
-    return RewriteEnv(
-        expand=expand,
-        list_ctx=list_context(config),
-        qualify_domain=config.qualify_domain,  # type: ignore[attr-defined]
-        qualify_recipient=config.qualify_recipient,  # type: ignore[attr-defined]
-        panic=panic,
-        log=log,
-    )
+def top_level(text: str) -> list[bool]:
+    """For each character: is it outside quoted strings, comments and domain literals?"""
+    mask = [True] * len(text)
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            mask[i] = False
+            if i + 1 < n:
+                mask[i + 1] = False
+            i += 2
+            continue
+        if c == '"' or c == "[":
+            close = '"' if c == '"' else "]"
+            j = i + 1
+            while j < n and text[j] != close:
+                j += 2 if text[j] == "\\" else 1
+            for k in range(i, min(j + 1, n)):
+                mask[k] = False
+            i = j + 1
+            continue
+        if c == "(":
+            depth, j = 1, i + 1
+            while j < n and depth:
+                if text[j] == "\\":
+                    j += 1
+                elif text[j] == "(":
+                    depth += 1
+                elif text[j] == ")":
+                    depth -= 1
+                j += 1
+            for k in range(i, min(j, n)):
+                mask[k] = False
+            i = j
+            continue
+        i += 1
+    return mask
+
+
+def extract_address(text: str, allow_empty: bool = False) -> Extracted:
+    """The one address in `text` and where it is; AddressError if there is not exactly one.
+
+    As Exim's parse_extract_address: ``Phrase <addr>``, ``addr (comment)`` and
+    a bare addr-spec are accepted; ``<>`` (and an empty text) only with
+    `allow_empty` (an envelope sender).
+    """
+    mask = top_level(text)
+    lt = next((i for i, c in enumerate(text) if c == "<" and mask[i]), -1)
+    if lt >= 0:
+        gt = next((i for i in range(lt + 1, len(text)) if text[i] == ">" and mask[i]), -1)
+        if gt < 0:
+            raise AddressError("missing > after address")
+        start, end = lt + 1, gt
+    else:
+        start = len(text) - len(text.lstrip(" \t\n"))
+        paren = next((i for i, c in enumerate(text) if c == "(" and not mask[i] and (i == 0 or mask[i - 1])), len(text))
+        end = start + len(text[start:paren].rstrip(" \t\n"))
+    if not text[start:end].strip(" \t\n"):
+        if allow_empty:
+            return Extracted("", start, end)
+        raise AddressError("empty address")
+    return Extracted(parse_envelope_address(text[start:end]), start, end)

@@ -1,8 +1,8 @@
 """The matching half of address rewriting (mta.message.rewrite): patterns, $0..$n, and addresses in text.
 
     match_pattern(address, pattern, list_ctx) -> list[str] | None   # $0, $1 ... when it matches
-    extract_address(text, allow_empty=False) -> Extracted            # the working part of an address
     compile_regex(pattern) -> re.Pattern                             # PCRE-style leading (?i) allowed
+    list_context(primary_hostname, named_list) -> ListContext
 
 A rewriting pattern is one item of an address list (Exim's spec, "Rewriting
 patterns"), matched as Exim's match_address_list does for rewriting: the
@@ -29,18 +29,12 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 
-from mta import record
 from mta.config.list_lookups import lookup_item, lookup_keys
-from mta.config.lists import match_address, match_domain
-from mta.errors import AddressError, ConfigError
-from mta.message.address import parse_envelope_address
+from mta.config.lists import ListContext, match_address, match_domain
+from mta.errors import ConfigError
 from mta.taint import Tainted, is_tainted
-
-# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from mta.config.lists import ListContext
 
 # A whole-address lookup: letters, digits, hyphens, then * or *@, then ; (Exim's check_address).
 _ADDRESS_LOOKUP = re.compile(r"[A-Za-z0-9-]+\*?@?(?:,[^;]*)?;")
@@ -124,85 +118,8 @@ def _partial_lookup(domain: str, m: re.Match[str]) -> list[str] | None:
     return None
 
 
-# -- addresses in text ---------------------------------------------------------------------------
-
-
-@record.dataclass(frozen=True, slots=True)
-class Extracted:
-    """The working part of an address written as RFC 5322 allows (``Name <a@b> (comment)``).
-
-    `address` is its internal form (mta.message.address), "" for ``<>``;
-    `start`/`end` delimit it in the text it was found in.
-    """
-
-    address: str
-    start: int
-    end: int
-
-    @property
-    def qualified(self) -> bool:
-        return "@" in self.address
-
-
-def top_level(text: str) -> list[bool]:
-    """For each character: is it outside quoted strings, comments and domain literals?"""
-    mask = [True] * len(text)
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            mask[i] = False
-            if i + 1 < n:
-                mask[i + 1] = False
-            i += 2
-            continue
-        if c == '"' or c == "[":
-            close = '"' if c == '"' else "]"
-            j = i + 1
-            while j < n and text[j] != close:
-                j += 2 if text[j] == "\\" else 1
-            for k in range(i, min(j + 1, n)):
-                mask[k] = False
-            i = j + 1
-            continue
-        if c == "(":
-            depth, j = 1, i + 1
-            while j < n and depth:
-                if text[j] == "\\":
-                    j += 1
-                elif text[j] == "(":
-                    depth += 1
-                elif text[j] == ")":
-                    depth -= 1
-                j += 1
-            for k in range(i, min(j, n)):
-                mask[k] = False
-            i = j
-            continue
-        i += 1
-    return mask
-
-
-def extract_address(text: str, allow_empty: bool = False) -> Extracted:
-    """The one address in `text` and where it is; AddressError if there is not exactly one.
-
-    As Exim's parse_extract_address: ``Phrase <addr>``, ``addr (comment)`` and
-    a bare addr-spec are accepted; ``<>`` (and an empty text) only with
-    `allow_empty` (an envelope sender).
-    """
-    mask = top_level(text)
-    lt = next((i for i, c in enumerate(text) if c == "<" and mask[i]), -1)
-    if lt >= 0:
-        gt = next((i for i in range(lt + 1, len(text)) if text[i] == ">" and mask[i]), -1)
-        if gt < 0:
-            raise AddressError("missing > after address")
-        start, end = lt + 1, gt
-    else:
-        start = len(text) - len(text.lstrip(" \t\n"))
-        paren = next((i for i, c in enumerate(text) if c == "(" and not mask[i] and (i == 0 or mask[i - 1])), len(text))
-        end = start + len(text[start:paren].rstrip(" \t\n"))
-    if not text[start:end].strip(" \t\n"):
-        if allow_empty:
-            return Extracted("", start, end)
-        raise AddressError("empty address")
-    return Extracted(parse_envelope_address(text[start:end]), start, end)
+def list_context(primary_hostname: str, named_list: Callable[[str, str], str | None] | None) -> ListContext:
+    """The list context patterns are matched in (``@`` is the primary host name; ``+name`` lists)."""
+    if named_list is None:
+        return ListContext(primary_hostname=primary_hostname)
+    return ListContext(primary_hostname=primary_hostname, named_list=named_list)

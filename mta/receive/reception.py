@@ -345,7 +345,8 @@ def rewrite_arrival(runtime: Any, message_id: str, arrival: Arrival, headers: li
     if not rules and not arrival.allow_unqualified:
         return []
     from mta import debug
-    from mta.message.rewrite import Rewriter, config_env
+    from mta.config.variables import rewrite_env
+    from mta.message.rewrite import Rewriter
 
     variables = {
         "sender_address": arrival.sender_address,
@@ -358,7 +359,7 @@ def rewrite_arrival(runtime: Any, message_id: str, arrival: Arrival, headers: li
         "message_exim_id": message_id,
         "message_id": message_id,
     }
-    rewriter = Rewriter(rules, config_env(runtime.config, runtime.logger, variables, message_id))
+    rewriter = Rewriter(rules, rewrite_env(runtime.config, runtime.logger, variables, message_id))
     added: list[Header] = []
     if rules:
         debug.debug("rewrite", "qualify & rewrite recipients list")

@@ -22,7 +22,7 @@ from mta.errors import SpoolError, SubmissionError
 from mta.log import escape
 from mta.message.address import qualify
 from mta.message.headers import HeaderSyntaxError, parse_header_block
-from mta.message.rewrite import SMTP, Rewriter, config_env
+from mta.message.rewrite import SMTP, Rewriter
 from mta.receive.reception import Arrival, arrival_log_text, prepare_envelope
 from mta.receive.smtp_commands import CommandError, MailCommand, parse_bdat, parse_mail, parse_rcpt
 from mta.receive.smtp_data import DotDecoder, MessageText
@@ -95,7 +95,9 @@ class Transaction:
             return None
         variables = {"sender_host_address": s.host_address, "sender_host_name": s.host_name,
                      "sender_helo_name": s.helo_name, "received_protocol": s.received_protocol}
-        rewriter = Rewriter(rules, config_env(s.config, s.logger, variables))
+        from mta.config.variables import rewrite_env
+
+        rewriter = Rewriter(rules, rewrite_env(s.config, s.logger, variables))
 
         def rewrite(path: str, sender: bool) -> str | None:
             new = rewriter.rewrite_smtp(path, sender)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from mta import record
+from mta import debug, record
 from mta.errors import DeferError, ExpansionError
 from mta.message.headers import HeaderSyntaxError, fold_message_data, make_header, parse_header_block, rfc822_date
+from mta.message.rewrite import RewriteEnv, Rewriter, parse_headers_rewrite
 from mta.values import split_list
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -296,38 +297,27 @@ def _headers_rewrite(
     Rewriting here is not logged (a local delivery runs as the recipient,
     who cannot write the log): ``-d+rewrite`` shows it.
     """
-    from mta.config.lists import ListContext
-    from mta.message.rewrite import RewriteEnv, Rewriter, parse_headers_rewrite
-
     try:
         rules = parse_headers_rewrite(transport.options.headers_rewrite or "")
     except ValueError as exc:  # checked at start-up; a configuration changed under a daemon defers
         raise DeferError(f"headers_rewrite for the {transport.name} transport: {exc}") from None
-    runtime = env.extra.get("runtime")
-    config = getattr(runtime, "config", None)
-    if config is not None:
-        from mta.config.variables import list_context
-
-        list_ctx = list_context(config)
-    else:
-        list_ctx = ListContext(primary_hostname=env.primary_hostname)
+    config = getattr(env.extra.get("runtime"), "config", None)
 
     def expand(template: str, extra: dict[str, str]) -> str:
         return env.expand(template, item, extra)
 
     def panic(text: str) -> None:
-        from mta import debug
-
         debug.debug("rewrite", "%s", text)
 
     rewriter = Rewriter(
         rules,
         RewriteEnv(
             expand=expand,
-            list_ctx=list_ctx,
+            primary_hostname=env.primary_hostname,
             qualify_domain=env.qualify_domain,
             qualify_recipient=getattr(config, "qualify_recipient", env.qualify_domain),
             panic=panic,
+            named_list=getattr(config, "named_list", None),
         ),
     )
     headers: list[Header] = []
