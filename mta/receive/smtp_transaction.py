@@ -353,6 +353,9 @@ class Transaction:
         prepared = self._prepare(message_id, headers, stats)
         if prepared is None:
             return
+        # The DATA ACL sees the envelope as rewritten (Exim rewrites before it runs); one address each.
+        self.mail.sender = prepared.arrival.sender_address
+        self.recipients = list(prepared.arrival.recipients)
         refusal = await s.ctx.acl_check(s, "DATA", line, headers=prepared.headers, size=prepared.size)
         if refusal is not None:
             return

@@ -83,8 +83,19 @@ def test_local_submission_is_rewritten_as_exim_does(mta_env: MtaEnv) -> None:
     assert panic.endswith("yielded unparseable address: space in address outside quotes in address a b c@@\n")
 
 
+DATA_ACL = """
+acl_smtp_data = check_data
+begin acl
+check_data:
+  deny message = saw $sender_address for $recipients
+       condition = ${if eq{$recipients}{rita@new.example}{no}{yes}}
+  accept
+"""
+
+
 def test_smtp_time_rules_and_header_rewriting_in_an_smtp_session(mta_env: MtaEnv) -> None:
-    mta_env.write_config(RULES)
+    # The DATA ACL (which refuses anything else) sees the envelope as rewritten, as in Exim.
+    mta_env.write_config(DATA_ACL.replace("begin acl", RULES + "begin acl"))
     script = (
         "EHLO client.example\r\nMAIL FROM:<relay.example!sam>\r\nRCPT TO:<old.example!rita>\r\nDATA\r\n"
         "From: sam@old.example\r\nTo: Rita <rita@old.example>\r\nCc: local\r\n\r\nhi\r\n.\r\nQUIT\r\n"
