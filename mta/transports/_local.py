@@ -113,7 +113,9 @@ def write_spec(options: _ShapingOptions, *, check: str, escape: str, prefix: byt
 
 def spool_chunks(message: OutgoingMessage, spec: WriteSpec, edits: HeaderEdits) -> Iterator[bytes]:
     """The message's bytes; a failure to read the spool defers and is named as such, not as the destination's."""
-    chunks = message_chunks(message, spec, top=edits.top, bottom=edits.bottom, remove=edits.remove)
+    chunks = message_chunks(
+        message, spec, top=edits.top, bottom=edits.bottom, remove=edits.remove, headers=edits.headers
+    )
     while True:
         try:
             chunk = next(chunks, None)

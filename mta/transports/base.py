@@ -59,6 +59,9 @@ class TransportOptions(DriverOptions):
     return_path: str | None = option(
         None, Kind.STRING, "Envelope sender to use instead of the message's (bounces go there).", expand=True
     )
+    headers_rewrite: str | None = option(
+        None, Kind.STRING, "Rewriting rules (colon-separated) for the addresses in the headers sent; docs/rewrite.md."
+    )
     return_path_add: bool = option(False, Kind.BOOL, "Add a Return-path: header (final delivery only).")
     envelope_to_add: bool = option(False, Kind.BOOL, "Add an Envelope-to: header listing the original recipients.")
     delivery_date_add: bool = option(False, Kind.BOOL, "Add a Delivery-date: header.")
