@@ -283,6 +283,32 @@ def mode_address_test(inv: Invocation) -> int:
     return run_address_test(runtime, inv.args, sys.stdout, sender=sender, verify=verify, trace=trace)
 
 
+def mode_rewrite_test(inv: Invocation) -> int:
+    """-brw ADDRESS: what the rules of ``begin rewrite`` make of it in each header and envelope field."""
+    from mta.config.variables import rewrite_env
+    from mta.message.rewrite import Rewriter
+    from mta.runtime import build_runtime
+
+    runtime = build_runtime(_load(inv), verbose=inv.verbose)
+    if not inv.args:
+        _err("-brw needs an address argument")
+        return 1
+    env = rewrite_env(runtime.config)
+    # As exim -brw: what would be logged goes to the standard error.
+    env.panic = _err_line
+    if "address_rewrite" in runtime.log_selectors:
+        env.log = _err_line
+    for line in Rewriter(runtime.rewrite_rules, env).test(inv.args[0]):
+        sys.stdout.write(line + "\n")
+    return 0
+
+
+def _err_line(text: str) -> None:
+    from mta.printable import printable
+
+    sys.stderr.write(printable(text) + "\n")
+
+
 def mode_message_action(inv: Invocation) -> int:
     """-M and its variants: acting on queued messages by id (mta/cli_messages.py)."""
     from mta.cli_messages import run_message_action
@@ -403,6 +429,7 @@ MODES: dict[str, Callable[[Invocation], int]] = {
     "bt": mode_address_test,
     "bv": mode_address_test,
     "bvs": mode_address_test,
+    "brw": mode_rewrite_test,
     "M": mode_message_action,
     "bi": mode_newaliases,
     "help": mode_help,

@@ -154,7 +154,7 @@ def mode_smtp_stdio(inv: Invocation) -> int:
                            batched=inv.mode == "bS", testing=testing)
 
     try:
-        session = asyncio.run(run_stdio_session(make))
+        session = asyncio.run(run_stdio_session(make, lf_lines=inv.mode == "bS"))
     finally:
         if spooler is not None:
             spooler.close()

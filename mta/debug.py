@@ -54,7 +54,7 @@ NAMES = frozenset(
 )  # fmt: skip
 # Names that print something in mta (the rest are accepted and ignored; docs/troubleshooting.md).
 USED = frozenset(
-    {"acl", "deliver", "expand", "lookup", "pid", "receive", "retry", "route", "timestamp", "transport"}
+    {"acl", "deliver", "expand", "lookup", "pid", "receive", "retry", "rewrite", "route", "timestamp", "transport"}
 )
 _ALL = NAMES | {"v"}
 # Exim's D_default: everything but these.

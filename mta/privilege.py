@@ -53,6 +53,7 @@ IMPORTS_BEFORE_DROP = (
     "mta.expand.items", "mta.expand.lookups", "mta.expand.lookups.lmdb", "mta.expand.operators",
     "mta.expand.textcodecs",
     "mta.expand.variables", "mta.errors", "mta.printable",
+    "mta.message.rewrite_match",  # a transport's headers_rewrite
 )
 
 

@@ -105,6 +105,15 @@ class Runtime:
         return parse_retry_rules(self.config.retry_rules)
 
     @cached_property
+    def rewrite_rules(self) -> list[Any]:
+        """The rules of ``begin rewrite`` (mta.message.rewrite.RewriteRule), parsed once per process."""
+        if not self.config.rewrite_rules:
+            return []
+        from mta.message.rewrite import parse_rules
+
+        return parse_rules(self.config.rewrite_rules)
+
+    @cached_property
     def spool(self) -> Any:
         from mta.spool.store import Spool
 
@@ -135,7 +144,23 @@ def build_runtime(config: Config, verbose: bool = False, quiet_log_failures: boo
     if not config.main.mua_wrapper:
         # mua_wrapper never reads or writes retry data, so its rules are not parsed.
         _check_retry_rules(config)
+    _check_rewrite_rules(runtime)
     return runtime
+
+
+def _check_rewrite_rules(runtime: Runtime) -> None:
+    """``begin rewrite`` and each transport's headers_rewrite: a bad rule stops start-up."""
+    runtime.rewrite_rules  # noqa: B018 - parsed (and checked) now, not at the first message
+    for transport in runtime.transports.values():
+        text = transport.options.headers_rewrite
+        if text:
+            from mta.message.rewrite import parse_headers_rewrite
+
+            try:
+                parse_headers_rewrite(text)
+            except ValueError as exc:
+                path, line = transport.source
+                raise ConfigError(f'transport "{transport.name}": headers_rewrite: {exc}', path, line) from None
 
 
 def _check_retry_rules(config: Config) -> None:

@@ -23,7 +23,7 @@ AFTER_DROP = [
     "mta/expand", "mta/message", "mta/taint.py", "mta/route/redirect.py", "mta/route/user_files.py",
     "mta/route/filter.py", "mta/route/filter_checks.py", "mta/route/filter_parse.py",
     "mta/deliver/local_exec.py", "mta/transports/_local.py", "mta/transports/appendfile.py",
-    "mta/transports/pipe.py", "mta/transports/_command.py", "mta/transports/_maildir.py",
+    "mta/transports/pipe.py", "mta/transports/autoreply.py", "mta/transports/_command.py", "mta/transports/_maildir.py",
     "mta/transports/_locking.py", "mta/transports/write.py", "mta/transports/base.py",
 ]
 

@@ -62,6 +62,25 @@ def _partial_keys(key: str, minimum: int) -> list[str]:
     return out
 
 
+def lookup_keys(domain: str, minimum: int) -> list[tuple[str, int, int]]:
+    """The keys a ``partialN-`` lookup tries for `domain`, in Exim's order (search_find), each with
+    the lengths of the wild and the fixed part of the domain it stands for: the domain itself,
+    ``*.domain``, then ``*.parent`` ... while N components are left, and ``*`` for partial0."""
+    keys = [(domain, 0, len(domain)), ("*." + domain, 0, len(domain))]
+    dots = domain.count(".")
+    pos = 0
+    while dots >= minimum:
+        dots -= 1
+        pos = domain.find(".", pos)
+        if pos < 0:
+            keys.append(("*", len(domain), 0))
+            break
+        rest = domain[pos + 1 :]
+        keys.append(("*." + rest, len(domain) - len(rest) - 1, len(rest)))
+        pos += 1
+    return keys
+
+
 def _lookup(search_type: str, filename: str, key: str) -> str | None:
     # Imported here: mta.expand must not be needed just to import this module.
     from mta.expand.lookups import lookup

@@ -24,6 +24,12 @@ from mta.values import split_list
 
 VariableValue = str | None | Callable[[], str | None]
 
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mta.log import Logger
+    from mta.message.rewrite import RewriteEnv
+
 # Exim's $initial_cwd: where the process was started, before any chdir.
 _INITIAL_CWD = os.getcwd() if os.path.isdir(".") else "/"
 _LIST_TYPES = {"domain": "domainlist", "host": "hostlist", "address": "addresslist", "localpart": "localpartlist"}
@@ -221,4 +227,43 @@ def expansion_context(
         headers=headers,
         match_list=list_matcher(config),
         **expansion_settings(config),  # type: ignore[arg-type]
+    )
+
+
+def rewrite_env(
+    config: Config,
+    logger: Logger | None = None,
+    variables: Mapping[str, VariableValue] | None = None,
+    message_id: str | None = None,
+) -> RewriteEnv:
+    """What address rewriting needs (mta.message.rewrite.RewriteEnv) from a configuration: the
+    replacements see its variables and `variables`; with a logger (mta.log.Logger), failures go to
+    the main and panic logs and, with the address_rewrite selector, each rewrite to the main log."""
+    from mta import debug
+    from mta.expand.expander import expand
+    from mta.message.rewrite import RewriteEnv
+
+    base = dict(variables or {})
+
+    def expand_with(template: str, extra: dict[str, str]) -> str:
+        return expand(template, expansion_context(config, {**base, **extra}))
+
+    def panic(text: str) -> None:
+        if logger is not None:
+            logger.panic(text, message_id)
+        else:
+            debug.debug("rewrite", "%s", text)
+
+    def log(text: str) -> None:
+        assert logger is not None
+        logger.main(text, message_id)
+
+    return RewriteEnv(
+        expand=expand_with,
+        primary_hostname=config.primary_hostname,
+        qualify_domain=config.qualify_domain,
+        qualify_recipient=config.qualify_recipient,
+        panic=panic,
+        log=log if logger is not None and logger.selected("address_rewrite") else None,
+        named_list=config.named_list,
     )

@@ -37,11 +37,19 @@ if TYPE_CHECKING:
 
 IDLE_CLOSE = 5.0  # seconds without work before cached SMTP connections are closed
 _stopping = False
+_waiting = False  # true only while the worker waits for an id, holding nothing
+
+
+class _StopWaiting(Exception):
+    """Raised by SIGTERM into the wait for the next id, which Python would otherwise resume."""
 
 
 def _stop(signum: int, frame: object) -> None:
     global _stopping
     _stopping = True
+    if _waiting:
+        # poll() is retried after a signal (PEP 475): without this, stopping would wait out its timeout.
+        raise _StopWaiting
 
 
 def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tuple[int, int] | None) -> int:
@@ -59,10 +67,17 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
     idle_since: float | None = time.monotonic()
     idle = "delivery worker: waiting for messages"
     process_info.set_activity(idle)
+    global _waiting
     with asyncio.Runner() as runner:
         try:
             while not _stopping:
-                if not readable(dispatch, 1.0):
+                try:
+                    _waiting = True
+                    ready = not _stopping and readable(dispatch, 1.0)
+                    _waiting = False
+                except _StopWaiting:
+                    break
+                if not ready:
                     if idle_since is not None and time.monotonic() - idle_since > IDLE_CLOSE:
                         runner.run(close_connections(runtime))
                         idle_since = None

@@ -39,7 +39,7 @@ from mta.deliver.deliverlog import (
     msglog_success,
 )
 from mta.deliver.failures import failed_addresses, top_recipient, with_duplicates
-from mta.deliver.grouping import group_remote
+from mta.deliver.grouping import group_local, group_remote, local_batch_shared
 from mta.deliver.loop import DeliveryLoop, close_connections
 from mta.deliver.message import header_lookup, outgoing_message, spool_headers
 from mta.deliver.retrying import DeliveryRetry, RetryTimeoutError
@@ -312,12 +312,17 @@ class Delivery:
         env = self._delivery_env(ctx)
         local = [i for i in outcome.accepted if self._as_local(i)]
         remote = [i for i in outcome.accepted if not self._as_local(i)]
+        ready = []
         for item in local:
             held = retry.local_skip(item, self.runtime.transports[item.transport_name or ""])
             if held is not None:
                 self._record_deferral(item, held)
             else:
-                self._deliver_local(item, message, env)
+                ready.append(item)
+        # batch_max: addresses that can share one run of their local transport (mta.deliver.grouping).
+        for batch in group_local(ready, self.runtime.transports,
+                                 lambda t, i: local_batch_shared(t, i, env, self.logger.panic)):
+            self._deliver_local(batch, message, env)
         if remote:
             from mta.privilege import EffectiveUser
 
@@ -355,13 +360,16 @@ class Delivery:
         )
 
     # -- local ------------------------------------------------------------------
-    def _deliver_local(self, item: AddressItem, message: OutgoingMessage, env: DeliveryEnv) -> None:
+    def _deliver_local(self, batch: list[AddressItem], message: OutgoingMessage, env: DeliveryEnv) -> None:
+        """One run of a local transport for `batch` (one address unless batch_max): all succeed,
+        fail or defer together."""
         from mta.deliver.local_exec import resolve_delivery_identity, run_local_delivery
 
+        item = batch[0]
         transport = self.runtime.transports[item.transport_name or ""]
         process_info.set_activity(f"delivering {self.message_id} to {item.address} using {transport.name}")
         if self.dont_deliver:
-            self._record_success(item, None)
+            self._record_successes(batch, None)
             return
         try:
             identity = resolve_delivery_identity(transport, item, env)
@@ -376,7 +384,12 @@ class Delivery:
                     f"no user is set for the local delivery of {item.address} "
                     f"(set user on the {transport.name} transport or its director)"
                 )
-            run_local_delivery(
+            if transport.generates_messages:
+                # An autoreply: its new message goes to the spool as the delivery's user sends it.
+                from mta.receive.local_submit import generated_message_submitter
+
+                env = record.replace(env, submit=generated_message_submitter(self.runtime), generated=[])
+            generated = run_local_delivery(
                 transport,
                 message,
                 item,
@@ -387,16 +400,22 @@ class Delivery:
                 home=identity.home,
                 current_directory=identity.current_directory,
                 never_users=self._never_users,
+                batch=batch if len(batch) > 1 else None,
             )
         except FailError as error:
-            self._record_failure(item, error)
-            self._retry_local(item, transport, error)
+            for one in batch:
+                self._record_failure(one, error)
+                self._retry_local(one, transport, error)
         except DeferError as error:
-            self._record_deferral(item, error)
-            self._retry_local(item, transport, error)
+            for one in batch:
+                self._record_deferral(one, error)
+                self._retry_local(one, transport, error)
         else:
-            self._record_success(item, None)
-            self._retry_local(item, transport, None)
+            self._record_successes(batch, None)
+            for one in batch:
+                self._retry_local(one, transport, None)
+            # Delivered at the end of this attempt, as bounces are.
+            self.report.bounce_ids.extend(generated)
 
     def _retry_local(self, item: AddressItem, transport: Any, error: DeliveryError | None) -> None:
         if self.retry is not None:
@@ -501,26 +520,36 @@ class Delivery:
 
     # -- recording outcomes ------------------------------------------------------
     def _record_success(self, item: AddressItem, info: Any, first: bool = True) -> None:
+        self._record_successes([item], info, first)
+
+    def _record_successes(self, items: list[AddressItem], info: Any, first: bool = True) -> None:
+        """Addresses delivered by one transport run; the first logs "=>", the others "->" unless `first`
+        is false (a later transaction on a reused connection logs them all "->")."""
         with self._record_lock:
-            names = self._journal_names(item)
-            # Durable before anything else happens: -J is the crash-safety net.
+            names = [name for item in items for name in self._journal_names(item)]
+            # Durable before anything else happens: -J is the crash-safety net, and a batch's
+            # addresses go into it in one write, so a crash cannot leave some of them unrecorded.
             self.spool.append_journal(self.message_id, *names)
             self._delivered_keys.extend(names)
-            for dup in item.extra.get("duplicates", []):
-                self._delivered_keys.append(dup.unique or dup.unique_key())
-            self.report.delivered.append(item)
-            line = delivery_line(
-                item,
-                self._as_local(item),
-                info,
-                first_in_transaction=first,
-                selectors=self.runtime.log_selectors,
-                fake=self.dont_deliver,
-                **self._optional_fields(item),
-            )
-            self.logger.main(line, self.message_id)
-            if self.config.main.message_logs:
-                self._msglog(msglog_success(item))
+            for index, item in enumerate(items):
+                self._log_success(item, info, first and index == 0)
+
+    def _log_success(self, item: AddressItem, info: Any, first: bool) -> None:
+        for dup in item.extra.get("duplicates", []):
+            self._delivered_keys.append(dup.unique or dup.unique_key())
+        self.report.delivered.append(item)
+        line = delivery_line(
+            item,
+            self._as_local(item),
+            info,
+            first_in_transaction=first,
+            selectors=self.runtime.log_selectors,
+            fake=self.dont_deliver,
+            **self._optional_fields(item),
+        )
+        self.logger.main(line, self.message_id)
+        if self.config.main.message_logs:
+            self._msglog(msglog_success(item))
 
     def _optional_fields(self, item: AddressItem) -> dict[str, Any]:
         """The log_selector items of a delivery line that are not the transport's (F= P= S= QT= DT=)."""

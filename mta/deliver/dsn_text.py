@@ -15,9 +15,7 @@ forge a delivery-status field nor a MIME boundary line.
 
 from __future__ import annotations
 
-import re
-
-from mta.message.headers import rfc822_date
+from mta.message.headers import reply_references, rfc822_date
 from mta.spool.envelope import FLAG_OLD, SpoolHeader
 
 INTRO = "This message was created automatically by mail delivery software.\n"
@@ -26,10 +24,6 @@ INTRO = "This message was created automatically by mail delivery software.\n"
 _BREAK_AFTER = 45
 # Exim stops a Diagnostic-Code at this length (RFC 5322 lines end by 998).
 _DIAGNOSTIC_MAX = 950
-# References: keeps the thread root and the last few ids, 12 at most (Exim).
-_REFERENCES_MAX = 12
-# A message id: printable ASCII other than the angle brackets, between them.
-_MSGID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+>")
 
 
 def printing(text: str, keep_newlines: bool = False) -> str:
@@ -250,22 +244,6 @@ def header_value(headers: list[SpoolHeader], name: str) -> str | None:
 
 
 def references(headers: list[SpoolHeader]) -> str | None:
-    """The References: value for a report about a message with `headers`.
-
-    The original's References: (or In-Reply-To:) ids followed by its own
-    Message-ID, so mail programs thread the report under the message; at
-    most 12 ids, keeping the thread root and the most recent (Exim's
-    moan_write_references).  None when there is nothing to refer to.
-    """
-    own = header_value(headers, "message-id")
-    own_ids = _MSGID.findall(own) if own else []
-    earlier = header_value(headers, "references") or header_value(headers, "in-reply-to") or ""
-    ids = _MSGID.findall(earlier)
-    keep = _REFERENCES_MAX - len(own_ids[:1])
-    if len(ids) > keep:
-        ids = ids[:1] + ids[len(ids) - (keep - 1) :]
-    ids += own_ids[:1]
-    if not ids:
-        return None
-    # Folded one id a line: a long thread stays far below the line limit.
-    return "\n ".join(ids)
+    """The References: value for a report about a message with `headers` (see reply_references)."""
+    earlier = header_value(headers, "references") or header_value(headers, "in-reply-to")
+    return reply_references(header_value(headers, "message-id"), earlier)

@@ -5,8 +5,9 @@
                        initgroups=identity.initgroups, home=identity.home,
                        current_directory=identity.current_directory, never_users=...)
 
-returns when the transport delivered, and raises the DeferError or
-FailError it reported otherwise.
+returns when the transport delivered (with the ids of any messages it
+generated and spooled, an autoreply's, for the caller to deliver), and
+raises the DeferError or FailError it reported otherwise.
 
 Security
 --------
@@ -176,11 +177,13 @@ def run_local_delivery(
     current_directory: str | None,
     never_users: set[int],
     timeout: float | None = None,
-) -> None:
+    batch: list[AddressItem] | None = None,
+) -> list[str]:
     """Deliver `item` with `transport` in a child running as `uid`/`gid`; see the module docstring.
+    `batch`, when given, is every address delivered by this one run (`item` first): batch_max.
 
-    Returns on success; raises the DeferError or FailError the transport
-    reported, or a DeferError when the child could not be started, died,
+    Returns on success (the ids of messages the transport spooled); raises
+    the DeferError or FailError the transport reported, or a DeferError when the child could not be started, died,
     gave no report or ran past `timeout` seconds.
     """
     is_root = os.geteuid() == 0
@@ -225,7 +228,7 @@ def run_local_delivery(
                 write_end,
                 transport,
                 message,
-                item,
+                batch or [item],
                 env,
                 _ChildSetup(uid, gid, username, home, current_directory, body_fd, body_offset),
             )
@@ -238,7 +241,7 @@ def run_local_delivery(
     finally:
         body.close()
     status = reap(pid)
-    _raise_outcome(report, status, transport.name)
+    return _raise_outcome(report, status, transport.name)
 
 
 @record.dataclass(frozen=True, slots=True)
@@ -282,8 +285,9 @@ def _kill_child(pid: int) -> None:
             continue
 
 
-def _raise_outcome(report: bytes | None, status: int | None, name: str) -> None:
-    """Return for a reported success, raise what was reported, or a DeferError when there is no report.
+def _raise_outcome(report: bytes | None, status: int | None, name: str) -> list[str]:
+    """The generated message ids for a reported success; else raise what was reported, or a
+    DeferError when there is no report.
 
     A complete report wins over the exit status: a child killed just after
     reporting a delivery did deliver, and deferring it would deliver twice.
@@ -294,7 +298,8 @@ def _raise_outcome(report: bytes | None, status: int | None, name: str) -> None:
     except (ValueError, KeyError, TypeError):
         outcome, kind = None, None
     if kind == "ok":
-        return
+        assert outcome is not None
+        return [str(i) for i in outcome.get("generated") or () if isinstance(i, str)]
     if outcome is not None and kind in ("defer", "fail"):
         cls = FailError if kind == "fail" else DeferError
         raise cls(
@@ -320,7 +325,7 @@ def _child(
     report_fd: int,
     transport: LocalTransport,
     message: OutgoingMessage,
-    item: AddressItem,
+    items: list[AddressItem],
     env: DeliveryEnv,
     setup: _ChildSetup,
 ) -> None:
@@ -328,7 +333,7 @@ def _child(
     exit_code = 1
     try:
         try:
-            report = _deliver_in_child(transport, message, item, env, setup)
+            report = _deliver_in_child(transport, message, items, env, setup)
         except DeliveryError as exc:
             report = _error_report(exc)
         except ExpansionError as exc:
@@ -363,7 +368,11 @@ def _error_report(exc: DeliveryError) -> dict[str, Any]:
 
 
 def _deliver_in_child(
-    transport: LocalTransport, message: OutgoingMessage, item: AddressItem, env: DeliveryEnv, setup: _ChildSetup
+    transport: LocalTransport,
+    message: OutgoingMessage,
+    items: list[AddressItem],
+    env: DeliveryEnv,
+    setup: _ChildSetup,
 ) -> dict[str, Any]:
     # Signal handlers of the parent (a daemon's SIGTERM, say) must not run in here.
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
@@ -377,8 +386,11 @@ def _deliver_in_child(
     _enter_working_directory(setup)
     child_message = record.replace(message, open_body=_body_opener(setup.body_fd, setup.body_offset))
     child_env = record.replace(env, uid=os.geteuid(), gid=os.getegid(), home=setup.home)
-    transport.deliver(child_message, item, child_env)
-    return {"status": "ok"}
+    if len(items) == 1:
+        transport.deliver(child_message, items[0], child_env)
+    else:
+        transport.deliver_items(child_message, items, child_env)
+    return {"status": "ok", "generated": child_env.generated}
 
 
 def _enter_working_directory(setup: _ChildSetup) -> None:

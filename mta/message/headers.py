@@ -11,6 +11,7 @@ Public API::
     mark_deleted(header)
     make_header(name, value) -> Header
     fold_message_data(text) -> str     an expansion made into header lines: data cannot start one
+    reply_references(message_id, references) -> str | None   References: for a reply or report
     rfc822_date(ts) -> str
 
 A `Header` keeps the whole header as it will be written: name, colon, value
@@ -230,6 +231,33 @@ def fold_message_data(text: str) -> str:
                 c = "\n" if after in (" ", "\t") else " " if after in ("", "\n") else "\n\t"
         out.append(c)
     return Tainted("".join(out))
+
+
+# References: keeps the thread root and the last few ids, 12 at most (Exim).
+_REFERENCES_MAX = 12
+# A message id: printable ASCII other than the angle brackets, between them.
+_MSGID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+>")
+
+
+def reply_references(message_id: str | None, earlier: str | None) -> str | None:
+    """The References: value for a reply to, or a report about, a message.
+
+    `message_id` is that message's Message-ID: value, `earlier` its
+    References: (or else In-Reply-To:) value.  The earlier ids come first,
+    then the message's own, so mail programs thread the new message under
+    it; at most 12 ids, keeping the thread root and the most recent (Exim's
+    moan_write_references).  None when there is nothing to refer to.
+    """
+    own_ids = _MSGID.findall(message_id) if message_id else []
+    ids = _MSGID.findall(earlier or "")
+    keep = _REFERENCES_MAX - len(own_ids[:1])
+    if len(ids) > keep:
+        ids = ids[:1] + ids[len(ids) - (keep - 1) :]
+    ids += own_ids[:1]
+    if not ids:
+        return None
+    # Folded one id a line: a long thread stays far below the line limit.
+    return "\n ".join(ids)
 
 
 def rfc822_date(ts: float) -> str:

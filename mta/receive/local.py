@@ -46,9 +46,6 @@ if TYPE_CHECKING:
     from mta.config.loader import Config
     from mta.runtime import Runtime
 
-# Headers whose addresses are qualified in locally submitted messages.
-_ADDRESS_HEADERS = ("from", "to", "cc", "bcc", "sender", "reply-to", "resent-from", "resent-to", "resent-cc",
-                    "resent-bcc", "resent-sender", "resent-reply-to")
 _FROM_LINE = re.compile(rb"From \S")
 
 
@@ -160,36 +157,6 @@ def extract_recipients(headers: list[Header], qualify_domain: str) -> list[str]:
     return recipients
 
 
-def qualify_header_addresses(headers: list[Header], domain: str, recipient_domain: str | None = None) -> None:
-    """Qualify bare local parts in address headers of a local message (``To: root``).
-
-    As Exim's rewrite_address_qualify: addresses in recipient headers (To:,
-    Cc:, Bcc: and their Resent- forms) take `recipient_domain`
-    (qualify_recipient), the others `domain` (qualify_domain).
-    """
-    for index, h in enumerate(headers):
-        if h.flag == "*" or h.name.lower() not in _ADDRESS_HEADERS:
-            continue
-        lname = h.name.lower()
-        target = (recipient_domain or domain) if lname.removeprefix("resent-") in ("to", "cc", "bcc") else domain
-        value = h.text.split(":", 1)[1]
-        try:
-            entries = parse_header_addresses(value)
-        except AddressError:
-            continue  # left as written; -t reports unusable recipient headers itself
-        if all(not e.address or "@" in e.address for e in entries):
-            continue
-        rebuilt = []
-        for e in entries:
-            address = qualify(e.address, target) if e.address else e.address
-            # The parser hands back the display name unquoted: quote it again where needed,
-            # or "Doe, John" <jd> would come back as two addresses.
-            rebuilt.append(f"{_display(e.display_name)} <{address}>" if e.display_name else address)
-        new = make_header(h.name, ", ".join(rebuilt))
-        new.flag = h.flag
-        headers[index] = new
-
-
 @record.dataclass(slots=True)
 class SenderDecision:
     sender_address: str
@@ -235,7 +202,8 @@ def fix_local_headers(
     for h in find(headers, "sender"):
         h.flag = "*"  # an untrusted caller's own Sender: is not believed
     try:
-        addresses = [e.address for e in parse_header_addresses(froms[0].text.split(":", 1)[1])]
+        value = froms[0].text.split(":", 1)[1]
+        addresses = [qualify(e.address, config.qualify_domain) for e in parse_header_addresses(value)]
     except AddressError:
         addresses = []
     if [a.lower() for a in addresses] != [own.lower()]:
@@ -350,7 +318,7 @@ def _read_rest(
     limit = config.main.recipients_max
     if limit and len(all_recipients) > limit:
         raise SubmissionError(f"too many recipients ({len(all_recipients)}; recipients_max is {limit})")
-    qualify_header_addresses(headers, config.qualify_domain, config.qualify_recipient)
+    # The addresses in the headers are qualified with the envelope's rewriting (mta.receive.reception).
     fix_local_headers(headers, caller, trusted, sender.sender_address, sender_name, config)
     arrival = Arrival(
         sender_address=sender.sender_address,

@@ -28,11 +28,13 @@ from mta.receive.local import receive_local, submission_envelope
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, BinaryIO
 
     from mta.cli_args import Invocation
     from mta.config.loader import Config
     from mta.runtime import Runtime
+    from mta.transports.base import Submitted
 
 
 @record.dataclass(slots=True)
@@ -137,6 +139,37 @@ def submit_from_command_line(config: Config, inv: Invocation, stream: BinaryIO) 
         start_delivery(runtime, outcome.message_id or "", outcome.lock, background=outcome.background,
                        dont_deliver=inv.dont_deliver)
     return outcome.status
+
+
+def generated_message_submitter(runtime: Runtime) -> Callable[[list[str], BinaryIO], Submitted]:
+    """`DeliveryEnv.submit` for a transport that makes a new message (autoreply).
+
+    It runs in the local delivery child, as the recipient.  A child still
+    running as this process's own user (an unprivileged run, or a test that
+    delivers in-process) spools the message itself, as that caller; one that
+    dropped to another user cannot write the spool and submits as that user's
+    `sendmail` does: through the daemon's socket, or into its drop directory.
+    Either way the message is fsynced before a status of 0 comes back.  What
+    that route needs is imported here, in the parent: after the drop the
+    Python installation may not be readable."""
+    from mta.cli_args import parse_command_line
+    from mta.daemon.submission import submit_through_daemon
+    from mta.transports.base import Submitted
+
+    parent_uid = os.geteuid()
+
+    def submit(argv: list[str], stream: BinaryIO) -> Submitted:
+        if os.geteuid() != parent_uid:
+            status, note = submit_through_daemon(runtime.config, argv, stream)
+            return Submitted(status, note)
+        try:
+            outcome = submit_as_caller(runtime, parse_command_line(argv), stream, current_caller())
+        except MtaError as exc:
+            return Submitted(1, str(exc))
+        # Delivered at once by the delivery that made it, unless queue_only says otherwise.
+        return Submitted(outcome.status, outcome.note, outcome.message_id if outcome.deliver else None)
+
+    return submit
 
 
 def start_delivery(runtime: Runtime, message_id: str, lock: Any, background: bool, dont_deliver: bool = False) -> None:

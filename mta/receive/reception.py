@@ -67,6 +67,8 @@ class Arrival:
     dsn_ret: int | None = None
     smtputf8: bool = False
     acl_variables: dict[str, str] = record.field(default_factory=dict)
+    # Set once the rewriting rules have been applied (they are applied once per message).
+    rewritten: bool = False
 
 
 @record.dataclass(slots=True)
@@ -281,7 +283,8 @@ def finish_headers(
     # Longest line as received (Exim's max_received_linelength): before our additions.
     max_line = max([body.max_line_length] + [len(line) for h in headers for line in h.text.rstrip("\n").split("\n")])
     had_message_id = bool(find(headers, "message-id"))
-    add_missing_headers(config, message_id, started, headers)
+    rewrote = rewrite_arrival(runtime, message_id, arrival, headers)
+    add_missing_headers(config, message_id, started, headers, rewrote)
     all_headers = [received_header(runtime, message_id, started, arrival), *headers]
     header_size = sum(len(h.text.encode("utf-8", "surrogateescape")) for h in all_headers if h.flag != "*")
     size = header_size + 1 + body.size
@@ -329,8 +332,50 @@ def received_header(runtime: Any, message_id: str, started: float, arrival: Arri
     return make_header(name.strip() or "Received", f"{value.strip()};\n\t{rfc822_date(started)}")
 
 
-def add_missing_headers(config: Any, message_id: str, started: float, headers: list[Header]) -> None:
-    """Message-ID: and Date: when the message lacks them (Exim does so for all messages)."""
+def rewrite_arrival(runtime: Any, message_id: str, arrival: Arrival, headers: list[Header]) -> list[Header]:
+    """Qualify the addresses in headers (when unqualified addresses are allowed) and apply the
+    rules of ``begin rewrite``: to the recipients, then the sender, then the headers (Exim's order,
+    receive.c).  Changed headers are kept marked deleted, the new one after each.  Returns the
+    ``X-rewrote-`` headers (deleted ones) that record the old envelope addresses.  Done once per
+    message: `arrival.rewritten` says it has been."""
+    if arrival.rewritten:
+        return []
+    arrival.rewritten = True
+    rules = runtime.rewrite_rules
+    if not rules and not arrival.allow_unqualified:
+        return []
+    from mta import debug
+    from mta.config.variables import rewrite_env
+    from mta.message.rewrite import Rewriter
+
+    variables = {
+        "sender_address": arrival.sender_address,
+        "sender_host_address": arrival.host_address,
+        "sender_host_name": arrival.host_name,
+        "sender_helo_name": arrival.helo_name,
+        "sender_ident": arrival.ident,
+        "received_protocol": arrival.received_protocol,
+        "authenticated_id": arrival.auth_id,
+        "message_exim_id": message_id,
+        "message_id": message_id,
+    }
+    rewriter = Rewriter(rules, rewrite_env(runtime.config, runtime.logger, variables, message_id))
+    added: list[Header] = []
+    if rules:
+        debug.debug("rewrite", "qualify & rewrite recipients list")
+        arrival.recipients = [rewriter.rewrite_address(r, True, added) for r in arrival.recipients]
+        debug.debug("rewrite", "rewrite rules on sender address")
+        arrival.sender_address = rewriter.rewrite_address(arrival.sender_address, False, added)
+    debug.debug("rewrite", "qualify and rewrite headers")
+    rewriter.rewrite_headers(headers, arrival.allow_unqualified)
+    return added
+
+
+def add_missing_headers(
+    config: Any, message_id: str, started: float, headers: list[Header], rewrote: list[Header] | None = None
+) -> None:
+    """Message-ID: and Date: when the message lacks them (Exim does so for all messages); the
+    X-rewrote- headers of `rewrote` go between them, where Exim has them."""
     if not find(headers, "message-id"):
         domain = config.primary_hostname
         if config.main.message_id_header_domain:
@@ -339,6 +384,7 @@ def add_missing_headers(config: Any, message_id: str, started: float, headers: l
         if config.main.message_id_header_text:
             text = expand(config.main.message_id_header_text, expansion_context(config)) + "." + text
         headers.append(make_header("Message-Id", f"<{text}@{domain}>"))
+    headers.extend(rewrote or ())
     if not find(headers, "date"):
         headers.append(make_header("Date", rfc822_date(started)))
 

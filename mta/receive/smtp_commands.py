@@ -12,6 +12,8 @@ RFC 4954 (AUTH=).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mta import record
 from mta.errors import AddressError
 from mta.log import escape
@@ -28,6 +30,10 @@ DSN_RET_FULL = 1  # Exim's dsn_ret values
 DSN_RET_HDRS = 2
 
 _NOTIFY_BITS = {"SUCCESS": DSN_NOTIFY_SUCCESS, "FAILURE": DSN_NOTIFY_FAILURE, "DELAY": DSN_NOTIFY_DELAY}
+
+
+# The S rewriting rules: (address text as given, is the sender) -> the new address or None.
+SmtpRewrite = Callable[[str, bool], "str | None"]
 
 
 class CommandError(Exception):
@@ -142,10 +148,14 @@ def _params(words: list[str]) -> dict[str, str | None]:
     return params
 
 
-def parse_mail(argument: str, extensions: set[str]) -> MailCommand:
-    """MAIL FROM:<sender> [params]; parameters only for the extensions advertised."""
+def parse_mail(argument: str, extensions: set[str], rewrite: SmtpRewrite | None = None) -> MailCommand:
+    """MAIL FROM:<sender> [params]; parameters only for the extensions advertised.
+
+    `rewrite` applies the S rewriting rules to the address as given (before
+    it is parsed): it returns the new address, or None to keep the old."""
     path, words = _path_and_params(argument, "FROM:")
-    sender = _address(path, "sender")
+    rewritten = rewrite(path, True) if rewrite is not None else None
+    sender = _address(path, "sender") if rewritten is None else rewritten
     mail = MailCommand(sender=taint(sender) if sender else "")
     for key, value in _params(words).items():
         if key == "SIZE" and "SIZE" in extensions:
@@ -178,12 +188,19 @@ def parse_mail(argument: str, extensions: set[str]) -> MailCommand:
     return mail
 
 
-def parse_rcpt(argument: str, extensions: set[str], smtputf8: bool) -> RcptCommand:
-    """RCPT TO:<recipient> [NOTIFY=...] [ORCPT=...]."""
+def parse_rcpt(
+    argument: str, extensions: set[str], smtputf8: bool, rewrite: SmtpRewrite | None = None
+) -> RcptCommand:
+    """RCPT TO:<recipient> [NOTIFY=...] [ORCPT=...]; `rewrite` as for parse_mail."""
     path, words = _path_and_params(argument, "TO:")
+    rewritten = rewrite(path, False) if rewrite is not None else None
+    if rewritten is not None:
+        path = f"<{rewritten}>"
     if path.strip() in ("<>", ""):
         raise CommandError(501, "an empty address cannot be a recipient")
-    if path.upper().startswith(("<POSTMASTER>",)) and "@" not in path:
+    if rewritten is not None:
+        recipient = rewritten
+    elif path.upper().startswith(("<POSTMASTER>",)) and "@" not in path:
         recipient = "postmaster"  # RFC 5321 §4.1.1.3: <Postmaster> without a domain
     else:
         recipient = _address(path, "recipient")

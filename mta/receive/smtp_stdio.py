@@ -5,6 +5,11 @@ file (``mta -bS < batch``), which asyncio cannot watch; so it is read in a
 worker thread and fed to the session's `SmtpChannel`, and replies are
 written to standard output with plain blocking writes (this process serves
 nobody else).
+
+A batch for -bS is a local file, often written with LF line ends (Exim's
+own use_bsmtp output, and so mta's, without use_crlf): there every line end
+is taken as CRLF, as Exim's -bS does, so ``<LF>.<LF>`` ends a message.  The
+CRLF-only rule against SMTP smuggling is for sessions with a peer (-bs).
 """
 
 from __future__ import annotations
@@ -50,12 +55,27 @@ class _StdoutTransport:
         return default
 
 
-def _start_stdin_reader(channel: SmtpChannel, fd: int) -> None:
+class _LineEnds:
+    """Bytes with LF or CRLF line ends in, CRLF line ends out (a CR at a read's end waits for the next)."""
+
+    def __init__(self) -> None:
+        self.carry = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data, self.carry = self.carry + data, b""
+        if data.endswith(b"\r"):
+            data, self.carry = data[:-1], b"\r"
+        return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _start_stdin_reader(channel: SmtpChannel, fd: int, lf_lines: bool = False) -> None:
     """Feed standard input to the channel from a daemon thread: a blocked read of a terminal or a
-    pipe that never closes must not keep the process alive after QUIT."""
+    pipe that never closes must not keep the process alive after QUIT.  `lf_lines`: a bare LF
+    ends a line too (-bS)."""
     import threading
 
     loop = asyncio.get_running_loop()
+    line_ends = _LineEnds() if lf_lines else None
 
     def read() -> None:
         while True:
@@ -63,6 +83,10 @@ def _start_stdin_reader(channel: SmtpChannel, fd: int) -> None:
                 data = os.read(fd, 65536)
             except OSError:
                 data = b""
+            if line_ends is not None and data:
+                data = line_ends.feed(data)
+            elif line_ends is not None:
+                data, line_ends.carry = line_ends.carry, b""  # a last lone CR, then the end next time
             try:
                 if not data:
                     loop.call_soon_threadsafe(channel.eof_received)
@@ -74,13 +98,15 @@ def _start_stdin_reader(channel: SmtpChannel, fd: int) -> None:
     threading.Thread(target=read, name="stdin", daemon=True).start()
 
 
-async def run_stdio_session(make_session: Callable[[SmtpChannel], SmtpSession]) -> SmtpSession:
+async def run_stdio_session(
+    make_session: Callable[[SmtpChannel], SmtpSession], lf_lines: bool = False
+) -> SmtpSession:
     """Run one session on fds 0 and 1; returns it (for -bS's exit status)."""
     sys.stdout.flush()
     channel = SmtpChannel()
     transport = _StdoutTransport(1)
     channel.connection_made(transport)  # type: ignore[arg-type]
-    _start_stdin_reader(channel, 0)
+    _start_stdin_reader(channel, 0, lf_lines)
     session = make_session(channel)
     await session.run()
     return session

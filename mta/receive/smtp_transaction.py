@@ -22,6 +22,7 @@ from mta.errors import SpoolError, SubmissionError
 from mta.log import escape
 from mta.message.address import qualify
 from mta.message.headers import HeaderSyntaxError, parse_header_block
+from mta.message.rewrite import SMTP, Rewriter
 from mta.receive.reception import Arrival, arrival_log_text, prepare_envelope
 from mta.receive.smtp_commands import CommandError, MailCommand, parse_bdat, parse_mail, parse_rcpt
 from mta.receive.smtp_data import DotDecoder, MessageText
@@ -86,6 +87,24 @@ class Transaction:
         self._bdat_deadline = None
         self.in_data = False
 
+    def _smtp_rewrite(self) -> Any:
+        """The S rewriting rules for a MAIL or RCPT address, or None when there are none."""
+        s = self.session
+        rules = s.ctx.runtime.rewrite_rules
+        if not any(rule.flags & SMTP for rule in rules):
+            return None
+        variables = {"sender_host_address": s.host_address, "sender_host_name": s.host_name,
+                     "sender_helo_name": s.helo_name, "received_protocol": s.received_protocol}
+        from mta.config.variables import rewrite_env
+
+        rewriter = Rewriter(rules, rewrite_env(s.config, s.logger, variables))
+
+        def rewrite(path: str, sender: bool) -> str | None:
+            new = rewriter.rewrite_smtp(path, sender)
+            return None if new is None else s.ctx.taint(new)
+
+        return rewrite
+
     # -- MAIL ------------------------------------------------------------------------------------
     async def cmd_mail(self, argument: str, line: str) -> None:
         s = self.session
@@ -98,7 +117,7 @@ class Transaction:
             s._protocol_error()
             return
         try:
-            mail = parse_mail(argument, s.ctx.extension_names(s))
+            mail = parse_mail(argument, s.ctx.extension_names(s), self._smtp_rewrite())
         except CommandError as exc:
             s.reply(exc.code, exc.text)
             s._protocol_error()
@@ -146,7 +165,7 @@ class Transaction:
             return
         self.rcpt_count += 1
         try:
-            rcpt = parse_rcpt(argument, s.ctx.extension_names(s), self.mail.smtputf8)
+            rcpt = parse_rcpt(argument, s.ctx.extension_names(s), self.mail.smtputf8, self._smtp_rewrite())
         except CommandError as exc:
             s.reply(exc.code, exc.text)
             self.rejected_rcpt_replies.append(f"{exc.code} {exc.text}")
@@ -334,6 +353,9 @@ class Transaction:
         prepared = self._prepare(message_id, headers, stats)
         if prepared is None:
             return
+        # The DATA ACL sees the envelope as rewritten (Exim rewrites before it runs); one address each.
+        self.mail.sender = prepared.arrival.sender_address
+        self.recipients = list(prepared.arrival.recipients)
         refusal = await s.ctx.acl_check(s, "DATA", line, headers=prepared.headers, size=prepared.size)
         if refusal is not None:
             return
@@ -341,7 +363,8 @@ class Transaction:
         if added:
             # The ACLs' add_header lines (MAIL, RCPT, PREDATA, DATA), at the end, as Exim adds them.
             headers.extend(parse_header_block("".join(added)))
-            prepared = self._prepare(message_id, headers, stats)
+            # The same (rewritten) envelope: the ACLs' lines are not rewritten (Exim).
+            prepared = self._prepare(message_id, headers, stats, prepared.arrival)
             if prepared is None:
                 return
         if pending is None:  # -bh: nothing is spooled
@@ -387,11 +410,11 @@ class Transaction:
         code = 452 if number in (errno.ENOSPC, errno.EDQUOT) else 451
         return code, "Error while writing spool file", False
 
-    def _prepare(self, message_id: str, headers: list[Any], stats: Any) -> Any:
-        """The envelope from this transaction and `headers`; None (and 5xx said) if refused."""
+    def _prepare(self, message_id: str, headers: list[Any], stats: Any, arrival: Arrival | None = None) -> Any:
+        """The envelope from this transaction (or `arrival`) and `headers`; None (and 5xx said) if refused."""
         s = self.session
         assert self.mail is not None
-        arrival = self._arrival()
+        arrival = arrival or self._arrival()
         try:
             prepared = prepare_envelope(s.ctx.runtime, message_id, self.started, arrival, headers, stats)
         except SubmissionError as exc:

@@ -196,10 +196,15 @@ class RoutingEngine:
                 ctx.trace(ctx.expand_or_defer(opts.debug_print, item, "debug_print") or "")
             if debugging:
                 _debug.write(f"calling {driver.name} {driver.kind_name}")
-            if isinstance(driver, Director):
-                verdict = driver.direct(item, ctx)
-            else:
-                verdict = driver.route(item, ctx)  # type: ignore[attr-defined]
+            try:
+                if isinstance(driver, Director):
+                    verdict = driver.direct(item, ctx)
+                else:
+                    verdict = driver.route(item, ctx)  # type: ignore[attr-defined]
+            except DeferError:
+                # The deferral's log line names the driver (Exim's "== addr R=name defer ...").
+                item.router_name = driver.name
+                raise
             if isinstance(verdict, Pass):
                 if debugging:
                     _debug.write(f"{driver.name} {driver.kind_name} passed for {item.address}")

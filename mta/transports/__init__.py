@@ -5,6 +5,7 @@ imported only when a configuration uses them.
 """
 
 TRANSPORTS: dict[str, str] = {
+    "autoreply": "mta.transports.autoreply:AutoreplyTransport",
     "appendfile": "mta.transports.appendfile:AppendfileTransport",
     "pipe": "mta.transports.pipe:PipeTransport",
     "smtp": "mta.transports.smtp:SmtpTransport",

@@ -32,6 +32,7 @@ from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError
 from mta.route.item import AddressItem
 from mta.taint import file_name_refused
 from mta.transports import _local, _maildir
+from mta.transports._local import BatchOptions
 from mta.transports._locking import (
     MailboxPolicy,
     OpenMailbox,
@@ -39,7 +40,7 @@ from mta.transports._locking import (
     open_and_lock_mailbox,
     release_lockfile,
 )
-from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage, TransportOptions
+from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage
 from mta.transports.write import HeaderEdits, WriteSpec, header_edits, transport_return_path
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -56,7 +57,7 @@ QUOTA_MESSAGE = "mailbox is full (quota exceeded)"
 
 
 @options_table
-class AppendfileOptions(TransportOptions):
+class AppendfileOptions(BatchOptions):
     """Options of the appendfile transport."""
 
     file: str | None = option(
@@ -190,11 +191,16 @@ class AppendfileTransport(LocalTransport):
     # -- delivery ---------------------------------------------------------------------------------
 
     def deliver(self, message: OutgoingMessage, item: AddressItem, env: DeliveryEnv) -> None:
+        self.deliver_items(message, [item], env)
+
+    def deliver_items(self, message: OutgoingMessage, items: list[AddressItem], env: DeliveryEnv) -> None:
         _local.check_size(self.options, message)
+        env = _local.batch_env(env, items)
+        item = items[0]
         path, is_maildir = self._target(item, env)
         return_path = transport_return_path(self, message, item, env)
-        edits = header_edits(self, message, [item], env, return_path)
-        spec = self._write_spec(item, env, return_path, is_maildir)
+        edits = header_edits(self, message, items, env, return_path)
+        spec = self._write_spec(items, env, return_path, is_maildir)
         home = _local.delivery_home(item, env)
         if is_maildir:
             self._deliver_maildir(path, message, spec, edits, env, home)
@@ -221,8 +227,17 @@ class AppendfileTransport(LocalTransport):
         is_maildir = o.directory is not None
         return (path.rstrip("/") or "/") if is_maildir else path, is_maildir
 
-    def _write_spec(self, item: AddressItem, env: DeliveryEnv, return_path: str, is_maildir: bool) -> WriteSpec:
+    def _write_spec(
+        self, items: list[AddressItem], env: DeliveryEnv, return_path: str, is_maildir: bool
+    ) -> WriteSpec:
         o = self.options
+        item = items[0]
+        if o.use_bsmtp:
+            # Batched SMTP: no mbox From line unless asked for; dots are doubled whatever check_string says.
+            prefix = self._expand_text("message_prefix", o.message_prefix or "", item, env, return_path)
+            suffix = self._expand_text("message_suffix", o.message_suffix or "", item, env, return_path)
+            return _local.bsmtp_spec(o, return_path, items, prefix.decode("utf-8", "surrogateescape"),
+                                     suffix.decode("utf-8", "surrogateescape"))
         mbox = not is_maildir
         prefix = o.message_prefix if o.message_prefix is not None else (MBOX_PREFIX if mbox else "")
         suffix = o.message_suffix if o.message_suffix is not None else ("\\n" if mbox else "")

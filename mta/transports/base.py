@@ -1,9 +1,11 @@
 """Transports: the contract between delivery and the drivers that move mail.
 
-Local transports (appendfile, pipe) deliver one address at a time, in a
-child process that has already dropped to the delivery user's uid/gid:
+Local transports (appendfile, pipe, autoreply) deliver one address at a
+time, or a batch of them with batch_max (appendfile, pipe), in a child
+process that has already dropped to the delivery user's uid/gid:
 
-    transport.deliver(message, item, env)   # returns on success
+    transport.deliver(message, item, env)           # returns on success
+    transport.deliver_items(message, items, env)    # a batch: one copy for all
 
 Remote transports (smtp) take a batch of addresses that share a host list
 and sender, and return one outcome per address (`Delivered`, `DeferError`
@@ -57,6 +59,9 @@ class TransportOptions(DriverOptions):
     return_path: str | None = option(
         None, Kind.STRING, "Envelope sender to use instead of the message's (bounces go there).", expand=True
     )
+    headers_rewrite: str | None = option(
+        None, Kind.STRING, "Rewriting rules (colon-separated) for the addresses in the headers sent; docs/rewrite.md."
+    )
     return_path_add: bool = option(False, Kind.BOOL, "Add a Return-path: header (final delivery only).")
     envelope_to_add: bool = option(False, Kind.BOOL, "Add an Envelope-to: header listing the original recipients.")
     delivery_date_add: bool = option(False, Kind.BOOL, "Add a Delivery-date: header.")
@@ -92,6 +97,20 @@ class OutgoingMessage:
 
 
 @record.dataclass(slots=True)
+class Submitted:
+    """What became of a message a transport generated (an autoreply) and handed to `DeliveryEnv.submit`.
+
+    `status` is sendmail's exit status (0: accepted and on disk), `note` the
+    reason when it is not 0, `message_id` the new message's id when it was
+    spooled by this process (None when the daemon or its drop directory took it).
+    """
+
+    status: int
+    note: str = ""
+    message_id: str | None = None
+
+
+@record.dataclass(slots=True)
 class DeliveryEnv:
     """What a transport may use besides the message: expansion, identity, time."""
 
@@ -105,6 +124,11 @@ class DeliveryEnv:
     home: str | None = None
     # Extra fields a remote transport needs (authenticators, TLS settings ...).
     extra: dict[str, Any] = record.field(default_factory=dict)
+    # For a transport that generates a new message (autoreply): submit(sendmail arguments, the
+    # message) spools it as the delivery's user would with `sendmail` (mta.receive.local_submit).
+    submit: Callable[[list[str], BinaryIO], Submitted] | None = None
+    # Ids of messages this delivery spooled itself (by `submit`), for the delivery code to deliver.
+    generated: list[str] = record.field(default_factory=list)
 
 
 @record.dataclass(slots=True)
@@ -135,6 +159,9 @@ class Transport(Driver):
     options: TransportOptions
     options_class: ClassVar[type[DriverOptions]] = TransportOptions
     is_local: ClassVar[bool] = True
+    # True for a transport that makes a new message rather than delivering this one (autoreply):
+    # the delivery code then gives it DeliveryEnv.submit.
+    generates_messages: ClassVar[bool] = False
 
 
 class LocalTransport(Transport):
@@ -148,6 +175,17 @@ class LocalTransport(Transport):
         failure must leave the destination as it was (a partly written mbox
         message is truncated away before returning).
         """
+
+    def deliver_items(self, message: OutgoingMessage, items: list[AddressItem], env: DeliveryEnv) -> None:
+        """Deliver a batch of addresses (batch_max > 1) in one run, one copy of the message.
+
+        The delivery code only makes batches of more than one address for a
+        transport whose options allow it (mta.deliver.grouping); the
+        transports that do (appendfile, pipe) override this.
+        """
+        if len(items) != 1:
+            raise DeferError(f"the {self.name} transport cannot deliver {len(items)} addresses at once")
+        self.deliver(message, items[0], env)
 
 
 class RemoteTransport(Transport):

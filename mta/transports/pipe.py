@@ -48,13 +48,15 @@ from __future__ import annotations
 import os
 import signal
 
+from mta import record
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError, FailError
 from mta.route.item import AddressItem
 from mta.taint import is_tainted, taint
 from mta.transports import _local
 from mta.transports._command import EX_EXECFAILED, RunResult, run_command, split_command
-from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage, TransportOptions
+from mta.transports._local import BatchOptions
+from mta.transports.base import DeliveryEnv, LocalTransport, OutgoingMessage
 from mta.transports.write import header_edits, transport_return_path
 from mta.values import split_list
 
@@ -92,7 +94,7 @@ _EXIT_MEANINGS = {
 
 
 @options_table
-class PipeOptions(TransportOptions):
+class PipeOptions(BatchOptions):
     """Options of the pipe transport."""
 
     command: str | None = option(
@@ -209,27 +211,45 @@ class PipeTransport(LocalTransport):
     # -- delivery ---------------------------------------------------------------------------------
 
     def deliver(self, message: OutgoingMessage, item: AddressItem, env: DeliveryEnv) -> None:
+        self.deliver_items(message, [item], env)
+
+    def deliver_items(self, message: OutgoingMessage, items: list[AddressItem], env: DeliveryEnv) -> None:
         o = self.options
         _local.check_size(o, message)
-        argv = self._argv(item, env)
+        addresses = [taint(i.address) for i in items]
+        env = _with_pipe_addresses(_local.batch_env(env, items), addresses)
+        item = items[0]
+        argv = self._argv(item, env, addresses)
         path = self._expand("path", o.path, item, env)
         if not o.use_shell:
             argv[0] = self._locate(argv[0], item, env, path)
-        envp = self._environment(message, item, env, path)
+        envp = self._environment(message, items, env, path)
         return_path = transport_return_path(self, message, item, env)
-        edits = header_edits(self, message, [item], env, return_path)
-        spec = _local.write_spec(
-            o,
-            check=o.check_string or "",
-            escape=o.escape_string or "",
-            prefix=_local.encode(self._expand("message_prefix", o.message_prefix or "", item, env, return_path)),
-            suffix=_local.encode(self._expand("message_suffix", o.message_suffix or "", item, env, return_path)),
-        )
+        edits = header_edits(self, message, items, env, return_path)
+        prefix, suffix = o.message_prefix or "", o.message_suffix or ""
+        if o.use_bsmtp:
+            # Batched SMTP has no From line or blank line around it unless they are asked for (Exim).
+            prefix, suffix = ("" if prefix == FROM_PREFIX else prefix), ("" if suffix == "\\n" else suffix)
+            spec = _local.bsmtp_spec(
+                o,
+                return_path,
+                items,
+                self._expand("message_prefix", prefix, item, env, return_path),
+                self._expand("message_suffix", suffix, item, env, return_path),
+            )
+        else:
+            spec = _local.write_spec(
+                o,
+                check=o.check_string or "",
+                escape=o.escape_string or "",
+                prefix=_local.encode(self._expand("message_prefix", prefix, item, env, return_path)),
+                suffix=_local.encode(self._expand("message_suffix", suffix, item, env, return_path)),
+            )
         chunks = _local.spool_chunks(message, spec, edits)
         result = run_command(argv, envp, o.umask, chunks, o.timeout, o.max_output)
         self._judge(result, argv)
 
-    def _argv(self, item: AddressItem, env: DeliveryEnv) -> list[str]:
+    def _argv(self, item: AddressItem, env: DeliveryEnv, addresses: list[str]) -> list[str]:
         """The argument vector, before the command is looked up in `path`."""
         o = self.options
         from_item = item.pipe_command is not None and not o.force_command
@@ -254,8 +274,8 @@ class PipeTransport(LocalTransport):
             argv = []
             for arg in split_command(o.command):
                 if arg in _PIPE_ADDRESSES:
-                    # One argument per address (a local delivery has one), never re-split or expanded.
-                    argv.append(self._not_an_option(taint(item.address), arg))
+                    # One argument per address of the batch, never re-split or expanded.
+                    argv.extend(self._not_an_option(address, arg) for address in addresses)
                 elif arg in _ADDRESS_PIPE and o.force_command and item.pipe_command is not None:
                     argv.extend(split_command(_strip_bar(self._untainted(item.pipe_command))))
                 else:
@@ -271,7 +291,7 @@ class PipeTransport(LocalTransport):
 
     def _expand_argument(self, arg: str, command: str, item: AddressItem, env: DeliveryEnv) -> str:
         try:
-            return env.expand(arg, item, {"pipe_addresses": taint(item.address)})
+            return env.expand(arg, item)
         except ExpansionError as exc:
             if exc.forced:
                 raise FailError(
@@ -310,9 +330,8 @@ class PipeTransport(LocalTransport):
         return command
 
     def _expand(self, name: str, text: str, item: AddressItem, env: DeliveryEnv, return_path: str = "") -> str:
-        extra = {"pipe_addresses": taint(item.address), **({"return_path": return_path} if return_path else {})}
         try:
-            return env.expand(text, item, extra)
+            return env.expand(text, item, {"return_path": return_path} if return_path else None)
         except ExpansionError as exc:
             raise DeferError(f'failed to expand {name} "{text}" for {self.name} transport: {exc.message}') from None
 
@@ -339,21 +358,27 @@ class PipeTransport(LocalTransport):
                 return candidate
         raise FailError(f'"{command}" command not found for {self.name} transport')
 
-    def _environment(self, message: OutgoingMessage, item: AddressItem, env: DeliveryEnv, path: str) -> dict[str, str]:
+    def _environment(
+        self, message: OutgoingMessage, items: list[AddressItem], env: DeliveryEnv, path: str
+    ) -> dict[str, str]:
+        item = items[0]
         # A |command item has the local part of the address that led to it (Exim's deliver_localpart).
-        who = (item.parent or item) if item.pipe_command is not None or item.file_path is not None else item
+        # In a batch, a part the addresses do not share is empty.
+        local_part, prefix, suffix, domain = (
+            values[0] if len(set(values)) == 1 else "" for values in zip(*(_named(i) for i in items), strict=True)
+        )
         home = _local.delivery_home(item, env)
         envp = {
-            "LOCAL_PART": who.local_part,
-            "LOGNAME": who.local_part,
-            "USER": who.local_part,
-            "LOCAL_PART_PREFIX": who.prefix,
-            "LOCAL_PART_SUFFIX": who.suffix,
-            "DOMAIN": who.domain,
+            "LOCAL_PART": local_part,
+            "LOGNAME": local_part,
+            "USER": local_part,
+            "LOCAL_PART_PREFIX": prefix,
+            "LOCAL_PART_SUFFIX": suffix,
+            "DOMAIN": domain,
             "HOME": home or "",
             "MESSAGE_ID": message.message_id,
             "PATH": path,
-            "RECIPIENT": f"{who.prefix}{who.local_part}{who.suffix}@{who.domain}",
+            "RECIPIENT": f"{prefix}{local_part}{suffix}@{domain}",
             "QUALIFY_DOMAIN": env.qualify_domain,
             "SENDER": message.sender_address,
             "SHELL": "/bin/sh",
@@ -409,6 +434,23 @@ class PipeTransport(LocalTransport):
             raise FailError(
                 f"Child process of {self.name} transport produced output from command: {shown}", detail=output
             )
+
+
+def _named(item: AddressItem) -> tuple[str, str, str, str]:
+    """(local part, prefix, suffix, domain) of the address a delivery is for: a |command item's parent's."""
+    who = (item.parent or item) if item.pipe_command is not None or item.file_path is not None else item
+    return who.local_part, who.prefix, who.suffix, who.domain
+
+
+def _with_pipe_addresses(env: DeliveryEnv, addresses: list[str]) -> DeliveryEnv:
+    """`env` whose expansions know $pipe_addresses: the batch's addresses, separated by spaces."""
+    value = taint(" ".join(addresses))
+    expand = env.expand
+
+    def pipe_expand(text: str, item: AddressItem | None = None, extra: dict[str, Any] | None = None) -> str:
+        return expand(text, item, {"pipe_addresses": value, **(extra or {})})
+
+    return record.replace(env, expand=pipe_expand)
 
 
 def _signal_name(number: int) -> str:

@@ -440,7 +440,8 @@ class Conversation:
     def _send_message(self, session: Session, accepted: list[AddressItem]) -> Plan:
         host = session.host
         edits = self.job.edits
-        chunks = data_chunks(message_chunks(self.job.message, DATA_SPEC, edits.top, edits.bottom, edits.remove))
+        chunks = data_chunks(message_chunks(self.job.message, DATA_SPEC, edits.top, edits.bottom, edits.remove,
+                                            edits.headers))
         # From here the server may have the message at any moment: a failure defers, and the
         # recipients are not offered to another host (that could deliver twice).
         try:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from mta import record
+from mta import debug, record
 from mta.errors import DeferError, ExpansionError
 from mta.message.headers import HeaderSyntaxError, fold_message_data, make_header, parse_header_block, rfc822_date
+from mta.message.rewrite import RewriteEnv, Rewriter, parse_headers_rewrite
 from mta.values import split_list
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -160,13 +161,14 @@ def message_chunks(
     top: Iterable[str] = (),
     bottom: Iterable[str] = (),
     remove: Iterable[str] = (),
+    headers: list[Header] | None = None,
 ) -> Iterator[bytes]:
-    """Yield the message as the transport should write it."""
+    """Yield the message as the transport should write it (with `headers` for the message's own, if given)."""
     shaper = _Shaper(spec)
     if spec.prefix:
         yield spec.prefix.replace(b"\n", b"\r\n") if spec.crlf else spec.prefix
     if not spec.body_only:
-        yield shaper.feed(header_block(message.headers, top, bottom, remove))
+        yield shaper.feed(header_block(message.headers if headers is None else headers, top, bottom, remove))
         yield shaper.flush()
         shaper.at_line_start = True
         if not spec.headers_only:
@@ -194,6 +196,8 @@ class HeaderEdits:
     top: list[str]
     bottom: list[str]
     remove: list[str]
+    # The message's headers after the transport's headers_rewrite; None: the message's own.
+    headers: list[Header] | None = None
 
 
 def transport_return_path(
@@ -217,7 +221,7 @@ def transport_return_path(
         ) from None
 
 
-def _added_lines(text: str, where: str) -> list[str]:
+def added_lines(text: str, where: str) -> list[str]:
     """Header texts from a headers_add value: one header per logical line, blank lines skipped.
 
     A line break that came from message data does not start a line (fold_message_data)."""
@@ -270,15 +274,57 @@ def header_edits(
     remove: list[str] = []
     for item in items:
         for text in item.headers_add:
-            bottom.extend(_added_lines(text, f"headers_add from router for {item.address}"))
+            bottom.extend(added_lines(text, f"headers_add from router for {item.address}"))
         remove.extend(name for text in item.headers_remove for name in split_list(text))
     if options.headers_add:
         expanded = _expand_edit(transport, "headers_add", options.headers_add, first, env)
-        bottom.extend(_added_lines(expanded, f"headers_add for the {transport.name} transport"))
+        bottom.extend(added_lines(expanded, f"headers_add for the {transport.name} transport"))
     if options.headers_remove:
         expanded = _expand_edit(transport, "headers_remove", options.headers_remove, first, env)
         remove.extend(split_list(expanded))
-    return HeaderEdits(top, bottom, remove)
+    rewritten = _headers_rewrite(transport, message, first, env) if options.headers_rewrite else None
+    return HeaderEdits(top, bottom, remove, rewritten)
+
+
+def _headers_rewrite(
+    transport: Transport, message: OutgoingMessage, item: AddressItem | None, env: DeliveryEnv
+) -> list[Header]:
+    """The message's headers with the transport's headers_rewrite rules applied (this copy only).
+
+    The headers the message has (as received, and added by ACLs or a system
+    filter) are rewritten; those routers and the transport add are not.  A
+    changed header replaces the old one in what is sent; -H is not touched.
+    Rewriting here is not logged (a local delivery runs as the recipient,
+    who cannot write the log): ``-d+rewrite`` shows it.
+    """
+    try:
+        rules = parse_headers_rewrite(transport.options.headers_rewrite or "")
+    except ValueError as exc:  # checked at start-up; a configuration changed under a daemon defers
+        raise DeferError(f"headers_rewrite for the {transport.name} transport: {exc}") from None
+    config = getattr(env.extra.get("runtime"), "config", None)
+
+    def expand(template: str, extra: dict[str, str]) -> str:
+        return env.expand(template, item, extra)
+
+    def panic(text: str) -> None:
+        debug.debug("rewrite", "%s", text)
+
+    rewriter = Rewriter(
+        rules,
+        RewriteEnv(
+            expand=expand,
+            primary_hostname=env.primary_hostname,
+            qualify_domain=env.qualify_domain,
+            qualify_recipient=getattr(config, "qualify_recipient", env.qualify_domain),
+            panic=panic,
+            named_list=getattr(config, "named_list", None),
+        ),
+    )
+    headers: list[Header] = []
+    for header in message.headers:
+        new = rewriter.rewrite_header(header, qualify_unqualified=False) if header.flag != "*" else None
+        headers.append(header if new is None else new)
+    return headers
 
 
 def _expand_edit(transport: Transport, name: str, text: str, item: AddressItem | None, env: DeliveryEnv) -> str:

@@ -186,9 +186,16 @@ def test_unqualified_addresses_are_qualified(mta_env: MtaEnv) -> None:
         "root@rcpt.example",
         "other@example.org",
     ]
-    # Headers: recipient headers with qualify_recipient, others with qualify_domain; names kept quoted.
-    assert header_named(mta_env, message_id, "To") == [("T", 'To: "Doe, John" <jd@rcpt.example>, root@rcpt.example\n')]
-    assert header_named(mta_env, message_id, "Reply-To") == [("R", "Reply-To: replies@example.com\n")]
+    # Headers: recipient headers with qualify_recipient, others with qualify_domain; names kept as written.
+    # As Exim, the header as it came stays in -H marked deleted, the qualified one after it.
+    assert header_named(mta_env, message_id, "To") == [
+        ("*", 'To: "Doe, John" <jd>, root\n'),
+        ("T", 'To: "Doe, John" <jd@rcpt.example>, root@rcpt.example\n'),
+    ]
+    assert header_named(mta_env, message_id, "Reply-To") == [
+        ("*", "Reply-To: replies\n"),
+        ("R", "Reply-To: replies@example.com\n"),
+    ]
     assert header_named(mta_env, message_id, "Cc") == [("C", "Cc: other@example.org\n")]
 
 

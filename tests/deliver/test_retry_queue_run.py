@@ -80,20 +80,20 @@ def test_a_routing_deferral_waits_for_its_retry_time_in_a_queue_run(mta_env: Mta
     message_id = queue(mta_env, "bob@example.net")
     now = time.time()
     Delivery(runtime, message_id, now=now).run()
-    assert last_line(mta_env, message_id) == "== bob@example.net defer (0): DNS lookup timed out"
+    assert last_line(mta_env, message_id) == "== bob@example.net R=flaky_dns defer (0): DNS lookup timed out"
     assert list(retry_records(mta_env.spool)) == ["R:example.net"]
     Delivery(runtime, message_id, now=now + 60, queue_run=True).run()
     assert last_line(mta_env, message_id) == "== bob@example.net routing defer (-52): retry time not reached"
     # Not in a queue run (straight after reception, -Mc), or forced: routed anyway.
     Delivery(runtime, message_id, now=now + 120).run()
-    assert last_line(mta_env, message_id).startswith("== bob@example.net defer (0): DNS")
+    assert last_line(mta_env, message_id).startswith("== bob@example.net R=flaky_dns defer (0): DNS")
     Delivery(runtime, message_id, now=now + 180, queue_run=True, ignore_retry=True).run()
-    assert last_line(mta_env, message_id).startswith("== bob@example.net defer (0): DNS")
+    assert last_line(mta_env, message_id).startswith("== bob@example.net R=flaky_dns defer (0): DNS")
     # Each of those failures renewed the record: the next try is 15 minutes after the last one.
     Delivery(runtime, message_id, now=now + 180 + 14 * M, queue_run=True).run()
     assert last_line(mta_env, message_id) == "== bob@example.net routing defer (-52): retry time not reached"
     Delivery(runtime, message_id, now=now + 180 + 15 * M, queue_run=True).run()
-    assert last_line(mta_env, message_id).startswith("== bob@example.net defer (0): DNS")
+    assert last_line(mta_env, message_id).startswith("== bob@example.net R=flaky_dns defer (0): DNS")
 
 
 def test_a_4xx_to_rcpt_holds_that_address_and_sender_only(

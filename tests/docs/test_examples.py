@@ -3,43 +3,64 @@
 A fenced block's info string says what it is:
 
     ```mta-config                  a whole configuration file: it must load (what `mta -bV` checks)
-    ```mta-config directors        a fragment of one section, checked inside etc/mta.conf (below)
-    ```console                     `$ command` lines, each followed by the output it must print
-    ```<anything> file=/etc/x      also written to /etc/x in the page's world, for the blocks after it
-    ```text, ```sh, ```ini         not run: output samples and excerpts, commands that need a daemon,
-                                   the network or root, systemd settings (every block needs one of these)
+    ```mta-config directors        a fragment of one section, checked inside the world's configuration (below)
+    ```console                     `$ command` lines (`# command` for root), each followed by the output it
+                                   must print
+    ```<anything> file=/etc/x      also written to /etc/x in the page's world, for the blocks after it (a
+                                   configuration fragment: the world's configuration with the fragment in)
+    ```text, ```sh, ```ini         not run: output samples and excerpts, commands that talk to a server
+                                   elsewhere on the network, systemd settings (every block needs one)
+
+A block inside an HTML comment (`<!--` ... `-->`) is run like any other but not shown on the page:
+the set-up of a queue for the examples after it, say.
 
 One test per page; its blocks run in page order in a world of their own (a
-temporary directory).  Absolute paths under /etc/, /var/ and /tmp/ in blocks
-and commands are read as paths in the world, and output shows them back as
-written, so an example can say /etc/aliases and mean it.  A console block
-runs in one bash, with `mta`, `sendmail`, `mailq` and `newaliases` given
-`-C /etc/mta/mta.conf`: the world's, which is the shipped etc/mta.conf until a
-block with file=/etc/mta/mta.conf replaces it; that file must set
-spool_directory, so that no example can reach the machine's spool.
-Expected output: each line exactly, except that `...` alone stands for any
-number of lines and `...` inside a line for any text.
+temporary directory) and one bash.  Absolute paths under /etc/, /var/, /tmp/ and
+/usr/local/ in blocks and commands are read as paths in the world, and output shows them
+back as written, so an example can say /etc/aliases and mean it.  Port 2525 is
+a port of 127.0.0.1 on which nothing listens (the world holds it bound), so an
+example can show a host that refuses connections; on port 2526 an SMTP server
+(aiosmtpd, calling itself smarthost.example.net) takes every message.  Console commands run with
+`mta`, `sendmail`, `mailq` and `newaliases` given `-C /etc/mta/mta.conf`: the
+world's (and so is `mta-next`'s), which is the shipped etc/mta.conf until a block with
+file=/etc/mta/mta.conf replaces it; that file must set spool_directory, so that
+no example can reach the machine's spool.
 
-A section fragment is put into the default configuration (etc/mta.conf):
+Expected output: each line exactly, except that `...` alone stands for any
+number of lines and `...` inside a line for any text, and that a date, a time
+or a message id in it stands for any of its kind: the first time an id is
+matched it is bound to the id actually printed, and from then on it means that
+id, in output and in commands.  So a page can show a real session, ids and
+times included, and its commands can name the ids it showed.
+
+A section fragment is put into the world's configuration (at first etc/mta.conf):
 directors, routers, retry and rewrite fragments replace that section;
 transports, authenticators and acl fragments add their instances to it,
-replacing default ones of the same name (bare ACL statements end the first ACL); `main` fragments set main options (and
-named lists), replacing the default's settings of the same ones.
+replacing ones of the same name (bare ACL statements end the first ACL); `main` fragments set main options (and
+named lists), replacing the earlier settings of the same ones.
 Configurations are loaded in this process (mta.config.loader.load_config,
 then the checks of -bV), which keeps the whole run to a second or two.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from mta.readiness import readable
+from tests.support.sink import SmtpSink
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -53,12 +74,15 @@ CHECKED = ("mta-config", "console")
 KINDS = {
     **dict.fromkeys(CHECKED, "checked"),
     "text": "output samples, log and file excerpts, diagrams: shown, not run",
-    "sh": "shell commands not run here (a daemon, the network, real users, root, a real queue)",
+    "sh": "commands that talk to a server elsewhere on the network (swaks, openssl s_client); with file=, "
+    "a script a console block runs",
     "ini": "systemd unit settings (tests/install/test_unit.py compares them with the unit)",
 }
-MAPPED = re.compile(r"(?<![\w.~/$-])/(etc|var|tmp)/")
+MAPPED = re.compile(r"(?<![\w.~/$-])/(etc|var|tmp|usr/local)/")
 INSTANCE = re.compile(r"^([A-Za-z_][\w-]*):\s*$")
 MERGED = ("transports", "authenticators", "acl")
+CLOSED_PORT = "2525"  # in examples: a port where nothing listens
+SMTP_PORT = "2526"  # in examples: an SMTP server that takes every message
 SECTIONS = ("acl", "directors", "routers", "transports", "retry", "rewrite", "authenticators")
 
 
@@ -126,9 +150,9 @@ def main_key(line: str) -> str | None:
     return f"list {name}" if match.group(1) else name.removeprefix("no_")
 
 
-def with_fragment(section: str, fragment: str) -> str:
-    """etc/mta.conf with `fragment` put into `section` (see the module docstring)."""
-    main, sections = split_sections(DEFAULT_CONFIG.read_text())
+def with_fragment(section: str, fragment: str, base: str) -> str:
+    """The configuration `base` with `fragment` put into `section` (see the module docstring)."""
+    main, sections = split_sections(base)
     fragment = re.sub(rf"\A((?:#.*\n|\s*\n)*)begin[ \t]+{section}[ \t]*\n", r"\1", fragment)
     if section == "main":
         given = {main_key(line) for line in fragment.splitlines()} - {None}
@@ -171,18 +195,25 @@ def load_problem(path: Path) -> str | None:
 @dataclasses.dataclass
 class World:
     root: Path
+    ports: dict[str, str]  # a port an example names -> the port it is here
 
     def map(self, text: str) -> str:
-        return MAPPED.sub(lambda m: f"{self.root}/{m.group(1)}/", text)
+        text = MAPPED.sub(lambda m: f"{self.root}/{m.group(1)}/", text)
+        for shown, real in self.ports.items():
+            text = re.sub(rf"\b{shown}\b", real, text)
+        return text
 
     def unmap(self, text: str) -> str:
-        return text.replace(f"{self.root}/", "/")
+        text = text.replace(f"{self.root}/", "/")
+        for shown, real in self.ports.items():
+            text = re.sub(rf"\b{real}\b", shown, text)
+        return text
 
     def write(self, path: str, text: str) -> Path:
         target = Path(self.map(path))
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
-        target.chmod(0o644)
+        target.chmod(0o755 if text.startswith("#!") else 0o644)
         return target
 
     @property
@@ -190,103 +221,233 @@ class World:
         return self.root / "etc" / "mta" / "mta.conf"
 
 
+def block_text(world: World, block: Block) -> str:
+    """A configuration block as a whole file: a fragment goes into the world's configuration."""
+    if block.kind == "mta-config" and block.args and block.args[0] in ("main", *SECTIONS):
+        # The world's configuration is mapped already: map only the fragment.
+        return with_fragment(block.args[0], world.map(block.text), world.config.read_text())
+    return world.map(block.text)
+
+
 def check_config_block(world: World, block: Block, n: int) -> str | None:
-    text = world.map(block.text)
-    if block.args:
-        if block.args[0] not in ("main", *SECTIONS):
-            return f"{block.where}: unknown section {block.args[0]!r} after mta-config"
-        text = world.map(with_fragment(block.args[0], block.text))
-    path = world.write(f"/tmp/doc-configs/{n}.conf", text)
+    if block.args and block.args[0] not in ("main", *SECTIONS):
+        return f"{block.where}: unknown section {block.args[0]!r} after mta-config"
+    path = world.write(f"/tmp/doc-configs/{n}.conf", block_text(world, block))
     problem = load_problem(path)
     return f"{block.where}: the configuration does not load: {world.unmap(problem)}" if problem else None
 
 
-MARK = "@@ mta-doc-example: next command @@"
+# -- console examples ------------------------------------------------------------------------------
+
+MARK = "@@ mta-doc-example: done @@"
 WRAPPERS = "".join(
-    f'{name}() {{ command {name} -C "$MTA_DOC_CONFIG" "$@"; }}\n' for name in ("mta", "sendmail", "mailq", "newaliases")
+    f'{name}() {{ command {name} -C "$MTA_DOC_CONFIG" "$@"; }}\n'
+    for name in ("mta", "sendmail", "mailq", "newaliases", "mta-next")
 )
+# What stands for any of its kind in expected output (the module docstring).
+MESSAGE_ID = r"[0-9A-Za-z]{6}-(?:[0-9A-Za-z]{11}-[0-9A-Za-z]{4}|[0-9A-Za-z]{6}-[0-9A-Za-z]{2})"
+TIME = (
+    r"(?:\b\d\d-[A-Z][a-z]{2}-\d{4} \d\d:\d\d:\d\d\b"  # 03-Dec-2026 11:08:21 (dumpdb, exinext)
+    r"|\b\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\b"  # 2026-12-03 11:40:54 (log lines)
+    r"|\b[A-Z][a-z]{2}, \d\d? [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4}\b)"  # RFC 5322
+)
+WILDCARDS = re.compile(rf"(?P<id>\b{MESSAGE_ID}\b)|{TIME}")
 
 
-def parse_console(text: str) -> list[tuple[str, list[str]]]:
-    """(command, expected output lines) for each `$ ` line; a trailing backslash continues it
-    on the next line (as in the shell, which is given both lines)."""
-    steps: list[tuple[str, list[str]]] = []
+@dataclasses.dataclass
+class Step:
+    command: str
+    expected: list[str]
+    as_root: bool
+
+
+def parse_console(text: str) -> list[Step]:
+    """The `$ ` (or root's `# `) command lines and the output after each; a trailing backslash
+    continues a command on the next line (as in the shell, which is given both lines)."""
+    steps: list[Step] = []
     lines = text.splitlines()
     i = 0
     while i < len(lines):
         line = lines[i]
         i += 1
-        if line.startswith("$ "):
+        if line.startswith(("$ ", "# ")):
             command = line[2:]
             while command.endswith("\\") and i < len(lines):
                 command += "\n" + lines[i]
                 i += 1
-            steps.append((command, []))
+            steps.append(Step(command, [], line.startswith("#")))
         elif steps:
-            steps[-1][1].append(line)
+            steps[-1].expected.append(line)
     return steps
 
 
-def matches(expected: list[str], actual: list[str]) -> bool:
-    if not expected:
-        return not actual
-    head, rest = expected[0], expected[1:]
-    if head == "...":
-        return any(matches(rest, actual[k:]) for k in range(len(actual) + 1))
-    if not actual:
+class Expectation:
+    """Expected output lines as patterns; message ids bind to the ones printed (the docstring)."""
+
+    def __init__(self, ids: dict[str, str]) -> None:
+        self.ids = ids
+
+    def pattern(self, line: str) -> tuple[str, list[str]]:
+        """The regex for one expected line, and the unbound ids it captures, in group order."""
+        parts, captured, last = [], [], 0
+        for match in WILDCARDS.finditer(line):
+            parts.append(".*".join(re.escape(p) for p in line[last : match.start()].split("...")))
+            token = match.group()
+            if match.group("id") and token in self.ids:
+                parts.append(re.escape(self.ids[token]))
+            elif match.group("id"):
+                if token in captured:
+                    parts.append(f"(?P=i{captured.index(token)})")
+                else:
+                    parts.append(f"(?P<i{len(captured)}>{MESSAGE_ID})")
+                    captured.append(token)
+            else:
+                parts.append(TIME)
+            last = match.end()
+        parts.append(".*".join(re.escape(p) for p in line[last:].split("...")))
+        return "".join(parts), captured
+
+    def matches(self, expected: list[str], actual: list[str]) -> bool:
+        if not expected:
+            return not actual
+        head, rest = expected[0], expected[1:]
+        if head == "...":
+            return any(self.matches(rest, actual[k:]) for k in range(len(actual) + 1))
+        if not actual:
+            return False
+        pattern, captured = self.pattern(head)
+        found = re.fullmatch(pattern, actual[0])
+        if found is None:
+            return False
+        bound = {token: found.group(f"i{n}") for n, token in enumerate(captured)}
+        self.ids.update(bound)
+        if self.matches(rest, actual[1:]):
+            return True
+        for token in bound:  # this alignment failed: undo what it bound
+            del self.ids[token]
         return False
-    pattern = ".*".join(re.escape(part) for part in head.split("..."))
-    return re.fullmatch(pattern, actual[0]) is not None and matches(rest, actual[1:])
 
 
-def run_console(world: World, block: Block) -> list[str]:
-    steps = parse_console(block.text)
+class Shell:
+    """One bash for a page's console commands, so that the shell's state carries on as a reader's does."""
+
+    def __init__(self, world: World) -> None:
+        env = {
+            "PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(world.root),
+            "LANG": "C.UTF-8",
+            "TZ": "UTC",
+            "MTA_DOC_CONFIG": str(world.config),
+            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        }
+        self.proc = subprocess.Popen(
+            ["bash"],
+            cwd=world.root,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.send(WRAPPERS)
+
+    def send(self, script: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(script.encode())
+        self.proc.stdin.flush()
+
+    def run(self, command: str, timeout: float = 60) -> str:
+        """What `command` prints; its standard input is /dev/null, never the rest of the script."""
+        # The command's exit status is kept for the next one's `$?`.
+        self.send(f"{{\n{command}\n}} </dev/null\n_status=$?\nprintf '\\n%s\\n' '{MARK}'\n(exit $_status)\n")
+        assert self.proc.stdout is not None
+        out = b""
+        end = f"\n{MARK}\n".encode()
+        deadline = time.monotonic() + timeout
+        while not out.endswith(end):
+            left = deadline - time.monotonic()
+            if left <= 0 or not readable(self.proc.stdout.fileno(), left):
+                raise AssertionError(f"$ {command}: no end after {timeout} s; printed so far:\n{out.decode()}")
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise AssertionError(f"$ {command}: the shell exited; printed:\n{out.decode()}")
+            out += chunk
+        return out[: -len(end)].decode("utf-8", "replace")
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def run_console(world: World, shell: Shell, ids: dict[str, str], block: Block) -> list[str]:
     if "spool_directory" not in world.config.read_text():
         return [f"{block.where}: the example configuration must set spool_directory"]
-    script = WRAPPERS + "".join(f"printf '%s\\n' '{MARK}'\n{world.map(cmd)}\n" for cmd, _ in steps)
-    env = {
-        "PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": str(world.root),
-        "LANG": "C.UTF-8",
-        "MTA_DOC_CONFIG": str(world.config),
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-    }
-    proc = subprocess.run(
-        ["bash", "-c", script], cwd=world.root, env=env, capture_output=False, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, timeout=120,
-    )
-    outputs = world.unmap(proc.stdout.decode("utf-8", "replace")).split(MARK + "\n")[1:]
     failures = []
-    for (command, expected), got in zip(steps, outputs, strict=False):
-        actual = got.splitlines()
-        if not matches(expected, actual):
+    expectation = Expectation(ids)
+    for step in parse_console(block.text):
+        if step.as_root and os.geteuid() != 0:
+            continue  # a root's command (# prompt): only a test run as root can show it
+        command = world.map(step.command)
+        for shown, printed in ids.items():
+            command = command.replace(shown, printed)
+        actual = world.unmap(shell.run(command)).splitlines()
+        if not expectation.matches(step.expected, actual):
             failures.append(
-                f"{block.where}: $ {command}\n  expected:\n"
-                + "".join(f"    {line}\n" for line in expected)
-                + "  got:\n" + "".join(f"    {line}\n" for line in actual)
+                f"{block.where}: {'#' if step.as_root else '$'} {step.command}\n  expected:\n"
+                + "".join(f"    {line}\n" for line in step.expected)
+                + "  got:\n"
+                + "".join(f"    {line}\n" for line in actual)
             )
-    if len(outputs) < len(steps):
-        failures.append(f"{block.where}: only {len(outputs)} of {len(steps)} commands ran")
     return failures
 
 
+@pytest.fixture
+def ports(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The ports examples name: one of 127.0.0.1 bound but not listening (a connection to it
+    is refused), and an SMTP server, for the pages that use it."""
+    with socket.socket() as holder, contextlib.ExitStack() as stack:
+        holder.bind(("127.0.0.1", 0))
+        ports = {CLOSED_PORT: str(holder.getsockname()[1])}
+        if re.search(rf"\b{SMTP_PORT}\b", (DOCS / request.node.callspec.params["page"]).read_text()):
+            server = stack.enter_context(SmtpSink(server_hostname="smarthost.example.net"))
+            ports[SMTP_PORT] = str(server.port)
+        yield ports
+
+
 @pytest.mark.parametrize("page", PAGES)
-def test_examples(page: str, tmp_path: Path) -> None:
+def test_examples(page: str, tmp_path: Path, ports: dict[str, str]) -> None:
+    # A world every user can reach: deliveries run as the recipient, or as `mail`.
     root = tmp_path / "world"
     root.mkdir()
-    world = World(root)
+    for directory in (root, *root.parents):
+        if directory == Path(tempfile.gettempdir()):
+            break
+        directory.chmod(directory.stat().st_mode | 0o711)
+    mail = root / "var" / "mail"
+    mail.mkdir(parents=True)
+    mail.chmod(0o1777)
+    world = World(root, ports)
     # What an installation starts with: the shipped configuration, its paths in the world.
     world.write("/etc/mta/mta.conf", world.map(DEFAULT_CONFIG.read_text()))
     failures: list[str] = []
-    for n, block in enumerate(blocks(DOCS / page)):
-        if block.kind == "mta-config":
-            problem = check_config_block(world, block, n)
-            if problem:
-                failures.append(problem)
-        if "file" in block.attrs:
-            world.write(block.attrs["file"], world.map(block.text))
-        if block.kind == "console":
-            failures += run_console(world, block)
+    shell: Shell | None = None
+    ids: dict[str, str] = {}
+    try:
+        for n, block in enumerate(blocks(DOCS / page)):
+            if block.kind == "mta-config":
+                problem = check_config_block(world, block, n)
+                if problem:
+                    failures.append(problem)
+            if "file" in block.attrs:
+                world.write(block.attrs["file"], block_text(world, block))
+            if block.kind == "console":
+                shell = shell or Shell(world)
+                failures += run_console(world, shell, ids, block)
+    finally:
+        if shell is not None:
+            shell.close()
     assert not failures, "\n".join(failures)
 
 
