@@ -189,6 +189,18 @@ class E2E:
         if errors:
             raise RuntimeError("; ".join(errors))
 
+    def reachable_spool(self) -> Path:
+        """A spool that users' deliveries can reach, with the drop directory the daemon would make
+        (for replies that a delivery running as a user submits); returns the spool directory."""
+        self.env = MtaEnv(self.root / "mta")
+        spool = self.env.spool
+        spool.mkdir(parents=True)
+        self.env.root.chmod(0o755)
+        spool.chmod(0o751)
+        (spool / "offline").mkdir()
+        (spool / "offline").chmod(0o3733)
+        return spool
+
     def write_forward(self, user: LocalUser, text: str, mode: int = 0o644) -> Path:
         """The user's ~/.forward, owned by the user."""
         path = user.home / ".forward"

@@ -66,14 +66,7 @@ def test_bsmtp_batch_is_one_delivery_one_journal_write_and_reads_back(e2e: E2E, 
 
 def test_vacation_reply_goes_through_the_drop_directory_as_the_user(e2e: E2E) -> None:
     alice = e2e.user("alice")
-    # A spool that alice's delivery can reach, with the drop directory the daemon would make.
-    e2e.env = MtaEnv(e2e.root / "mta")
-    spool = e2e.env.spool
-    spool.mkdir(parents=True)
-    e2e.env.root.chmod(0o755)
-    spool.chmod(0o751)
-    (spool / "offline").mkdir()
-    (spool / "offline").chmod(0o3733)
+    spool = e2e.reachable_spool()  # alice's delivery submits the reply through the drop directory
     e2e.write_config(
         main=ACCEPT_RCPT,
         directors=f"away:\n  driver = localuser\n  local_parts = {alice.name}\n  transport = vacation\n",

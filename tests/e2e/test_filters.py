@@ -8,6 +8,7 @@ the filter language does command by command is tested through -bf
 from __future__ import annotations
 
 import mailbox
+import os
 
 from tests.e2e.conftest import DOMAIN, E2E, message_text
 
@@ -83,8 +84,8 @@ def test_a_filter_with_a_syntax_error_defers_with_its_line_and_loses_nothing(e2e
     (message_id,) = e2e.received_ids()
     # Exim's words and line count: "near" line 5, as the line end after the word is read too.
     assert e2e.log_for(message_id)[1:] == [
-        f"== {erin.address} defer (0): director userforward: filter file {forward}: unknown filtering command "
-        '"endiff" near line 5 of filter file'
+        f"== {erin.address} R=userforward defer (0): director userforward: filter file {forward}: "
+        'unknown filtering command "endiff" near line 5 of filter file'
     ]
     assert not e2e.mbox_path(alice).exists() and not e2e.mbox_path(erin).exists()
     assert message_id in e2e.env.message_ids()
@@ -145,3 +146,56 @@ def test_system_filter_freeze_and_error_keep_the_message(e2e: E2E) -> None:
     assert e2e.log_for(plain_id)[1:] == ['Error in system filter: "endif" missing at end of filter file']
     assert plain_id in e2e.env.message_ids() and not e2e.mbox_path(bob).exists()
     assert DOMAIN in bob.address
+
+
+def test_vacation_replies_to_a_person_as_the_user_but_never_to_a_list(e2e: E2E) -> None:
+    from mta.config.loader import load_config
+    from mta.daemon.submission import take_offline_messages
+    from mta.runtime import build_runtime
+
+    alice, erin = e2e.user("alice"), e2e.user("erin")
+    spool = e2e.reachable_spool()  # erin's reply goes through the drop directory
+    e2e.write_forward(erin, "# Exim filter\nvacation\n")  # not even guarded by "if personal"
+    message = erin.home / ".vacation.msg"
+    message.write_text("I am away; about $h_subject: ask Bob.\n")
+    os.chown(message, erin.uid, erin.gid)
+    config = e2e.write_config(transports="address_reply:\n  driver = autoreply\n")
+    config.write_text(
+        config.read_text().replace(
+            "userforward:\n  driver = forwardfile\n",
+            "userforward:\n  driver = forwardfile\n  reply_transport = address_reply\n",
+        )
+    )
+    e2e.submit(
+        message_text(f"Alice <{alice.address}>", erin.address, "lunch", "hi\n"),
+        "-odi",
+        "-f",
+        alice.address,
+        erin.address,
+    )
+    e2e.submit(
+        message_text("news@lists.example", erin.address, "digest", "news\n", "List-Id: <news.lists.example>\n"),
+        "-odi",
+        "-f",
+        "news@lists.example",
+        erin.address,
+    )
+    first, second = e2e.received_ids()
+    # Not significant: erin gets both messages as usual.
+    assert [m["Subject"] for m in read_mbox(e2e.mbox_path(erin))] == ["lunch", "digest"]
+    assert any(
+        line.startswith(f"=> >{alice.address} <{erin.address}> R=userforward T=address_reply")
+        for line in e2e.log_for(first)
+    )
+    # The list message gets no reply (RFC 3834), although the filter does not test "personal".
+    assert not any("T=address_reply" in line for line in e2e.log_for(second))
+    [dropped] = list((spool / "offline").iterdir())
+    assert dropped.stat().st_uid == erin.uid
+    runtime = build_runtime(load_config(str(e2e.env.config)))
+    [reply] = take_offline_messages(runtime)
+    envelope = runtime.spool.read_envelope(reply)
+    assert (envelope.sender_address, [r.address for r in envelope.recipients]) == ("", [alice.address])
+    text = "".join(h.text for h in envelope.headers)
+    assert "Subject: On vacation\n" in text and "Auto-Submitted: auto-replied\n" in text
+    with runtime.spool.open_body(reply) as body:
+        assert b"I am away; about lunch ask Bob." in body.read()
