@@ -71,7 +71,9 @@ def test_writable_forward_file_defers_and_delivers_nothing(e2e: E2E, mode: int) 
     e2e.submit(message_text(alice.address, erin.address, "hi", "body\n"), "-odi", "-f", alice.address, erin.address)
     (message_id,) = e2e.received_ids()
     (line,) = e2e.log_for(message_id)[1:]
-    assert line.startswith(f"== {erin.address} R=userforward defer (0): director userforward: file {forward} is writable by ")
+    assert line.startswith(
+        f"== {erin.address} R=userforward defer (0): director userforward: file {forward} is writable by "
+    )
     assert f"(mode {mode:04o}; modemask 0022" in line
     # Nothing delivered: not to erin, not to where the planted .forward points.
     assert not e2e.mbox_path(erin).exists() and not e2e.mbox_path(alice).exists()
@@ -366,7 +368,9 @@ def test_forward_symlink_to_a_root_file_is_refused(e2e: E2E) -> None:
     (message_id,) = e2e.received_ids()
     (line,) = e2e.log_for(message_id)[1:]
     # Read as erin, the link leads nowhere she may go: the kernel refuses it before any check of ours.
-    assert line.startswith(f"== {erin.address} R=userforward defer (13): cannot open director userforward: file {forward}")
+    assert line.startswith(
+        f"== {erin.address} R=userforward defer (13): cannot open director userforward: file {forward}"
+    )
     assert line.endswith("Permission denied")
     # Not followed: nothing reached the address the root-owned file names.
     assert not e2e.mbox_path(alice).exists() and not e2e.mbox_path(erin).exists()
