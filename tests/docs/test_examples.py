@@ -416,15 +416,21 @@ def ports(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         yield ports
 
 
+@pytest.fixture
+def world_root() -> Iterator[Path]:
+    """A directory every user can reach (deliveries run as the recipient, or as `mail`): not under
+    pytest's own temporary directory, which pytest keeps (and makes again) readable by root alone."""
+    root = Path(tempfile.mkdtemp(prefix="mta-doc-world-", dir="/tmp"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.mark.parametrize("page", PAGES)
-def test_examples(page: str, tmp_path: Path, ports: dict[str, str]) -> None:
-    # A world every user can reach: deliveries run as the recipient, or as `mail`.
-    root = tmp_path / "world"
-    root.mkdir()
-    for directory in (root, *root.parents):
-        if directory == Path(tempfile.gettempdir()):
-            break
-        directory.chmod(directory.stat().st_mode | 0o711)
+def test_examples(page: str, world_root: Path, ports: dict[str, str]) -> None:
+    root = world_root
     mail = root / "var" / "mail"
     mail.mkdir(parents=True)
     mail.chmod(0o1777)
