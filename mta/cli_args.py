@@ -231,7 +231,7 @@ def parse_command_line(argv: list[str], program: str = "mta") -> Invocation:
 
 def _parse_b(inv: Invocation, word: str, set_mode, take_arg) -> None:  # type: ignore[no-untyped-def]
     rest = word[2:]
-    if rest in ("m", "V", "P", "e", "t", "v", "vs", "s", "S", "i", "d", "df", "h", "hc", "rt", "rw", "f", "F"):
+    if rest in ("m", "M", "V", "P", "e", "t", "v", "vs", "s", "S", "i", "d", "df", "h", "hc", "rt", "rw", "f", "F"):
         if rest == "df":
             inv.foreground = True
             set_mode("bd")
