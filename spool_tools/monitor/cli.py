@@ -181,6 +181,8 @@ def serve(config: Config, args: argparse.Namespace, address: ipaddress.IPv4Addre
 # these are imported before it (tests/monitor/test_monitor_cli.py checks the list against the
 # package's code).
 IMPORTS_BEFORE_DROP = (
+    "_strptime",  # time.strptime's, on first use
+    "encodings.idna",
     "calendar",
     "concurrent.futures.thread",
     "email.errors",
