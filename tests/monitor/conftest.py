@@ -30,8 +30,11 @@ from spool_tools.monitor.auth import Authority, read_or_make_token
 from spool_tools.monitor.cli import run_server
 from spool_tools.monitor.starter import DirectStarter
 from spool_tools.monitor.watch import Watcher
+from tests.support.daemon import daemon, daemon_world
 from tests.support.mta import MtaEnv
 from tests.support.queue import ACCEPT_ALL_RCPT, submit_batch
+
+__all__ = ["daemon", "daemon_world"]  # fixtures: a running mta daemon (the browser test's)
 
 # The message whose every field is markup: it must show as text.
 SCRIPT_SENDER = '"<script>alert(1)</script>"@evil.example'
@@ -60,11 +63,14 @@ def queue_config(env: MtaEnv, main: str = "") -> None:
 
 def make_queue(env: MtaEnv) -> list[str]:
     """Three messages: markup everywhere, an ordinary one with a remote recipient, and one more."""
-    return submit_batch(env, [
-        (SCRIPT_SENDER, [SCRIPT_RECIPIENT, "bob@example.com"], f"Subject: {SCRIPT_SUBJECT}\n\nhello\n"),
-        ("alice@example.com", ["carol@example.com", "dave@remote.example"], "Subject: plain\n\nbody text\n"),
-        ("erin@example.com", ["frank@example.com"], "Subject: =?utf-8?q?caf=C3=A9?=\n\nthird\n"),
-    ])
+    return submit_batch(
+        env,
+        [
+            (SCRIPT_SENDER, [SCRIPT_RECIPIENT, "bob@example.com"], f"Subject: {SCRIPT_SUBJECT}\n\nhello\n"),
+            ("alice@example.com", ["carol@example.com", "dave@remote.example"], "Subject: plain\n\nbody text\n"),
+            ("erin@example.com", ["frank@example.com"], "Subject: =?utf-8?q?caf=C3=A9?=\n\nthird\n"),
+        ],
+    )
 
 
 @pytest.fixture
@@ -90,15 +96,17 @@ class Served:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def start(cls, env: MtaEnv, passwords: dict[str, str] | None = None, poll: float = 0.1
-                    ) -> AsyncIterator[Served]:
+    async def start(
+        cls, env: MtaEnv, passwords: dict[str, str] | None = None, poll: float = 0.1
+    ) -> AsyncIterator[Served]:
         config = load_config(str(env.config))
         runtime = Runtime(config, [], [], {}, [], parse_selector(config.main.log_selector))
         authority = Authority(config, read_or_make_token(config), passwords or {})
         watcher = Watcher(runtime.spool, log_location(str(env.config), None), poll)
         watcher.prime()
-        monitor = server.Monitor(config, runtime.spool, runtime.logger, authority, watcher,
-                                 DirectStarter(str(env.config)), tls=False)
+        monitor = server.Monitor(
+            config, runtime.spool, runtime.logger, authority, watcher, DirectStarter(str(env.config)), tls=False
+        )
         sock = socket.create_server(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         stop = asyncio.Event()
@@ -123,11 +131,13 @@ class Served:
         self.csrf = session["csrf"]
         return session
 
-    async def act(self, message_id: str, action: str, body: dict[str, str] | None = None,
-                  headers: dict[str, str] | None = None) -> tuple[int, str]:
+    async def act(
+        self, message_id: str, action: str, body: dict[str, str] | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, str]:
         sent = {"X-CSRF-Token": self.csrf} if headers is None else headers
-        async with self.http.post(f"{self.url}/api/messages/{message_id}/{action}", json=body,
-                                  headers=sent) as response:
+        async with self.http.post(
+            f"{self.url}/api/messages/{message_id}/{action}", json=body, headers=sent
+        ) as response:
             if response.content_type == "application/json":
                 return response.status, (await response.json())["text"]
             return response.status, await response.text()

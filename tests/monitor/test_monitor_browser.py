@@ -26,7 +26,7 @@ from spool_tools.stats import svg
 from tests.monitor.conftest import SCRIPT_RECIPIENT, SCRIPT_SENDER, SCRIPT_SUBJECT
 from tests.support import png
 from tests.support.cdp import Browser, chromium
-from tests.support.daemon import DaemonWorld, daemon, daemon_world  # noqa: F401 (fixtures)
+from tests.support.daemon import DaemonWorld
 from tests.support.queue import submit_batch
 
 MONITOR = [sys.executable, "-m", "spool_tools.monitor.cli"]
@@ -35,8 +35,12 @@ MONITOR = [sys.executable, "-m", "spool_tools.monitor.cli"]
 @pytest.fixture
 def monitor(daemon: DaemonWorld) -> Iterator[tuple[DaemonWorld, str]]:
     """The running daemon's world, and the URL of an mta-monitor serving it."""
-    process = subprocess.Popen([*MONITOR, "-C", str(daemon.config), "--port", "0", "--poll", "0.2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*MONITOR, "-C", str(daemon.config), "--port", "0", "--poll", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -51,12 +55,16 @@ def monitor(daemon: DaemonWorld) -> Iterator[tuple[DaemonWorld, str]]:
 def test_freeze_from_the_page(monitor: tuple[DaemonWorld, str], tmp_path: Path) -> None:
     chromium()
     world, url = monitor
-    ids = submit_batch(world, [
-        (SCRIPT_SENDER, [SCRIPT_RECIPIENT], f"Subject: {SCRIPT_SUBJECT}\n\nhello\n"),
-        ("alice@example.com", ["bob@example.com", "carol@example.com"], "Subject: to freeze\n\nbody\n"),
-    ])
-    token = subprocess.run([*MONITOR, "-C", str(world.config), "--print-token"], capture_output=True, text=True,
-                           check=True).stdout.strip()
+    ids = submit_batch(
+        world,
+        [
+            (SCRIPT_SENDER, [SCRIPT_RECIPIENT], f"Subject: {SCRIPT_SUBJECT}\n\nhello\n"),
+            ("alice@example.com", ["bob@example.com", "carol@example.com"], "Subject: to freeze\n\nbody\n"),
+        ],
+    )
+    token = subprocess.run(
+        [*MONITOR, "-C", str(world.config), "--print-token"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     profile = tmp_path / "profile"
     profile.mkdir()
 
@@ -64,13 +72,16 @@ def test_freeze_from_the_page(monitor: tuple[DaemonWorld, str], tmp_path: Path) 
         async with Browser.start(profile) as browser:
             await browser.navigate(url)
             await browser.wait_for("location.pathname === '/login'")
-            await browser.evaluate(f"document.getElementById('token').value = {json.dumps(token)};"
-                                   "document.getElementById('token-login').click()")
+            await browser.evaluate(
+                f"document.getElementById('token').value = {json.dumps(token)};"
+                "document.getElementById('token-login').click()"
+            )
             await browser.wait_for("location.pathname === '/' && document.getElementById('user')?.textContent")
             # The queue, live: both messages; the markup of the first shows as text.
             await browser.wait_for("document.querySelectorAll('#queue tbody tr').length === 2")
             cells = await browser.evaluate(
-                "[...document.querySelector('#queue tbody tr').cells].map((c) => c.textContent)")
+                "[...document.querySelector('#queue tbody tr').cells].map((c) => c.textContent)"
+            )
             assert cells[2] == ids[0] and cells[6] != "unreadable", cells[7]
             assert cells[3] == f"<{SCRIPT_SENDER}>" and cells[4] == SCRIPT_SUBJECT
             assert SCRIPT_RECIPIENT in cells[5]
@@ -84,8 +95,9 @@ def test_freeze_from_the_page(monitor: tuple[DaemonWorld, str], tmp_path: Path) 
             await browser.wait_for(f"document.getElementById('detail-id').textContent === '{ids[1]}'")
             await browser.evaluate("document.querySelector('#actions button[data-action=freeze]').click()")
             await browser.wait_for("document.getElementById('result').textContent.includes('is now frozen')")
-            await browser.wait_for(f"document.querySelector('#queue tr[data-id=\"{ids[1]}\"]')"
-                                   ".classList.contains('frozen')")
+            await browser.wait_for(
+                f"document.querySelector('#queue tr[data-id=\"{ids[1]}\"]').classList.contains('frozen')"
+            )
             await browser.wait_for("document.getElementById('log').textContent.includes('frozen by')")
             return await browser.screenshot()
 

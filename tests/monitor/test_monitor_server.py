@@ -45,8 +45,12 @@ def test_nothing_without_logging_in(queue_env: MtaEnv, monkeypatch: pytest.Monke
                     assert response.headers["Location"] == "/login?failed=1"
             assert (await served.get("/api/session"))[0] == 401
             # A login form posted from another site is refused (login CSRF).
-            async with served.http.post(served.url + "/login", data={"token": served.monitor.authority.token},
-                                        headers={"Origin": "http://evil.example"}, allow_redirects=False) as r:
+            async with served.http.post(
+                served.url + "/login",
+                data={"token": served.monitor.authority.token},
+                headers={"Origin": "http://evil.example"},
+                allow_redirects=False,
+            ) as r:
                 assert r.status == 403
             session = await served.login(login="root", password="secret pass")
             assert session["user"] == "root" and session["admin"] and session["queue"] and session["views"]
@@ -95,11 +99,16 @@ def test_the_page_data_is_the_queue_the_log_and_the_charts(queue_env: MtaEnv) ->
                 assert f'fill="{svg.RECEIVED}"' in charts["day"]
                 assert SCRIPT_SENDER not in charts["hour"]  # the charts carry times and counts, no message data
                 # Later arrivals come as events: a log line, new charts, the queue.
-                result = await asyncio.to_thread(queue_env.run, "-odq", "late@example.com",
-                                                 input="Subject: late\n\nx\n")
+                result = await asyncio.to_thread(
+                    queue_env.run, "-odq", "late@example.com", input="Subject: late\n\nx\n"
+                )
                 assert result.returncode == 0, result.stderr
-                await stream.until({"log": lambda data: any(" <= root@example.com" in line for line in data["lines"]),
-                                    "queue": lambda data: data["count"] == 4})
+                await stream.until(
+                    {
+                        "log": lambda data: any(" <= root@example.com" in line for line in data["lines"]),
+                        "queue": lambda data: data["count"] == 4,
+                    }
+                )
 
     run(scenario())
 
@@ -123,7 +132,9 @@ def test_actions_are_the_command_lines_and_are_logged(queue_env: MtaEnv) -> None
             assert await served.act(ids[0], "freeze") == (409, f"message {ids[0]} is already frozen")
             assert await served.act(ids[0], "thaw") == (200, f"Message {ids[0]} is no longer frozen")
             assert await served.act(ids[0], "addrecipient", {"address": "zoe@example.com"}) == (
-                200, f"Message {ids[0]} has been modified")
+                200,
+                f"Message {ids[0]} has been modified",
+            )
             assert "zoe@example.com" in [r.address for r in spool.read_envelope(ids[0]).recipients]
             assert (await served.act(ids[0], "addrecipient", {"address": "no domain"}))[0] == 409
             assert (await served.act(ids[0], "addrecipient", {}))[0] == 400
@@ -142,10 +153,16 @@ def test_actions_are_the_command_lines_and_are_logged(queue_env: MtaEnv) -> None
     run(scenario())
     log = queue_env.mainlog.read_text()
     who = "root (mta-monitor, 127.0.0.1)"
-    for line in (f"{ids[0]} frozen by {who}", f"{ids[0]} unfrozen by {who}",
-                 f"{ids[0]} recipient <zoe@example.com> added by {who}", f"{ids[2]} removed by {who}",
-                 f"{ids[1]} delivery requested by {who}", f"{ids[0]} giving up requested by {who}",
-                 f"{ids[0]} cancelled by root", f"{ids[1]} => carol <carol@example.com>"):
+    for line in (
+        f"{ids[0]} frozen by {who}",
+        f"{ids[0]} unfrozen by {who}",
+        f"{ids[0]} recipient <zoe@example.com> added by {who}",
+        f"{ids[2]} removed by {who}",
+        f"{ids[1]} delivery requested by {who}",
+        f"{ids[0]} giving up requested by {who}",
+        f"{ids[0]} cancelled by root",
+        f"{ids[1]} => carol <carol@example.com>",
+    ):
         assert line in log, line
 
 
@@ -183,10 +200,14 @@ def test_who_may_do_what_is_the_command_lines_rule(queue_env: MtaEnv) -> None:
             session = await served.login(login="nobody", password="pw")
             assert not session["admin"] and session["queue"] and not session["views"]
             assert session["actions"] == ["deliver", "remove"]
-            assert await served.act(ids[0], "freeze") == (403, "permission denied: only administrators may "
-                                                                "freeze messages\n")
+            assert await served.act(ids[0], "freeze") == (
+                403,
+                "permission denied: only administrators may freeze messages\n",
+            )
             assert (await served.get(f"/api/messages/{ids[0]}/body")) == (
-                403, "permission denied: only administrators may read queued messages\n")
+                403,
+                "permission denied: only administrators may read queued messages\n",
+            )
             status, text = await served.act(ids[0], "remove")
             assert status == 409 and "was not sent by you" in text
             assert Spool(queue_env.spool).exists(ids[0])

@@ -30,9 +30,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--remote-debugging-port=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--remote-debugging-port=0",
+]
 
 
 def chromium(missing: str = "the monitor's page is not driven in a browser") -> str:
@@ -40,8 +49,10 @@ def chromium(missing: str = "the monitor's page is not driven in a browser") -> 
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if path := shutil.which(name):
             return path
-    pytest.skip(f"no chromium on PATH, so {missing}: install Debian's chromium package, or run "
-                "MTA_TEST_CHROMIUM=1 scripts/test as root (docs/testing.md)")
+    pytest.skip(
+        f"no chromium on PATH, so {missing}: install Debian's chromium package, or run "
+        "MTA_TEST_CHROMIUM=1 scripts/test as root (docs/testing.md)"
+    )
 
 
 class BrowserError(AssertionError):
@@ -49,8 +60,9 @@ class BrowserError(AssertionError):
 
 
 class Browser:
-    def __init__(self, process: asyncio.subprocess.Process, http: aiohttp.ClientSession,
-                 ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse
+    ) -> None:
         self.process = process
         self.http = http
         self.ws = ws
@@ -63,9 +75,17 @@ class Browser:
     @contextlib.asynccontextmanager
     async def start(cls, profile: Path, width: int = 1280, height: int = 1000) -> AsyncIterator[Browser]:
         process = await asyncio.create_subprocess_exec(
-            chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank",
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "HOME": str(profile)}, start_new_session=True)
+            chromium(),
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            "about:blank",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "HOME": str(profile)},
+            start_new_session=True,
+        )
         try:
             endpoint = await asyncio.wait_for(_endpoint(process), 30)
             async with aiohttp.ClientSession() as http:
@@ -73,9 +93,9 @@ class Browser:
                 browser = cls(process, http, ws)
                 try:
                     target = await browser.send("Target.createTarget", {"url": "about:blank"}, browser_level=True)
-                    attached = await browser.send("Target.attachToTarget",
-                                                  {"targetId": target["targetId"], "flatten": True},
-                                                  browser_level=True)
+                    attached = await browser.send(
+                        "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}, browser_level=True
+                    )
                     browser.session_id = attached["sessionId"]
                     await browser.send("Page.enable")
                     await browser.send("Runtime.enable")
@@ -100,8 +120,9 @@ class Browser:
             if not future.done():
                 future.set_exception(BrowserError("the browser closed the DevTools connection"))
 
-    async def send(self, method: str, params: dict[str, Any] | None = None, browser_level: bool = False,
-                   timeout: float = 30) -> dict[str, Any]:
+    async def send(
+        self, method: str, params: dict[str, Any] | None = None, browser_level: bool = False, timeout: float = 30
+    ) -> dict[str, Any]:
         number = next(self.ids)
         message: dict[str, Any] = {"id": number, "method": method, "params": params or {}}
         if not browser_level:
@@ -116,8 +137,9 @@ class Browser:
         return result
 
     async def evaluate(self, expression: str) -> Any:
-        result = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                                      "awaitPromise": True})
+        result = await self.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        )
         if "exceptionDetails" in result:
             raise BrowserError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
