@@ -32,7 +32,6 @@ import socket
 import sys
 
 from spool_tools.admin_command import ToolError, ToolParser, UsageError, load_configuration, run_tool
-from spool_tools.monitor.server import STATIC
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -210,7 +209,7 @@ def prepare_for_drop() -> None:
 
     for name in IMPORTS_BEFORE_DROP:
         importlib.import_module(name)
-    from spool_tools.monitor.server import static_text
+    from spool_tools.monitor.server import STATIC, static_text
 
     for name in ("index.html", "login.html", *STATIC):
         static_text(name)

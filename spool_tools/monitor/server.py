@@ -250,7 +250,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             if event is None:
                 break  # too slow to keep up, or the server is stopping: the browser reconnects
             await response.write(event)
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
         pass  # the client went away mid-stream
     finally:
         monitor.watcher.unsubscribe(viewer)
