@@ -386,6 +386,18 @@ def _compile_aliases(config) -> int:  # type: ignore[no-untyped-def]
     return status
 
 
+def mode_monitor(inv: Invocation) -> int:
+    """-bM: the web monitor, as mta-monitor with its defaults (docs/monitor.md)."""
+    from spool_tools.admin_command import run_tool
+    from spool_tools.monitor.cli import PROG, main
+
+    argv = ["-C", inv.config_file] if inv.config_file else []
+    if inv.args:
+        _err("-bM takes no arguments: mta-monitor has the options (--port, --listen ...)")
+        return 1
+    return run_tool(PROG, lambda: main(argv))
+
+
 def mode_help(inv: Invocation) -> int:
     print(
         "usage: mta [options] [recipient ...]\n"
@@ -397,6 +409,7 @@ def mode_help(inv: Invocation) -> int:
         "  -bt addr       test routing of an address;  -bv addr: verify it\n"
         "  -M id          deliver a message now;  -Mf / -Mt id: freeze / thaw it\n"
         "  -Mg / -Mrm id  give up (bounce) / remove without a bounce;  -Mvh / -Mvb / -Mvl id: show it\n"
+        "  -bM            serve the web monitor (mta-monitor: docs/monitor.md)\n"
         "  -bP [name]     print configuration options;  -bV: version and configuration check\n"
         "  -be 'string'   test string expansion;  -bem file: with a message;  -be -Mset id: a spooled one\n"
         "  -bf file       test a filter file on a message read from stdin;  -bF file: a system filter\n"
@@ -432,6 +445,7 @@ MODES: dict[str, Callable[[Invocation], int]] = {
     "brw": mode_rewrite_test,
     "M": mode_message_action,
     "bi": mode_newaliases,
+    "bM": mode_monitor,
     "help": mode_help,
     "bd": lambda inv: _smtp_mode("mode_daemon", inv),
     "q": lambda inv: _smtp_mode("mode_queue", inv),

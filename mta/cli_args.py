@@ -239,7 +239,7 @@ def _parse_b(inv: Invocation, word: str, set_mode, take_arg) -> None:  # type: i
     rest = word[2:]
     if rest in ("f", "F", "fd", "fl", "fp", "fs"):
         _parse_bf(inv, word, set_mode, take_arg)
-    elif rest in ("m", "V", "P", "e", "t", "v", "vs", "s", "S", "i", "d", "df", "h", "hc", "rt", "rw"):
+    elif rest in ("m", "M", "V", "P", "e", "t", "v", "vs", "s", "S", "i", "d", "df", "h", "hc", "rt", "rw"):
         if rest == "df":
             inv.foreground = True
             set_mode("bd")

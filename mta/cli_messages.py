@@ -12,7 +12,8 @@
 
 Who may: administrators (mta.config.caller.is_administrator) for all of
 them, except that -M and -Mc follow prod_requires_admin, and that the user
-who sent a message may remove it with -Mrm (Exim's rule).  A refusal says
+who sent a message may remove it with -Mrm (Exim's rule): one rule,
+spool_tools.message_actions.refusal, which the web monitor asks too.  A refusal says
 so on standard error.  The spool is root's and mta_user's alone, so a user's
 -Mrm is done by the daemon: it is sent over the submission socket, where the
 kernel tells the daemon who is asking (mta.daemon.submission).
@@ -50,13 +51,6 @@ Err = Callable[[str], None]
 _ID_LISTS = ("", "c", "f", "t", "g", "rm", "mad")
 _WITH_ADDRESSES = ("ar", "md", "es")
 _VIEWS = ("vh", "vb", "vl", "vc")
-# What a refusal names.
-_DOING = {
-    "f": "freeze messages", "t": "thaw messages", "g": "give up on messages", "mad": "mark messages delivered",
-    "ar": "add recipients", "md": "mark recipients delivered", "es": "change a sender",
-    "vh": "read queued messages", "vb": "read queued messages", "vl": "read queued messages",
-    "vc": "read queued messages",
-}
 
 
 def run_message_action(inv: Invocation, config: Config, err: Err) -> int:
@@ -76,17 +70,16 @@ def run_message_action(inv: Invocation, config: Config, err: Err) -> int:
         err(f"{option}: {problem}")
         return 1
     from mta.config.caller import current_caller, is_administrator
+    from spool_tools.message_actions import refusal
 
     caller = current_caller()
     admin = is_administrator(caller, config)
-    if flags in ("", "c"):
-        if config.main.prod_requires_admin and not admin:
-            err("permission denied: only administrators may do that")
-            return 1
-        return _deliver(inv, config, ids, err)
-    if flags != "rm" and not admin:
-        err(f"permission denied: only administrators may {_DOING[flags]}")
+    refused = refusal(flags, admin, config.main.prod_requires_admin)
+    if refused:
+        err(refused)
         return 1
+    if flags in ("", "c"):
+        return _deliver(inv, config, ids, err)
     if flags == "rm" and not admin:
         from mta.daemon.submission import can_write_spool
 

@@ -13,9 +13,11 @@ A -J left by a crashed delivery is left alone: it stays the record of what
 was delivered, and the next delivery merges it into -H.  An action that
 needs to know which recipients are delivered reads it too.
 
-Who may do what is decided by the caller (mta.cli_messages): everything
-needs an administrator, except that the user who sent a message may remove
-it (`remove` checks the -H's uid against the caller's).
+Who may do what is one rule, `refusal`, which mta -M... (mta.cli_messages)
+and the web monitor (spool_tools.monitor) both ask: everything needs an
+administrator, except that -M and -Mc follow prod_requires_admin, and that
+the user who sent a message may remove it (`remove` checks the -H's uid
+against the caller's).
 
 Errors: ActionError, one line naming the message, for anything that stops
 an action; nothing is changed then.  All the addresses given to -Mar and
@@ -44,6 +46,25 @@ if TYPE_CHECKING:
     from mta.spool.store import Spool
 
 
+# What a refusal names, by the letters after -M.
+DOING = {
+    "f": "freeze messages", "t": "thaw messages", "g": "give up on messages", "mad": "mark messages delivered",
+    "ar": "add recipients", "md": "mark recipients delivered", "es": "change a sender",
+    "vh": "read queued messages", "vb": "read queued messages", "vl": "read queued messages",
+    "vc": "read queued messages",
+}
+
+
+def refusal(flags: str, admin: bool, prod_requires_admin: bool) -> str | None:
+    """Why a caller may not use -M`flags` ("" for -M, "f" for -Mf ...), or None when they may.
+    A non-administrator's -Mrm is allowed here: `remove` refuses messages they did not send."""
+    if flags in ("", "c"):
+        return "permission denied: only administrators may do that" if prod_requires_admin and not admin else None
+    if flags == "rm" or admin:
+        return None
+    return f"permission denied: only administrators may {DOING[flags]}"
+
+
 class ActionError(MtaError):
     """An action on one message could not be done; `str()` is the line for standard error."""
 
@@ -58,10 +79,13 @@ class Actor:
     admin: bool
     message_logs: bool = True
     preserve_message_logs: bool = False
+    # How the action came, when not from the command line: "mta-monitor, 127.0.0.1" gives
+    # "frozen by alice (mta-monitor, 127.0.0.1)".
+    via: str = ""
 
     @property
     def name(self) -> str:
-        return user_name(self.caller)
+        return f"{user_name(self.caller)} ({self.via})" if self.via else user_name(self.caller)
 
     def log(self, message_id: str, text: str) -> None:
         """One line in the main log and, unless message_logs is off, the message log."""

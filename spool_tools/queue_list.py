@@ -109,7 +109,7 @@ def list_queue(
         for message_id in all_ids:
             out.write(message_id + "\n")
         return 0
-    for message_id, listed in _read_all(spool, all_ids):
+    for message_id, listed in read_messages(spool, all_ids):
         if isinstance(listed, str):
             age = format_age(now - message_time(message_id))
             out.write(f"{age}       {message_id} *** spool read error: {listed} ***\n\n")
@@ -147,7 +147,7 @@ def _spool_bytes(address: str) -> bytes:
     return address.encode("utf-8", "surrogateescape")
 
 
-def _read_all(spool: Spool, message_ids: list[str]) -> Iterator[tuple[str, tuple[Envelope, int, set[str]] | str]]:
+def read_messages(spool: Spool, message_ids: list[str]) -> Iterator[tuple[str, tuple[Envelope, int, set[str]] | str]]:
     """Each message's (envelope, size, delivered addresses), or what stops it being read.  A
     message delivered and removed while we list is skipped; an -H without its -D is not
     deliverable but still there, so it is shown with the fault, never hidden."""
@@ -165,7 +165,7 @@ def _read_all(spool: Spool, message_ids: list[str]) -> Iterator[tuple[str, tuple
 def _list_json(spool: Spool, message_ids: list[str], undelivered_only: bool, out: TextIO) -> int:
     from spool_tools.queue_json import error_object, json_line, message_object
 
-    for message_id, listed in _read_all(spool, message_ids):
+    for message_id, listed in read_messages(spool, message_ids):
         if isinstance(listed, str):
             out.write(json_line(error_object(message_id, listed)))
         else:

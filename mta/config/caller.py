@@ -44,6 +44,21 @@ def current_caller() -> Caller:
     return Caller(uid, gid, login, gecos, home, frozenset(os.getgroups()) | {gid})
 
 
+def caller_for_uid(uid: int, gid: int) -> Caller:
+    """The user with this uid as a Caller (their passwd entry and groups), for a process that acts
+    for someone other than itself: the daemon for a socket's peer, the web monitor for its user."""
+    try:
+        pw = pwd.getpwuid(uid)
+        login, gecos, home, primary = pw.pw_name, pw.pw_gecos.split(",")[0], pw.pw_dir, pw.pw_gid
+    except KeyError:
+        login, gecos, home, primary = str(uid), "", "/", gid
+    try:
+        groups = frozenset(os.getgrouplist(login, primary)) if login != str(uid) else frozenset({gid})
+    except (OSError, KeyError):
+        groups = frozenset({gid})
+    return Caller(uid, primary, login, gecos, home, groups | {gid})
+
+
 def _user_id(name: str) -> int | None:
     if name.isdigit():
         return int(name)

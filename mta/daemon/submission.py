@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import socket
 import struct
 import time
 
 from mta.config.caller import Caller
+from mta.config.caller import caller_for_uid as _caller_for_uid
 from mta.errors import ConfigError, MtaError, SpoolError
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -58,19 +58,6 @@ def socket_path(config: Config) -> str:
 
 def offline_directory(config: Config) -> str:
     return os.path.join(config.main.spool_directory, OFFLINE)
-
-
-def _caller_for_uid(uid: int, gid: int) -> Caller:
-    try:
-        pw = pwd.getpwuid(uid)
-        login, gecos, home, primary = pw.pw_name, pw.pw_gecos.split(",")[0], pw.pw_dir, pw.pw_gid
-    except KeyError:
-        login, gecos, home, primary = str(uid), "", "/", gid
-    try:
-        groups = frozenset(os.getgrouplist(login, primary)) if login != str(uid) else frozenset({gid})
-    except (OSError, KeyError):
-        groups = frozenset({gid})
-    return Caller(uid, primary, login, gecos, home, groups | {gid})
 
 
 def check_arguments(argv: list[str]) -> str | None:

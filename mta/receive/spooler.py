@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mta.errors import SpoolError
+from mta.privilege import adopt_directory_owner
 from mta.receive.spool_writer import Commit, SpoolWriter
 from mta.spool.files import (
     HEADER_TEMP_PREFIX,
@@ -116,6 +117,7 @@ class PendingMessage:
         try:
             take_lock(fd, self.message_id, self.data_path)  # nobody may deliver it before the -H exists
             os.fchmod(fd, SPOOL_MODE)
+            adopt_directory_owner(fd, self.directory)  # root's -bs/-bS: the file is mta_user's, as the spool
         except (OSError, SpoolError):
             self._remove_files()
             raise
@@ -140,6 +142,7 @@ class PendingMessage:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SPOOL_MODE)
             try:
                 os.fchmod(fd, SPOOL_MODE)
+                adopt_directory_owner(fd, self.directory)
                 write_all(fd, header)
                 os.fsync(fd)
             finally:

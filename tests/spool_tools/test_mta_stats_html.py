@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from spool_tools.stats import svg
 from tests.spool_tools.conftest import run, tool
-from tests.support import png
+from tests.support import cdp, png
 from tests.support.adminlogs import SCRIPT_SENDER, World
 
 MIXED = Path(__file__).resolve().parents[1] / "data" / "admin-logs" / "mixed-mainlog"
@@ -66,11 +65,7 @@ def test_real_sender_is_escaped(world: World) -> None:
 
 
 def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    pytest.skip("no chromium on PATH, so the HTML report's charts are not screenshot: install Debian's "
-                "chromium package, or run MTA_TEST_CHROMIUM=1 scripts/test as root (docs/testing.md)")
+    return cdp.chromium("the HTML report's charts are not screenshot")
 
 
 def test_charts_are_drawn(world: World, tmp_path: Path) -> None:
