@@ -326,7 +326,7 @@ class HintsDb:
 
         An LMDB file that shrank below what was mapped, or whose header was
         overwritten, would crash the process (SIGBUS) or mislead LMDB when it
-        is next read, so it is looked at before every use: one stat and one
+        is next read, so it is looked at before every use: two stats and one
         8-byte read.
         """
         env = self._handle.env
@@ -353,7 +353,15 @@ class HintsDb:
             os.close(fd)
         if magic != _META_MAGIC:
             return "not an LMDB file any more"
-        if st.st_size < (env.info()["last_pgno"] + 1) * page:
+        # The meta pages are there (read safely now): the last page in use, then the size again.
+        # Another process may commit and grow the file meanwhile, and a size read before the last
+        # page would then look truncated, and the database would be "recreated" under its writers.
+        pages_in_use = env.info()["last_pgno"] + 1
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            return "replaced"
+        if size < pages_in_use * page:
             return "truncated"
         return None
 
