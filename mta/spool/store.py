@@ -22,6 +22,9 @@ directory; the writing of a new message is in mta.spool.writer):
   rewrite  hdr.ID, fsync, rename, dir   -> the old ID-H or the new one
   journal  append "address\n", fsync,   -> a torn last line, ignored (see
            dir if the file is new          mta.spool.format.read_journal)
+  retire   msglog; unlink ID-H, dir     -> as remove: a delivery that completes
+                                           every recipient writes no -J (see
+                                           retire_message)
   remove   msglog; unlink ID-H, dir;    -> no ID-H: no message; leftovers
            then ID-J, ID-D                 are tidied (by each queue run)
 
@@ -461,15 +464,26 @@ class Spool:
                 lock = None  # no -D: nobody can be working on it; clear what is left
         try:
             directory = lock.path.parent if lock is not None else self.message_directory(message_id)
-            self.remove_msglog(message_id, preserve=preserve_msglog)
-            if unlink(directory / (message_id + HEADER_SUFFIX)):
-                fsync_directory(directory)
+            self._retire(directory, message_id, preserve_msglog)
             unlink(directory / (message_id + JOURNAL_SUFFIX))
             unlink(directory / (HEADER_TEMP_PREFIX + message_id))
             unlink(directory / (message_id + DATA_SUFFIX))
         finally:
             if taken is not None:
                 taken.release()
+
+    def retire_message(self, message_id: str) -> None:
+        """The first half of remove_message, for a delivery that has just completed every
+        recipient: the msglog, then -H, made durable.  From then on the message does not exist
+        and is never delivered again, which is what -J would have ensured (no -J is written for
+        such a delivery); remove_message later removes the rest.  Needs the lock."""
+        lock = self._held_lock(message_id, "retire_message")
+        self._retire(lock.path.parent, message_id, False)
+
+    def _retire(self, directory: Path, message_id: str, preserve_msglog: bool) -> None:
+        self.remove_msglog(message_id, preserve=preserve_msglog)
+        if unlink(directory / (message_id + HEADER_SUFFIX)):
+            fsync_directory(directory)
 
     def tidy_temporaries(self, max_age: float, now: float | None = None) -> list[Path]:
         """Remove leftovers of crashes older than `max_age` seconds: hdr.ID
