@@ -102,6 +102,7 @@ class Spool:
         self._held: dict[str, MessageLock] = {}
         self._made: dict[str, Path] = {}  # input directories known to exist, by split character
         self._msglog_made: set[Path] = set()  # msglog directories known to exist
+        self._place_cache: dict[tuple[str, str], tuple[Path, Path]] = {}
 
     # -- layout ------------------------------------------------------------
 
@@ -116,9 +117,13 @@ class Spool:
 
     def _places(self, area: str, message_id: str) -> tuple[Path, Path]:
         """(where a message's files go now, the other place it may be)."""
-        flat = self.directory / area
-        split = flat / id_split_char(message_id)
-        return (split, flat) if self.split else (flat, split)
+        key = (area, id_split_char(message_id))
+        places = self._place_cache.get(key)
+        if places is None:  # (made once: a delivery asks about six times per message)
+            flat = self.directory / area
+            split = flat / key[1]
+            places = self._place_cache[key] = (split, flat) if self.split else (flat, split)
+        return places
 
     def message_directory(self, message_id: str) -> Path:
         """The input directory holding the message (by its -H, else its -D)."""
