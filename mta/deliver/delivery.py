@@ -141,11 +141,13 @@ class Delivery:
         # The system filter's: recipients it deferred or froze, and the parent of what it generated.
         self.held_tops: set[int] = set()
         self._filter_parent: AddressItem | None = None
+        self._last_batch = False  # the remote batch being delivered is the attempt's last delivery
+        self._retired = False  # -H already removed: every recipient is done (_completes)
 
     # -- logging helpers ------------------------------------------------------
     def _log(self, text: str) -> None:
         self.logger.main(text, self.message_id)
-        if self.config.main.message_logs:
+        if self.config.main.message_logs and not self._retired:
             try:
                 self.spool.append_msglog(self.message_id, f"{log_timestamp()} {text}")
             except SpoolError as exc:
@@ -470,6 +472,9 @@ class Delivery:
 
         groups = group_remote(items)
         limit = asyncio.Semaphore(max(1, self.config.main.remote_max_parallel))
+        # One batch in flight: nothing else on this loop waits while a file is read or -J is
+        # fsynced, so those run on the loop; a thread trip would cost more than it saves.
+        inline = env.extra["inline_io"] = self._last_batch = len(groups) == 1
 
         async def one(group: list[AddressItem]) -> None:
             async with limit:
@@ -492,7 +497,10 @@ class Delivery:
                         self.message_id,
                     )
                     outcomes = dict.fromkeys(group, DeferError(f"internal error in {transport.name} transport"))
-                await asyncio.to_thread(self._record_batch, group, outcomes)
+                if inline:
+                    self._record_batch(group, outcomes)
+                else:
+                    await asyncio.to_thread(self._record_batch, group, outcomes)
 
         try:
             await asyncio.gather(*(one(g) for g in groups))
@@ -501,6 +509,11 @@ class Delivery:
                 await close_connections(self.runtime)
 
     def _record_batch(self, group: list[AddressItem], outcomes: dict[AddressItem, Any]) -> None:
+        if self._completes(group, outcomes):
+            # The message is done: removing its -H (durably) stands for the -J lines, with the
+            # same window for a crash to repeat the delivery (docs/reliability.md).
+            self.spool.retire_message(self.message_id)
+            self._retired = True
         previous: Any = object()
         for item in group:
             outcome = outcomes.get(item, DeferError("the transport gave no result for this address"))
@@ -518,6 +531,16 @@ class Delivery:
                 self._record_success(item, outcome, first=key != previous)
                 previous = key
 
+    def _completes(self, group: list[AddressItem], outcomes: dict[AddressItem, Any]) -> bool:
+        """Does this batch, delivered in full, complete every recipient of the message?  Only
+        when it is the attempt's last delivery and nothing before it failed or was deferred:
+        _finish then removes the message (which it must, or -H would have to come back)."""
+        if not self._last_batch or self.dont_deliver or self.config.main.preserve_message_logs:
+            return False
+        if self.report.failed or self.report.deferred or self._freeze_reason is not None or self.held_tops:
+            return False
+        return all(item in outcomes and not isinstance(outcomes[item], DeliveryError) for item in group)
+
     # -- recording outcomes ------------------------------------------------------
     def _record_success(self, item: AddressItem, info: Any, first: bool = True) -> None:
         self._record_successes([item], info, first)
@@ -527,9 +550,10 @@ class Delivery:
         is false (a later transaction on a reused connection logs them all "->")."""
         with self._record_lock:
             names = [name for item in items for name in self._journal_names(item)]
-            # Durable before anything else happens: -J is the crash-safety net, and a batch's
-            # addresses go into it in one write, so a crash cannot leave some of them unrecorded.
-            self.spool.append_journal(self.message_id, *names)
+            if not self._retired:
+                # Durable before anything else happens: -J is the crash-safety net, and a batch's
+                # addresses go into it in one write, so a crash cannot leave some of them unrecorded.
+                self.spool.append_journal(self.message_id, *names)
             self._delivered_keys.extend(names)
             for index, item in enumerate(items):
                 self._log_success(item, info, first and index == 0)
@@ -548,7 +572,7 @@ class Delivery:
             **self._optional_fields(item),
         )
         self.logger.main(line, self.message_id)
-        if self.config.main.message_logs:
+        if self.config.main.message_logs and not self._retired:
             self._msglog(msglog_success(item))
 
     def _optional_fields(self, item: AddressItem) -> dict[str, Any]:
@@ -655,6 +679,10 @@ class Delivery:
         pending = [r for r in envelope.recipients if r.address not in envelope.non_recipients]
         # A deferred address the system filter made keeps the message too (it makes it again next time).
         filter_waiting = any(item.top is self._filter_parent for item, _ in self.report.deferred)
+        if (pending or filter_waiting) and self._retired:
+            # _completes was wrong (a bug): the -H written below brings the message back.
+            self.logger.panic("message retired with recipients pending; -H rewritten", self.message_id)
+            self._retired = False
         if not pending and not filter_waiting:
             overall = ""
             if "queue_time_overall" in self.runtime.log_selectors:

@@ -172,7 +172,14 @@ def parse_retry_rules(lines: Iterable[SourceText]) -> list[RetryRule]:
 
 
 def default_rule() -> RetryRule:
-    return RetryRule("*", "*", None, parse_params(DEFAULT_RULE_TEXT), "(default)", 0)
+    """The rule of a configuration without a retry section (parsed once: asked at every delivery)."""
+    global _DEFAULT_RULE
+    if _DEFAULT_RULE is None:
+        _DEFAULT_RULE = RetryRule("*", "*", None, parse_params(DEFAULT_RULE_TEXT), "(default)", 0)
+    return _DEFAULT_RULE
+
+
+_DEFAULT_RULE: RetryRule | None = None
 
 
 # -- errors -------------------------------------------------------------------

@@ -22,6 +22,9 @@ directory; the writing of a new message is in mta.spool.writer):
   rewrite  hdr.ID, fsync, rename, dir   -> the old ID-H or the new one
   journal  append "address\n", fsync,   -> a torn last line, ignored (see
            dir if the file is new          mta.spool.format.read_journal)
+  retire   msglog; unlink ID-H, dir     -> as remove: a delivery that completes
+                                           every recipient writes no -J (see
+                                           retire_message)
   remove   msglog; unlink ID-H, dir;    -> no ID-H: no message; leftovers
            then ID-J, ID-D                 are tidied (by each queue run)
 
@@ -99,6 +102,7 @@ class Spool:
         self._held: dict[str, MessageLock] = {}
         self._made: dict[str, Path] = {}  # input directories known to exist, by split character
         self._msglog_made: set[Path] = set()  # msglog directories known to exist
+        self._place_cache: dict[tuple[str, str], tuple[Path, Path]] = {}
 
     # -- layout ------------------------------------------------------------
 
@@ -113,9 +117,13 @@ class Spool:
 
     def _places(self, area: str, message_id: str) -> tuple[Path, Path]:
         """(where a message's files go now, the other place it may be)."""
-        flat = self.directory / area
-        split = flat / id_split_char(message_id)
-        return (split, flat) if self.split else (flat, split)
+        key = (area, id_split_char(message_id))
+        places = self._place_cache.get(key)
+        if places is None:  # (made once: a delivery asks about six times per message)
+            flat = self.directory / area
+            split = flat / key[1]
+            places = self._place_cache[key] = (split, flat) if self.split else (flat, split)
+        return places
 
     def message_directory(self, message_id: str) -> Path:
         """The input directory holding the message (by its -H, else its -D)."""
@@ -461,15 +469,26 @@ class Spool:
                 lock = None  # no -D: nobody can be working on it; clear what is left
         try:
             directory = lock.path.parent if lock is not None else self.message_directory(message_id)
-            self.remove_msglog(message_id, preserve=preserve_msglog)
-            if unlink(directory / (message_id + HEADER_SUFFIX)):
-                fsync_directory(directory)
+            self._retire(directory, message_id, preserve_msglog)
             unlink(directory / (message_id + JOURNAL_SUFFIX))
             unlink(directory / (HEADER_TEMP_PREFIX + message_id))
             unlink(directory / (message_id + DATA_SUFFIX))
         finally:
             if taken is not None:
                 taken.release()
+
+    def retire_message(self, message_id: str) -> None:
+        """The first half of remove_message, for a delivery that has just completed every
+        recipient: the msglog, then -H, made durable.  From then on the message does not exist
+        and is never delivered again, which is what -J would have ensured (no -J is written for
+        such a delivery); remove_message later removes the rest.  Needs the lock."""
+        lock = self._held_lock(message_id, "retire_message")
+        self._retire(lock.path.parent, message_id, False)
+
+    def _retire(self, directory: Path, message_id: str, preserve_msglog: bool) -> None:
+        self.remove_msglog(message_id, preserve=preserve_msglog)
+        if unlink(directory / (message_id + HEADER_SUFFIX)):
+            fsync_directory(directory)
 
     def tidy_temporaries(self, max_age: float, now: float | None = None) -> list[Path]:
         """Remove leftovers of crashes older than `max_age` seconds: hdr.ID

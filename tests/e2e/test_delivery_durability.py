@@ -11,6 +11,7 @@ from tests.e2e.conftest import DOMAIN, E2E, message_text
 from tests.support.durability import (
     SyscallTrace,
     assert_committed,
+    assert_deliveries_recorded,
     assert_header_rewritten,
     assert_journal_durable,
     exit_index,
@@ -23,7 +24,12 @@ def test_each_local_delivery_is_journalled_before_the_next(e2e: E2E, syscall_tra
     e2e.write_config()
     syscall_trace.roots.append(e2e.root)  # the mailboxes too
     proc = e2e.env.run(
-        "-odi", "-f", alice.address, alice.address, bob.address, f"later@{DOMAIN}",
+        "-odi",
+        "-f",
+        alice.address,
+        alice.address,
+        bob.address,
+        f"later@{DOMAIN}",
         input=message_text(alice.address, bob.address, "two and a later", "body\n"),
         env=syscall_trace.env(),
     )
@@ -35,6 +41,7 @@ def test_each_local_delivery_is_journalled_before_the_next(e2e: E2E, syscall_tra
     assert_committed(events, message_id, ack=ack)
     journal = assert_journal_durable(events, message_id)
     assert len(journal) == 2
+    assert len(assert_deliveries_recorded(events, message_id)) == 2
     # The mailbox writes happen in children; each child's first write comes after the journal line
     # of the delivery before it is durable.
     mailboxes = {str(e2e.mbox_path(alice)): 0, str(e2e.mbox_path(bob)): 1}
@@ -44,8 +51,9 @@ def test_each_local_delivery_is_journalled_before_the_next(e2e: E2E, syscall_tra
             first_touch[event.path] = event
     assert set(first_touch) == set(mailboxes), [str(e) for e in events]
     earlier, later = sorted(first_touch.values(), key=lambda e: e.index)
-    journal_sync = next(e for e in events if e.index > journal[0].index and e.op == "fsync"
-                        and e.path == journal[0].path)
+    journal_sync = next(
+        e for e in events if e.index > journal[0].index and e.op == "fsync" and e.path == journal[0].path
+    )
     assert earlier.index < journal[0].index < journal_sync.index < later.index, [str(e) for e in events]
     assert_header_rewritten(events, message_id, ack=ack)
     log = e2e.log_for(message_id)

@@ -4,7 +4,9 @@ Each test runs the CLI with the system-call recorder of tests/support/durability
 and checks the order DESIGN.md promises: -D and hdr.ID fsynced, hdr.ID renamed
 to -H, the directory fsynced, and only then exit 0; each -J line fsynced before
 the process does anything else; the -H rewrite at the end of a delivery fsynced
-and renamed, and -J removed only once that is durable.
+and renamed, and -J removed only once that is durable; each delivery durable
+(in -J, or the message's -H durably removed when it completes the message)
+before it is logged.
 
 The checker itself is tested first, on hand-made traces, so that it is known to
 fail when a step is missing or out of order.
@@ -22,6 +24,7 @@ from tests.support.durability import (
     Event,
     SyscallTrace,
     assert_committed,
+    assert_deliveries_recorded,
     assert_header_rewritten,
     assert_journal_durable,
     exit_index,
@@ -32,6 +35,7 @@ from tests.support.sink import SmtpSink
 ID = "1xZ0qu-000000005HX-3m60"
 INPUT = "/spool/input"
 D, H, T, J = f"{INPUT}/{ID}-D", f"{INPUT}/{ID}-H", f"{INPUT}/hdr.{ID}", f"{INPUT}/{ID}-J"
+LOG, MSGLOG = "/spool/log/mainlog", f"/spool/msglog/{ID}"
 
 
 def trace_of(*steps: tuple[str, ...]) -> list[Event]:
@@ -48,6 +52,8 @@ def trace_of(*steps: tuple[str, ...]) -> list[Event]:
             events.append(Event(index, pid, op, rest[0], size=size, is_dir=rest[0] == INPUT))
         elif op == "exit":
             events.append(Event(index, pid, op))
+        elif op == "log":  # ("log", text): a main log line
+            events.append(Event(index, pid, "write", LOG, n=len(rest[0]), text=f"2026-12-03 14:00:00 {ID} {rest[0]}"))
         else:
             events.append(Event(index, pid, op, rest[0], n=1))
     return events
@@ -133,8 +139,14 @@ def test_journal_checker_accepts_append_then_fsync() -> None:
         ([*JOURNAL[:8], ("exit",)], "-H was never renamed into place"),
         ([*JOURNAL[:11], ("exit",), ("fsync", INPUT)], "-H rewrite: no fsync of the directory"),
     ],
-    ids=["no-fsync", "log-before-fsync", "new-J-dir-synced-late", "new-J-dir-not-synced", "no-rewrite",
-         "rewrite-not-synced"],
+    ids=[
+        "no-fsync",
+        "log-before-fsync",
+        "new-J-dir-synced-late",
+        "new-J-dir-not-synced",
+        "no-rewrite",
+        "rewrite-not-synced",
+    ],
 )
 def test_journal_checker_refuses_a_late_fsync(steps: list[tuple[str, ...]], rule: str) -> None:
     events = trace_of(*steps)
@@ -150,6 +162,41 @@ def test_rewrite_checker_refuses_dropping_the_journal_first() -> None:
     early = [*JOURNAL[:8], ("unlink", J), *JOURNAL[8:12], ("exit",)]
     with pytest.raises(DurabilityError, match=r"-J removed .* before -H was rewritten"):
         assert_header_rewritten(trace_of(*early), ID)
+
+
+RETIRE = (
+    ("unlink", MSGLOG),
+    ("unlink", H),
+    ("fsync", INPUT),
+    ("log", "=> a@example.org R=smarthost T=remote_smtp H=127.0.0.1 [127.0.0.1]"),
+    ("log", "-> b@example.org R=smarthost T=remote_smtp H=127.0.0.1 [127.0.0.1]"),
+    ("log", "Completed"),
+    ("unlink", D),
+)
+
+
+def test_delivery_checker_accepts_a_journal_line_or_the_message_retired_before_the_log() -> None:
+    journalled = [*JOURNAL[:5], ("log", "=> alice <alice@example.org>"), *JOURNAL[5:8], ("log", "=> bob"), *JOURNAL[8:]]
+    assert len(assert_deliveries_recorded(trace_of(*journalled), ID)) == 2
+    assert len(assert_deliveries_recorded(trace_of(*RETIRE), ID)) == 2
+    assert assert_deliveries_recorded(trace_of(("log", "=> :blackhole: <x@example.org> R=drop")), ID) == []
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [*JOURNAL[:3], ("log", "=> alice"), *JOURNAL[3:]],  # logged before the -J fsync
+        [*JOURNAL[:5], ("log", "=> alice"), *JOURNAL[5:7], ("log", "=> bob"), *JOURNAL[7:]],  # second one early
+        [RETIRE[0], RETIRE[1], RETIRE[3], RETIRE[2], *RETIRE[4:]],  # logged before the directory fsync
+        [RETIRE[3], *RETIRE[:3], *RETIRE[4:]],  # logged before -H went
+        [RETIRE[0], RETIRE[2], *RETIRE[3:]],  # -H never removed, no -J
+        [RETIRE[0], ("unlink@child", H), ("fsync@child", INPUT), *RETIRE[3:]],  # removed by another process
+    ],
+    ids=["before-J-fsync", "second-before-its-fsync", "before-dir-fsync", "before-unlink", "no-record", "other-pid"],
+)
+def test_delivery_checker_refuses_a_delivery_logged_before_it_is_durable(steps: list[tuple[str, ...]]) -> None:
+    with pytest.raises(DurabilityError, match=r"delivery logged .* before it was made durable"):
+        assert_deliveries_recorded(trace_of(*steps), ID)
 
 
 # -- the real command -------------------------------------------------------------------------------
@@ -230,6 +277,32 @@ def test_immediate_delivery_journals_and_rewrites_durably(
     rewrite = assert_header_rewritten(events, message_id, ack=ack, header_size=header.stat().st_size)
     assert rewrite.index > writes[0].index
     assert not (mta_env.spool / "input" / f"{message_id}-J").exists()
+    assert len(assert_deliveries_recorded(events, message_id)) == 1
+
+
+def test_a_delivery_that_completes_the_message_removes_it_instead_of_journalling(
+    mta_env: MtaEnv, syscall_trace: SyscallTrace, sink: SmtpSink
+) -> None:
+    """-odi to two recipients at one host, both taken: no -J at all; the msglog and -H are removed
+    (directory fsynced) before either delivery is logged, then the rest of the message goes."""
+    mta_env.write_config(SMARTHOST_CONFIG.format(port=sink.port))
+    result = mta_env.run("-odi", "a@example.org", "b@example.org", input="Subject: x\n\nhi\n", env=syscall_trace.env())
+    assert result.returncode == 0, result.stderr
+    assert [m.rcpt_tos for m in sink.messages] == [["a@example.org", "b@example.org"]]
+    events = syscall_trace.events()
+    message_id = submitted_id(events)
+    assert mta_env.message_ids() == []
+    assert not [e for e in events if e.path is not None and e.path.endswith(f"{message_id}-J")]
+    lines = assert_deliveries_recorded(events, message_id)
+    assert [line.text.split(f"{message_id} ")[1][:2] for line in lines if line.text] == ["=>", "->"]
+    removed = [e for e in events if e.op == "unlink" and e.path is not None and message_id in e.path]
+    assert [Path(e.path or "").parent.name + "/" + Path(e.path or "").name for e in removed] == [
+        f"msglog/{message_id}",
+        f"input/{message_id}-H",
+        f"input/{message_id}-D",
+    ]
+    assert (mta_env.spool / "msglog").exists() and not list((mta_env.spool / "msglog").iterdir())
+    assert f"{message_id} Completed" in "\n".join(mta_env.log_lines())
 
 
 def test_forced_delivery_journals_each_address_before_the_next(
@@ -256,6 +329,7 @@ def test_forced_delivery_journals_each_address_before_the_next(
         other.stop()
     events = syscall_trace.events()
     assert len(assert_journal_durable(events, message_id)) == 2
+    assert len(assert_deliveries_recorded(events, message_id)) == 2
     assert_header_rewritten(events, message_id, ack=exit_index(events, main_pid(events)))
     listing = mta_env.run("-bp", message_id).stdout
     assert "D a@example.org" in listing and "D b@example.net" in listing and "  later@example.org" in listing

@@ -3,8 +3,9 @@
 DESIGN.md ("The spool") promises: reception writes -D, then -H under a
 temporary name, fsyncs both, renames -H into place and fsyncs the directory,
 and only then says 250 or exits 0; each delivered address goes to -J (fsync)
-before the next delivery; at the end -H is rewritten atomically and -J
-removed.  These checks read what a real `mta` did, recorded by
+before the next delivery, unless that delivery completes the message, whose
+-H is then removed (directory fsynced) instead; at the end -H is rewritten
+atomically and -J removed.  These checks read what a real `mta` did, recorded by
 tests/support/syscall_trace/sitecustomize.py, and say which rule broke.
 
 Use (any process that runs Python can be traced: the CLI, the coming
@@ -46,6 +47,7 @@ class Event:
     size: int | None = None  # file size after an fsync
     n: int | None = None  # bytes written
     is_dir: bool = False
+    text: str | None = None  # the start of a write to a main log
 
     def __str__(self) -> str:
         what = {"rename": f"{self.path} -> {self.dst}", "write": f"{self.path} ({self.n} bytes)"}.get(
@@ -94,6 +96,7 @@ class SyscallTrace:
                     size=fields.get("size"),
                     n=fields.get("n"),
                     is_dir=bool(fields.get("dir", False)),
+                    text=fields.get("text"),
                 )
             )
         return events
@@ -150,9 +153,7 @@ def _synced_before(
         raise DurabilityError(f"{what}: the fsync of {_name(path)} covered {synced.size} bytes, not {size}", events)
 
 
-def _check_header_install(
-    events: Sequence[Event], rename: Event, ack: int, header_size: int | None, what: str
-) -> None:
+def _check_header_install(events: Sequence[Event], rename: Event, ack: int, header_size: int | None, what: str) -> None:
     """hdr.ID fsynced (all of it) before its rename, the directory fsynced after it and before `ack`."""
     assert rename.path is not None and rename.dst is not None
     temp, directory = rename.path, os.path.dirname(rename.dst)
@@ -210,8 +211,9 @@ def assert_journal_durable(events: Sequence[Event], message_id: str) -> list[Eve
         own = [e for e in events[write.index + 1 :] if e.pid == write.pid]
         if not own or own[0].op not in SYNC_OPS or own[0].path != write.path:
             after = own[0] if own else "the end of the trace"
-            raise DurabilityError(f"{message_id}: the -J append #{write.index} was followed by {after}, "
-                                  "not by an fsync of -J", events)
+            raise DurabilityError(
+                f"{message_id}: the -J append #{write.index} was followed by {after}, not by an fsync of -J", events
+            )
         # Made by this append (a "create" since the last one): its directory entry must be synced too.
         created = any(e.op == "create" and e.path == write.path for e in events[previous + 1 : write.index])
         previous = write.index
@@ -259,3 +261,40 @@ def assert_header_rewritten(
     if last_write >= 0 and early:
         raise DurabilityError(f"{message_id}: -J removed (#{early[0].index}) before -H was rewritten", events)
     return rewrite
+
+
+def assert_deliveries_recorded(events: Sequence[Event], message_id: str) -> list[Event]:
+    """Each delivery of the message is durable before the process logs it (and so before it
+    goes on to the next): its "=>" or "->" main log line is preceded, in the same process and
+    since that process's previous delivery line, by an fsync of ID-J (the delivery journalled),
+    or, at any time before it in that process, by the unlink of ID-H followed by an fsync of
+    its directory (the delivery completed the message, which is gone: no -J needed).  Lines of
+    a :blackhole: (nothing delivered) are exempt.  Returns the delivery lines checked."""
+    lines = [
+        e
+        for e in events
+        if e.op == "write"
+        and e.text is not None
+        and _name(e.path) == "mainlog"
+        and (f" {message_id} => " in e.text or f" {message_id} -> " in e.text)
+        and ":blackhole:" not in e.text
+    ]
+    since: dict[int, int] = {}
+    for line in lines:
+        own = [e for e in events[: line.index] if e.pid == line.pid]
+        start = since.get(line.pid, -1)
+        journalled = any(e.index > start and e.op in SYNC_OPS and _name(e.path) == f"{message_id}-J" for e in own)
+        retired = False
+        for position, event in enumerate(own):
+            if event.op == "unlink" and _name(event.path) == f"{message_id}-H":
+                assert event.path is not None
+                directory = os.path.dirname(event.path)
+                retired = any(e.op in SYNC_OPS and e.is_dir and e.path == directory for e in own[position + 1 :])
+        if not (journalled or retired):
+            raise DurabilityError(
+                f"{message_id}: delivery logged (#{line.index}) before it was made durable: no fsync of -J "
+                "since the previous delivery, and no durable removal of -H before it",
+                events,
+            )
+        since[line.pid] = line.index
+    return lines

@@ -233,11 +233,9 @@ class DomainlistRouter(Router):
     def _find_rule(self, item: AddressItem, ctx: RoutingContext) -> _Rule | None:
         opts = self.options
         domain = item.domain
-        for entry in split_list(opts.route_list or "", ";"):
-            try:
-                rule = split_rule(entry, with_domain=True)
-            except ValueError as exc:
-                raise DeferError(f"error in {self.name} router: {exc}") from None
+        for rule in _route_list_rules(opts.route_list or ""):
+            if isinstance(rule, ValueError):
+                raise DeferError(f"error in {self.name} router: {rule}") from None
             if rule is None:
                 continue
             pattern, hostlist, words = rule
@@ -282,6 +280,19 @@ class DomainlistRouter(Router):
             name = ctx.expand_or_defer(self.options.transport, item, f"transport of {self.name}")
         transport = ctx.transports.get(name) if name else None
         return bool(getattr(transport, "is_local", False))
+
+
+@functools.lru_cache(maxsize=64)
+def _route_list_rules(route_list: str) -> tuple[tuple[str, str, str] | ValueError | None, ...]:
+    """route_list split into its rules (or each rule's error), once per text: a delivery asks at
+    every message, and the text is the configuration's."""
+    rules: list[tuple[str, str, str] | ValueError | None] = []
+    for entry in split_list(route_list, ";"):
+        try:
+            rules.append(split_rule(entry, with_domain=True))
+        except ValueError as exc:
+            rules.append(exc)
+    return tuple(rules)
 
 
 def _text(exc: Exception) -> str:

@@ -8,6 +8,7 @@ JSON line per event to the log, in the order the calls returned:
     {"pid": 123, "op": "start", "argv": [...]}
     {"pid": 123, "op": "create", "path": "/.../input/ID-J"}
     {"pid": 123, "op": "write", "path": "/.../input/ID-J", "n": 17}
+    {"pid": 123, "op": "write", "path": "/.../log/mainlog", "n": 90, "text": "2026-... ID => ..."}
     {"pid": 123, "op": "fsync", "path": "/.../input/hdr.ID", "size": 812, "dir": false}
     {"pid": 123, "op": "rename", "path": "/.../input/hdr.ID", "dst": "/.../input/ID-H"}
     {"pid": 123, "op": "unlink", "path": "/.../input/ID-J"}
@@ -91,7 +92,10 @@ def _install(log_path: str, roots: list[str]) -> None:
         written = real_write(fd, data)
         path = fd_path(fd)
         if path is not None:
-            emit("write", path=path, n=written)
+            if os.path.basename(path) == "mainlog":  # which delivery a log line reports
+                emit("write", path=path, n=written, text=bytes(data[:200]).decode("utf-8", "replace"))
+            else:
+                emit("write", path=path, n=written)
         return written
 
     def synced(real: object, op: str) -> object:
