@@ -37,6 +37,7 @@ from mta.errors import ExpansionError
 from mta.expand.addresses import AddressError, GroupState, extract_address_or_error, find_address_end
 from mta.expand.conditions import _compile, captures_of, pcre_message
 from mta.expand.textcodecs import to_bytes
+from mta.message.headers import fold_message_data
 from mta.route.filter_checks import (
     automatic_reply_refusal,
     extract_one,
@@ -178,6 +179,9 @@ def run_filter(text: str, env: FilterEnv) -> FilterResult:
         run.say(_ENDINGS[status] if status is not FilterStatus.ERROR else f"Filter error: {message}")
     return FilterResult(status, message, run.actions, run.n)
 
+
+# The mail/vacation values that are not header lines: the body text and the names of files.
+_NOT_HEADERS = frozenset(MAIL_KEYWORDS[MAIL_KEYWORDS.index("text") :])
 
 _ENDINGS = {
     FilterStatus.DEFER: 'Filtering ended by "defer".',
@@ -343,7 +347,9 @@ class _Run:
             self.log_fd = -1
 
     def do_headers(self, c: Command) -> None:
-        value = self.expand(c.args[0] or "", "headers command")
+        # A line break from message data ($h_subject: decoded from =0A, a folded header) must not
+        # start a header line of its own: it becomes a fold, as for add_header (security.md).
+        value = fold_message_data(self.expand(c.args[0] or "", "headers command"))
         if self.env.test:
             self.say(f'Headers {c.header_action} "{shown(value)}"')
         if c.header_action == "add":
@@ -411,6 +417,10 @@ class _Run:
         for keyword in MAIL_KEYWORDS:
             if keyword in c.mail:
                 values[keyword] = self.expand(c.mail[keyword], f"{c.name} command")
+                if keyword not in _NOT_HEADERS:
+                    # Message data's line breaks become folds first: a hostile Subject: must not make
+                    # the check below fail the filter (and defer the user's mail) or add a header.
+                    values[keyword] = fold_message_data(values[keyword])
                 problem = mail_value_problem(keyword, values[keyword], c.name)
                 if problem is not None:
                     raise _Error(problem)

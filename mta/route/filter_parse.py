@@ -31,6 +31,11 @@ from mta import record
 from mta.expand.escapes import interpret_escape
 
 MAX_WORD = 1024  # Exim's buffer: a word or string of 1024 characters or more is an error
+# Limits Exim has only in its C stack: nested "if"s and brackets, and "and"/"or" in one condition.
+# A filter past them is an error naming its line, never a Python recursion failure (a traceback,
+# a delivery process that dies); no real filter comes near them.
+MAX_NESTING = 50
+MAX_CONDITIONS = 200
 
 # The string arguments of mail and vacation, in Exim's order (the -bf output follows it).
 MAIL_KEYWORDS = (
@@ -168,6 +173,8 @@ class _Parser:
         self.seen_force = False
         self.seen_value = False
         self.noerror_force = False
+        self.depth = 0  # "if"s and brackets open around the current position
+        self.operators = 0  # "and"s and "or"s in the condition being read
 
     # -- characters, words, items ---------------------------------------------------------
     def at(self, k: int = 0) -> str:
@@ -375,7 +382,9 @@ class _Parser:
                 f'"seen", "unseen", or "noerror" found before an "if" command near line {self.line}'
             )
         command = Command("if", line)
+        self.nest()
         while True:
+            self.operators = 0
             condition = self.condition(toplevel=True)
             body, ended = self.command_list(conditional=True)
             command.branches.append((condition, body))
@@ -385,7 +394,15 @@ class _Parser:
             command.otherwise, ended = self.command_list(conditional=True)
             if ended != "endif":
                 raise FilterSyntaxError(f'"endif" missing near line {self.line} of filter file')
+        self.depth -= 1
         return command
+
+    def nest(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise FilterSyntaxError(
+                f'"if" commands and brackets nested more than {MAX_NESTING} deep near line {self.line} of filter file'
+            )
 
     def mail(self, name: str, line: int) -> Command:
         command = Command(name, line, noerror=self.noerror_force)
@@ -430,7 +447,9 @@ class _Parser:
             if self.at() == "(":
                 self.i += 1
                 self.next_significant()
+                self.nest()
                 c = self.condition(toplevel=False)
+                self.depth -= 1
                 if self.at() != ")":
                     raise FilterSyntaxError(f'expected ")" in line {self.line} of filter file')
                 if not testfor:
@@ -462,6 +481,13 @@ class _Parser:
                 if not toplevel:
                     raise FilterSyntaxError(f'missing ")" at end of condition near line {self.line} of filter file')
                 break
+            if word in ("and", "or"):
+                self.operators += 1
+                if self.operators > MAX_CONDITIONS:
+                    raise FilterSyntaxError(
+                        f'more than {MAX_CONDITIONS} "and"s and "or"s in a condition near line {self.line} '
+                        "of filter file"
+                    )
             if word == "and":
                 and_c = Condition("and", sub=[c], parent=current_parent)
                 root = store.put(and_c, root)
@@ -508,7 +534,9 @@ class _Parser:
                 raise FilterSyntaxError(f'"(" expected after "foranyaddress" near line {self.line} of filter file')
             self.i += 1
             self.next_significant()
+            self.nest()
             c.sub = [self.condition(toplevel=False)]
+            self.depth -= 1
             if self.at() != ")":
                 raise FilterSyntaxError(f'expected ")" in line {self.line} of filter file')
             self.i += 1
