@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mta import record
 from mta.drivers import Kind, option, options_table
-from mta.errors import DeferError, ExpansionError, FailError
+from mta.errors import AddressError, DeferError, ExpansionError, FailError
+from mta.message.address import split_address
+from mta.message.address_syntax import quote_local_part
 from mta.transports.base import TransportOptions
 from mta.transports.write import WriteSpec, message_chunks
 
@@ -165,8 +167,14 @@ def rcpt_address(item: AddressItem) -> str:
         item = item.parent
     if not (item.prefix or item.suffix):
         return item.address
-    local, _, domain = item.address.rpartition("@")
-    return f"{local[len(item.prefix) : len(local) - len(item.suffix)]}@{domain}"
+    # The affixes belong to the local part as it is, not to its quoted form: `"owner-a b"@x` less
+    # `owner-` is `"a b"@x`, quoted again.
+    local, domain = split_address(item.address)
+    try:
+        core = quote_local_part(local[len(item.prefix) : len(local) - len(item.suffix)])
+    except AddressError as exc:
+        raise DeferError(f"batched SMTP: {exc}") from None
+    return f"{core}@{domain}"
 
 
 def bsmtp_spec(

@@ -57,6 +57,16 @@ def test_appendfile_writes_exims_batched_smtp(tmp_path: Path, crlf: bool) -> Non
     assert out.read_bytes() == (expected.replace(b"\n", b"\r\n") if crlf else expected)
 
 
+def test_an_affix_comes_off_a_quoted_local_part_and_it_is_quoted_again(tmp_path: Path) -> None:
+    out = tmp_path / "batch"
+    transport = appendfile(file=str(out), use_bsmtp=True, batch_max=10)
+    batch = items('"owner-a b"@example.net', '"c d-request"@example.net')
+    batch[0].prefix, batch[1].suffix = "owner-", "-request"
+    transport.deliver_items(make_message(tmp_path / "m", body=b"x\n", headers=HEADERS), batch, make_env())
+    lines = out.read_bytes().split(b"\n")
+    assert lines[1:3] == [b'RCPT TO:<"a b"@example.net>', b'RCPT TO:<"c d"@example.net>']
+
+
 def test_bsmtp_prefix_suffix_and_return_path(tmp_path: Path) -> None:
     out = tmp_path / "batch"
     transport = appendfile(
