@@ -60,6 +60,9 @@ LOGIN_FAILURE_DELAY = 1.0
 LOGIN_WAITING_MAX = 4  # login attempts from one address waiting their turn; more are answered 429
 LOGIN_CHECKS_MAX = 64  # login attempts waiting in all; more are answered 503
 PASSWORD_CHECKERS = 2  # threads for scrypt, apart from those that read the spool
+CONNECTIONS_MAX = VIEWERS_MAX + 100  # connections at once; more are closed as they come
+HEAD_TIMEOUT = 10.0  # seconds a new connection has to send its first request's head
+KEEPALIVE_TIMEOUT = 15.0  # seconds an idle connection is kept between requests
 STATIC = {"monitor.js": "text/javascript", "monitor.css": "text/css"}
 VIEWS = {"header": "vh", "body": "vb", "log": "vl"}
 # The page's actions and the -M option each is.
@@ -100,6 +103,7 @@ class Monitor:
         # of logins cannot hold up the poller's and the actions' threads.
         self.password_checkers = concurrent.futures.ThreadPoolExecutor(PASSWORD_CHECKERS, "password-check")
         self.stop: asyncio.Event | None = None  # set to stop serving (run_server makes it)
+        self.guard: ConnectionGuard | None = None  # run_server's
         self.failure = ""  # why the monitor stopped by itself
 
     def may_list_queue(self, session: Session) -> bool:
@@ -148,10 +152,68 @@ def static_text(name: str) -> bytes:
 # -- checks on every request ----------------------------------------------------------------
 
 
+class ConnectionGuard:
+    """The protocol factory of the listening socket: at most CONNECTIONS_MAX connections, and
+    each must start its first request within HEAD_TIMEOUT (aiohttp waits for ever for a request
+    head sent a byte at a time: a slowloris client could hold every descriptor).  Between
+    requests, aiohttp's keep-alive timeout closes an idle connection."""
+
+    def __init__(self, server: web.Server) -> None:
+        self.server = server
+        self.open: dict[web.RequestHandler, asyncio.TimerHandle | None] = {}
+
+    def __call__(self) -> asyncio.Protocol:
+        return _Guarded(self, self.server())
+
+    def started(self, handler: web.RequestHandler) -> None:
+        """A request has come on the connection (called by the middleware)."""
+        deadline = self.open.get(handler)
+        if deadline is not None:
+            deadline.cancel()
+            self.open[handler] = None
+
+
+class _Guarded(asyncio.Protocol):
+    """aiohttp's handler for one connection, with the guard's count and deadline around it."""
+
+    def __init__(self, guard: ConnectionGuard, handler: web.RequestHandler) -> None:
+        self.guard = guard
+        self.handler = handler
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.handler.connection_made(transport)
+        if len(self.guard.open) >= CONNECTIONS_MAX:
+            transport.close()
+            return
+        loop = asyncio.get_running_loop()
+        self.guard.open[self.handler] = loop.call_later(HEAD_TIMEOUT, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        self.handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.handler.eof_received()
+
+    def pause_writing(self) -> None:
+        self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.handler.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        deadline = self.guard.open.pop(self.handler, None)
+        if deadline is not None:
+            deadline.cancel()
+        self.handler.connection_lost(exc)
+
+
 @web.middleware
 async def security_headers(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    guard = request.app[APP].guard
+    if guard is not None:
+        guard.started(request.protocol)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -207,7 +269,13 @@ async def login(request: web.Request) -> web.StreamResponse:
     monitor = request.app[APP]
     if not _same_origin(request):
         raise web.HTTPForbidden(text="login from another site refused\n")
-    form = await request.post()
+    if request.content_type != "application/x-www-form-urlencoded":
+        # The login form's own encoding; aiohttp's multipart parser answers bad input with a 500.
+        raise web.HTTPBadRequest(text="the login form is posted as application/x-www-form-urlencoded\n")
+    try:
+        form = await request.post()
+    except ValueError:
+        raise web.HTTPBadRequest(text="a damaged login form\n") from None
     token, name, password = (str(form.get(k, ""))[:_ADDRESS_MAX] for k in ("token", "login", "password"))
     async with monitor.login_turns.turn(_peer(request)):
         user = None
