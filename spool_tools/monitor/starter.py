@@ -50,8 +50,8 @@ class Slots:
     """At most CONCURRENT children, one per message.  `take` gives the refusal, or None and a
     slot that `give_back` returns; thread-safe (the helper takes them in its threads)."""
 
-    def __init__(self, limit: int = CONCURRENT) -> None:
-        self.limit = limit
+    def __init__(self) -> None:
+        self.limit = CONCURRENT
         self.running: set[str] = set()
         self._lock = threading.Lock()
 
