@@ -139,7 +139,9 @@ class MessageWriter:
             return
         problems = self._discard()
         if problems:
-            raise SpoolError(f"could not remove all files of message {self.message_id}: {'; '.join(problems)}")
+            raise SpoolError(
+                f"could not remove all files of message {self.message_id}: {'; '.join(problems)}"
+            )
 
     def detach_lock(self) -> MessageLock:
         """After commit: hand the held lock to the caller, who releases it."""
