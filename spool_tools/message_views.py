@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 from mta.errors import SpoolError
 from mta.spool.envelope import FLAG_OLD, encode_text
-from mta.spool.files import NoSuchMessage
+from mta.spool.files import NoSuchMessage, open_for_reading
 from mta.spool.format import DATA_SUFFIX, HEADER_SUFFIX
 from spool_tools.message_actions import ActionError
 
@@ -80,7 +80,7 @@ def _chunks(spool: Spool, message_id: str, which: str, message_logs: bool) -> It
 
 def _file(path: Path, missing: str) -> Iterator[bytes]:
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below, after the last chunk
+        handle = open(open_for_reading(path), "rb")  # noqa: SIM115 - closed below, after the last chunk
     except FileNotFoundError:
         raise ActionError(missing) from None
     except OSError as exc:

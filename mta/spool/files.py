@@ -49,6 +49,17 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def open_for_reading(path: Path | str) -> int:
+    """A spool file opened for reading, only if it is a regular file and not a symbolic link:
+    a link or a FIFO planted in input/ or msglog/ must not make a reader (root's, for a
+    command-line -Mv or a delivery) read another file or hang.  OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
+
+
 def file_exists(path: Path) -> bool:
     """Path.exists(), but an error other than "not there" is a SpoolError."""
     try:
@@ -280,7 +291,7 @@ def open_and_lock(message_id: str, path: Path, on_release: Callable[[MessageLock
     try:
         # Read-write, as a write lock needs; append, so that a stray write
         # through this descriptor could never damage the body (Exim).
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NoSuchMessage(f"message {message_id} is not on the spool") from None
     except OSError as exc:
@@ -324,6 +335,8 @@ def space_shortage(directory: str, need_bytes: int, need_inodes: int, message_si
     # A file system without inode counts (some report 0 total) has no inode shortage.
     short_inodes = need_inodes > 0 and st.f_files > 0 and inodes < need_inodes
     if space < max(need_bytes, 0) + max(message_size, 0) or short_inodes:
-        return (f"spool directory space check failed: space={space // 1024}K inodes={inodes} "
-                f"check_space={max(need_bytes, 0) // 1024}K inodes={need_inodes} msg_size={max(message_size, 0)}")
+        return (
+            f"spool directory space check failed: space={space // 1024}K inodes={inodes} "
+            f"check_space={max(need_bytes, 0) // 1024}K inodes={need_inodes} msg_size={max(message_size, 0)}"
+        )
     return None

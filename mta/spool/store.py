@@ -62,6 +62,7 @@ from mta.spool.files import (
     lock_length,
     make_directory,
     open_and_lock,
+    open_for_reading,
     os_error,
     unlink,
     write_all,
@@ -203,7 +204,7 @@ class Spool:
         """True if any process (this one included) holds the message's lock."""
         path = self._held_directory(message_id) / (message_id + DATA_SUFFIX)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NoSuchMessage(f"message {message_id} is not on the spool") from None
         except OSError as exc:
@@ -225,7 +226,8 @@ class Spool:
         """Read and strictly parse the message's -H (SpoolFormatError if bad)."""
         path = self._held_directory(message_id) / (message_id + HEADER_SUFFIX)
         try:
-            data = path.read_bytes()
+            with open(open_for_reading(path), "rb") as handle:
+                data = handle.read()
         except FileNotFoundError:
             raise NoSuchMessage(f"message {message_id} is not on the spool") from None
         except OSError as exc:
@@ -243,7 +245,7 @@ class Spool:
         """The -D file, opened for reading and positioned at the body."""
         path = self._held_directory(message_id) / (message_id + DATA_SUFFIX)
         try:
-            body = open(path, "rb")  # noqa: SIM115 - returned to the caller
+            body = open(open_for_reading(path), "rb")  # noqa: SIM115 - returned to the caller
         except FileNotFoundError:
             raise NoSuchMessage(f"message {message_id} is not on the spool") from None
         except OSError as exc:
@@ -287,7 +289,7 @@ class Spool:
         created = False
         try:
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
             except FileNotFoundError:
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                 fd = os.open(path, flags, SPOOL_MODE)
@@ -313,7 +315,7 @@ class Spool:
         to journal them, for ever."""
         path = self._held_directory(message_id) / (message_id + JOURNAL_SUFFIX)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = open_for_reading(path)
         except FileNotFoundError:
             return []
         except OSError as exc:
@@ -363,7 +365,7 @@ class Spool:
             path = self._msglog_path(message_id)
             make_directory(path.parent)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, SPOOL_MODE)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, SPOOL_MODE)
             try:
                 if os.geteuid() == 0 and os.fstat(fd).st_uid == 0:
                     adopt_directory_owner(fd, path.parent)
@@ -377,7 +379,8 @@ class Spool:
         """The message log's text, or None if there is none."""
         path = self._msglog_path(message_id)
         try:
-            return path.read_bytes().decode("utf-8", "surrogateescape")
+            with open(open_for_reading(path), "rb") as handle:
+                return handle.read().decode("utf-8", "surrogateescape")
         except FileNotFoundError:
             return None
         except OSError as exc:

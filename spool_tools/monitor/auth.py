@@ -50,6 +50,7 @@ SESSION_LIMIT = 1000  # past that the oldest session is closed: a login flood ca
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 14, 8, 1
 _SCRYPT_N_MAX = 1 << 20  # a password file cannot make a check cost more than this
 _MAXMEM = 256 * 1024 * 1024
+_SALT_MIN, _DIGEST_MIN, _DIGEST_MAX = 8, 16, 64  # bytes
 
 
 @record.dataclass(frozen=True, slots=True)
@@ -120,10 +121,24 @@ def _read_token(path: str) -> str:
                 f"{path}: the token file must be a file readable by its owner only (mode 0600); "
                 "remove it and run mta-monitor --print-token for a new one"
             )
+        owners = {0, os.geteuid(), _owner(os.path.dirname(path))}
+        if st.st_uid not in owners:
+            # Someone else's file, however it got there: its content is theirs to choose.
+            raise ToolError(
+                f"{path}: the token file is owned by uid {st.st_uid}, not by the spool's owner; "
+                "remove it and run mta-monitor --print-token for a new one"
+            )
         token = handle.read(4096).decode("ascii", "replace").strip()
     if len(token) < 32:
         raise ToolError(f"{path}: the token file holds no token; remove it and run mta-monitor --print-token")
     return token
+
+
+def _owner(directory: str) -> int:
+    try:
+        return os.stat(directory).st_uid
+    except OSError:
+        return 0
 
 
 # -- passwords -----------------------------------------------------------------------------
@@ -146,12 +161,18 @@ def check_hash(text: str) -> str | None:
         return "not a hash made by mta-monitor --hash-password (scrypt$N$r$p$salt$hash)"
     try:
         n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
-        base64.b64decode(parts[4], validate=True)
-        base64.b64decode(parts[5], validate=True)
+        salt = base64.b64decode(parts[4], validate=True)
+        digest = base64.b64decode(parts[5], validate=True)
     except ValueError:
         return "a damaged scrypt hash"
+    # Checked here, at start, what scrypt would refuse only at a login (a 500 instead of a clear
+    # error): its memory (128 * r * (n + p) bytes, with room to spare) and an empty digest.
     if n < 2 or n > _SCRYPT_N_MAX or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16:
         return "scrypt parameters out of range"
+    if 128 * r * (n + p + 2) > _MAXMEM // 2:
+        return f"scrypt parameters out of range (n * r needs more than {_MAXMEM // 2 >> 20} MB)"
+    if len(salt) < _SALT_MIN or not _DIGEST_MIN <= len(digest) <= _DIGEST_MAX:
+        return "a damaged scrypt hash (salt or hash too short)"
     return None
 
 
@@ -190,6 +211,8 @@ def read_password_file(path: str) -> dict[str, str]:
         problem = "no colon: lines are login:hash" if not colon else check_hash(stored)
         if not login or not login.isprintable() or " " in login:
             problem = "a bad login name"
+        if not problem and login in users:
+            problem = f"login {login} is given twice"
         if problem:
             raise ToolError(f"{path}:{number}: {problem}")
         users[login] = stored
@@ -207,6 +230,9 @@ class Authority:
         self.token = token
         self.passwords = passwords
         self.sessions: dict[str, Session] = {}
+        # What an unknown login's password is checked against: one scrypt, as for a known one,
+        # so that the time taken does not say whether a login exists.
+        self._decoy = hash_password(secrets.token_urlsafe(16)) if passwords else ""
 
     def token_user(self, offered: str) -> User | None:
         if not hmac.compare_digest(offered.strip().encode(), self.token.encode()):
@@ -218,8 +244,8 @@ class Authority:
         """Blocking (scrypt): run it in a thread."""
         stored = self.passwords.get(login)
         if stored is None:
-            # As slow as a real check, so that a login's existence does not show in the time taken.
-            password_matches(password, hash_password("-"))
+            if self._decoy:
+                password_matches(password, self._decoy)
             return None
         if not password_matches(password, stored):
             return None

@@ -233,14 +233,22 @@ async def run_server(
     """Serve on `sock` until SIGTERM or SIGINT (or until `stop` is set, for tests)."""
     from aiohttp import web
 
-    from spool_tools.monitor.server import make_app
+    from spool_tools.monitor.server import KEEPALIVE_TIMEOUT, ConnectionGuard, make_app
 
-    runner = web.AppRunner(make_app(monitor), handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    runner = web.AppRunner(
+        make_app(monitor),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=5.0,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+    )
     await runner.setup()
-    await web.SockSite(runner, sock, ssl_context=context).start()
+    assert runner.server is not None
+    monitor.guard = ConnectionGuard(runner.server)
+    loop = asyncio.get_running_loop()
+    listening = await loop.create_server(monitor.guard, sock=sock, ssl=context)
     stop = stop or asyncio.Event()
     monitor.stop = stop
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
@@ -248,6 +256,7 @@ async def run_server(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        listening.close()
         await runner.cleanup()
 
 

@@ -28,6 +28,8 @@ reaches the page only as JSON, put into the document as text
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import functools
 import hmac
 import importlib.resources
@@ -40,7 +42,7 @@ from spool_tools.message_actions import ActionError, Actor, refusal
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
     from typing import Any
 
     from mta.config.loader import Config
@@ -55,6 +57,12 @@ VIEW_MAX = 1024 * 1024  # bytes of a message file shown in the page; the rest is
 VIEWERS_MAX = 500
 HEARTBEAT = 15.0
 LOGIN_FAILURE_DELAY = 1.0
+LOGIN_WAITING_MAX = 4  # login attempts from one address waiting their turn; more are answered 429
+LOGIN_CHECKS_MAX = 64  # login attempts waiting in all; more are answered 503
+PASSWORD_CHECKERS = 2  # threads for scrypt, apart from those that read the spool
+CONNECTIONS_MAX = VIEWERS_MAX + 100  # connections at once; more are closed as they come
+HEAD_TIMEOUT = 10.0  # seconds a new connection has to send its first request's head
+KEEPALIVE_TIMEOUT = 15.0  # seconds an idle connection is kept between requests
 STATIC = {"monitor.js": "text/javascript", "monitor.css": "text/css"}
 VIEWS = {"header": "vh", "body": "vb", "log": "vl"}
 # The page's actions and the -M option each is.
@@ -90,7 +98,12 @@ class Monitor:
         self.starter = starter
         self.tls = tls
         self.streams: set[asyncio.Task[Any]] = set()
+        self.login_turns = LoginTurns()
+        # Password checks (scrypt: CPU and 16 MB each) get threads of their own, so that a flood
+        # of logins cannot hold up the poller's and the actions' threads.
+        self.password_checkers = concurrent.futures.ThreadPoolExecutor(PASSWORD_CHECKERS, "password-check")
         self.stop: asyncio.Event | None = None  # set to stop serving (run_server makes it)
+        self.guard: ConnectionGuard | None = None  # run_server's
         self.failure = ""  # why the monitor stopped by itself
 
     def may_list_queue(self, session: Session) -> bool:
@@ -98,6 +111,36 @@ class Monitor:
 
     def refusal(self, session: Session, flags: str) -> str | None:
         return refusal(flags, session.user.admin, self.config.main.prod_requires_admin)
+
+
+class LoginTurns:
+    """Login attempts from one address are checked one at a time, and a failed one keeps its
+    turn for LOGIN_FAILURE_DELAY: an address gets at most one wrong guess a second however many
+    connections it opens.  Past LOGIN_WAITING_MAX waiting from one address, or LOGIN_CHECKS_MAX
+    in all, an attempt is refused at once (memory and threads stay bounded)."""
+
+    def __init__(self) -> None:
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.waiting: dict[str, int] = {}
+        self.total = 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self, address: str) -> AsyncIterator[None]:
+        if self.waiting.get(address, 0) >= LOGIN_WAITING_MAX:
+            raise web.HTTPTooManyRequests(text="too many login attempts from your address: wait a few seconds\n")
+        if self.total >= LOGIN_CHECKS_MAX:
+            raise web.HTTPServiceUnavailable(text="too many login attempts: wait a few seconds\n")
+        lock = self.locks.setdefault(address, asyncio.Lock())
+        self.waiting[address] = self.waiting.get(address, 0) + 1
+        self.total += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self.total -= 1
+            self.waiting[address] -= 1
+            if not self.waiting[address]:
+                del self.waiting[address], self.locks[address]
 
 
 @functools.cache
@@ -109,10 +152,68 @@ def static_text(name: str) -> bytes:
 # -- checks on every request ----------------------------------------------------------------
 
 
+class ConnectionGuard:
+    """The protocol factory of the listening socket: at most CONNECTIONS_MAX connections, and
+    each must start its first request within HEAD_TIMEOUT (aiohttp waits for ever for a request
+    head sent a byte at a time: a slowloris client could hold every descriptor).  Between
+    requests, aiohttp's keep-alive timeout closes an idle connection."""
+
+    def __init__(self, server: web.Server) -> None:
+        self.server = server
+        self.open: dict[web.RequestHandler, asyncio.TimerHandle | None] = {}
+
+    def __call__(self) -> asyncio.Protocol:
+        return _Guarded(self, self.server())
+
+    def started(self, handler: web.RequestHandler) -> None:
+        """A request has come on the connection (called by the middleware)."""
+        deadline = self.open.get(handler)
+        if deadline is not None:
+            deadline.cancel()
+            self.open[handler] = None
+
+
+class _Guarded(asyncio.Protocol):
+    """aiohttp's handler for one connection, with the guard's count and deadline around it."""
+
+    def __init__(self, guard: ConnectionGuard, handler: web.RequestHandler) -> None:
+        self.guard = guard
+        self.handler = handler
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.handler.connection_made(transport)
+        if len(self.guard.open) >= CONNECTIONS_MAX:
+            transport.close()
+            return
+        loop = asyncio.get_running_loop()
+        self.guard.open[self.handler] = loop.call_later(HEAD_TIMEOUT, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        self.handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.handler.eof_received()
+
+    def pause_writing(self) -> None:
+        self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.handler.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        deadline = self.guard.open.pop(self.handler, None)
+        if deadline is not None:
+            deadline.cancel()
+        self.handler.connection_lost(exc)
+
+
 @web.middleware
 async def security_headers(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    guard = request.app[APP].guard
+    if guard is not None:
+        guard.started(request.protocol)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -168,17 +269,26 @@ async def login(request: web.Request) -> web.StreamResponse:
     monitor = request.app[APP]
     if not _same_origin(request):
         raise web.HTTPForbidden(text="login from another site refused\n")
-    form = await request.post()
+    if request.content_type != "application/x-www-form-urlencoded":
+        # The login form's own encoding; aiohttp's multipart parser answers bad input with a 500.
+        raise web.HTTPBadRequest(text="the login form is posted as application/x-www-form-urlencoded\n")
+    try:
+        form = await request.post()
+    except ValueError:
+        raise web.HTTPBadRequest(text="a damaged login form\n") from None
     token, name, password = (str(form.get(k, ""))[:_ADDRESS_MAX] for k in ("token", "login", "password"))
-    user = None
-    if token:
-        user = monitor.authority.token_user(token)
-    elif name and password:
-        user = await asyncio.to_thread(monitor.authority.password_user, name, password)
-    if user is None:
-        monitor.logger.main(f"mta-monitor: login failed from {_peer(request)}")
-        await asyncio.sleep(LOGIN_FAILURE_DELAY)
-        raise web.HTTPFound("/login?failed=1")
+    async with monitor.login_turns.turn(_peer(request)):
+        user = None
+        if token:
+            user = monitor.authority.token_user(token)
+        elif name and password:
+            loop = asyncio.get_running_loop()
+            check = monitor.authority.password_user
+            user = await loop.run_in_executor(monitor.password_checkers, check, name, password)
+        if user is None:
+            monitor.logger.main(f"mta-monitor: login failed from {_peer(request)}")
+            await asyncio.sleep(LOGIN_FAILURE_DELAY)  # holding the address's turn
+            raise web.HTTPFound("/login?failed=1")
     session = monitor.authority.open_session(user, _peer(request))
     role = "administrator" if user.admin else "read-only"
     monitor.logger.main(f"mta-monitor: {user.name} logged in from {_peer(request)} ({role})")
@@ -324,8 +434,14 @@ async def action(request: web.Request) -> web.StreamResponse:
         )
     addresses: list[str] = []
     if flags == "ar":
-        body = await request.json() if request.can_read_body else {}
-        address = str(body.get("address", "")).strip() if isinstance(body, dict) else ""
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:  # not JSON, or not UTF-8: the client's mistake, not a 500
+            raise web.HTTPBadRequest(text='the body must be JSON: {"address": "..."}\n') from None
+        address = body.get("address") if isinstance(body, dict) else None
+        if not isinstance(address, str):
+            raise web.HTTPBadRequest(text="give one address to add, as a string\n")
+        address = address.strip()
         if not address or len(address) > _ADDRESS_MAX or not address.isprintable():
             raise web.HTTPBadRequest(text="give one address to add\n")
         addresses = [address]
@@ -393,6 +509,7 @@ def make_app(monitor: Monitor) -> web.Application:
         yield
         task.cancel()
         monitor.watcher.close()
+        monitor.password_checkers.shutdown(wait=False, cancel_futures=True)
 
     async def shutdown(app: web.Application) -> None:
         monitor.watcher.close()  # each event stream ends at its next look at its queue

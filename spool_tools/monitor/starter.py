@@ -17,6 +17,11 @@ event loop (asyncio subprocess, or a reply on a socket).
   that mta_user could not already have done by putting a message on the
   spool for the daemon (whose workers deliver as root).  It exits when its
   socket closes (the monitor has gone).
+
+Both sides run at most `CONCURRENT` children at once, and one at a time
+for a message: a request beyond that is answered at once with a refusal
+(`Slots`), so pressing "deliver now" a hundred times, or a web server that
+floods the helper's socket, starts no more than a few processes.
 """
 
 from __future__ import annotations
@@ -32,9 +37,48 @@ import threading
 from mta.spool.ids import is_message_id
 
 OPTIONS = ("", "g")  # -M and -Mg: what the children may be asked to do
-OUTPUT_MAX = 64 * 1024
+OUTPUT_MAX = 16 * 1024  # characters of a child's output kept (its end)
 TIMEOUT = 3600.0  # a delivery that takes longer than this is killed (it defers, nothing is lost)
+CONCURRENT = 4  # children running at once
 _REQUEST_MAX = 4096
+# A reply is one datagram: it must fit the socket's buffer whatever the output holds (a
+# character may cost six bytes of JSON), or the web server would wait for it for ever.
+_REPLY_MAX = 128 * 1024
+
+
+class Slots:
+    """At most CONCURRENT children, one per message.  `take` gives the refusal, or None and a
+    slot that `give_back` returns; thread-safe (the helper takes them in its threads)."""
+
+    def __init__(self) -> None:
+        self.limit = CONCURRENT
+        self.running: set[str] = set()
+        self._lock = threading.Lock()
+
+    def take(self, message_id: str) -> str | None:
+        with self._lock:
+            if message_id in self.running:
+                return f"message {message_id}: a delivery or give-up asked for from the monitor is still running"
+            if len(self.running) >= self.limit:
+                return (
+                    f"{len(self.running)} deliveries asked for from the monitor are still running "
+                    f"(at most {self.limit} at once): try again when one has finished"
+                )
+            self.running.add(message_id)
+            return None
+
+    def give_back(self, message_id: str) -> None:
+        with self._lock:
+            self.running.discard(message_id)
+
+
+def reply_bytes(number: object, status: int, output: str) -> bytes:
+    """The helper's answer, cut (keeping the end of the output) to fit one datagram."""
+    while True:
+        reply = json.dumps({"n": number, "status": status, "output": output}).encode()
+        if len(reply) <= _REPLY_MAX:
+            return reply
+        output = output[len(output) // 2 :]
 
 
 def command(config_path: str, flags: str, message_id: str) -> list[str]:
@@ -50,10 +94,20 @@ def _text(output: bytes) -> str:
 class DirectStarter:
     def __init__(self, config_path: str) -> None:
         self.config_path = config_path
+        self.slots = Slots()
 
     async def run(self, flags: str, message_id: str) -> tuple[int, str]:
         """(exit status, standard output and error) of `mta -M<flags> ID`."""
         argv = command(self.config_path, flags, message_id)
+        busy = self.slots.take(message_id)
+        if busy:
+            return 1, busy
+        try:
+            return await self._run(argv, flags, message_id)
+        finally:
+            self.slots.give_back(message_id)
+
+    async def _run(self, argv: list[str], flags: str, message_id: str) -> tuple[int, str]:
         child = await asyncio.create_subprocess_exec(
             *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
@@ -77,6 +131,7 @@ class HelperStarter:
         self.pid = pid
         self.sock.setblocking(False)
         self._next = 0
+        self.slots = Slots()
         self._waiting: dict[int, asyncio.Future[tuple[int, str]]] = {}
         self._reader: asyncio.Task[None] | None = None
 
@@ -98,6 +153,15 @@ class HelperStarter:
 
     async def run(self, flags: str, message_id: str) -> tuple[int, str]:
         command("", flags, message_id)  # refuse here what the helper would refuse
+        busy = self.slots.take(message_id)
+        if busy:
+            return 1, busy
+        try:
+            return await self._ask(flags, message_id)
+        finally:
+            self.slots.give_back(message_id)
+
+    async def _ask(self, flags: str, message_id: str) -> tuple[int, str]:
         loop = asyncio.get_running_loop()
         if self._reader is None:
             self._reader = loop.create_task(self._read())
@@ -117,7 +181,7 @@ class HelperStarter:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                data = await loop.sock_recv(self.sock, OUTPUT_MAX + 4096)
+                data = await loop.sock_recv(self.sock, _REPLY_MAX)
             except OSError:
                 data = b""
             if not data:
@@ -144,8 +208,15 @@ class HelperStarter:
 def _helper_main(sock: socket.socket, config_path: str) -> None:
     """The helper's loop: one thread per request, so that a long delivery holds up no other."""
     lock = threading.Lock()
+    slots = Slots()  # the web server bounds its requests too; this bound holds if it does not
 
     def answer(number: object, flags: str, message_id: str) -> None:
+        try:
+            run(number, flags, message_id)
+        finally:
+            slots.give_back(message_id)
+
+    def run(number: object, flags: str, message_id: str) -> None:
         try:
             argv = command(config_path, flags, message_id)
         except ValueError as exc:
@@ -165,7 +236,9 @@ def _helper_main(sock: socket.socket, config_path: str) -> None:
                 status, output = 1, f"mta -M{flags} {message_id} took more than {TIMEOUT:.0f}s and was stopped"
             except OSError as exc:
                 status, output = 1, f"cannot start mta: {exc.strerror}"
-        reply = json.dumps({"n": number, "status": status, "output": output}).encode()
+        send(reply_bytes(number, status, output))
+
+    def send(reply: bytes) -> None:
         with lock:
             try:
                 sock.sendall(reply)
@@ -181,4 +254,8 @@ def _helper_main(sock: socket.socket, config_path: str) -> None:
             flags, message_id, number = str(request["flags"]), str(request["id"]), request["n"]
         except (ValueError, KeyError, TypeError):
             continue  # not from the monitor: the socket is its alone, so this is a bug; ignore it
+        busy = slots.take(message_id)
+        if busy:
+            send(reply_bytes(number, 1, busy))
+            continue
         threading.Thread(target=answer, args=(number, flags, message_id), daemon=True).start()

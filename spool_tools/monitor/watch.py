@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 BACKLOG = 32 * 1024 * 1024
 READ_MAX = 4 * 1024 * 1024  # per poll: a log growing faster is caught up over several polls
 TAIL_LINES = 1000
+LINE_MAX = 8 * 1024  # bytes of a log line kept; the rest is cut (a 1 MB line would cost 1 MB per line of the tail)
 QUEUE_SHOWN = 1000  # messages listed in the page (oldest first); the counts cover all of them
 QUEUE_REFRESH = 15.0
 VIEWER_BACKLOG = 64  # events queued for one viewer before it is dropped as too slow
@@ -128,7 +129,9 @@ class LogFollower:
             self.skip_to_line = False
             data = data[data.index(b"\n") + 1 :]
         whole, newline, self.partial = (self.partial + data).rpartition(b"\n")
-        lines = [raw.decode("utf-8", "surrogateescape") for raw in whole.split(b"\n")] if newline else []
+        lines = [_cut(raw).decode("utf-8", "surrogateescape") for raw in whole.split(b"\n")] if newline else []
+        # A line still without its end keeps no more than LINE_MAX bytes (plus one, to mark it cut).
+        self.partial = self.partial[: LINE_MAX + 1]
         for line in lines:
             self._count(line)
         self._prune(now)
@@ -182,6 +185,10 @@ class LogFollower:
                 for i, (name, _flags, _colour) in enumerate(CATEGORIES)
             },
         }
+
+
+def _cut(raw: bytes) -> bytes:
+    return raw if len(raw) <= LINE_MAX else raw[:LINE_MAX] + b" [...]"
 
 
 def _chart(title: str, labels: list[str], values: list[list[int]], label_every: int) -> str:
@@ -369,7 +376,8 @@ class Watcher:
         events: list[tuple[bool, bytes]] = []
         if lines:
             self.tail.extend(lines)
-            events.append((False, sse("log", {"lines": lines})))
+            # A round may read megabytes of a log (catching up at start): the page shows the tail.
+            events.append((False, sse("log", {"lines": lines[-TAIL_LINES:]})))
         if charts is not None:
             self.charts_event = charts
             events.append((False, charts))
