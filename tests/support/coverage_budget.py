@@ -8,7 +8,8 @@ cases, a queue built message by message, `-bp` after each step.  So a run is
 measured while its mode (its options, without their file names and
 addresses) has been measured fewer than MEASURED_PER_MODE times by this test
 module in this worker; later repeats run unmeasured.  Daemons and queue runs
-are always measured: each is long-lived and runs code nothing else runs.
+get a larger budget (MTA_MEASURED_LONG_LIVED, 3): each is long-lived and runs
+code nothing else runs, but a daemon is five processes saving their data.
 MTA_MEASURED_PER_MODE changes the number (a large one measures everything).
 docs/testing.md says what this costs in coverage.
 """
@@ -23,8 +24,11 @@ from typing import Any
 
 from tests.support.mta import COVERAGE_VARIABLES
 
-MEASURED_PER_MODE = int(os.environ.get("MTA_MEASURED_PER_MODE", "2"))
-ALWAYS_MEASURED = ("-bd", "-q")  # option prefixes: daemons and queue runs
+MEASURED_PER_MODE = int(os.environ.get("MTA_MEASURED_PER_MODE", "1"))
+# Daemons and queue runs (option prefixes) are long-lived and run code nothing else runs: more of
+# them are measured, but not all (a daemon is five measured processes, each saving its data).
+LONG_LIVED = ("-bd", "-q")
+MEASURED_LONG_LIVED = int(os.environ.get("MTA_MEASURED_LONG_LIVED", "3"))
 _measured: collections.Counter[tuple[str, tuple[str, ...]]] = collections.Counter()
 
 
@@ -44,9 +48,9 @@ def budgeted_popen(module: str) -> Iterator[None]:
 
     def init(self: subprocess.Popen[Any], args: Any, *rest: Any, **options: Any) -> None:
         mode = mode_of(args)
-        always = any(w.startswith(ALWAYS_MEASURED) for w in mode[1:])
+        long_lived = any(w.startswith(LONG_LIVED) for w in mode[1:])
         key = (module, mode)
-        if always or _measured[key] < MEASURED_PER_MODE:
+        if _measured[key] < (MEASURED_LONG_LIVED if long_lived else MEASURED_PER_MODE):
             _measured[key] += 1
         else:
             env = dict(os.environ if options.get("env") is None else options["env"])
