@@ -49,17 +49,23 @@ ensure_venv() {
             esac
         fi
     fi
-    # Reinstall when pyproject.toml changed since the last install.
-    if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
+    # Reinstall when pyproject.toml changed since the last install.  `ensure_venv test` also
+    # installs the test tools (scripts/test); plain `ensure_venv` (scripts/run) only what mta
+    # needs, which is most of a newcomer's first wait.  Each has its own marker.
+    extras="" marker="$VENV/.installed"
+    if [ "${1:-}" = test ]; then extras="[test]" marker="$VENV/.installed-test"; fi
+    if [ ! -f "$marker" ] || [ pyproject.toml -nt "$marker" ]; then
         [ -w "$VENV" ] || venv_fail "the virtualenv $VENV needs (re)installing but is not writable by $(id -un);" \
             "use MTA_VENV=\$HOME/mta-venv $0 for a virtualenv of your own"
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-        "$VENV/bin/python" -m pip install -q --config-settings editable_mode=compat -e ".[test]" ||
+        "$VENV/bin/python" -m pip install -q --config-settings editable_mode=compat -e ".$extras" ||
             venv_fail "installing mta into $VENV failed (pip's reason is above)"
         # Byte-compile once here, as pip does for a wheel: PYTHONDONTWRITEBYTECODE may be set,
         # and every later start would then compile mta again.
         "$VENV/bin/python" -m compileall -q mta spool_tools >/dev/null 2>&1 || true
-        touch "$VENV/.installed"
+        touch "$marker"
+        # The test tools' install is a superset: scripts/run need not install again after it.
+        if [ -n "$extras" ]; then touch "$VENV/.installed"; fi
     fi
 }
 
