@@ -120,7 +120,8 @@ class DirectStarter:
         return child.returncode or 0, _text(output)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: each child is waited for by the request that started it (the
+        helper starter, the other kind, closes its socket and ends the root helper here)."""
 
 
 class HelperStarter:
