@@ -43,10 +43,9 @@ from mta import record
 from mta.errors import DeferError
 from mta.expand.context import HeaderLines
 from mta.message.headers import flag_for
-from mta.privilege import AsUserError, run_as_user
 from mta.route.context import RoutingContext
 from mta.route.filter import FilterAction, FilterEnv, FilterResult, FilterStatus, run_filter
-from mta.route.filter_redirect import decode_result, encode_result, filter_child
+from mta.route.filter_redirect import filter_child, run_filter_as
 from mta.route.item import AddressItem
 from mta.route.redirect import read_list_file
 from mta.spool.envelope import SpoolHeader
@@ -153,15 +152,10 @@ def _run(path: str, env: FilterEnv, identity: tuple[int, int, str] | None) -> Fi
 
     if identity is None:
         return job()
-    uid, gid, login = identity
     try:
-        report = run_as_user(uid, gid, login, lambda: encode_result(job()))
-    except AsUserError as exc:
-        return FilterResult(FilterStatus.ERROR, f"cannot run it as {login}: {exc}")
-    try:
-        return decode_result(report)
-    except (KeyError, TypeError, ValueError):
-        return FilterResult(FilterStatus.ERROR, f"malformed report from the process that ran it: {report}")
+        return run_filter_as(*identity, job)
+    except DeferError as exc:
+        return FilterResult(FilterStatus.ERROR, exc.message)
 
 
 def _identity(user: str | None, group: str | None) -> tuple[int, int, str] | None:

@@ -123,19 +123,29 @@ def filter_redirect(
     return _outcome(director, ctx, item, result, source)
 
 
+def run_filter_as(uid: int, gid: int, login: str, job: Callable[[], FilterResult]) -> FilterResult:
+    """`job` (reading and obeying a filter) in a child that has become that user; its result
+    comes back with its taint.  A child that could not run it, or said nothing sensible, is a
+    DeferError with the reason (the user's filter, and the system filter, both use this)."""
+    try:
+        report = run_as_user(uid, gid, login, lambda: encode_result(job()))
+    except AsUserError as exc:
+        raise DeferError(f"cannot run it as {login}: {exc}") from None
+    if "error" in report and "status" not in report:
+        raise DeferError(str(report["error"]))
+    try:
+        return decode_result(report)
+    except (KeyError, TypeError, ValueError):
+        raise DeferError("malformed report from the process that ran it") from None
+
+
 def _run(text: str, env: FilterEnv, owner: FileOwner | None, source: str) -> FilterResult:
     if owner is None or not owner.needs_child:
         return run_filter(text, env)
     try:
-        report = run_as_user(owner.uid, owner.gid, owner.login, lambda: encode_result(run_filter(text, env)))
-    except AsUserError as exc:
-        raise DeferError(f"{source}: cannot run it as {owner.login}: {exc}") from None
-    if "error" in report and "status" not in report:
-        raise DeferError(f"{source}: {report['error']}")
-    try:
-        return decode_result(report)
-    except (KeyError, TypeError, ValueError):
-        raise DeferError(f"{source}: malformed report from the process that ran it") from None
+        return run_filter_as(owner.uid, owner.gid, owner.login, lambda: run_filter(text, env))
+    except DeferError as exc:
+        raise DeferError(f"{source}: {exc.message}") from None
 
 
 def _outcome(
