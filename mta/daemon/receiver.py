@@ -116,7 +116,7 @@ class Receiver:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_error)
         self.dispatcher = Dispatcher(self.dispatch_sock, loop)
-        spooler = Spooler(self.runtime.spool)
+        spooler = Spooler(self.runtime.spool, sync_method=self.runtime.config.main.spool_sync_method)
         self.context = ReceiverContext(self.runtime, spooler=spooler, on_accepted=self._accepted)
         if self.tls_context is not None:
             self.context._tls = self.tls_context
@@ -246,6 +246,10 @@ def receiver_main(runtime: Runtime, control: socket.socket, dispatch: socket.soc
         tls_context = server_context(runtime)  # keys are read before the privileges go
     except ImportError:
         tls_context = None
+    if runtime.config.main.spool_sync_method == "syncfs":
+        from mta.spool.syncfs import available
+
+        available()  # loads ctypes while the privileges allow (a Python under /root)
     if identity is not None and os.geteuid() == 0:
         from mta.privilege import become_user
 

@@ -21,10 +21,13 @@ Durability (`commit_batch`), for every message of a batch, in this order:
    told, so that it may say 250.
 
 The directory fsyncs of steps 3 and 4 are shared by the whole batch (group
-commit), and each covers only renames made before it started.  A message
+commit), and each covers only renames made before it started.  With
+`spool_sync_method = syncfs` (the default on Linux) the fsyncs of steps 1-3
+are one syncfs() of the spool's file system, and step 4's another
+(mta.spool.syncfs; docs/reliability.md): two calls per batch in all.  A message
 that fails at any step is reported failed (the session answers 451 and
 removes its files) and takes no further step; the others go on.  A failed
-directory fsync fails every message that needed it.  Nothing is reported
+directory fsync (or syncfs) fails every message that needed it.  Nothing is reported
 before the batch's last fsync, so no session can acknowledge early.
 
 A crash at any point leaves, for each message, either no -H (its -D and
@@ -37,18 +40,20 @@ so no -D is removed under an -H being renamed into place.
 from __future__ import annotations
 
 import collections
+import os
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
 
 from mta.errors import SpoolError
 from mta.spool.files import fsync_directory
+from mta.spool.syncfs import syncfs
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
-    from pathlib import Path
 
     from mta.receive.spooler import PendingMessage
 
@@ -72,13 +77,18 @@ class Commit:
         self.after_error: BaseException | None = None
 
 
-def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel: int = 1) -> None:
+def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel: int = 1,
+                 filesystem: int | None = None) -> None:
     """Make every message of `batch` durable (see the module docstring); a message that cannot be
     has its `error` set.  Never raises for one message's failure.
 
-    Steps 1 and 2 run for up to `parallel` messages at once (this thread and `parallel` - 1 of
-    `helpers`): each fsync of a new file waits for the disk, and a disk takes several requests at
-    once far faster than one after another."""
+    With `filesystem` (a descriptor on the spool's file system, kept open by the caller), one
+    syncfs() of it stands for the fsyncs of steps 1 to 3, and another for step 4's: two calls for
+    the whole batch (mta.spool.syncfs says why).  Without it, steps 1 and 2 fsync each file, for
+    up to `parallel` messages at once (this thread and `parallel` - 1 of `helpers`): each fsync of
+    a new file waits for the disk, and a disk takes several requests at once far faster than one
+    after another."""
+    sync_files = filesystem is None
     pending = collections.deque(batch)
 
     def write_files() -> None:
@@ -88,11 +98,12 @@ def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel:
             except IndexError:
                 return
             try:
-                commit.message.write_files(commit.header)  # steps 1 and 2
+                commit.message.write_files(commit.header, sync=sync_files)  # steps 1 and 2
             except Exception as exc:
                 commit.error = exc
 
-    started = [helpers.submit(write_files) for _ in range(min(parallel, len(batch)) - 1)] if helpers else []
+    fan_out = min(parallel, len(batch)) - 1 if helpers and sync_files else 0
+    started = [helpers.submit(write_files) for _ in range(fan_out)] if helpers else []
     write_files()
     for future in started:
         future.result()
@@ -100,20 +111,26 @@ def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel:
     for commit in batch:
         if commit.error is None:
             written.setdefault(commit.message.directory, []).append(commit)
+    if filesystem is not None and not _sync_filesystem(filesystem, written):  # steps 1-3 at once
+        return
+    renamed: dict[Path, list[Commit]] = {}
     for directory, commits in written.items():
-        if not _sync(directory, commits):  # step 3
+        if filesystem is None and not _sync(directory, commits):  # step 3
             continue
-        renamed = []
         for commit in commits:
             try:
                 commit.message.install_header()  # step 4
             except Exception as exc:
                 commit.error = exc
                 continue
-            renamed.append(commit)
-        if not _sync(directory, renamed):
-            continue
-        for commit in renamed:
+            renamed.setdefault(directory, []).append(commit)
+    if filesystem is not None:
+        if not _sync_filesystem(filesystem, renamed):
+            return
+    else:
+        renamed = {directory: commits for directory, commits in renamed.items() if _sync(directory, commits)}
+    for commits in renamed.values():
+        for commit in commits:
             commit.message.committed()  # on disk: from here on an error must not remove it
             if commit.after is not None:
                 try:
@@ -135,10 +152,33 @@ def _sync(directory: Path, commits: list[Commit]) -> bool:
     return True
 
 
+def _sync_filesystem(filesystem: int, commits: dict[Path, list[Commit]]) -> bool:
+    """syncfs for `commits`; on failure every one of them fails (the error names no file)."""
+    if not commits:
+        return False
+    try:
+        syncfs(filesystem)
+    except OSError as exc:
+        error = SpoolError(f"spool file system sync failed: {exc.strerror or exc}", exc.errno or 0)
+        for group in commits.values():
+            for commit in group:
+                commit.error = error
+        return False
+    return True
+
+
 class SpoolWriter:
     """The thread that runs `commit_batch` on whatever sessions have queued."""
 
-    def __init__(self, name: str = "spool-writer", parallel: int = 4) -> None:
+    def __init__(self, name: str = "spool-writer", parallel: int = 4, filesystem: Path | None = None) -> None:
+        """`filesystem`: a directory of the spool, whose file system the writer syncs with syncfs()
+        once before and once after a batch's renames instead of fsyncing each file."""
+        self._filesystem: int | None = None
+        if filesystem is not None:
+            # One descriptor for the writer's life: syncfs reports a write-back error that happened
+            # since the descriptor was opened or last synced, so none between batches is missed.
+            self._filesystem = os.open(filesystem, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            parallel = 1  # nothing to wait for per file: no helper threads
         self._parallel = parallel
         self._helpers = ThreadPoolExecutor(max_workers=parallel - 1, thread_name_prefix=name) if parallel > 1 else None
         self._lock = threading.Lock()
@@ -166,6 +206,9 @@ class SpoolWriter:
         self._thread.join()
         if self._helpers is not None:
             self._helpers.shutdown(wait=True)
+        if self._filesystem is not None:
+            os.close(self._filesystem)
+            self._filesystem = None
 
     def _run(self) -> None:
         while True:
@@ -176,7 +219,7 @@ class SpoolWriter:
                     return
                 batch, self._queue = self._queue, []
             try:
-                commit_batch(batch, self._helpers, self._parallel)
+                commit_batch(batch, self._helpers, self._parallel, self._filesystem)
             except BaseException as exc:  # a bug: fail what is undecided, and keep serving
                 for commit in batch:
                     if commit.error is None and not commit.message.is_committed:
