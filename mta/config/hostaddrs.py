@@ -88,16 +88,18 @@ def local_interface_addresses() -> set[str]:
     return set(cached[1])
 
 
-def _read_interface_addresses() -> set[str]:
-    import ipaddress
+LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1"})  # always among the answers
 
-    found = {"127.0.0.1", "::1"}
+
+def _read_interface_addresses() -> set[str]:
+    found = set(LOOPBACK_ADDRESSES)
     try:
         with open("/proc/net/if_inet6", encoding="ascii") as f:
             for line in f:
                 fields = line.split()
                 if fields and len(fields[0]) == 32:
-                    found.add(str(ipaddress.IPv6Address(int(fields[0], 16))))
+                    # inet_ntop, not ipaddress (2 ms to import): the same canonical text.
+                    found.add(socket.inet_ntop(socket.AF_INET6, bytes.fromhex(fields[0])))
     except (OSError, ValueError):
         pass
     try:
