@@ -15,7 +15,7 @@ host's error.  With mua_wrapper every failure becomes permanent.
 
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the functions of socket without its enum classes (start-up)
 
 from mta import process_info, record
 from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError, FailError

@@ -20,7 +20,7 @@ is looked up, never expanded or passed to a shell.
 
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the functions of socket without its enum classes (start-up)
 from collections.abc import Callable, Collection
 
 from mta import record
