@@ -149,11 +149,39 @@ def _all_known(names: frozenset[str], ctx: ExpandContext) -> bool:
 # The names of mta.expand.items.ITEMS (a test keeps them equal): that module, with the
 # conditions and signing code under it, costs a `sendmail -t` 4 ms to import, and the
 # Received: header's expansion needs only to know which ${name} is an item.
-ITEM_NAMES = frozenset({
-    "acl", "authresults", "certextract", "dlfunc", "env", "extract", "filter", "hash", "hmac", "if",
-    "imapfolder", "length", "listextract", "listquote", "lookup", "map", "nhash", "perl", "prvs",
-    "prvscheck", "readfile", "readsocket", "reduce", "run", "sg", "sort", "srs_encode", "substr", "tr",
-})
+ITEM_NAMES = frozenset(
+    {
+        "acl",
+        "authresults",
+        "certextract",
+        "dlfunc",
+        "env",
+        "extract",
+        "filter",
+        "hash",
+        "hmac",
+        "if",
+        "imapfolder",
+        "length",
+        "listextract",
+        "listquote",
+        "lookup",
+        "map",
+        "nhash",
+        "perl",
+        "prvs",
+        "prvscheck",
+        "readfile",
+        "readsocket",
+        "reduce",
+        "run",
+        "sg",
+        "sort",
+        "srs_encode",
+        "substr",
+        "tr",
+    }
+)
 
 
 @functools.lru_cache(maxsize=512)
