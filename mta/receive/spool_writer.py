@@ -24,7 +24,11 @@ The directory fsyncs of steps 3 and 4 are shared by the whole batch (group
 commit), and each covers only renames made before it started.  With
 `spool_sync_method = syncfs` (the default on Linux) the fsyncs of steps 1-3
 are one syncfs() of the spool's file system, and step 4's another
-(mta.spool.syncfs; docs/reliability.md): two calls per batch in all.  A message
+(mta.spool.syncfs; docs/reliability.md), and the writer pipelines them
+(`commit_cycle`): each turn renames the -H of the messages whose files the
+last turn made durable, writes the files of the messages queued since, and
+syncs both with one syncfs.  Each message still waits for two syncs, in
+the order above; under load each sync serves two batches.  A message
 that fails at any step is reported failed (the session answers 451 and
 removes its files) and takes no further step; the others go on.  A failed
 directory fsync (or syncfs) fails every message that needed it.  Nothing is reported
@@ -83,12 +87,15 @@ def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel:
     has its `error` set.  Never raises for one message's failure.
 
     With `filesystem` (a descriptor on the spool's file system, kept open by the caller), one
-    syncfs() of it stands for the fsyncs of steps 1 to 3, and another for step 4's: two calls for
-    the whole batch (mta.spool.syncfs says why).  Without it, steps 1 and 2 fsync each file, for
+    syncfs() of it stands for the fsyncs of steps 1 to 3, and another for step 4's: two turns of
+    `commit_cycle` for the whole batch (mta.spool.syncfs says why).  Without it, steps 1 and 2 fsync each file, for
     up to `parallel` messages at once (this thread and `parallel` - 1 of `helpers`): each fsync of
     a new file waits for the disk, and a disk takes several requests at once far faster than one
     after another."""
-    sync_files = filesystem is None
+    if filesystem is not None:
+        _settled, durable = commit_cycle([], batch, filesystem)
+        commit_cycle(durable, [], filesystem)
+        return
     pending = collections.deque(batch)
 
     def write_files() -> None:
@@ -98,12 +105,11 @@ def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel:
             except IndexError:
                 return
             try:
-                commit.message.write_files(commit.header, sync=sync_files)  # steps 1 and 2
+                commit.message.write_files(commit.header)  # steps 1 and 2
             except Exception as exc:
                 commit.error = exc
 
-    fan_out = min(parallel, len(batch)) - 1 if helpers and sync_files else 0
-    started = [helpers.submit(write_files) for _ in range(fan_out)] if helpers else []
+    started = [helpers.submit(write_files) for _ in range(min(parallel, len(batch)) - 1)] if helpers else []
     write_files()
     for future in started:
         future.result()
@@ -111,11 +117,9 @@ def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel:
     for commit in batch:
         if commit.error is None:
             written.setdefault(commit.message.directory, []).append(commit)
-    if filesystem is not None and not _sync_filesystem(filesystem, written):  # steps 1-3 at once
-        return
     renamed: dict[Path, list[Commit]] = {}
     for directory, commits in written.items():
-        if filesystem is None and not _sync(directory, commits):  # step 3
+        if not _sync(directory, commits):  # step 3
             continue
         for commit in commits:
             try:
@@ -124,19 +128,60 @@ def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel:
                 commit.error = exc
                 continue
             renamed.setdefault(directory, []).append(commit)
-    if filesystem is not None:
-        if not _sync_filesystem(filesystem, renamed):
-            return
-    else:
-        renamed = {directory: commits for directory, commits in renamed.items() if _sync(directory, commits)}
-    for commits in renamed.values():
-        for commit in commits:
-            commit.message.committed()  # on disk: from here on an error must not remove it
-            if commit.after is not None:
-                try:
-                    commit.after()
-                except Exception as exc:
-                    commit.after_error = exc
+    for directory, commits in renamed.items():
+        if _sync(directory, commits):
+            for commit in commits:
+                _committed(commit)
+
+
+def commit_cycle(durable: list[Commit], batch: list[Commit], filesystem: int) -> tuple[list[Commit], list[Commit]]:
+    """One turn of the syncfs pipeline: rename the -H of each message of `durable` (whose files
+    the previous turn's syncfs made durable), write the files of each message of `batch`, then
+    one syncfs() of `filesystem` for both.  Returns the commits settled by this turn (committed,
+    or failed) and those of `batch` whose files are now durable, to be renamed by the next turn.
+
+    So under load each syncfs serves two batches, the renames of one and the files of the next,
+    and a message is acknowledged after two, as with a syncfs before and one after its batch's
+    renames.  A failed syncfs fails every message it was for (its error names no file)."""
+    done: list[Commit] = []
+    renamed: list[Commit] = []
+    for commit in durable:
+        try:
+            commit.message.install_header()  # step 4
+        except Exception as exc:
+            commit.error = exc
+            done.append(commit)
+            continue
+        renamed.append(commit)
+    written: list[Commit] = []
+    for commit in batch:
+        try:
+            commit.message.write_files(commit.header, sync=False)  # steps 1 and 2, not synced
+        except Exception as exc:
+            commit.error = exc
+            done.append(commit)
+            continue
+        written.append(commit)
+    if renamed or written:
+        try:
+            syncfs(filesystem)
+        except OSError as exc:
+            error = SpoolError(f"spool file system sync failed: {exc.strerror or exc}", exc.errno or 0)
+            for commit in renamed + written:
+                commit.error = error
+            return done + renamed + written, []
+    for commit in renamed:
+        _committed(commit)
+    return done + renamed, written
+
+
+def _committed(commit: Commit) -> None:
+    commit.message.committed()  # on disk: from here on an error must not remove it
+    if commit.after is not None:
+        try:
+            commit.after()
+        except Exception as exc:
+            commit.after_error = exc
 
 
 def _sync(directory: Path, commits: list[Commit]) -> bool:
@@ -148,21 +193,6 @@ def _sync(directory: Path, commits: list[Commit]) -> bool:
     except (OSError, SpoolError) as exc:
         for commit in commits:
             commit.error = exc
-        return False
-    return True
-
-
-def _sync_filesystem(filesystem: int, commits: dict[Path, list[Commit]]) -> bool:
-    """syncfs for `commits`; on failure every one of them fails (the error names no file)."""
-    if not commits:
-        return False
-    try:
-        syncfs(filesystem)
-    except OSError as exc:
-        error = SpoolError(f"spool file system sync failed: {exc.strerror or exc}", exc.errno or 0)
-        for group in commits.values():
-            for commit in group:
-                commit.error = error
         return False
     return True
 
@@ -211,6 +241,9 @@ class SpoolWriter:
             self._filesystem = None
 
     def _run(self) -> None:
+        if self._filesystem is not None:
+            self._run_pipeline(self._filesystem)
+            return
         while True:
             with self._lock:
                 while not self._queue and not self._closed:
@@ -225,6 +258,25 @@ class SpoolWriter:
                     if commit.error is None and not commit.message.is_committed:
                         commit.error = exc
             _report(batch)
+
+    def _run_pipeline(self, filesystem: int) -> None:
+        """commit_cycle, turn after turn, while there is anything queued or left to rename."""
+        durable: list[Commit] = []
+        while True:
+            with self._lock:
+                while not self._queue and not durable and not self._closed:
+                    self._wanted.wait()
+                if not self._queue and not durable:
+                    return
+                batch, self._queue = self._queue, []
+            try:
+                done, durable = commit_cycle(durable, batch, filesystem)
+            except BaseException as exc:  # a bug: fail what is undecided, and keep serving
+                done, durable = durable + batch, []
+                for commit in done:
+                    if commit.error is None and not commit.message.is_committed:
+                        commit.error = exc
+            _report(done)
 
 
 def _report(batch: list[Commit]) -> None:

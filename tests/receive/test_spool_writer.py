@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mta.errors import SpoolError
-from mta.receive.spool_writer import Commit, commit_batch
+from mta.receive.spool_writer import Commit, commit_batch, commit_cycle
 from mta.receive.spooler import PendingMessage, Spooler
 from mta.spool.envelope import Envelope, Recipient
 from mta.spool.ids import new_message_id
@@ -115,6 +115,33 @@ def test_a_batch_committed_by_syncfs_is_whole_and_a_bad_message_fails_alone(tmp_
         assert messages[0].is_committed and not messages[1].is_committed
     finally:
         for message in messages:
+            message.release_lock()
+        spooler.close()
+
+
+def test_the_syncfs_pipeline_renames_a_batch_one_turn_after_its_files(tmp_path: Path) -> None:
+    """Each turn renames what the last turn made durable and writes the next batch: a message's
+    -H appears only in the turn after its files were synced, and it is committed then."""
+    spool = make_spool(tmp_path)
+    spooler = Spooler(spool, sync_method="syncfs")
+    filesystem = spooler.writer._filesystem
+    assert filesystem is not None
+    try:
+        first, second = received(spooler, 1), received(spooler, 2)
+        done, durable = commit_cycle([], [Commit(m, b"header\n", None, None, None) for m in first], filesystem)
+        assert done == [] and [c.message for c in durable] == first
+        assert f"{first[0].message_id}-H" not in input_files(spool) and not first[0].is_committed
+        done, durable = commit_cycle(durable, [Commit(m, b"header\n", None, None, None) for m in second],
+                                     filesystem)
+        assert [c.message for c in done] == first and first[0].is_committed
+        assert f"{first[0].message_id}-H" in input_files(spool)
+        assert [c.message for c in durable] == second
+        assert not {f"{m.message_id}-H" for m in second} & input_files(spool)
+        done, durable = commit_cycle(durable, [], filesystem)
+        assert [c.message for c in done] == second and durable == []
+        assert all(m.is_committed for m in second)
+    finally:
+        for message in first + second:
             message.release_lock()
         spooler.close()
 
