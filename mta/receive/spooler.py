@@ -95,6 +95,8 @@ class PendingMessage:
         self._fd: int | None = None
         self.lock: MessageLock | None = None
         self._done = False
+        # The message log's first line, when a delivery worker is to write it (smtp_context).
+        self.msglog_first: str | None = None
 
     # -- the body sink (sync: called by LocalBodyWriter) -----------------------------------
     def write(self, data: bytes) -> int:
