@@ -76,7 +76,7 @@ from mta.spool.format import (
     read_journal,
     write_header_file,
 )
-from mta.spool.ids import BASE62_DIGITS, check_message_id, id_split_char, is_message_id, message_time
+from mta.spool.ids import BASE62_DIGITS, ID_SPLIT_INDEX, arrival_order, check_message_id, id_split_char, is_message_id
 from mta.spool.writer import MessageWriter
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -233,6 +233,43 @@ class Spool:
         except OSError as exc:
             raise os_error("read", path, exc) from exc
         return read_header_file(data, message_id)
+
+    def read_listed(
+        self, message_id: str, directory: str, has_journal: bool, headers: bool = False
+    ) -> tuple[Envelope, int, list[str]]:
+        """A message as list_messages found it, for a queue listing: its envelope (with its
+        headers only if `headers`: see read_header_file), the size of its body, and the
+        addresses in its -J.  The files are named, not looked for (the listing said where
+        the -H is, and whether there is a -J): a listing of 100,000 messages makes one open
+        and one stat for each.  NoSuchMessage if the -H or the -D has gone (delivered
+        meanwhile, or a -D missing: the caller tells which)."""
+        check_message_id(message_id)
+        base = directory + os.sep + message_id
+        try:
+            fd = open_for_reading(base + HEADER_SUFFIX)
+        except FileNotFoundError:
+            raise NoSuchMessage(f"message {message_id} is not on the spool") from None
+        except OSError as exc:
+            raise os_error("read", base + HEADER_SUFFIX, exc) from exc
+        try:
+            # os.read, not a file object: three system calls for a small -H, not six.
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        except OSError as exc:
+            raise os_error("read", base + HEADER_SUFFIX, exc) from exc
+        finally:
+            os.close(fd)
+        envelope = read_header_file(b"".join(chunks), message_id, headers=headers)
+        try:
+            size = os.stat(base + DATA_SUFFIX).st_size - lock_length(message_id)
+        except FileNotFoundError:
+            raise NoSuchMessage(f"message {message_id} is not on the spool") from None
+        except OSError as exc:
+            raise os_error("stat", base + DATA_SUFFIX, exc) from exc
+        if size < 0:
+            raise SpoolFormatError(f"spool file {base + DATA_SUFFIX} is shorter than its first line")
+        return envelope, size, self.read_journal(message_id) if has_journal else []
 
     def rewrite_envelope(self, envelope: Envelope) -> None:
         """Replace the -H atomically.  The caller must hold the message's lock
@@ -434,24 +471,53 @@ class Spool:
         With `ordered` False they come in the order the directories return
         them (input/ first, then its sub-directories): Exim's "unsorted"
         -bpr, which saves the sort on a very large queue."""
-        ids: dict[str, None] = {}  # a dict keeps the first-seen order
+        return [message_id for message_id, _, _ in self.list_messages(ordered)]
+
+    def list_messages(self, ordered: bool = True) -> list[tuple[str, str, bool]]:
+        """list_message_ids with what the same reading of the directories tells of each message:
+        (id, the input directory that holds its -H, whether a -J is beside it).  A listing of a
+        big queue (mta -bp) then opens the -H and stats the -D by name, without looking for
+        them first, and opens a -J only where there is one."""
+        found: dict[str, tuple[str, str, bool]] = {}  # a dict keeps the first-seen order
         top = self.directory / INPUT
         for directory in self._input_directories():
-            try:
-                names = os.listdir(directory)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise os_error("directory read", directory, exc) from exc
-            for name in names:
-                message_id = name[: -len(HEADER_SUFFIX)]
-                if not name.endswith(HEADER_SUFFIX) or not is_message_id(message_id):
-                    continue
-                if directory == top or directory.name == id_split_char(message_id):
-                    ids[message_id] = None
+            ids, journals = self.scan_input_directory(directory, directory == top)
+            path = str(directory)
+            for message_id in ids:
+                if message_id not in found:
+                    found[message_id] = (message_id, path, message_id in journals)
         if not ordered:
-            return list(ids)
-        return sorted(ids, key=lambda message_id: (message_time(message_id), message_id))
+            return list(found.values())
+        return [found[i] for i in sorted(found, key=arrival_order)]
+
+    def input_directories(self) -> list[Path]:
+        """input/ and its existing single-character sub-directories (split_spool_directory),
+        for a queue run that takes them one at a time."""
+        return self._input_directories()
+
+    def scan_input_directory(self, directory: Path, top: bool) -> tuple[list[str], set[str]]:
+        """One reading of an input directory: the ids of the complete messages in it (their -H;
+        in a sub-directory, only those whose id belongs there), in directory order, and the ids
+        that have a -J.  A directory that has gone is empty."""
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return [], set()
+        except OSError as exc:
+            raise os_error("directory read", directory, exc) from exc
+        split_char = "" if top else directory.name
+        ids: list[str] = []
+        journals: set[str] = set()
+        cut = -len(HEADER_SUFFIX)
+        for name in names:
+            suffix = name[cut:]
+            if suffix == HEADER_SUFFIX:
+                message_id = name[:cut]
+                if is_message_id(message_id) and (top or message_id[ID_SPLIT_INDEX] == split_char):
+                    ids.append(message_id)
+            elif suffix == JOURNAL_SUFFIX:
+                journals.add(name[:cut])
+        return ids, journals
 
     def remove_message(self, message_id: str, preserve_msglog: bool = False) -> None:
         """Remove every file of a message.  Uses this process's lock if it

@@ -225,12 +225,12 @@ def _decoded(text: str) -> str:
 def queue_state(spool: Spool, now: float) -> dict[str, Any]:
     """The queue event's data (blocking: call it in a thread)."""
     try:
-        ids = spool.list_message_ids()
+        queued = spool.list_messages()
     except SpoolError as exc:
         return {"count": 0, "messages": [], "domains": [], "error": f"cannot list the queue: {exc}"}
     messages: list[dict[str, Any]] = []
     listing = io.StringIO()
-    for message_id, listed in read_messages(spool, ids):
+    for message_id, listed in read_messages(spool, queued, headers=True):  # (the subjects)
         if isinstance(listed, str):
             item = error_object(message_id, listed)
         else:
@@ -247,7 +247,7 @@ def queue_state(spool: Spool, now: float) -> dict[str, Any]:
             )
         if len(messages) < QUEUE_SHOWN:
             messages.append(item)
-    return {"count": len(ids), "messages": messages, "domains": domain_rows(listing.getvalue().splitlines())}
+    return {"count": len(queued), "messages": messages, "domains": domain_rows(listing.getvalue().splitlines())}
 
 
 def domain_rows(listing: Iterable[str]) -> list[dict[str, Any]]:
