@@ -85,9 +85,18 @@ def test_new_envelope_is_the_records_init() -> None:
     assert new_envelope(**values) == constructed  # nothing mutable is shared  # type: ignore[arg-type]
 
 
+def _new_id(seconds: int, fraction: int) -> str:
+    return f"{base62_encode(seconds, 6)}-{base62_encode(4242, 11)}-{base62_encode(fraction, 4)}"
+
+
 @pytest.mark.parametrize(
     "message_id",
-    [new_message_id(), new_message_id(localhost_number=16), _old_id(1_790_000_000, 199), _old_id(1_790_000_000, 0)],
+    [
+        _new_id(1_790_000_000, 999_999),
+        _new_id(1_790_000_000, 16 * 500_000 + 499_999),  # made with localhost_number 16
+        _old_id(1_790_000_000, 199),
+        _old_id(1_790_000_000, 0),
+    ],
 )
 def test_arrival_order_is_message_time_and_id(message_id: str) -> None:
     assert arrival_order(message_id) == (message_time(message_id), message_id)
