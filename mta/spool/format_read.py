@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
 
 from mta.errors import SpoolFormatError
 from mta.spool.envelope import (
@@ -229,7 +228,8 @@ def _read_recipient(reader: _Reader, raw: bytes) -> Recipient:
     """Parse a recipient line right to left, as Exim does."""
     if not raw:
         raise reader.fail("empty recipient line")
-    tail = _EXTENDED_TAIL.search(raw)
+    # (The extended form ends in "#<digits>": a line that does not end in a digit is plain.)
+    tail = _EXTENDED_TAIL.search(raw) if raw[-1:].isdigit() else None
     if tail is None:
         if not recipient_safe_plain(raw):
             # Exim would read "addr N" or "addr a,N,b" as Exim 3 / early
@@ -333,15 +333,17 @@ def read_header_file(data: bytes, expected_id: str, headers: bool = True) -> Env
         raise reader.fail(f"expected a blank line after {int(count)} recipients")
 
     if headers:
-        env.headers = [SpoolHeader(flag, decode_tainted(text)) for flag, text in _read_headers(reader)]
+        _read_headers(reader, env.headers)
     else:
-        env._listed_header_size = sum(len(text) for flag, text in _read_headers(reader) if flag != FLAG_OLD)
+        env._listed_header_size = _read_headers(reader, None)
     return env
 
 
-def _read_headers(reader: _Reader) -> Iterable[tuple[str, bytes]]:
-    """(flag, the header's bytes) of each header, checked."""
+def _read_headers(reader: _Reader, into: list[SpoolHeader] | None) -> int:
+    """Check each header and append it to `into` (if given) as a SpoolHeader; the bytes of the
+    transmitted ones (flag not '*')."""
     data = reader.data
+    size = 0
     number = 0
     while reader.pos < len(data):
         number += 1
@@ -363,4 +365,8 @@ def _read_headers(reader: _Reader) -> Iterable[tuple[str, bytes]]:
             raise reader.fail(f"header {number} does not end with a newline (count {length} is wrong)")
         reader.lineno += text.count(b"\n")
         reader.pos = start + length
-        yield flag, text
+        if into is not None:
+            into.append(SpoolHeader(flag, decode_tainted(text)))
+        if flag != FLAG_OLD:
+            size += length
+    return size
