@@ -4,15 +4,14 @@ per message as the run comes to it; the compact id list."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from mta.config.loader import load_config
 from mta.queue.runner import Selection, ShuffledIds, eligible_messages
 from mta.runtime import Runtime, build_runtime
-from mta.spool.envelope import Envelope, Recipient, SpoolHeader
 from mta.spool.ids import base62_encode
 from mta.spool.store import Spool
+from tests.spool.test_spool_store import envelope_for
 
 NOW = 1_790_000_000
 
@@ -22,17 +21,8 @@ def _id(seconds: int, pid: int) -> str:
 
 
 def _queue(spool: Spool, message_id: str, frozen: bool = False) -> str:
-    envelope = Envelope(
-        message_id=message_id,
-        originator_login="mta",
-        originator_uid=os.getuid(),
-        originator_gid=os.getgid(),
-        sender_address="a@example.com",
-        received_time=NOW,
-        recipients=[Recipient("b@example.org")],
-        headers=[SpoolHeader(" ", "Subject: x\n")],
-        frozen=NOW if frozen else None,
-    )
+    envelope = envelope_for(message_id)
+    envelope.frozen = NOW if frozen else None
     with spool.new_message(message_id) as writer:
         writer.data_file.write(b"hello\n")
         writer.commit(envelope)
