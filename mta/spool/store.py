@@ -515,21 +515,14 @@ class Spool:
         keeps only the ids, not the names of the 200,000 files of 100,000 messages."""
         split_char = "" if top else directory.name
         cut = -len(HEADER_SUFFIX)
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    name = entry.name
-                    suffix = name[cut:]
-                    if suffix == HEADER_SUFFIX:
-                        message_id = name[:cut]
-                        if is_message_id(message_id) and (top or message_id[ID_SPLIT_INDEX] == split_char):
-                            yield message_id, True
-                    elif suffix == JOURNAL_SUFFIX:
-                        yield name[:cut], False
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise os_error("directory read", directory, exc) from exc
+        for name in _directory_names(directory):
+            suffix = name[cut:]
+            if suffix == HEADER_SUFFIX:
+                message_id = name[:cut]
+                if is_message_id(message_id) and (top or message_id[ID_SPLIT_INDEX] == split_char):
+                    yield message_id, True
+            elif suffix == JOURNAL_SUFFIX:
+                yield name[:cut], False
 
     def remove_message(self, message_id: str, preserve_msglog: bool = False) -> None:
         """Remove every file of a message.  Uses this process's lock if it
@@ -580,15 +573,17 @@ class Spool:
         now = time.time() if now is None else now
         removed: list[Path] = []
         for directory in self._input_directories():
-            try:
-                names = sorted(os.listdir(directory))
-            except OSError as exc:
-                raise os_error("directory read", directory, exc) from exc
-            for name in names:
-                path = directory / name
+            # The names are taken one at a time (a big queue's 200,000 are never all held), and
+            # a -D or -J beside its -H is a message, not a leftover: passed over for one stat,
+            # without its lock or its age.
+            here: list[Path] = []
+            for name in _directory_names(directory):
                 message_id, kind = _classify(name)
                 if message_id is None or kind == HEADER_SUFFIX:
                     continue
+                if kind != HEADER_TEMP_PREFIX and file_exists(directory / (message_id + HEADER_SUFFIX)):
+                    continue
+                path = directory / name
                 try:
                     if now - path.stat().st_mtime < max_age:
                         continue
@@ -596,7 +591,8 @@ class Spool:
                     continue
                 except OSError as exc:
                     raise os_error("stat", path, exc) from exc
-                removed.extend(self._tidy_one(directory, message_id, kind))
+                here.extend(self._tidy_one(directory, message_id, kind))
+            removed.extend(sorted(here))
         return removed
 
     def _tidy_one(self, directory: Path, message_id: str, kind: str) -> list[Path]:
@@ -626,6 +622,18 @@ class Spool:
         finally:
             if lock is not None:
                 lock.release()
+
+
+def _directory_names(directory: Path) -> Iterator[str]:
+    """The names in a directory, one at a time (none if it has gone)."""
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                yield entry.name
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise os_error("directory read", directory, exc) from exc
 
 
 def _classify(name: str) -> tuple[str | None, str]:

@@ -4,6 +4,7 @@ the sort key arrival_order, and mta.printable's fast path for multi-line text.""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from mta.spool.envelope import Envelope, Recipient, SpoolHeader, new_envelope
 from mta.spool.format import read_header_file, write_header_file
 from mta.spool.ids import arrival_order, base62_encode, message_time, new_message_id
 from mta.spool.store import NoSuchMessage, Spool
-from tests.spool.test_spool_store import BODY, envelope_for, make_message
+from spool_tools.queue_list import list_queue
+from tests.spool.test_spool_store import BODY, RECEIVED_TIME, envelope_for, make_message
 
 
 def _old_id(seconds: int, fraction: int) -> str:
@@ -107,3 +109,18 @@ def test_printable_multiline_text() -> None:
     assert printable(text, "\n\t") is text
     assert printable("a\n\x1b[2Jb\n", "\n") == "a\n\\033[2Jb\n"
     assert printable("a\nb", "") == "a\\nb"
+
+
+@pytest.mark.parametrize("flags", ["", "u", "a", "r"])
+def test_listing_in_two_processes_is_the_listing_in_one(spool: Spool, flags: str) -> None:
+    """A big queue's -bp text, made half by a forked child, is exactly one process's."""
+    ids = [make_message(spool, BODY, "bob@example.org", f"r{n}@example.org") for n in range(7)]
+    with spool.lock(ids[2]):
+        spool.append_journal(ids[2], "bob@example.org", "alias-target@example.net")
+    (spool.message_directory(ids[4]) / f"{ids[4]}-D").unlink()  # shown with the fault
+    (spool.message_directory(ids[5]) / f"{ids[5]}-H").write_bytes(b"not a header file\n")
+    one, two = io.StringIO(), io.StringIO()
+    list_queue(spool, flags, [], one, now=RECEIVED_TIME + 600)
+    list_queue(spool, flags, [], two, now=RECEIVED_TIME + 600, parallel_from=2)
+    assert two.getvalue() == one.getvalue()
+    assert one.getvalue().count("\n\n") == 7 and "spool read error" in one.getvalue()
