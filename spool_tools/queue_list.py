@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, TextIO
 from mta.errors import SpoolError
 from mta.spool.files import write_all
 from mta.spool.ids import is_message_id, message_time
+from mta.spool.listing import list_messages, read_listed
 from mta.spool.store import NoSuchMessage
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ def list_queue(
             )
     now = time.time() if now is None else now
     try:
-        listing = spool.list_messages(ordered="r" not in flags)
+        listing = list_messages(spool, ordered="r" not in flags)
     except SpoolError as exc:
         raise SpoolError(f"cannot list the queue: {exc}") from None
     if ids:
@@ -228,13 +229,13 @@ def read_messages(
     spool: Spool, listing: list[tuple[str, str, bool]], headers: bool = False
 ) -> Iterator[tuple[str, tuple[Envelope, int, set[str]] | str]]:
     """Each message's (envelope, size, delivered addresses), or what stops it being read, for
-    the messages of a `spool.list_messages()`; the envelopes have their headers only if
+    the messages of a `list_messages(spool)`; the envelopes have their headers only if
     `headers` (-bp shows none: read without them, a big queue lists faster).  A message
     delivered and removed while we list is skipped; an -H without its -D is not deliverable
     but still there, so it is shown with the fault, never hidden."""
     for message_id, directory, has_journal in listing:
         try:
-            envelope, body_size, journal = spool.read_listed(message_id, directory, has_journal, headers)
+            envelope, body_size, journal = read_listed(spool, message_id, directory, has_journal, headers)
         except NoSuchMessage:
             if spool.exists(message_id):
                 yield message_id, f"data file {message_id}-D is missing"

@@ -44,6 +44,7 @@ from mta import process_info, record
 from mta.deliver.aging import Frozen, frozen_action
 from mta.errors import MtaError, SpoolError
 from mta.spool.files import NoSuchMessage
+from mta.spool.listing import input_directory_entries
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -151,7 +152,7 @@ def eligible_messages(runtime: Runtime, selection: Selection) -> Iterator[str]:
         try:
             ids = ShuffledIds(
                 message_id
-                for message_id, is_header in spool.input_directory_entries(directory, directory is top)
+                for message_id, is_header in input_directory_entries(directory, directory is top)
                 if is_header and selection.in_range(message_id)
             )
         except SpoolError as exc:

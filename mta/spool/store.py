@@ -76,13 +76,13 @@ from mta.spool.format import (
     read_journal,
     write_header_file,
 )
-from mta.spool.ids import BASE62_DIGITS, ID_SPLIT_INDEX, arrival_order, check_message_id, id_split_char, is_message_id
+from mta.spool.ids import BASE62_DIGITS, check_message_id, id_split_char, is_message_id
+from mta.spool.listing import directory_names, list_messages
 from mta.spool.writer import MessageWriter
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from typing import BinaryIO
 
 __all__ = ["MessageLock", "MessageWriter", "NoSuchMessage", "Spool"]
@@ -234,43 +234,6 @@ class Spool:
         except OSError as exc:
             raise os_error("read", path, exc) from exc
         return read_header_file(data, message_id)
-
-    def read_listed(
-        self, message_id: str, directory: str, has_journal: bool, headers: bool = False
-    ) -> tuple[Envelope, int, list[str]]:
-        """A message as list_messages found it, for a queue listing: its envelope (with its
-        headers only if `headers`: see read_header_file), the size of its body, and the
-        addresses in its -J.  The files are named, not looked for (the listing said where
-        the -H is, and whether there is a -J): a listing of 100,000 messages makes one open
-        and one stat for each.  NoSuchMessage if the -H or the -D has gone (delivered
-        meanwhile, or a -D missing: the caller tells which)."""
-        check_message_id(message_id)
-        base = directory + os.sep + message_id
-        try:
-            fd = open_for_reading(base + HEADER_SUFFIX)
-        except FileNotFoundError:
-            raise NoSuchMessage(f"message {message_id} is not on the spool") from None
-        except OSError as exc:
-            raise os_error("read", base + HEADER_SUFFIX, exc) from exc
-        try:
-            # os.read, not a file object: three system calls for a small -H, not six.
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
-        except OSError as exc:
-            raise os_error("read", base + HEADER_SUFFIX, exc) from exc
-        finally:
-            os.close(fd)
-        envelope = read_header_file(b"".join(chunks), message_id, headers=headers)
-        try:
-            size = os.stat(base + DATA_SUFFIX).st_size - lock_length(message_id)
-        except FileNotFoundError:
-            raise NoSuchMessage(f"message {message_id} is not on the spool") from None
-        except OSError as exc:
-            raise os_error("stat", base + DATA_SUFFIX, exc) from exc
-        if size < 0:
-            raise SpoolFormatError(f"spool file {base + DATA_SUFFIX} is shorter than its first line")
-        return envelope, size, self.read_journal(message_id) if has_journal else []
 
     def rewrite_envelope(self, envelope: Envelope) -> None:
         """Replace the -H atomically.  The caller must hold the message's lock
@@ -472,57 +435,12 @@ class Spool:
         With `ordered` False they come in the order the directories return
         them (input/ first, then its sub-directories): Exim's "unsorted"
         -bpr, which saves the sort on a very large queue."""
-        return [message_id for message_id, _, _ in self.list_messages(ordered)]
-
-    def list_messages(self, ordered: bool = True) -> list[tuple[str, str, bool]]:
-        """list_message_ids with what the same reading of the directories tells of each message:
-        (id, the input directory that holds its -H, whether a -J is beside it).  A listing of a
-        big queue (mta -bp) then opens the -H and stats the -D by name, without looking for
-        them first, and opens a -J only where there is one."""
-        found: dict[str, tuple[str, str, bool]] = {}  # a dict keeps the first-seen order
-        top = self.directory / INPUT
-        for directory in self._input_directories():
-            ids, journals = self.scan_input_directory(directory, directory == top)
-            path = str(directory)
-            for message_id in ids:
-                if message_id not in found:
-                    found[message_id] = (message_id, path, message_id in journals)
-        if not ordered:
-            return list(found.values())
-        return [found[i] for i in sorted(found, key=arrival_order)]
+        return [message_id for message_id, _, _ in list_messages(self, ordered)]
 
     def input_directories(self) -> list[Path]:
         """input/ and its existing single-character sub-directories (split_spool_directory),
-        for a queue run that takes them one at a time."""
+        for a queue run that takes them one at a time (mta.spool.listing)."""
         return self._input_directories()
-
-    def scan_input_directory(self, directory: Path, top: bool) -> tuple[list[str], set[str]]:
-        """One reading of an input directory: the ids of the complete messages in it (their -H;
-        in a sub-directory, only those whose id belongs there), in directory order, and the ids
-        that have a -J.  A directory that has gone is empty."""
-        ids: list[str] = []
-        journals: set[str] = set()
-        for message_id, is_header in self.input_directory_entries(directory, top):
-            if is_header:
-                ids.append(message_id)
-            else:
-                journals.add(message_id)
-        return ids, journals
-
-    def input_directory_entries(self, directory: Path, top: bool) -> Iterator[tuple[str, bool]]:
-        """(message id, True) for each complete message (-H) in an input directory, (message
-        id, False) for each -J, as the directory returns them, one at a time: a queue run
-        keeps only the ids, not the names of the 200,000 files of 100,000 messages."""
-        split_char = "" if top else directory.name
-        cut = -len(HEADER_SUFFIX)
-        for name in _directory_names(directory):
-            suffix = name[cut:]
-            if suffix == HEADER_SUFFIX:
-                message_id = name[:cut]
-                if is_message_id(message_id) and (top or message_id[ID_SPLIT_INDEX] == split_char):
-                    yield message_id, True
-            elif suffix == JOURNAL_SUFFIX:
-                yield name[:cut], False
 
     def remove_message(self, message_id: str, preserve_msglog: bool = False) -> None:
         """Remove every file of a message.  Uses this process's lock if it
@@ -577,7 +495,7 @@ class Spool:
             # a -D or -J beside its -H is a message, not a leftover: passed over for one stat,
             # without its lock or its age.
             here: list[Path] = []
-            for name in _directory_names(directory):
+            for name in directory_names(directory):
                 message_id, kind = _classify(name)
                 if message_id is None or kind == HEADER_SUFFIX:
                     continue
@@ -622,18 +540,6 @@ class Spool:
         finally:
             if lock is not None:
                 lock.release()
-
-
-def _directory_names(directory: Path) -> Iterator[str]:
-    """The names in a directory, one at a time (none if it has gone)."""
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                yield entry.name
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise os_error("directory read", directory, exc) from exc
 
 
 def _classify(name: str) -> tuple[str | None, str]:

@@ -42,6 +42,7 @@ import time
 from collections.abc import Iterable
 
 from mta.errors import SpoolError
+from mta.spool.listing import list_messages
 from spool_tools.qsumm import summarise, volume_text
 from spool_tools.queue_json import error_object, message_object
 from spool_tools.queue_list import format_age, format_message, format_size, read_messages
@@ -225,7 +226,7 @@ def _decoded(text: str) -> str:
 def queue_state(spool: Spool, now: float) -> dict[str, Any]:
     """The queue event's data (blocking: call it in a thread)."""
     try:
-        queued = spool.list_messages()
+        queued = list_messages(spool)
     except SpoolError as exc:
         return {"count": 0, "messages": [], "domains": [], "error": f"cannot list the queue: {exc}"}
     messages: list[dict[str, Any]] = []

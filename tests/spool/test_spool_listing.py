@@ -1,4 +1,4 @@
-"""What a listing of a big queue reads, on a few messages: Spool.list_messages and read_listed
+"""What a listing of a big queue reads, on a few messages: mta.spool.listing's list_messages and read_listed
 (one reading of each directory, split or not), read_header_file without headers, new_envelope,
 the sort key arrival_order, and mta.printable's fast path for multi-line text."""
 
@@ -14,6 +14,7 @@ from mta.printable import printable
 from mta.spool.envelope import Envelope, Recipient, SpoolHeader, new_envelope
 from mta.spool.format import read_header_file, write_header_file
 from mta.spool.ids import arrival_order, base62_encode, message_time, new_message_id
+from mta.spool.listing import list_messages, read_listed
 from mta.spool.store import NoSuchMessage, Spool
 from spool_tools.queue_list import list_queue
 from tests.spool.test_spool_store import BODY, RECEIVED_TIME, envelope_for, make_message
@@ -34,21 +35,21 @@ def test_list_messages_says_where_each_message_is_and_whether_it_has_a_journal(t
         spool.append_journal(ids[1], "carol@example.org")
     (spool.message_directory(ids[2]) / f"{ids[2]}-D").unlink()
 
-    listing = spool.list_messages()
+    listing = list_messages(spool)
     assert [m[0] for m in listing] == spool.list_message_ids() == sorted([elsewhere, *ids], key=arrival_order)
-    assert sorted(spool.list_messages(ordered=False)) == sorted(listing)
+    assert sorted(list_messages(spool, ordered=False)) == sorted(listing)
     where = {message_id: (directory, journal) for message_id, directory, journal in listing}
     input_dir = spool.directory / "input"
     assert where[elsewhere] == (str(input_dir / elsewhere[5] if not split else input_dir), False)
     assert where[ids[1]] == (str(input_dir / ids[1][5] if split else input_dir), True)
 
-    envelope, size, journal = spool.read_listed(ids[1], *where[ids[1]])
+    envelope, size, journal = read_listed(spool, ids[1], *where[ids[1]])
     assert (size, journal) == (len(BODY), ["carol@example.org"])
     assert envelope.headers == [] and envelope.header_size() == spool.read_envelope(ids[1]).header_size()
-    full, _, _ = spool.read_listed(ids[1], *where[ids[1]], headers=True)
+    full, _, _ = read_listed(spool, ids[1], *where[ids[1]], headers=True)
     assert full == spool.read_envelope(ids[1])
     with pytest.raises(NoSuchMessage):
-        spool.read_listed(ids[2], *where[ids[2]])  # its -D has gone
+        read_listed(spool, ids[2], *where[ids[2]])  # its -D has gone
 
 
 def test_read_without_headers_checks_them_and_cannot_be_written(tmp_path: Path) -> None:
