@@ -37,6 +37,14 @@ def printable(text: str, keep: str = "") -> str:
     """`text` with every non-printable character escaped, except those in `keep` (e.g. "\\n\\t")."""
     if text.isprintable():
         return text
+    if keep:
+        # A listing written in big chunks has newlines everywhere: one pass in C without
+        # them, not a Python step per character.
+        rest = text
+        for ch in keep:
+            rest = rest.replace(ch, "")
+        if rest.isprintable():
+            return text
     return "".join(ch if ch.isprintable() or ch in keep else _escaped(ch) for ch in text)
 
 

@@ -246,6 +246,9 @@ def write_header_file(env: Envelope) -> bytes:
     """The -H file for `env`.  Raises SpoolFormatError if any value cannot
     be written safely; nothing is written to disk here."""
     check_message_id(env.message_id)
+    if env._listed_header_size is not None:
+        # Read for a listing, without its headers: written back, it would lose them.
+        raise ValueError(f"the envelope of {env.message_id} was read without its headers and cannot be written")
     out: list[bytes] = [env.message_id.encode() + b"-H\n"]
     login = _single_line("originator login", env.originator_login)
     out.append(

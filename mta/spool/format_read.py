@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
 
 from mta.errors import SpoolFormatError
 from mta.spool.envelope import (
     ACL_LINE_NAMES,
     EMPTY_TREE,
+    FLAG_OLD,
     HEADER_FLAGS,
     HEADER_SUFFIX,
     OPTION_BY_NAME,
@@ -30,6 +30,7 @@ from mta.spool.envelope import (
     SpoolHeader,
     decode_tainted,
     decode_text,
+    new_envelope,
     recipient_safe_plain,
 )
 from mta.spool.ids import check_message_id
@@ -58,6 +59,8 @@ class _Reader:
         self.name = name
         self.pos = 0
         self.lineno = 0
+        # Most files have neither: then no line needs looking at for them (one scan in C).
+        self.has_cr_or_nul = b"\r" in data or b"\0" in data
 
     def fail(self, reason: str) -> SpoolFormatError:
         return SpoolFormatError(f"spool file {self.name}: line {self.lineno}: {reason}")
@@ -72,7 +75,7 @@ class _Reader:
             raise self.fail(f"{what} has no newline (file truncated)")
         raw = self.data[self.pos : end]
         self.pos = end + 1
-        if b"\r" in raw or b"\0" in raw:
+        if self.has_cr_or_nul and (b"\r" in raw or b"\0" in raw):
             raise self.fail(f"{what} contains CR or NUL")
         return raw
 
@@ -92,11 +95,22 @@ class _Reader:
 def _read_option(reader: _Reader, env: Envelope, raw: bytes, seen: set[str], last_slot: str) -> str:
     """Parse one option line into `env`; return the slot it fills (for the
     placement of unknown lines that follow it)."""
-    match = OPTION_LINE.match(raw)
-    if match is None:
-        raise reader.fail(f"malformed option line {raw[:60]!r}")
-    taint_mark, quoter, name_raw, value = match.groups()
-    name = name_raw.decode("ascii")
+    # The usual line, "-name value" or "--name value" with a name we know, is split without
+    # the regular expression (a queue listing reads every -H); anything else goes through it.
+    tainted = raw[1:2] == b"-"
+    name_raw, space, value = raw[2 if tainted else 1 :].partition(b" ")
+    name = name_raw.decode("latin-1")
+    quoter: bytes | None = None
+    if name in OPTION_BY_NAME or name in ACL_LINE_NAMES:
+        taint_mark = b"-" if tainted else None
+        if not space:
+            value = None
+    else:
+        match = OPTION_LINE.match(raw)
+        if match is None:
+            raise reader.fail(f"malformed option line {raw[:60]!r}")
+        taint_mark, quoter, name_raw, value = match.groups()
+        name = name_raw.decode("ascii")
 
     if name in ACL_LINE_NAMES or name == "acl":
         variable, length = _read_acl_variable(reader, name, value)
@@ -214,7 +228,8 @@ def _read_recipient(reader: _Reader, raw: bytes) -> Recipient:
     """Parse a recipient line right to left, as Exim does."""
     if not raw:
         raise reader.fail("empty recipient line")
-    tail = _EXTENDED_TAIL.search(raw)
+    # (The extended form ends in "#<digits>": a line that does not end in a digit is plain.)
+    tail = _EXTENDED_TAIL.search(raw) if raw[-1:].isdigit() else None
     if tail is None:
         if not recipient_safe_plain(raw):
             # Exim would read "addr N" or "addr a,N,b" as Exim 3 / early
@@ -260,9 +275,15 @@ def _cut_field(reader: _Reader, rest: bytes, length: int, raw: bytes) -> tuple[b
     return rest[: len(rest) - length - 1], rest[len(rest) - length :]
 
 
-def read_header_file(data: bytes, expected_id: str) -> Envelope:
+def read_header_file(data: bytes, expected_id: str, headers: bool = True) -> Envelope:
     """Parse a -H file.  Raises SpoolFormatError, naming the line and the
-    fault, for anything that is not exactly the format."""
+    fault, for anything that is not exactly the format.
+
+    With `headers` False (a queue listing, which shows only the envelope and
+    the size, as Exim's -bp reads them) the headers are checked just as
+    strictly but not made into SpoolHeaders: `env.headers` stays empty,
+    `env.header_size()` is their size, and the envelope cannot be written
+    back."""
     check_message_id(expected_id)
     reader = _Reader(data, expected_id + HEADER_SUFFIX)
 
@@ -282,7 +303,7 @@ def read_header_file(data: bytes, expected_id: str) -> Envelope:
     if time_line is None:
         raise reader.fail("time line is not 'seconds warning_count'")
 
-    env = Envelope(
+    env = new_envelope(
         message_id=expected_id,
         originator_login=decode_text(login_line[1]),
         originator_uid=int(login_line[2]),
@@ -311,12 +332,18 @@ def read_header_file(data: bytes, expected_id: str) -> Envelope:
     if reader.line("blank line before the headers") != b"":
         raise reader.fail(f"expected a blank line after {int(count)} recipients")
 
-    env.headers = list(_read_headers(reader))
+    if headers:
+        _read_headers(reader, env.headers)
+    else:
+        env._listed_header_size = _read_headers(reader, None)
     return env
 
 
-def _read_headers(reader: _Reader) -> Iterable[SpoolHeader]:
+def _read_headers(reader: _Reader, into: list[SpoolHeader] | None) -> int:
+    """Check each header and append it to `into` (if given) as a SpoolHeader; the bytes of the
+    transmitted ones (flag not '*')."""
     data = reader.data
+    size = 0
     number = 0
     while reader.pos < len(data):
         number += 1
@@ -332,10 +359,14 @@ def _read_headers(reader: _Reader) -> Iterable[SpoolHeader]:
         text = data[start : start + length]
         if len(text) < length:
             raise reader.fail(f"header {number} of {length} bytes runs past the end of the file")
-        if b"\0" in text:
+        if reader.has_cr_or_nul and b"\0" in text:
             raise reader.fail(f"header {number} contains NUL")
         if not text.endswith(b"\n"):
             raise reader.fail(f"header {number} does not end with a newline (count {length} is wrong)")
         reader.lineno += text.count(b"\n")
         reader.pos = start + length
-        yield SpoolHeader(flag, decode_tainted(text))
+        if into is not None:
+            into.append(SpoolHeader(flag, decode_tainted(text)))
+        if flag != FLAG_OLD:
+            size += length
+    return size

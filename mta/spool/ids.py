@@ -45,6 +45,7 @@ PID_LEN = 11
 PID_LEN_OLD = 6
 FRACTION_LEN = 4
 FRACTION_LEN_OLD = 2
+ID_SPLIT_INDEX = TIME_LEN - 1  # split_spool_directory's character: the lowest digit of the second
 
 # Exim's localhost_number may be 0..16.
 LOCALHOST_NUMBER_MAX = 16
@@ -146,7 +147,16 @@ def id_split_char(message_id: str) -> str:
     """The sub-directory used by split_spool_directory: the 6th character,
     i.e. the lowest base-62 digit of the arrival second."""
     check_message_id(message_id)
-    return message_id[TIME_LEN - 1]
+    return message_id[ID_SPLIT_INDEX]
+
+
+def arrival_order(message_id: str) -> tuple[float, str]:
+    """The key that sorts a queue listing oldest first: (message_time(message_id), message_id),
+    decoding only the time and the fraction (a listing of 100,000 messages sorts with it).
+    `message_id` must be valid."""
+    if len(message_id) == MESSAGE_ID_LENGTH_OLD:
+        return base62_decode(message_id[:TIME_LEN]) + base62_decode(message_id[-FRACTION_LEN_OLD:]) / 200, message_id
+    return base62_decode(message_id[:TIME_LEN]) + base62_decode(message_id[-FRACTION_LEN:]) / 1_000_000, message_id
 
 
 def message_time(message_id: str, localhost_number: int | None = None) -> float:

@@ -76,7 +76,8 @@ from mta.spool.format import (
     read_journal,
     write_header_file,
 )
-from mta.spool.ids import BASE62_DIGITS, check_message_id, id_split_char, is_message_id, message_time
+from mta.spool.ids import BASE62_DIGITS, check_message_id, id_split_char, is_message_id
+from mta.spool.listing import directory_names, list_messages
 from mta.spool.writer import MessageWriter
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -440,24 +441,12 @@ class Spool:
         With `ordered` False they come in the order the directories return
         them (input/ first, then its sub-directories): Exim's "unsorted"
         -bpr, which saves the sort on a very large queue."""
-        ids: dict[str, None] = {}  # a dict keeps the first-seen order
-        top = self.directory / INPUT
-        for directory in self._input_directories():
-            try:
-                names = os.listdir(directory)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise os_error("directory read", directory, exc) from exc
-            for name in names:
-                message_id = name[: -len(HEADER_SUFFIX)]
-                if not name.endswith(HEADER_SUFFIX) or not is_message_id(message_id):
-                    continue
-                if directory == top or directory.name == id_split_char(message_id):
-                    ids[message_id] = None
-        if not ordered:
-            return list(ids)
-        return sorted(ids, key=lambda message_id: (message_time(message_id), message_id))
+        return [message_id for message_id, _, _ in list_messages(self, ordered)]
+
+    def input_directories(self) -> list[Path]:
+        """input/ and its existing single-character sub-directories (split_spool_directory),
+        for a queue run that takes them one at a time (mta.spool.listing)."""
+        return self._input_directories()
 
     def remove_message(self, message_id: str, preserve_msglog: bool = False) -> None:
         """Remove every file of a message.  Uses this process's lock if it
@@ -508,15 +497,17 @@ class Spool:
         now = time.time() if now is None else now
         removed: list[Path] = []
         for directory in self._input_directories():
-            try:
-                names = sorted(os.listdir(directory))
-            except OSError as exc:
-                raise os_error("directory read", directory, exc) from exc
-            for name in names:
-                path = directory / name
+            # The names are taken one at a time (a big queue's 200,000 are never all held), and
+            # a -D or -J beside its -H is a message, not a leftover: passed over for one stat,
+            # without its lock or its age.
+            here: list[Path] = []
+            for name in directory_names(directory):
                 message_id, kind = _classify(name)
                 if message_id is None or kind == HEADER_SUFFIX:
                     continue
+                if kind != HEADER_TEMP_PREFIX and file_exists(directory / (message_id + HEADER_SUFFIX)):
+                    continue
+                path = directory / name
                 try:
                     if now - path.stat().st_mtime < max_age:
                         continue
@@ -524,7 +515,8 @@ class Spool:
                     continue
                 except OSError as exc:
                     raise os_error("stat", path, exc) from exc
-                removed.extend(self._tidy_one(directory, message_id, kind))
+                here.extend(self._tidy_one(directory, message_id, kind))
+            removed.extend(sorted(here))
         return removed
 
     def _tidy_one(self, directory: Path, message_id: str, kind: str) -> list[Path]:

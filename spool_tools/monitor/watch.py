@@ -42,6 +42,7 @@ import time
 from collections.abc import Iterable
 
 from mta.errors import SpoolError
+from mta.spool.listing import list_messages
 from spool_tools.qsumm import summarise, volume_text
 from spool_tools.queue_json import error_object, message_object
 from spool_tools.queue_list import format_age, format_message, format_size, read_messages
@@ -225,12 +226,12 @@ def _decoded(text: str) -> str:
 def queue_state(spool: Spool, now: float) -> dict[str, Any]:
     """The queue event's data (blocking: call it in a thread)."""
     try:
-        ids = spool.list_message_ids()
+        queued = list_messages(spool)
     except SpoolError as exc:
         return {"count": 0, "messages": [], "domains": [], "error": f"cannot list the queue: {exc}"}
     messages: list[dict[str, Any]] = []
     listing = io.StringIO()
-    for message_id, listed in read_messages(spool, ids):
+    for message_id, listed in read_messages(spool, queued, headers=True):  # (the subjects)
         if isinstance(listed, str):
             item = error_object(message_id, listed)
         else:
@@ -247,7 +248,7 @@ def queue_state(spool: Spool, now: float) -> dict[str, Any]:
             )
         if len(messages) < QUEUE_SHOWN:
             messages.append(item)
-    return {"count": len(ids), "messages": messages, "domains": domain_rows(listing.getvalue().splitlines())}
+    return {"count": len(queued), "messages": messages, "domains": domain_rows(listing.getvalue().splitlines())}
 
 
 def domain_rows(listing: Iterable[str]) -> list[dict[str, Any]]:
