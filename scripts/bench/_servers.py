@@ -363,6 +363,11 @@ smarthost_smtp:
 
 def exim_wrapper_argv(tmp: Path, port: int) -> list[str]:
     """Exim's `sendmail -t` in mua_wrapper mode to the smart host on `port` (as root: -C is honoured)."""
+    entry = pwd.getpwnam(exim_user())
+    os.chmod(tmp, 0o755)  # Exim writes as its user: spool and log directories of its own in `tmp`
+    for sub in ("exim-spool", "exim-log"):
+        (tmp / sub).mkdir(exist_ok=True)
+        os.chown(tmp / sub, entry.pw_uid, entry.pw_gid)
     config = tmp / "exim-wrapper.conf"
     config.write_text(EXIM_WRAPPER_CONFIG.format(tmp=tmp, port=port))
     return [EXIM, "-C", str(config), "-t"]
