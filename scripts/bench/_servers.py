@@ -443,3 +443,172 @@ class ExternalServer(Server):
         self.name = address
         self.host = host.strip("[]")
         self.port = int(port)
+
+
+POSTFIX_MAIN = """\
+compatibility_level = 3.6
+queue_directory = {tmp}/postfix-queue
+data_directory = {tmp}/postfix-data
+meta_directory = {tmp}/postfix-etc
+daemon_directory = {root}/usr/lib/postfix/sbin
+command_directory = {root}/usr/sbin
+shlib_directory = {root}/usr/lib/postfix
+import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH={root}/usr/lib/postfix
+maillog_file = {tmp}/postfix.log
+maillog_file_prefixes = {tmp}
+mail_owner = {owner}
+setgid_group = {setgid_group}
+default_privs = daemon
+myhostname = bench.example.com
+mydomain = example.com
+myorigin = example.com
+mydestination =
+local_recipient_maps =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_peername_lookup = no
+smtpd_client_connection_count_limit = 0
+default_process_limit = 1100
+smtp_dns_support_level = disabled
+message_size_limit = 209715200
+virtual_mailbox_limit = 0
+relayhost = [127.0.0.1]:{sink_port}
+"""
+POSTFIX_LOCAL = """\
+virtual_mailbox_domains = example.org
+virtual_mailbox_base = {maildirs}
+virtual_mailbox_maps = inline:{{ {boxes} }}
+virtual_minimum_uid = 1
+virtual_uid_maps = static:{mail_uid}
+virtual_gid_maps = static:{mail_gid}
+"""
+
+# The spool loads put every message on hold (the hold queue: written and fsynced by cleanup, never
+# scheduled), as queue_only leaves them on mta's and Exim's spools.  Without qmgr instead, cleanup
+# waits a second after each message for want of qmgr's trigger.
+POSTFIX_HOLD = "smtpd_data_restrictions = check_client_access static:HOLD\n"
+# master.cf.dist's services, none chrooted, no pickup (nothing is submitted locally).
+POSTFIX_MASTER = """\
+127.0.0.1:{port} inet n - n - - smtpd
+cleanup   unix  n - n - 0 cleanup
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+proxywrite unix - - n - 1 proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+virtual   unix  - n n - - virtual
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+qmgr      unix  n - n 300 1 qmgr
+postlog   unix-dgram n - n - 1 postlogd
+"""
+POSTFIX_QUEUES = (
+    "active",
+    "bounce",
+    "corrupt",
+    "defer",
+    "deferred",
+    "flush",
+    "hold",
+    "incoming",
+    "private",
+    "saved",
+    "trace",
+)
+
+
+def postfix_root() -> Path | None:
+    """Debian's postfix package unpacked by the daemon bench (find_postfix) under ~/.cache/mta-bench/postfix."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mta-bench" / "postfix"
+    return root if (root / "usr" / "lib" / "postfix" / "sbin" / "master").exists() else None
+
+
+class PostfixServer(Server):
+    """Postfix's master (`master -c DIR -d`, in the foreground) from Debian's package unpacked under
+    ~/.cache/mta-bench/postfix, never installed: a configuration directory, queue and port of its own.
+
+    There is no `postfix` user here and none is made: mail_owner is `nobody` (default_privs, which
+    must differ, is `daemon`; setgid_group `mail`).  Relay: relayhost = the sink.  Local: the
+    `virtual` delivery agent into the maildirs, as `mail`."""
+
+    name = "postfix"
+
+    def __init__(self, mode: str, tmp: Path, sink_port: int, maildirs: Path) -> None:
+        root = postfix_root()
+        if root is None:
+            sys.exit(
+                "--against postfix: no unpacked postfix package in ~/.cache/mta-bench/postfix "
+                "(scripts/bench/daemon unpacks it on its first run)"
+            )
+        if os.geteuid() != 0:
+            sys.exit("--against postfix: Postfix's master must start as root")
+        self.mode = mode
+        self.tmp = tmp
+        self.maildirs = maildirs
+        os.chmod(tmp, 0o755)
+        owner, mail = pwd.getpwnam("nobody"), pwd.getpwnam("mail")
+        queue = tmp / "postfix-queue"
+        queue.mkdir()
+        for name in POSTFIX_QUEUES:
+            (queue / name).mkdir(mode=0o700)
+            os.chown(queue / name, owner.pw_uid, -1)
+        for name, mode_bits in (("maildrop", 0o730), ("public", 0o710)):
+            (queue / name).mkdir()
+            os.chmod(queue / name, mode_bits)
+            os.chown(queue / name, owner.pw_uid, mail.pw_gid)
+        (queue / "pid").mkdir()
+        (tmp / "postfix-data").mkdir()
+        os.chown(tmp / "postfix-data", owner.pw_uid, -1)
+        etc = tmp / "postfix-etc"
+        etc.mkdir()
+        (etc / "dynamicmaps.cf").touch()
+        make_maildirs(maildirs, "mail")
+        boxes = ", ".join(f"{lp}@example.org={lp}/Maildir/" for lp in LOCAL_PARTS)
+        main = POSTFIX_MAIN + {"local": POSTFIX_LOCAL, "spool": POSTFIX_HOLD}.get(mode, "")
+        (etc / "main.cf").write_text(
+            main.format(
+                tmp=tmp,
+                root=root,
+                owner="nobody",
+                setgid_group="mail",
+                sink_port=sink_port,
+                maildirs=maildirs,
+                boxes=boxes,
+                mail_uid=mail.pw_uid,
+                mail_gid=mail.pw_gid,
+            )
+        )
+        self.port = bench.free_port()
+        (etc / "master.cf").write_text(POSTFIX_MASTER.format(port=self.port))
+        env = dict(os.environ, LD_LIBRARY_PATH=str(root / "usr" / "lib" / "postfix"))
+        self.output = tmp / "postfix.log"
+        self.proc = subprocess.Popen(
+            [str(root / "usr" / "lib" / "postfix" / "sbin" / "master"), "-c", str(etc), "-d"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_banner(self.port, self.proc, self.output, "postfix")
+
+    def pids(self) -> list[int]:
+        return descendants(self.proc.pid)
+
+    def done(self) -> int | None:
+        if self.mode == "spool":
+            return sum(1 for p in (self.tmp / "postfix-queue" / "hold").rglob("*") if p.is_file())
+        return maildir_messages(self.maildirs) if self.mode == "local" else None
+
+    def stop(self) -> None:
+        stop_group(self.proc, self.pids())
