@@ -33,6 +33,10 @@ MODES = ("spool", "relay", "local")
 LOCAL_PARTS = [f"user{n}" for n in range(20)] + ["sink"]
 
 
+class BenchError(Exception):
+    """A load that could not be measured against a server: the table says why, and the run goes on."""
+
+
 def load_script(name: str) -> ModuleType:
     """One of the bench scripts (no .py) as a module, as receive-profile loads the daemon bench."""
     loader = importlib.machinery.SourceFileLoader(f"mta_bench_{name.replace('-', '_')}", str(BENCH_DIR / name))
@@ -95,7 +99,7 @@ def wait_for_banner(port: int, proc: subprocess.Popen[bytes], output: Path, what
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            sys.exit(f"{what} exited at start (status {proc.returncode}):\n{tail(output)}")
+            raise BenchError(f"{what} exited at start (status {proc.returncode}): {tail(output)}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 if s.recv(512).startswith(b"220"):
@@ -104,12 +108,12 @@ def wait_for_banner(port: int, proc: subprocess.Popen[bytes], output: Path, what
         except OSError:
             pass
         if time.monotonic() > deadline:
-            sys.exit(f"no banner from {what} within {timeout:.0f} s:\n{tail(output)}")
+            raise BenchError(f"no banner from {what} within {timeout:.0f} s: {tail(output)}")
         time.sleep(0.05)
 
 
 def tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+    return " / ".join(path.read_text(errors="replace")[-1000:].splitlines()) if path.exists() else ""
 
 
 def stop_group(proc: subprocess.Popen[bytes], tree: list[int]) -> None:
@@ -417,7 +421,7 @@ class AiosmtpdServer(Server):
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != b"ready":
             self.stop()
-            sys.exit("the aiosmtpd server did not start")
+            raise BenchError("the aiosmtpd server did not start")
 
     def pids(self) -> list[int]:
         return descendants(self.proc.pid)
@@ -525,6 +529,20 @@ POSTFIX_QUEUES = (
     "saved",
     "trace",
 )
+
+
+def unusable(name: str) -> str | None:
+    """Why the reference `name` cannot be run here, or None."""
+    if name in ("exim", "postfix") and os.geteuid() != 0:
+        return f"--against {name}: it must be started as root (run the bench as root)"
+    if name == "exim" and not os.path.exists(EXIM):
+        return f"--against exim: {EXIM} is not installed"
+    if name == "postfix" and postfix_root() is None:
+        return (
+            "--against postfix: no unpacked postfix package in ~/.cache/mta-bench/postfix "
+            "(scripts/bench/daemon unpacks it with apt-get download and dpkg -x on its first run)"
+        )
+    return None
 
 
 def postfix_root() -> Path | None:
