@@ -17,9 +17,7 @@ deferral.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import time
 from collections.abc import Callable
 
@@ -46,7 +44,7 @@ class RootRegainedError(RuntimeError):
 # user cannot read (pyenv under /root) can import nothing once privileges are dropped, so these
 # are imported before.  tests/test_privilege.py checks the list against those modules' code.
 IMPORTS_BEFORE_DROP = (
-    "base64", "codecs", "hashlib", "hmac", "ipaddress", "lmdb", "os", "secrets", "socket", "stat",
+    "base64", "codecs", "hashlib", "hmac", "ipaddress", "json", "lmdb", "os", "secrets", "signal", "socket", "stat",
     "subprocess",
     "mta.expand", "mta.expand.addresses", "mta.expand.crypteq", "mta.expand.escapes",
     "mta.expand.expander", "mta.expand.extract", "mta.expand.idna", "mta.expand.ipaddr",
@@ -62,6 +60,66 @@ def import_before_drop() -> None:
     child that will drop privileges, so that each child inherits them, and by `become_user`."""
     for name in IMPORTS_BEFORE_DROP:
         __import__(name)
+
+
+def keep_python_reachable() -> bool:
+    """Let this process go on importing after it drops privileges, from a Python installed
+    where the new user may not look (pyenv or a virtualenv under /root, mode 0700).
+
+    Each sys.path directory that others cannot reach (an ancestor without o+x) is opened
+    now, as root, and named from then on by its /proc/self/fd/N alias: the kernel follows
+    that link to the directory itself, without a search of the ancestors, so later imports
+    work as the new user (only the directories and files themselves must be readable, as
+    they are in a normal installation).  Packages already imported get the same aliases in
+    their __path__.  Cheaper than importing beforehand everything the rest of the run might
+    want (ssl alone costs 6 ms), which mua_wrapper did.  Nothing is done for directories
+    anyone may reach.  False when an alias cannot be made (no /proc): import beforehand.
+    """
+    import sys
+
+    aliases: dict[str, str] = {}
+    for entry in sys.path:
+        if not entry or entry in aliases or _reachable_by_all(entry):
+            continue
+        try:
+            fd = os.open(entry, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            continue  # not a directory (python311.zip is often absent): nothing to import from
+        alias = f"/proc/self/fd/{fd}"
+        if not os.path.isdir(alias):
+            os.close(fd)
+            return False
+        aliases[entry] = alias
+    if not aliases:
+        return True
+
+    def aliased(path: str) -> str:
+        for entry, alias in aliases.items():
+            if path == entry or path.startswith(entry + "/"):
+                return alias + path[len(entry) :]
+        return path
+
+    sys.path[:] = [aliased(entry) for entry in sys.path]
+    for module in list(sys.modules.values()):
+        package_path = getattr(module, "__path__", None)
+        if isinstance(package_path, list):
+            package_path[:] = [aliased(p) for p in package_path]
+    return True
+
+
+def _reachable_by_all(path: str) -> bool:
+    """Whether every directory above `path` lets others search it (o+x)."""
+    path = os.path.abspath(path)
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        try:
+            if not os.stat(parent).st_mode & 0o001:
+                return False
+        except OSError:
+            return True  # gone: nothing there to import either way
+        path = parent
 
 
 def become_user(uid: int, gid: int, username: str | None = None) -> None:
@@ -137,7 +195,9 @@ def run_as_user(
     cannot be made, cannot drop privileges, dies without a report or takes
     longer than `timeout` seconds (it is then killed).
     """
-    import_before_drop()  # once here, not in every child
+    import_before_drop()  # once here, not in every child (json and signal among them)
+    import json
+
     read_fd, write_fd = os.pipe()
     try:
         pid = os.fork()
@@ -166,6 +226,8 @@ def run_as_user(
 
 def _child(write_fd: int, uid: int, gid: int, username: str | None, job: Callable[[], dict[str, Any]]) -> None:
     """Never returns: become the user, run the job, write its result, exit."""
+    import signal
+
     code = 1
     try:
         for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
@@ -190,6 +252,8 @@ def _child(write_fd: int, uid: int, gid: int, username: str | None, job: Callabl
 
 def write_report(fd: int, report: dict[str, Any]) -> None:
     """A forked child's report to its parent: JSON, ASCII only, written whole."""
+    import json  # imported before the drop: IMPORTS_BEFORE_DROP
+
     data = memoryview(json.dumps(report).encode("ascii"))
     while data:
         data = data[os.write(fd, data) :]
@@ -201,6 +265,8 @@ def _read_all(fd: int, pid: int, timeout: float) -> bytes:
     try:
         while True:
             if not readable(fd, max(deadline - time.monotonic(), 0.0)):
+                import signal
+
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:

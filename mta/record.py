@@ -5,8 +5,8 @@ tokenize) and each class it builds another 0.3-1 ms of generated and
 compiled methods.  mta defines some sixty record classes, and every
 `sendmail` call pays for them before it reads a byte: in mua_wrapper mode
 that was most of its run time.  Here every record class shares one __eq__
-and so on, driven by the class's field table; its __init__ is made on first
-use (`_make_init`).
+and so on, driven by the class's field table; its __init__ is the generic
+one until the class is in use (`_first_init`, `_make_init`).
 
 Supported, with the standard library's meaning: ``@dataclass`` with
 frozen, eq, order, repr, kw_only, slots (accepted; instances keep a
@@ -141,10 +141,24 @@ def _build(
     return cls
 
 
+# Instances made through the generic _init before a class gets its specialised __init__.  Making
+# one compiles Python source (about 0.3 ms a class): a command such as `sendmail -t` makes a
+# few instances of forty classes, and compiling for each cost it 12 ms; a daemon's hot
+# classes pass this count within its first message.
+SPECIALISE_AFTER = 16
+
+
 def _first_init(cls: type) -> Callable[..., None]:
-    """An __init__ that, on its first call, puts a specialised one in its place (see _make_init)."""
+    """An __init__ that, once the class has been instantiated SPECIALISE_AFTER times, puts a
+    specialised one in its place (see _make_init)."""
+    made = 0
 
     def __init__(*args: Any, **values: Any) -> None:
+        nonlocal made
+        made += 1
+        if made <= SPECIALISE_AFTER or type(args[0]) is not cls:
+            _init(*args, **values)
+            return
         init = _make_init(cls)
         cls.__init__ = init  # type: ignore[misc]
         init(*args, **values)
@@ -157,8 +171,9 @@ def _make_init(cls: type) -> Callable[..., None]:
 
     Why: a message received makes some forty records (address tokens, headers, the envelope),
     and the generic _init's loop over each field table was a seventh of a receiving process's
-    CPU.  The code is made when the class is first instantiated, not when it is defined, so
-    start-up (where this module exists to save time) pays nothing for classes it does not use.
+    CPU.  The code is made once the class has been instantiated a few times (SPECIALISE_AFTER),
+    not when it is defined, so start-up (where this module exists to save time) pays nothing
+    for classes it does not use much.
     It handles the calls that succeed; anything else (too many positional arguments, a required
     field missing, an unknown name) goes to the generic _init, which does the same work and
     raises the same errors.

@@ -64,19 +64,24 @@ def refuse_mode(mode: str) -> str | None:
 def _drop_privileges(config: Config) -> None:
     """As root, become mta_user for the rest of the run (Exim's deliver_drop_privilege).
 
-    Modules the rest of the run may import lazily are imported first: the
-    unprivileged user may not be able to read a Python installed under a
-    private directory (/root/.pyenv, a virtualenv in a home).
+    The unprivileged user may not be able to read a Python installed under a
+    private directory (/root/.pyenv, a virtualenv in a home): it is kept
+    reachable (mta.privilege.keep_python_reachable), or, where that cannot be
+    done, what the rest of the run may import lazily is imported first.
     """
     if os.geteuid() != 0:
         return
-    import encodings.idna  # noqa: F401 - socket.getaddrinfo encodes every host name with it
     import grp
     import pwd
-    import ssl  # noqa: F401 - STARTTLS
 
-    import mta.deliver.deliverlog
-    import mta.transports.smtp  # noqa: F401 - failure_message
+    from mta.privilege import keep_python_reachable
+
+    if not keep_python_reachable():
+        import encodings.idna  # noqa: F401 - socket.getaddrinfo encodes a non-ASCII host name with it
+        import ssl  # noqa: F401 - STARTTLS
+
+        import mta.deliver.deliverlog
+        import mta.transports.smtp  # noqa: F401 - failure_message
 
     try:
         user = pwd.getpwnam(config.main.mta_user)

@@ -1,7 +1,8 @@
-"""mta.record: the specialised __init__ made on first use behaves as the generic one.
+"""mta.record: the specialised __init__ made once a class is in use behaves as the generic one.
 
-Every call below is made twice: through the class (whose __init__ is made
-from its field table on first use) and through record._init, the generic
+Every call below is made through the class (whose __init__ is made from its
+field table once it has made SPECIALISE_AFTER instances; each call is
+repeated until it has) and through record._init, the generic
 version that reads the table at each call.  The fields set, the __post_init__
 calls and the error messages must be the same.
 """
@@ -82,10 +83,24 @@ def outcome(make: Any, cls: type, args: tuple[Any, ...], kwargs: dict[str, Any])
 
 @pytest.mark.parametrize(("cls", "args", "kwargs"), CALLS, ids=range(len(CALLS)))
 def test_specialised_init_is_the_generic_one(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    for _ in range(2):  # the first call makes the specialised __init__, the second uses it
+    # The first calls use the generic __init__, a later one makes the specialised one, the last uses it.
+    for _ in range(record.SPECIALISE_AFTER + 2):
         got = outcome(cls.__init__, cls, args, kwargs)
         want = outcome(record._init, cls, args, kwargs)
         assert got == want
+
+
+def test_a_class_gets_its_specialised_init_only_once_in_use() -> None:
+    @record.dataclass
+    class Fresh:
+        a: int
+
+    first = Fresh.__init__
+    for n in range(record.SPECIALISE_AFTER):
+        assert Fresh(n).a == n
+    assert Fresh.__init__ is first  # not compiled yet: a short-lived command never pays for it
+    Fresh(0)
+    assert Fresh.__init__ is not first and Fresh.__init__.__qualname__.endswith("Fresh.__init__")
 
 
 def test_defaults_are_not_shared_and_frozen_stays_frozen() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Iterator
 
 from mta import debug as _debug
@@ -238,7 +237,7 @@ class _Reader:
                 raise ConfigError(f'unknown directive "{word}"', path, line_no)
             if not active:
                 continue
-            m = _MACRO_DEF.match(stripped)
+            m = _MACRO_DEF.match(stripped) if "A" <= stripped[0] <= "Z" else None
             if m:
                 self._define(m.group(1), m.group(2), m.group(3).strip(), path, line_no)
                 continue
@@ -430,6 +429,8 @@ def default_primary_hostname() -> str:
     name = os.uname().nodename
     if "." not in name:
         # Only ask the resolver when the node name is not qualified; it may be slow.
+        import socket  # here: 3 ms of start-up that a configuration naming its host never needs
+
         try:
             fqdn = socket.getfqdn(name)
         except OSError:

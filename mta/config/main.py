@@ -124,6 +124,15 @@ class MainOptions(SmtpServerOptions):
 
     # -- spool and logs -------------------------------------------------
     spool_directory: str = option("/var/spool/mta", Kind.STRING, "Where messages, hints and (by default) logs live.")
+    spool_sync_method: str = option(
+        "syncfs",
+        Kind.STRING,
+        "How the daemon's receivers make a batch of received messages durable before they answer "
+        "250: `syncfs` syncs the spool's file system twice per batch (Linux; elsewhere `fsync` is "
+        "used), `fsync` syncs each message's two files and the directory. `fsync` suits a spool that "
+        "shares its file system with a heavy writer (docs/reliability.md).",
+        choices=("syncfs", "fsync"),
+    )
     split_spool_directory: bool = option(
         False, Kind.BOOL, "Spread input/ and msglog/ over 62 sub-directories named by the 6th id character."
     )

@@ -62,26 +62,33 @@ class Dispatcher:
         if sock is not None:
             sock.setblocking(False)
 
-    def send(self, message_id: str) -> None:
+    def send(self, message_id: str, msglog_first: str | None = None) -> bool:
+        """Hand `message_id` to a worker, with the line its message log starts with when the
+        worker has to make one (mta.deliver.delivery, msglog_first).  False when nothing was
+        handed over (no workers: the next queue run delivers it), so the caller writes the line."""
         if self.sock is None:
-            return
+            return False
         data = message_id.encode("ascii")
+        if msglog_first is not None:
+            data += b"\n" + msglog_first.encode("utf-8", "surrogateescape")
         if self.backlog:
-            self._queue(data)
-            return
+            return self._queue(data)
         try:
             self.sock.send(data)
         except BlockingIOError:
-            self._queue(data)
+            return self._queue(data)
         except OSError:
-            pass  # no workers (shutting down): the next queue run delivers it
+            return False  # no workers (shutting down): the next queue run delivers it
+        return True
 
-    def _queue(self, data: bytes) -> None:
-        if len(self.backlog) < BACKLOG_MAX:
-            self.backlog.append(data)
+    def _queue(self, data: bytes) -> bool:
+        if len(self.backlog) >= BACKLOG_MAX:
+            return False
+        self.backlog.append(data)
         if not self._writer_armed and self.sock is not None:
             self._writer_armed = True
             self.loop.add_writer(self.sock, self._drain)
+        return True
 
     def _drain(self) -> None:
         assert self.sock is not None
@@ -116,8 +123,13 @@ class Receiver:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_error)
         self.dispatcher = Dispatcher(self.dispatch_sock, loop)
-        spooler = Spooler(self.runtime.spool)
+        spooler = Spooler(self.runtime.spool, sync_method=self.runtime.config.main.spool_sync_method)
         self.context = ReceiverContext(self.runtime, spooler=spooler, on_accepted=self._accepted)
+        main = self.runtime.config.main
+        # A message the workers deliver at once gets its message log from its worker, and only
+        # if the attempt leaves something to say (docs/delivery.md, "Message logs").
+        self.context.msglog_to_worker = (self.dispatch_sock is not None and not self.queue_only
+                                         and main.message_logs and not main.preserve_message_logs)
         if self.tls_context is not None:
             self.context._tls = self.tls_context
         self.context.on_etrn = lambda domain: self._tell_master(f"etrn {domain}")
@@ -162,8 +174,12 @@ class Receiver:
 
     def _accepted(self, message_id: str, pending: Any) -> None:
         pending.release_lock()
+        msglog_first = getattr(pending, "msglog_first", None)
         if not self.queue_only and not _load_says_queue(self.runtime):
-            self.dispatcher.send(message_id)
+            if self.dispatcher.send(message_id, msglog_first) or msglog_first is None:
+                return
+        if msglog_first is not None:  # kept on the queue after all: its log is written here
+            self.context.write_msglog_later(message_id, msglog_first)
 
     def _on_control(self) -> None:
         try:
@@ -246,6 +262,10 @@ def receiver_main(runtime: Runtime, control: socket.socket, dispatch: socket.soc
         tls_context = server_context(runtime)  # keys are read before the privileges go
     except ImportError:
         tls_context = None
+    if runtime.config.main.spool_sync_method == "syncfs":
+        from mta.spool.syncfs import available
+
+        available()  # loads ctypes while the privileges allow (a Python under /root)
     if identity is not None and os.geteuid() == 0:
         from mta.privilege import become_user
 

@@ -83,7 +83,7 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
                         idle_since = None
                     continue
                 try:
-                    data = dispatch.recv(256)
+                    data = dispatch.recv(4096)  # an id, and at most MSGLOG_LINE_MAX more
                 except (BlockingIOError, InterruptedError):
                     continue  # another worker took it
                 message_id, options = parse_dispatch_datagram(data)
@@ -91,9 +91,12 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
                     continue
                 try:
                     # Then the messages waiting for the hosts it reached, down the same connections.
+                    # The followers are older messages: the datagram's message log line is not theirs.
+                    followers = {k: v for k, v in options.items() if k != "msglog_first"}
                     deliver_with_followers(
                         runtime, message_id,
-                        lambda i, options=options: Delivery(runtime, i, loop_runner=runner, **options).run(),
+                        lambda i, first=message_id, options=options, followers=followers: Delivery(
+                            runtime, i, loop_runner=runner, **(options if i == first else followers)).run(),
                     )
                 except MtaError as exc:
                     runtime.logger.panic(f"delivery worker: {exc}; message left on the spool", message_id)

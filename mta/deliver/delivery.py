@@ -108,12 +108,15 @@ class Delivery:
         ignore_retry: bool | None = None,
         queue_run: bool = False,
         run_started: float | None = None,
+        msglog_first: str | None = None,
     ) -> None:
         """`forced` thaws a frozen message (-M, -qff).  `ignore_retry` tries every destination
         whatever its retry time says (-M, -qf; default: as `forced`); `queue_run` makes routing
         and local deliveries wait for their retry times too, as a queue run's do; `run_started`
         (a -qf run's start) keeps a host that failed during the run from being tried again by
-        it.  `now` fixes the time the attempt runs at (tests)."""
+        it.  `now` fixes the time the attempt runs at (tests).  `msglog_first`: the message has no
+        message log yet (a daemon worker's new arrival); the first line written to it starts one
+        with this line (Exim's "Received from"), so a message delivered at once never has one."""
         self.runtime = runtime
         # A queue run passes one loop for all its messages, so that SMTP connections are
         # reused from message to message (connection_max_messages); its owner closes them
@@ -143,15 +146,13 @@ class Delivery:
         self._filter_parent: AddressItem | None = None
         self._last_batch = False  # the remote batch being delivered is the attempt's last delivery
         self._retired = False  # -H already removed: every recipient is done (_completes)
+        self._msglog_first = msglog_first
 
     # -- logging helpers ------------------------------------------------------
     def _log(self, text: str) -> None:
         self.logger.main(text, self.message_id)
         if self.config.main.message_logs and not self._retired:
-            try:
-                self.spool.append_msglog(self.message_id, f"{log_timestamp()} {text}")
-            except SpoolError as exc:
-                self.logger.main(f"cannot write message log: {exc}", self.message_id)
+            self._msglog(text)
 
     def _as_local(self, item: AddressItem) -> bool:
         transport = self.runtime.transports.get(item.transport_name or "")
@@ -633,7 +634,8 @@ class Delivery:
 
     def _msglog(self, text: str) -> None:
         try:
-            self.spool.append_msglog(self.message_id, f"{log_timestamp()} {text}")
+            self.spool.append_msglog(self.message_id, f"{log_timestamp()} {text}", first=self._msglog_first)
+            self._msglog_first = None
         except SpoolError as exc:
             self.logger.main(f"cannot write message log: {exc}", self.message_id)
 

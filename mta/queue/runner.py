@@ -172,12 +172,19 @@ def dispatch_datagram(message_id: str, selection: Selection, run_started: float)
 
 def parse_dispatch_datagram(data: bytes) -> tuple[str, dict[str, Any]]:
     """(message id, Delivery keyword arguments) from a dispatch datagram: a bare id is a new
-    arrival's immediate delivery (not a queue run); otherwise dispatch_datagram's form.  The
+    arrival's immediate delivery (not a queue run), and after a newline may come the first line
+    of its message log; otherwise dispatch_datagram's form.  The
     sender is the daemon itself (a socketpair), but a malformed datagram still only yields a
     bare id, which delivery checks like any other."""
-    words = data.decode("ascii", "replace").split()
+    head, newline, msglog_first = data.partition(b"\n")
+    words = head.decode("ascii", "replace").split()
     if not words:
         return "", {}
+    if newline and len(words) == 1:
+        # A new arrival whose message log the worker writes, starting with this line, if the
+        # attempt leaves anything to log (mta.daemon.receiver, Dispatcher.send).
+        first = msglog_first.decode("utf-8", "surrogateescape")
+        return words[0], ({"msglog_first": first} if first and not any(c in first for c in "\r\n\0") else {})
     if len(words) == 3 and words[1] in ("q-", "qf", "qff"):
         try:
             started = float(words[2])

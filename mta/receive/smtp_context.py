@@ -56,6 +56,7 @@ class ReceiverContext:
         self.config = runtime.config
         self.spooler = spooler  # None: -bh, nothing is spooled
         self.on_accepted = on_accepted
+        self.msglog_to_worker = False  # set by a daemon receiver whose messages go to workers
         # ACL decisions: -bh's reader, or -d+acl (the daemon's sessions too).
         self._trace = trace if trace is not None or "acl" not in debug.active else debug.write
         self._batch_errors = batch_errors
@@ -328,22 +329,50 @@ class ReceiverContext:
     def fake_message_id() -> str:
         return new_message_id()
 
-    def log_arrival(self, message_id: str, text: str, started: float) -> None:
-        """Runs in the spool thread right after the commit: the <= line and the msglog."""
+    def log_arrival(self, message_id: str, text: str, started: float, msglog: bool = True) -> None:
+        """Runs in the spool thread right after the commit: the <= line and (with `msglog`) the
+        message log's first line."""
         logger = self.runtime.logger
         logger.main(f"{ARRIVAL} {text}", message_id, now=started)
-        if self.config.main.message_logs:
-            try:
-                self.runtime.spool.append_msglog(message_id, f"{log_timestamp(started)} Received from {text}",
-                                                 new=True)
-            except SpoolError as exc:  # the msglog is a convenience copy; the message is safe
-                logger.main(f"cannot write message log: {exc}", message_id)
+        if msglog and self.config.main.message_logs:
+            self.write_msglog(message_id, msglog_received_line(text, started))
+
+    def write_msglog(self, message_id: str, line: str) -> None:
+        try:
+            self.runtime.spool.append_msglog(message_id, line, new=True)
+        except SpoolError as exc:  # the msglog is a convenience copy; the message is safe
+            self.runtime.logger.main(f"cannot write message log: {exc}", message_id)
+
+    def write_msglog_later(self, message_id: str, line: str) -> None:
+        """write_msglog off the event loop (a thread of the spooler), for a message that was to
+        go to a worker with its message log's first line and stays on the queue instead."""
+        if self.spooler is not None:
+            self.spooler.executor.submit(self.write_msglog, message_id, line)
+
+    def msglog_goes_to_worker(self, text: str, started: float) -> str | None:
+        """The message log's first line for a message about to be handed to a delivery worker,
+        which writes it only if the attempt leaves something to log; None when the receiver
+        writes it itself (no workers, queue_only, preserve_message_logs, or a line too long to
+        travel with the message's id)."""
+        if not self.msglog_to_worker:
+            return None
+        line = msglog_received_line(text, started)
+        return line if len(line.encode("utf-8", "surrogateescape")) < MSGLOG_LINE_MAX else None
 
     async def message_accepted(self, session: SmtpSession, pending: PendingMessage) -> None:
         if self.on_accepted is not None:
             self.on_accepted(pending.message_id, pending)
         else:
             pending.release_lock()
+
+
+# A message log's first line travels with the message's id to a delivery worker in one datagram.
+MSGLOG_LINE_MAX = 3800
+
+
+def msglog_received_line(text: str, started: float) -> str:
+    """The message log's first line, Exim's: the time of arrival and the <= line's text."""
+    return f"{log_timestamp(started)} Received from {text}"
 
 
 def expansion_context_expand(text: str, ctx: Any) -> str:

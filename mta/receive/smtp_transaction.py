@@ -381,9 +381,13 @@ class Transaction:
             prepared.envelope.frozen = int(time.time())
         arrival = prepared.arrival
         log_text = arrival_log_text(s.logger, arrival, prepared.size, prepared.headers, prepared.had_message_id)
+        # For a delivery worker to write, if its attempt leaves anything to log (none: written now).
+        msglog_first = None if controls.queue_only or controls.freeze else s.ctx.msglog_goes_to_worker(
+            log_text, self.started)
         try:
-            unlogged = await pending.commit(prepared.envelope,
-                                            lambda: s.ctx.log_arrival(message_id, log_text, self.started))
+            unlogged = await pending.commit(
+                prepared.envelope,
+                lambda: s.ctx.log_arrival(message_id, log_text, self.started, msglog=msglog_first is None))
         except (SpoolError, OSError) as exc:
             code, reason, _rejected = self._spool_failure(message_id, exc)
             s.reply(code, reason)
@@ -396,6 +400,7 @@ class Transaction:
         if controls.queue_only or controls.freeze:
             pending.release_lock()  # for a queue run (or an administrator) to take
             return
+        pending.msglog_first = msglog_first
         await s.ctx.message_accepted(s, pending)
 
     def _spool_failure(self, message_id: str, exc: SpoolError | OSError) -> Failure:

@@ -43,6 +43,7 @@ from mta.spool.files import (
     write_all,
 )
 from mta.spool.format import DATA_SUFFIX, HEADER_SUFFIX, write_header_file
+from mta.spool.syncfs import available as syncfs_available
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -61,10 +62,13 @@ class Spooler:
     The threads only spill large bodies and remove aborted messages; commits go to the writer.
     """
 
-    def __init__(self, spool: Spool, threads: int = 4) -> None:
+    def __init__(self, spool: Spool, threads: int = 4, sync_method: str = "fsync") -> None:
+        """`sync_method`: "syncfs" to commit batches with syncfs(2) where it is available
+        (`spool_sync_method`; mta.spool.syncfs), else one fsync per file."""
         self.spool = spool
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="spool")
-        self.writer = SpoolWriter()
+        use_syncfs = sync_method == "syncfs" and syncfs_available()
+        self.writer = SpoolWriter(filesystem=spool.directory / "input" if use_syncfs else None)
 
     async def run(self, function: Callable[..., object], *args: object) -> object:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -91,6 +95,8 @@ class PendingMessage:
         self._fd: int | None = None
         self.lock: MessageLock | None = None
         self._done = False
+        # The message log's first line, when a delivery worker is to write it (smtp_context).
+        self.msglog_first: str | None = None
 
     # -- the body sink (sync: called by LocalBodyWriter) -----------------------------------
     def write(self, data: bytes) -> int:
@@ -132,19 +138,22 @@ class PendingMessage:
         except OSError as exc:
             raise os_error("write", self.data_path, exc) from exc
 
-    def write_files(self, header: bytes) -> None:
-        """In the writer: -D complete and fsynced, then hdr.ID written and fsynced (steps 1, 2)."""
+    def write_files(self, header: bytes, sync: bool = True) -> None:
+        """In the writer: -D complete and fsynced, then hdr.ID written and fsynced (steps 1, 2).
+        `sync` False: not fsynced; the writer syncs the whole file system after the batch."""
         temp = self.directory / (HEADER_TEMP_PREFIX + self.message_id)
         try:
             self._flush_parts()
             assert self._fd is not None
-            os.fsync(self._fd)  # the body is on disk before any -H names it
+            if sync:
+                os.fsync(self._fd)  # the body is on disk before any -H names it
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SPOOL_MODE)
             try:
                 os.fchmod(fd, SPOOL_MODE)
                 adopt_directory_owner(fd, self.directory)
                 write_all(fd, header)
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:

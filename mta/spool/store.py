@@ -347,13 +347,15 @@ class Spool:
         """Where the message log is, or would be made (`mta -Mvl`)."""
         return self._msglog_path(message_id)
 
-    def append_msglog(self, message_id: str, line: str, new: bool = False) -> None:
+    def append_msglog(self, message_id: str, line: str, new: bool = False, first: str | None = None) -> None:
         """Append one line (already timestamped by the caller).  Not fsynced:
         like Exim's, the msglog is a convenience copy of log lines.  `new`: the message
-        has just arrived, so its msglog can only be where a new one goes (no need to look)."""
+        has just arrived, so its msglog can only be where a new one goes (no need to look).
+        `first`: a line to put before `line` if this makes the msglog (it was empty)."""
         text = line[:-1] if line.endswith("\n") else line
-        if "\n" in text or "\r" in text or "\0" in text:
-            raise SpoolFormatError(f"msglog line contains CR, LF or NUL: {line!r}")
+        for checked in (text, first or ""):
+            if "\n" in checked or "\r" in checked or "\0" in checked:
+                raise SpoolFormatError(f"msglog line contains CR, LF or NUL: {checked!r}")
         if new:
             check_message_id(message_id)
             directory = self._places(MSGLOG, message_id)[0]
@@ -367,8 +369,12 @@ class Spool:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, SPOOL_MODE)
             try:
-                if os.geteuid() == 0 and os.fstat(fd).st_uid == 0:
-                    adopt_directory_owner(fd, path.parent)
+                if first is not None or os.geteuid() == 0:
+                    info = os.fstat(fd)
+                    if os.geteuid() == 0 and info.st_uid == 0:
+                        adopt_directory_owner(fd, path.parent)
+                    if first is not None and info.st_size == 0:
+                        text = first + "\n" + text
                 write_all(fd, (text + "\n").encode("utf-8", "surrogateescape"))
             finally:
                 os.close(fd)

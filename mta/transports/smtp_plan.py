@@ -15,12 +15,11 @@ host's error.  With mua_wrapper every failure becomes permanent.
 
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the functions of socket without its enum classes (start-up)
 
 from mta import process_info, record
 from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError, FailError
 from mta.transports.smtp import SmtpDeferError, SmtpFailError, remote_error
-from mta.transports.smtp_retry import SmtpRetry
 from mta.transports.smtp_session import Conversation, HostFailed, Retry, Spoiled
 from mta.transports.smtp_wire import Close, Park, Resolve, Session, SmtpIoError
 from mta.transports.write import header_edits, transport_return_path
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
     from mta.route.item import AddressItem
     from mta.transports.base import DeliveryEnv, Outcome, OutgoingMessage
     from mta.transports.smtp import SmtpTransport
+    from mta.transports.smtp_retry import SmtpRetry
 
 
 def _domain(item: AddressItem) -> str:
@@ -96,7 +96,12 @@ class SmtpJob:
         self._permanent_lookup_failures = 0
         # Retry data, when the delivery keeps it (never with mua_wrapper, which neither reads nor writes it).
         state = None if wrapper else env.extra.get("retry")
-        self.retry = SmtpRetry(self, state) if state is not None and items else None
+        self.retry: SmtpRetry | None = None
+        if state is not None and items:
+            # Imported here: the hints modules under it cost mua_wrapper's start-up 10 ms.
+            from mta.transports.smtp_retry import SmtpRetry
+
+            self.retry = SmtpRetry(self, state)
         if not items:
             return
         try:

@@ -17,7 +17,7 @@ imports asyncio, and ssl is imported only once a TLS handshake has failed.
 
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the functions of socket without its enum classes (start-up)
 
 from mta.transports.smtp_wire import (
     ECONNREFUSED,

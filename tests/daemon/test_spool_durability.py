@@ -1,8 +1,8 @@
 """The daemon says 250 only after the message is durable, also when many sessions commit at once.
 
 The receivers commit messages in batches (mta.receive.spool_writer); each
-session's 250 must still come after its own -D and -H were fsynced, the -H
-renamed into place and the directory fsynced.  The daemon runs with the
+session's 250 must still come after its own -D and -H were synced, the -H
+renamed into place and the directory synced (by syncfs, the default).  The daemon runs with the
 system-call recorder (tests/support/syscall_trace); right after a client
 reads a 250, everything the recorder holds happened before that 250.
 """
@@ -59,3 +59,4 @@ def test_every_250_follows_a_durable_commit_in_concurrent_sessions(daemon_world:
     assert len(set(checked)) == SESSIONS * MESSAGES
     assert sorted(checked) == daemon_world.message_ids()
     assert Path(trace.log).stat().st_size > 0
+    assert any(event.op == "syncfs" for event in trace.events())  # the default group commit

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mta.config.main import DEFAULT_RECEIVED_HEADER_TEXT
 from mta.errors import ExpansionError
 from mta.expand import ExpandContext, expand
-from mta.expand.compiled import compile_template
+from mta.expand.compiled import ITEM_NAMES, compile_template
 from mta.expand.expander import Expander
 from mta.taint import Tainted
 
@@ -117,6 +117,12 @@ def test_the_strings_expanded_per_message_are_compiled() -> None:
 @pytest.mark.parametrize("text", STRINGS, ids=range(len(STRINGS)))
 def test_same_as_the_interpreter(text: str, context: str) -> None:
     assert_same(text, ExpandContext(dict(CONTEXTS[context])))  # type: ignore[arg-type]
+
+
+def test_the_item_names_are_the_items() -> None:
+    from mta.expand.items import ITEMS
+
+    assert frozenset(ITEMS) == ITEM_NAMES
 
 
 def test_tainted_text_is_refused_as_before() -> None:

@@ -157,6 +157,17 @@ def test_a_bare_or_odd_datagram_is_an_immediate_delivery(data: bytes) -> None:
     assert parse_dispatch_datagram(data) == ("1xZ2zG-000000004Cg-1byy", {})
 
 
+def test_a_new_arrivals_datagram_may_carry_its_message_logs_first_line() -> None:
+    from mta.queue.runner import parse_dispatch_datagram
+
+    line = "2026-12-03 16:49:08 Received from <b\u00e9@example.org> H=(client) [127.0.0.1] P=esmtp S=334"
+    data = b"1xZ2zG-000000004Cg-1byy\n" + line.encode()
+    assert parse_dispatch_datagram(data) == ("1xZ2zG-000000004Cg-1byy", {"msglog_first": line})
+    # A line a log could be forged with is dropped, not written.
+    assert parse_dispatch_datagram(b"1xZ2zG-000000004Cg-1byy\nReceived\rX") == ("1xZ2zG-000000004Cg-1byy", {})
+    assert parse_dispatch_datagram(b"1xZ2zG-000000004Cg-1byy\na\nb") == ("1xZ2zG-000000004Cg-1byy", {})
+
+
 def test_a_message_waiting_for_one_port_does_not_follow_a_connection_to_another(
     mta_env: MtaEnv, down: FakeSmtpServer, sink: SmtpSink
 ) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mta.errors import SpoolError
-from mta.receive.spool_writer import Commit, commit_batch
+from mta.receive.spool_writer import Commit, commit_batch, commit_cycle
 from mta.receive.spooler import PendingMessage, Spooler
 from mta.spool.envelope import Envelope, Recipient
 from mta.spool.ids import new_message_id
@@ -79,6 +79,70 @@ def test_one_failure_in_a_batch_fails_only_that_message(tmp_path: Path) -> None:
         for message in messages:
             message.release_lock()
     finally:
+        spooler.close()
+
+
+def test_a_failed_syncfs_fails_the_whole_batch_and_renames_nothing(tmp_path: Path) -> None:
+    """syncfs names no file: when it fails (here on a closed descriptor), no message of the batch
+    may be taken for durable, and none of their -H is renamed into place."""
+    not_open = 999_999  # a descriptor number nothing has open (a closed one would be reused by -D)
+    spooler = Spooler(make_spool(tmp_path))
+    try:
+        messages = received(spooler, 3)
+        logged: list[str] = []
+        batch = [Commit(m, b"header\n", lambda m=m: logged.append(m.message_id), None, None) for m in messages]
+        commit_batch(batch, filesystem=not_open)
+        assert all(isinstance(c.error, SpoolError) and "sync failed" in str(c.error) for c in batch)
+        assert not any(m.is_committed for m in messages) and logged == []
+        assert not [n for n in input_files(spooler.spool) if n.endswith("-H")]
+    finally:
+        for message in messages:
+            message.release_lock()
+        spooler.close()
+
+
+def test_a_batch_committed_by_syncfs_is_whole_and_a_bad_message_fails_alone(tmp_path: Path) -> None:
+    spool = make_spool(tmp_path)
+    spooler = Spooler(spool, sync_method="syncfs")
+    try:
+        assert spooler.writer._filesystem is not None  # this test machine is Linux
+        messages = received(spooler, 3)
+        break_header_of(messages[1])
+        batch = [Commit(m, b"header\n", None, None, None) for m in messages]
+        commit_batch(batch, filesystem=spooler.writer._filesystem)
+        assert [c.error is None for c in batch] == [True, False, True]
+        assert {f"{messages[0].message_id}-H", f"{messages[2].message_id}-H"} <= input_files(spool)
+        assert messages[0].is_committed and not messages[1].is_committed
+    finally:
+        for message in messages:
+            message.release_lock()
+        spooler.close()
+
+
+def test_the_syncfs_pipeline_renames_a_batch_one_turn_after_its_files(tmp_path: Path) -> None:
+    """Each turn renames what the last turn made durable and writes the next batch: a message's
+    -H appears only in the turn after its files were synced, and it is committed then."""
+    spool = make_spool(tmp_path)
+    spooler = Spooler(spool, sync_method="syncfs")
+    filesystem = spooler.writer._filesystem
+    assert filesystem is not None
+    try:
+        first, second = received(spooler, 1), received(spooler, 2)
+        done, durable = commit_cycle([], [Commit(m, b"header\n", None, None, None) for m in first], filesystem)
+        assert done == [] and [c.message for c in durable] == first
+        assert f"{first[0].message_id}-H" not in input_files(spool) and not first[0].is_committed
+        done, durable = commit_cycle(durable, [Commit(m, b"header\n", None, None, None) for m in second],
+                                     filesystem)
+        assert [c.message for c in done] == first and first[0].is_committed
+        assert f"{first[0].message_id}-H" in input_files(spool)
+        assert [c.message for c in durable] == second
+        assert not {f"{m.message_id}-H" for m in second} & input_files(spool)
+        done, durable = commit_cycle(durable, [], filesystem)
+        assert [c.message for c in done] == second and durable == []
+        assert all(m.is_committed for m in second)
+    finally:
+        for message in first + second:
+            message.release_lock()
         spooler.close()
 
 
@@ -171,7 +235,7 @@ from tests.receive.test_spool_writer import envelope
 
 async def main():
     spool = Spool(sys.argv[1])
-    spooler = Spooler(spool)
+    spooler = Spooler(spool, sync_method=sys.argv[2])
     messages = [spooler.new_message(new_message_id()) for _ in range(12)]
     for n, message in enumerate(messages):
         message.write(b"Subject: x\n\n" + b"line\n" * (n * 50))
@@ -194,17 +258,19 @@ asyncio.run(main())
 """
 
 
-def test_each_acknowledgement_follows_a_durable_commit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync_method", ["syncfs", "fsync"])
+def test_each_acknowledgement_follows_a_durable_commit(tmp_path: Path, sync_method: str) -> None:
     spool_dir = tmp_path / "spool"
     make_spool(tmp_path)
     trace = SyscallTrace(tmp_path / "trace.jsonl", roots=[spool_dir])
     env = {**os.environ, **trace.env()}
     env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(REPO_ROOT)])
-    done = subprocess.run([sys.executable, "-c", CHILD, str(spool_dir)], env=env, cwd=REPO_ROOT,
+    done = subprocess.run([sys.executable, "-c", CHILD, str(spool_dir), sync_method], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
     events = trace.events()
+    assert any(e.op == "syncfs" for e in events) == (sync_method == "syncfs")
     acks = {os.path.basename(e.path or "")[4:]: e.index for e in events
             if e.op == "create" and os.path.basename(e.path or "").startswith("ack.")}
     assert [ok for _id, ok in results].count(False) == 1

@@ -47,6 +47,8 @@ def trace_of(*steps: tuple[str, ...]) -> list[Event]:
         op = op.removesuffix("@child")
         if op == "rename":
             events.append(Event(index, pid, op, rest[0], dst=rest[1]))
+        elif op == "syncfs":  # ("syncfs",): the whole file system
+            events.append(Event(index, pid, op, INPUT, is_dir=True))
         elif op in ("fsync", "fdatasync"):
             size = int(rest[1]) if len(rest) > 1 else None
             events.append(Event(index, pid, op, rest[0], size=size, is_dir=rest[0] == INPUT))
@@ -89,6 +91,32 @@ def test_checker_accepts_the_promised_order() -> None:
     ids=["no-fsync-D", "no-fsync-hdr", "dir-fsync-after-exit", "D-written-late", "hdr-written-late", "no-rename"],
 )
 def test_checker_refuses_a_missing_or_late_step(steps: list[tuple[str, ...]], rule: str) -> None:
+    events = trace_of(*steps)
+    with pytest.raises(DurabilityError, match=rule):
+        assert_committed(events, ID, ack=exit_index(events, 1))
+
+
+# The daemon's group commit (spool_sync_method = syncfs): one syncfs for the files, one for the renames.
+SYNCFS_COMMIT = (("write", D), ("write", T), ("syncfs",), ("rename", T, H), ("syncfs",), ("exit",))
+
+
+def test_checker_accepts_a_group_commit_by_syncfs() -> None:
+    events = trace_of(*SYNCFS_COMMIT)
+    assert_committed(events, ID, ack=exit_index(events, 1), data_size=100, header_size=50)
+
+
+@pytest.mark.parametrize(
+    ("steps", "rule"),
+    [
+        ([("write", D), ("write", T), ("rename", T, H), ("syncfs",), ("exit",)], "before any fsync of -D"),
+        ([("write", D), ("write", T), ("syncfs",), ("rename", T, H), ("exit",), ("syncfs",)],
+         "no fsync of the directory"),
+        ([("write", D), ("write", T), ("syncfs",), ("write", T), ("rename", T, H), ("syncfs",), ("exit",)],
+         "written after its last fsync"),
+    ],
+    ids=["renamed-before-syncfs", "no-syncfs-after-rename", "hdr-written-after-syncfs"],
+)
+def test_checker_refuses_a_group_commit_missing_a_syncfs(steps: list[tuple[str, ...]], rule: str) -> None:
     events = trace_of(*steps)
     with pytest.raises(DurabilityError, match=rule):
         assert_committed(events, ID, ack=exit_index(events, 1))

@@ -33,11 +33,14 @@ from pathlib import Path
 
 TRACE_DIRECTORY = Path(__file__).resolve().parent / "syscall_trace"
 SYNC_OPS = ("fsync", "fdatasync")
+# syncfs(2) makes every file of its file system durable, directories included: an event with this op
+# covers every path (the traced spool is on one file system).
+FILESYSTEM_SYNC = "syncfs"
 
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-    """One recorded call: `op` is start, create, write, fsync, fdatasync, rename, unlink or exit."""
+    """One recorded call: `op` is start, create, write, fsync, fdatasync, syncfs, rename, unlink or exit."""
 
     index: int
     pid: int
@@ -122,7 +125,7 @@ def _last(events: Iterable[Event], op: Sequence[str], path: str, before: int) ->
     for event in events:
         if event.index >= before:
             break
-        if event.op in op and event.path == path:
+        if (event.op in op and event.path == path) or (event.op == FILESYSTEM_SYNC and set(op) & set(SYNC_OPS)):
             found = event
     return found
 
@@ -149,7 +152,7 @@ def _synced_before(
     late = _writes_between(events, path, synced.index, rename.index)
     if late:
         raise DurabilityError(f"{what}: {_name(path)} written after its last fsync (#{late[0].index})", events)
-    if size is not None and synced.size != size:
+    if size is not None and synced.op != FILESYSTEM_SYNC and synced.size != size:
         raise DurabilityError(f"{what}: the fsync of {_name(path)} covered {synced.size} bytes, not {size}", events)
 
 
@@ -160,7 +163,8 @@ def _check_header_install(events: Sequence[Event], rename: Event, ack: int, head
     missing = f"{_name(temp)} was renamed to {_name(rename.dst)} without an fsync"
     _synced_before(events, temp, rename, header_size, what, missing)
     dir_sync = next(
-        (e for e in events[rename.index + 1 : ack] if e.op in SYNC_OPS and e.is_dir and e.path == directory), None
+        (e for e in events[rename.index + 1 : ack]
+         if (e.op in SYNC_OPS and e.is_dir and e.path == directory) or e.op == FILESYSTEM_SYNC), None
     )
     if dir_sync is None:
         raise DurabilityError(

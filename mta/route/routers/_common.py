@@ -20,10 +20,11 @@ is looked up, never expanded or passed to a shell.
 
 from __future__ import annotations
 
-import socket
+import _socket as socket  # the functions of socket without its enum classes (start-up)
 from collections.abc import Callable, Collection
 
 from mta import record
+from mta.config.hostaddrs import LOOPBACK_ADDRESSES
 from mta.config.lists import local_interface_addresses, match_host
 from mta.errors import ConfigError, DeferError, FailError
 from mta.route.base import Decline, Pass
@@ -221,17 +222,25 @@ class LocalHost:
 
     def __init__(self, ctx: RoutingContext) -> None:
         self.primary_hostname = ctx.config.primary_hostname.lower().rstrip(".")
-        self.addresses: set[str] = set()
-        for text in local_interface_addresses():
-            address = _ip(text)
-            if address is not None:
-                self.addresses.add(address)
+        self._addresses: set[str] | None = None
+
+    @property
+    def addresses(self) -> set[str]:
+        """Read when first needed: a smart host on loopback (mua_wrapper to a local relay)
+        is known to be this machine without listing the interfaces."""
+        if self._addresses is None:
+            self._addresses = {a for a in map(_ip, local_interface_addresses()) if a is not None}
+        return self._addresses
+
+    @addresses.setter
+    def addresses(self, value: set[str]) -> None:
+        self._addresses = value
 
     def is_local_address(self, address: str | None) -> bool:
         if address is None:
             return False
         normal = _ip(address)
-        return normal is not None and normal in self.addresses
+        return normal is not None and (normal in LOOPBACK_ADDRESSES or normal in self.addresses)
 
     def is_local_name(self, name: str) -> bool:
         return name.lower().rstrip(".") == self.primary_hostname

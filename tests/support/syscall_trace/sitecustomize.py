@@ -10,6 +10,7 @@ JSON line per event to the log, in the order the calls returned:
     {"pid": 123, "op": "write", "path": "/.../input/ID-J", "n": 17}
     {"pid": 123, "op": "write", "path": "/.../log/mainlog", "n": 90, "text": "2026-... ID => ..."}
     {"pid": 123, "op": "fsync", "path": "/.../input/hdr.ID", "size": 812, "dir": false}
+    {"pid": 123, "op": "syncfs", "path": "/.../input", "dir": true}
     {"pid": 123, "op": "rename", "path": "/.../input/hdr.ID", "dst": "/.../input/ID-H"}
     {"pid": 123, "op": "unlink", "path": "/.../input/ID-J"}
     {"pid": 123, "op": "exit"}
@@ -130,6 +131,41 @@ def _install(log_path: str, roots: list[str]) -> None:
 
         return unlink
 
+    def syncfs_recorder(module: object) -> None:
+        """mta.spool.syncfs calls syncfs(2) through ctypes, not os: record its calls too."""
+        real = module.syncfs  # type: ignore[attr-defined]
+
+        def syncfs(fd: int) -> None:
+            real(fd)
+            path = fd_path(fd)
+            if path is not None:
+                emit("syncfs", path=path, dir=True)
+
+        module.syncfs = syncfs  # type: ignore[attr-defined]
+
+    class SyncfsFinder:
+        """Wraps mta.spool.syncfs.syncfs as soon as the module is loaded."""
+
+        @staticmethod
+        def find_spec(name: str, path: object, target: object = None) -> object:
+            if name != "mta.spool.syncfs":
+                return None
+            import importlib.machinery
+
+            spec = importlib.machinery.PathFinder.find_spec(name, path)  # type: ignore[arg-type]
+            if spec is None or spec.loader is None:
+                return spec
+            loader = spec.loader
+            real_exec = loader.exec_module  # type: ignore[attr-defined]
+
+            def exec_module(module: object) -> None:
+                real_exec(module)
+                syncfs_recorder(module)
+
+            loader.exec_module = exec_module  # type: ignore[attr-defined]
+            return spec
+
+    sys.meta_path.insert(0, SyncfsFinder)  # type: ignore[arg-type]
     os.open = open_  # type: ignore[assignment]
     os.write = write
     os.fsync = synced(real_fsync, "fsync")  # type: ignore[assignment]
