@@ -1,0 +1,24 @@
+"""scripts/bench/run (issue 19's benchmark command) starts: its help lists every load, a bad reference is refused.
+
+The benchmark itself is not run here: it is a script that prints figures, not a test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+RUN = Path(__file__).resolve().parents[1] / "scripts" / "bench" / "run"
+
+
+def test_help_lists_the_loads_and_a_bad_reference_is_refused() -> None:
+    shown = subprocess.run([sys.executable, str(RUN), "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    for load in ("spool-reuse", "relay", "local", "queue", "sendmail", "scale-1000", "big"):
+        assert load in shown.stdout
+    refused = subprocess.run(
+        [sys.executable, str(RUN), "--against", "sendmail.example"], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2
+    assert "--against sendmail.example: expected exim, postfix, aiosmtpd or HOST:PORT" in refused.stderr
