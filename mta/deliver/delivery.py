@@ -144,7 +144,7 @@ class Delivery:
         # The system filter's: recipients it deferred or froze, and the parent of what it generated.
         self.held_tops: set[int] = set()
         self._filter_parent: AddressItem | None = None
-        self._last_batch = False  # the remote batch being delivered is the attempt's last delivery
+        self._last_batch = False  # the batch being delivered (local or remote) is the attempt's last delivery
         self._retired = False  # -H already removed: every recipient is done (_completes)
         self._msglog_first = msglog_first
 
@@ -323,8 +323,10 @@ class Delivery:
             else:
                 ready.append(item)
         # batch_max: addresses that can share one run of their local transport (mta.deliver.grouping).
-        for batch in group_local(ready, self.runtime.transports,
-                                 lambda t, i: local_batch_shared(t, i, env, self.logger.panic)):
+        batches = list(group_local(ready, self.runtime.transports,
+                                   lambda t, i: local_batch_shared(t, i, env, self.logger.panic)))
+        for index, batch in enumerate(batches):
+            self._last_batch = index == len(batches) - 1 and not remote
             self._deliver_local(batch, message, env)
         if remote:
             from mta.privilege import EffectiveUser
@@ -414,6 +416,11 @@ class Delivery:
                 self._record_deferral(one, error)
                 self._retry_local(one, transport, error)
         else:
+            if not transport.generates_messages and self._completes(batch, dict.fromkeys(batch)):
+                # As for a remote batch (_record_batch): the message is done, and removing its -H
+                # durably stands for the -J line, with the same window for a crash to repeat it.
+                self.spool.retire_message(self.message_id)
+                self._retired = True
             self._record_successes(batch, None)
             for one in batch:
                 self._retry_local(one, transport, None)

@@ -14,6 +14,8 @@ fail when a step is missing or out of order.
 
 from __future__ import annotations
 
+import os
+import pwd
 import time
 from pathlib import Path
 
@@ -331,6 +333,48 @@ def test_a_delivery_that_completes_the_message_removes_it_instead_of_journalling
     ]
     assert (mta_env.spool / "msglog").exists() and not list((mta_env.spool / "msglog").iterdir())
     assert f"{message_id} Completed" in "\n".join(mta_env.log_lines())
+
+
+LOCAL_CONFIG = """
+begin directors
+everyone:
+  driver = smartuser
+  transport = box
+  user = {user}
+begin transports
+box:
+  driver = appendfile
+  file = {mail}/box
+"""
+
+
+def test_a_local_delivery_that_completes_the_message_removes_it_instead_of_journalling(
+    mta_env: MtaEnv, syscall_trace: SyscallTrace, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """-odi to one local recipient: as for a remote one, no -J; the msglog and -H are removed
+    (directory fsynced) before the delivery is logged.  Two local recipients in two runs of the
+    transport: the first is journalled, the last completes the message without a -J line."""
+    mail = tmp_path_factory.mktemp("mail")
+    for directory in (mail, *mail.parents[:2]):  # pytest's are root's own (0700): nobody must reach it
+        directory.chmod(0o1777 if directory == mail else 0o755)
+    user = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    mta_env.write_config(LOCAL_CONFIG.format(mail=mail, user=user))
+    result = mta_env.run("-odi", "alice@example.com", input="Subject: x\n\nhi\n", env=syscall_trace.env())
+    assert result.returncode == 0, result.stderr
+    events = syscall_trace.events()
+    message_id = submitted_id(events)
+    assert mta_env.message_ids() == [] and "Subject: x" in (mail / "box").read_text()
+    assert not [e for e in events if e.path is not None and e.path.endswith(f"{message_id}-J")]
+    assert len(assert_deliveries_recorded(events, message_id)) == 1
+    syscall_trace.clear()
+    result = mta_env.run("-odi", "alice@example.com", "bob@example.com", input="Subject: y\n\nhi\n",
+                         env=syscall_trace.env())
+    assert result.returncode == 0, result.stderr
+    events = syscall_trace.events()
+    message_id = submitted_id(events)
+    assert mta_env.message_ids() == []
+    assert len(assert_journal_durable(events, message_id)) == 1  # the first of the two only
+    assert len(assert_deliveries_recorded(events, message_id)) == 2
 
 
 def test_forced_delivery_journals_each_address_before_the_next(

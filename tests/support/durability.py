@@ -87,7 +87,9 @@ class SyscallTrace:
         if not self.log.exists():
             return []
         events = []
-        for index, line in enumerate(self.log.read_text().splitlines()):
+        # Only whole lines: a traced process may be in the middle of writing the last one.
+        lines = self.log.read_text().split("\n")[:-1]
+        for index, line in enumerate(lines):
             fields = json.loads(line)
             events.append(
                 Event(
