@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -349,14 +351,20 @@ box:
 
 
 def test_a_local_delivery_that_completes_the_message_removes_it_instead_of_journalling(
-    mta_env: MtaEnv, syscall_trace: SyscallTrace, tmp_path_factory: pytest.TempPathFactory
+    mta_env: MtaEnv, syscall_trace: SyscallTrace
 ) -> None:
     """-odi to one local recipient: as for a remote one, no -J; the msglog and -H are removed
     (directory fsynced) before the delivery is logged.  Two local recipients in two runs of the
     transport: the first is journalled, the last completes the message without a -J line."""
-    mail = tmp_path_factory.mktemp("mail")
-    for directory in (mail, *mail.parents[:2]):  # pytest's are root's own (0700): nobody must reach it
-        directory.chmod(0o1777 if directory == mail else 0o755)
+    mail = Path(tempfile.mkdtemp(prefix="mta-durability-mail-", dir="/tmp"))  # nobody must reach it
+    mail.chmod(0o1777)
+    try:
+        _local_deliveries_complete(mta_env, syscall_trace, mail)
+    finally:
+        shutil.rmtree(mail, ignore_errors=True)
+
+
+def _local_deliveries_complete(mta_env: MtaEnv, syscall_trace: SyscallTrace, mail: Path) -> None:
     user = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
     mta_env.write_config(LOCAL_CONFIG.format(mail=mail, user=user))
     result = mta_env.run("-odi", "alice@example.com", input="Subject: x\n\nhi\n", env=syscall_trace.env())
