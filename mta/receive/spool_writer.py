@@ -88,10 +88,10 @@ def commit_batch(batch: list[Commit], helpers: Executor | None = None, parallel:
 
     With `filesystem` (a descriptor on the spool's file system, kept open by the caller), one
     syncfs() of it stands for the fsyncs of steps 1 to 3, and another for step 4's: two turns of
-    `commit_cycle` for the whole batch (mta.spool.syncfs says why).  Without it, steps 1 and 2 fsync each file, for
-    up to `parallel` messages at once (this thread and `parallel` - 1 of `helpers`): each fsync of
-    a new file waits for the disk, and a disk takes several requests at once far faster than one
-    after another."""
+    `commit_cycle` for the whole batch (mta.spool.syncfs says why).  Without it, steps 1 and 2
+    fsync each file, for up to `parallel` messages at once (this thread and `parallel` - 1 of
+    `helpers`): each fsync of a new file waits for the disk, and a disk takes several requests
+    at once far faster than one after another."""
     if filesystem is not None:
         _settled, durable = commit_cycle([], batch, filesystem)
         commit_cycle(durable, [], filesystem)

@@ -8,7 +8,7 @@ A server's mode says what it does with a message:
   relay   deliver it to the SMTP sink on `sink_port`
   local   deliver it into a maildir under `maildirs` (one per local part)
 
-Not a command: imported by scripts/bench/run.
+Not a command: imported by scripts/bench/run, profile, receive-profile and worker-profile.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class BenchError(Exception):
 
 
 def load_script(name: str) -> ModuleType:
-    """One of the bench scripts (no .py) as a module, as receive-profile loads the daemon bench."""
+    """One of the bench scripts (no .py) as a module."""
     loader = importlib.machinery.SourceFileLoader(f"mta_bench_{name.replace('-', '_')}", str(BENCH_DIR / name))
     spec = importlib.util.spec_from_loader(loader.name, loader)
     assert spec is not None

@@ -19,6 +19,7 @@ import pwd
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -350,28 +351,31 @@ box:
 """
 
 
-def test_a_local_delivery_that_completes_the_message_removes_it_instead_of_journalling(
-    mta_env: MtaEnv, syscall_trace: SyscallTrace
-) -> None:
-    """-odi to one local recipient: as for a remote one, no -J; the msglog and -H are removed
-    (directory fsynced) before the delivery is logged.  Two local recipients in two runs of the
-    transport: the first is journalled, the last completes the message without a -J line."""
-    mail = Path(tempfile.mkdtemp(prefix="mta-durability-mail-", dir="/tmp"))  # nobody must reach it
+@pytest.fixture
+def shared_mail() -> Iterator[Path]:
+    """A mail directory under /tmp that the delivery user (nobody) can reach: pytest's own
+    directories are root's, mode 0700."""
+    mail = Path(tempfile.mkdtemp(prefix="mta-durability-mail-", dir="/tmp"))
     mail.chmod(0o1777)
     try:
-        _local_deliveries_complete(mta_env, syscall_trace, mail)
+        yield mail
     finally:
         shutil.rmtree(mail, ignore_errors=True)
 
 
-def _local_deliveries_complete(mta_env: MtaEnv, syscall_trace: SyscallTrace, mail: Path) -> None:
+def test_a_local_delivery_that_completes_the_message_removes_it_instead_of_journalling(
+    mta_env: MtaEnv, syscall_trace: SyscallTrace, shared_mail: Path
+) -> None:
+    """-odi to one local recipient: as for a remote one, no -J; the msglog and -H are removed
+    (directory fsynced) before the delivery is logged.  Two local recipients in two runs of the
+    transport: the first is journalled, the last completes the message without a -J line."""
     user = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
-    mta_env.write_config(LOCAL_CONFIG.format(mail=mail, user=user))
+    mta_env.write_config(LOCAL_CONFIG.format(mail=shared_mail, user=user))
     result = mta_env.run("-odi", "alice@example.com", input="Subject: x\n\nhi\n", env=syscall_trace.env())
     assert result.returncode == 0, result.stderr
     events = syscall_trace.events()
     message_id = submitted_id(events)
-    assert mta_env.message_ids() == [] and "Subject: x" in (mail / "box").read_text()
+    assert mta_env.message_ids() == [] and "Subject: x" in (shared_mail / "box").read_text()
     assert not [e for e in events if e.path is not None and e.path.endswith(f"{message_id}-J")]
     assert len(assert_deliveries_recorded(events, message_id)) == 1
     syscall_trace.clear()
