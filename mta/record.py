@@ -174,11 +174,96 @@ def _make_init(cls: type) -> Callable[..., None]:
     CPU.  The code is made once the class has been instantiated a few times (SPECIALISE_AFTER),
     not when it is defined, so start-up (where this module exists to save time) pays nothing
     for classes it does not use much.
-    It handles the calls that succeed; anything else (too many positional arguments, a required
-    field missing, an unknown name) goes to the generic _init, which does the same work and
-    raises the same errors.
+    Where the fields allow it, the function has the fields as its parameters, as the standard
+    library's dataclasses make it, and Python itself binds the arguments and refuses a bad call
+    (a TypeError naming the class and the argument).  Otherwise (a required field after one with
+    a default, not keyword-only) it takes any arguments and leaves what it cannot handle to the
+    generic _init.
     """
     table: dict[str, Field] = cls.__record_fields__  # type: ignore[attr-defined]
+    init_fields = [name for name, spec in table.items() if spec.init]
+    # A signature lists required parameters before those with defaults, unless all are keywords.
+    defaults = [_has_default(table[name]) for name in init_fields]
+    ordered = cls.__record_kw_only__ or defaults == sorted(defaults)  # type: ignore[attr-defined]
+    if ordered and not any(name.startswith("_r_") for name in table):
+        return _make_signature_init(cls, table)
+    return _make_generic_init(cls, table)
+
+
+def _default_text(names: dict[str, Any], prefix: str, n: int, spec: Field) -> str | None:
+    """The expression, in generated code, for field number `n`'s default (its value is put in
+    `names`); None if it has none."""
+    if spec.default is not MISSING:
+        names[f"{prefix}d{n}"] = spec.default
+        return f"{prefix}d{n}"
+    if spec.default_factory is not MISSING:
+        names[f"{prefix}f{n}"] = spec.default_factory
+        return f"{prefix}f{n}()"
+    return None
+
+
+def _has_default(spec: Field) -> bool:
+    return spec.default is not MISSING or spec.default_factory is not MISSING
+
+
+def _stores_in_dict(cls: type, table: dict[str, Field]) -> bool:
+    """Whether every field can be stored straight into the instance's __dict__: no slots without
+    a __dict__ and no descriptor that would see the assignment (a property named as a field)."""
+    for klass in cls.__mro__[:-1]:
+        slots = klass.__dict__.get("__slots__")
+        if slots is not None and "__dict__" not in ((slots,) if isinstance(slots, str) else slots):
+            return False
+    for name in table:
+        for klass in cls.__mro__:
+            if name in klass.__dict__:
+                if hasattr(type(klass.__dict__[name]), "__set__"):
+                    return False
+                break
+    return True
+
+
+def _make_signature_init(cls: type, table: dict[str, Field]) -> Callable[..., None]:
+    names: dict[str, Any] = {"_r_set": object.__setattr__, "_r_factory": _FACTORY}
+    parameters: list[str] = []
+    body: list[str] = []
+    direct = _stores_in_dict(cls, table)
+    if direct:
+        body.append("    _r_dict = _r_obj.__dict__")
+    for n, (name, spec) in enumerate(table.items()):
+        default = _default_text(names, "_r_", n, spec)
+        if spec.init and spec.default_factory is not MISSING:
+            parameters.append(f"{name}=_r_factory")
+            value = f"{default} if {name} is _r_factory else {name}"
+        elif spec.init:
+            parameters.append(name if default is None else f"{name}={default}")
+            value = name
+        elif default is not None:
+            value = default
+        else:
+            continue  # init=False and no default: left unset
+        body.append(f"    _r_dict[{name!r}] = {value}" if direct else f"    _r_set(_r_obj, {name!r}, {value})")
+    star = "*, " if cls.__record_kw_only__ and parameters else ""  # type: ignore[attr-defined]
+    lines = [f"def __init__(_r_obj, /, {star}{', '.join(parameters)}):", *body,
+             "    _r_post = getattr(_r_obj, '__post_init__', None)", "    if _r_post is not None:", "        _r_post()"]
+    exec("\n".join(lines), names)  # the text is made above from the class's own field table
+    init = names["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init  # type: ignore[no-any-return]
+
+
+class _Factory:
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY: Any = _Factory()  # the default of a parameter whose field has a default_factory
+
+
+def _make_generic_init(cls: type, table: dict[str, Field]) -> Callable[..., None]:
+    """_make_init's straight-line __init__ for fields a signature cannot list in their order.
+    It handles the calls that succeed; anything else (too many positional arguments, a required
+    field missing, an unknown name) goes to the generic _init, which does the same work and
+    raises the same errors."""
     positional = tuple(name for name, spec in table.items() if spec.init)
     names: dict[str, Any] = {"_init": _init, "_set": object.__setattr__, "_positional": positional}
     lines = [
@@ -192,12 +277,9 @@ def _make_init(cls: type) -> Callable[..., None]:
         "    _given = 0",
     ]
     for n, (name, spec) in enumerate(table.items()):
-        if spec.default is not MISSING:
-            names[f"_d{n}"] = spec.default
-            fallback = f"_set(_obj, {name!r}, _d{n})"
-        elif spec.default_factory is not MISSING:
-            names[f"_f{n}"] = spec.default_factory
-            fallback = f"_set(_obj, {name!r}, _f{n}())"
+        default = _default_text(names, "_", n, spec)
+        if default is not None:
+            fallback = f"_set(_obj, {name!r}, {default})"
         elif spec.init:
             fallback = "return _init(_obj, **_values)"  # missing: the generic error
         else:

@@ -159,7 +159,7 @@ def _list_condition(
             m = await _in_thread_if(blocking, lambda: match(run, subject, arg, list_context(run)))
         _list_trace(run, list_type, subject, arg, m)
         if m.matched and variable is not None:
-            run.variables[variable] = m.data
+            run.set_variable(variable, m.data)
         return Rc.OK if m.matched else Rc.FAIL
 
     return handler

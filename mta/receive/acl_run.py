@@ -141,8 +141,36 @@ class AclRun:
         # ratelimit results remembered for this command: key -> rate
         self.ratelimits: dict[str, float] = {}
         self.list_contexts: dict[bool, ListContext] = {}
-        self.variables = self._variables()
-        self.expand_context = ExpandContext(variables=self.variables, headers=ctx.headers, match_list=self._match_list)
+        if ctx.recipient is not None:
+            self.caseful_local_part = taint(split_address(ctx.recipient)[0])
+        # Made when first wanted: most statements (`hosts = +relay_from_hosts`) expand nothing,
+        # and building the forty variables was a twentieth of a receiving process's work.
+        self._variables_made: dict[str, Any] | None = None
+        self._variables_set: dict[str, Any] = {}  # set_variable's, before they were made
+        self._expand_context: ExpandContext | None = None
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The expansion variables of this run: made at first use, then kept and updated."""
+        if self._variables_made is None:
+            self._variables_made = self._variables()
+            self._variables_made.update(self._variables_set)
+        return self._variables_made
+
+    def set_variable(self, name: str, value: Any) -> None:
+        """variables[name] = value, without making the variables if nothing has used them yet."""
+        if self._variables_made is None:
+            self._variables_set[name] = value
+        else:
+            self._variables_made[name] = value
+
+    @property
+    def expand_context(self) -> ExpandContext:
+        if self._expand_context is None:
+            self._expand_context = ExpandContext(
+                variables=self.variables, headers=self.ctx.headers, match_list=self._match_list
+            )
+        return self._expand_context
 
     # -- variables ----------------------------------------------------------------
 
@@ -185,7 +213,6 @@ class AclRun:
         if ctx.recipient is not None:
             local_part, domain = split_address(ctx.recipient)
             # Exim lower-cases $local_part in the RCPT ACL unless control = caseful_local_part.
-            self.caseful_local_part = taint(local_part)
             v["local_part"] = taint(local_part.lower())
             v["domain"] = taint(domain.lower())
         v.update(ctx.connection.dnslist_variables)

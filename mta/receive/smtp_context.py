@@ -79,6 +79,10 @@ class ReceiverContext:
         self._host_answers: weakref.WeakKeyDictionary[SmtpSession, dict[tuple[str, str | None], bool]] = (
             weakref.WeakKeyDictionary()
         )
+        # extension_names' answer, per session and the state it depends on: see there.
+        self._extension_names: weakref.WeakKeyDictionary[SmtpSession, tuple[tuple[Any, ...], set[str]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- small helpers -----------------------------------------------------------------------
     @staticmethod
@@ -194,9 +198,17 @@ class ReceiverContext:
         return lines
 
     def extension_names(self, session: SmtpSession) -> set[str]:
+        """The extensions EHLO offered (asked at every MAIL, RCPT and BDAT): made once per EHLO,
+        as Exim decides them then, and again when TLS or the host's name has changed."""
         if not session.esmtp:
             return set()
-        return {line.split()[0] for line in self.extensions(session)}
+        state = (session.helo_name, session.host_name, session.tls_cipher)
+        known = self._extension_names.get(session)
+        if known is not None and known[0] == state:
+            return known[1]
+        names = {line.split()[0] for line in self.extensions(session)}
+        self._extension_names[session] = (state, names)
+        return names
 
     def unqualified_sender_ok(self, session: SmtpSession) -> bool:
         return self.host_in(self.config.main.sender_unqualified_hosts, session)

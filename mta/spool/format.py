@@ -33,6 +33,7 @@ recipients, non-recipients, header texts, and every option Exim wrote as
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable
 
@@ -242,6 +243,10 @@ def encode_header(header: SpoolHeader) -> bytes:
     return b"%03d%s " % (len(raw), flag.encode()) + raw
 
 
+_option_values = operator.attrgetter(*(attr for _name, attr, _kind in OPTIONS))
+_FLAG_LINES = {name: b"-%s\n" % name.encode() for name, _attr, kind in OPTIONS if kind is OptionKind.FLAG}
+
+
 def write_header_file(env: Envelope) -> bytes:
     """The -H file for `env`.  Raises SpoolFormatError if any value cannot
     be written safely; nothing is written to disk here."""
@@ -268,13 +273,17 @@ def write_header_file(env: Envelope) -> bytes:
             _write_option(out, env, name, attr, kind)
             _write_extra(out, extras, name)
     else:  # (a new message has no unknown option lines to keep in place)
+        # Most of the ~50 options are unset (None, or a false flag) and write nothing: their
+        # values are fetched in one call and only the set ones are written.
         flag, acl = OptionKind.FLAG, OptionKind.ACL
-        for name, attr, kind in OPTIONS:
-            # Most of the ~50 options are unset (None, or a false flag) and write nothing: no call.
-            if kind is not acl:
-                value = getattr(env, attr)
-                if value is None or (kind is flag and not value):
+        for (name, attr, kind), value in zip(OPTIONS, _option_values(env), strict=True):
+            if value is None or value is False:
+                if kind is not acl:
                     continue
+            elif kind is flag:
+                if value:
+                    out.append(_FLAG_LINES[name])
+                continue
             _write_option(out, env, name, attr, kind)
 
     if env._tree_as_read is not None and env._tree_as_read[0] == frozenset(env.non_recipients):

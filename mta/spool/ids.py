@@ -180,6 +180,10 @@ class _IssuedState:
         self.lock = _thread.allocate_lock()
         self.pid = -1
         self.last_us = -1  # time of the last id issued, in microseconds
+        # The first two parts of the id, which change once a second and once a process.
+        self.seconds = -1
+        self.seconds_text = ""
+        self.pid_text = ""
 
 
 _state = _IssuedState()
@@ -215,6 +219,7 @@ def new_message_id(localhost_number: int | None = None, *, clock: Callable[[], i
         if pid != _state.pid:
             _state.pid = pid
             _state.last_us = -1
+            _state.pid_text = base62_encode(pid, PID_LEN)
         while True:
             now_us = clock() // 1000
             tick_us = now_us - now_us % resolution
@@ -227,9 +232,10 @@ def new_message_id(localhost_number: int | None = None, *, clock: Callable[[], i
             # Same tick as the last id: wait for the clock to move on.
             time.sleep(0)
         _state.last_us = tick_us
+        seconds, usec = divmod(tick_us, 1_000_000)
+        if seconds != _state.seconds:
+            _state.seconds, _state.seconds_text = seconds, base62_encode(seconds, TIME_LEN)
+        prefix = f"{_state.seconds_text}-{_state.pid_text}-"
 
-    seconds, usec = divmod(tick_us, 1_000_000)
     fraction = usec if localhost_number is None else localhost_number * 500_000 + usec // 2
-    return "-".join(
-        (base62_encode(seconds, TIME_LEN), base62_encode(pid, PID_LEN), base62_encode(fraction, FRACTION_LEN))
-    )
+    return prefix + base62_encode(fraction, FRACTION_LEN)
