@@ -130,6 +130,7 @@ class Receiver:
         # if the attempt leaves something to say (docs/delivery.md, "Message logs").
         self.context.msglog_to_worker = (self.dispatch_sock is not None and not self.queue_only
                                          and main.message_logs and not main.preserve_message_logs)
+        self.context.msglog_after_reply = True
         if self.tls_context is not None:
             self.context._tls = self.tls_context
         self.context.on_etrn = lambda domain: self._tell_master(f"etrn {domain}")
@@ -173,13 +174,16 @@ class Receiver:
             await asyncio.gather(*pending, return_exceptions=True)
 
     def _accepted(self, message_id: str, pending: Any) -> None:
-        pending.release_lock()
         msglog_first = getattr(pending, "msglog_first", None)
         if not self.queue_only and not _load_says_queue(self.runtime):
+            pending.release_lock()  # for the worker to take
             if self.dispatcher.send(message_id, msglog_first) or msglog_first is None:
                 return
-        if msglog_first is not None:  # kept on the queue after all: its log is written here
-            self.context.write_msglog_later(message_id, msglog_first)
+            self.context.write_msglog_later(message_id, msglog_first)  # no worker took it
+        elif msglog_first is not None:  # kept on the queue after all: its log, then its lock
+            self.context.write_msglog_later(message_id, msglog_first, then=pending.release_lock)
+        else:
+            pending.release_lock()
 
     def _on_control(self) -> None:
         try:

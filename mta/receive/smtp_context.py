@@ -57,6 +57,7 @@ class ReceiverContext:
         self.spooler = spooler  # None: -bh, nothing is spooled
         self.on_accepted = on_accepted
         self.msglog_to_worker = False  # set by a daemon receiver whose messages go to workers
+        self.msglog_after_reply = False  # set by a daemon receiver: see queued_msglog_line
         # ACL decisions: -bh's reader, or -d+acl (the daemon's sessions too).
         self._trace = trace if trace is not None or "acl" not in debug.active else debug.write
         self._batch_errors = batch_errors
@@ -355,11 +356,32 @@ class ReceiverContext:
         except SpoolError as exc:  # the msglog is a convenience copy; the message is safe
             self.runtime.logger.main(f"cannot write message log: {exc}", message_id)
 
-    def write_msglog_later(self, message_id: str, line: str) -> None:
-        """write_msglog off the event loop (a thread of the spooler), for a message that was to
-        go to a worker with its message log's first line and stays on the queue instead."""
-        if self.spooler is not None:
-            self.spooler.executor.submit(self.write_msglog, message_id, line)
+    def write_msglog_later(self, message_id: str, line: str, then: Callable[[], None] | None = None) -> None:
+        """write_msglog off the event loop (a thread of the spooler), then `then` (the message's
+        lock let go: nobody delivers it, and removes its log, before the log is made)."""
+        if self.spooler is None:
+            self.write_msglog(message_id, line)
+            if then is not None:
+                then()
+            return
+
+        def write() -> None:
+            try:
+                self.write_msglog(message_id, line)
+            finally:
+                if then is not None:
+                    then()
+
+        self.spooler.executor.submit(write)
+
+    def queued_msglog_line(self, text: str, started: float) -> str | None:
+        """The message log's first line for a message that stays on the queue, when this daemon
+        receiver writes it after the 250 instead of before: in the spool writer's thread it
+        held up the replies of its whole batch (a new file each).  None: written before, with
+        the arrival's log line (outside a daemon, or no message logs)."""
+        if not self.msglog_after_reply or not self.config.main.message_logs:
+            return None
+        return msglog_received_line(text, started)
 
     def msglog_goes_to_worker(self, text: str, started: float) -> str | None:
         """The message log's first line for a message about to be handed to a delivery worker,

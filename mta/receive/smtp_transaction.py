@@ -382,12 +382,15 @@ class Transaction:
         arrival = prepared.arrival
         log_text = arrival_log_text(s.logger, arrival, prepared.size, prepared.headers, prepared.had_message_id)
         # For a delivery worker to write, if its attempt leaves anything to log (none: written now).
-        msglog_first = None if controls.queue_only or controls.freeze else s.ctx.msglog_goes_to_worker(
-            log_text, self.started)
+        queued = controls.queue_only or controls.freeze
+        msglog_first = None if queued else s.ctx.msglog_goes_to_worker(log_text, self.started)
+        # A daemon's receiver writes a queued message's log after the 250 (see there).
+        msglog_later = s.ctx.queued_msglog_line(log_text, self.started) if queued else None
         try:
             unlogged = await pending.commit(
                 prepared.envelope,
-                lambda: s.ctx.log_arrival(message_id, log_text, self.started, msglog=msglog_first is None))
+                lambda: s.ctx.log_arrival(message_id, log_text, self.started,
+                                          msglog=msglog_first is None and msglog_later is None))
         except (SpoolError, OSError) as exc:
             code, reason, _rejected = self._spool_failure(message_id, exc)
             s.reply(code, reason)
@@ -397,8 +400,11 @@ class Transaction:
             s.logger.panic(f"message {message_id} is spooled but its arrival was not logged: {unlogged}")
         s.messages_accepted += 1
         s.reply(250, f"OK id={message_id}")
-        if controls.queue_only or controls.freeze:
-            pending.release_lock()  # for a queue run (or an administrator) to take
+        if queued:
+            if msglog_later is not None:
+                s.ctx.write_msglog_later(message_id, msglog_later, then=pending.release_lock)
+            else:
+                pending.release_lock()  # for a queue run (or an administrator) to take
             return
         pending.msglog_first = msglog_first
         await s.ctx.message_accepted(s, pending)

@@ -112,6 +112,11 @@ def test_what_each_process_is_doing(daemon_world: DaemonWorld, tmp_path: Path) -
             (by_cli,) = set(daemon_world.message_ids()) - {by_worker}
             forced = subprocess.Popen([MTA, "-C", str(daemon_world.config), "-M", by_cli])
             helpers.append(forced)
+            # -M must hold its message before the queue run starts, or the run may take it first.
+            deadline = time.monotonic() + 20
+            while f"delivering {by_cli} to" not in mta_what(daemon_world).stdout:
+                assert time.monotonic() < deadline and forced.poll() is None
+                time.sleep(0.1)
             queued = daemon_world.run("-odq", "erin@example.net", input="Subject: x\n\nhi\n")
             (by_run,) = set(daemon_world.message_ids()) - {by_worker, by_cli}
             # A queue run skips the two messages being delivered (locked) and tries this one.

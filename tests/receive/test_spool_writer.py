@@ -303,3 +303,30 @@ def test_an_arrival_that_cannot_be_logged_is_still_accepted(tmp_path: Path) -> N
     assert isinstance(result, OSError) and result.errno == 28
     assert message.is_committed
     assert {f"{message.message_id}-D", f"{message.message_id}-H"} <= input_files(Spool(tmp_path / "spool"))
+
+
+def test_a_queued_messages_log_written_after_the_reply_is_there_before_its_lock_is_let_go(tmp_path: Path) -> None:
+    # A daemon receiver writes a queued message's log after the 250, in a spool thread; the
+    # message stays locked until then, so no queue run can deliver it and remove its log first.
+    from mta.config.loader import load_config
+    from mta.receive.smtp_context import ReceiverContext
+    from mta.runtime import build_runtime
+
+    spool_directory = tmp_path / "spool"
+    config_file = tmp_path / "mta.conf"
+    config_file.write_text(f"spool_directory = {spool_directory}\nlog_file_path = {tmp_path}/%slog\n")
+    runtime = build_runtime(load_config(str(config_file)))
+    runtime.spool.ensure_directories()
+    spooler = Spooler(runtime.spool)
+    context = ReceiverContext(runtime, spooler=spooler)
+    context.msglog_after_reply = True
+    line = context.queued_msglog_line("bob@example.org H=[127.0.0.1] P=esmtp S=10", 1_700_000_000.0)
+    assert line is not None and " Received from bob@example.org H=[127.0.0.1]" in line
+    message_id = new_message_id()
+    seen_at_release: list[str | None] = []
+    context.write_msglog_later(message_id, line,
+                               then=lambda: seen_at_release.append(runtime.spool.read_msglog(message_id)))
+    spooler.close()  # waits for its threads
+    assert seen_at_release == [line + "\n"]
+    context.msglog_after_reply = False
+    assert context.queued_msglog_line("x", 0.0) is None  # outside a daemon: written before the reply
