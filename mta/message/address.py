@@ -322,6 +322,8 @@ def unquote_local_part(local_part: str) -> str:
 
 def _last_at(address: str) -> int:
     """Index of the last @ outside quotes, or -1."""
+    if '"' not in address:
+        return address.rfind("@")  # (nearly every address: no quotes, no character-by-character walk)
     pos, in_quotes, i = -1, False, 0
     while i < len(address):
         c = address[i]

@@ -391,7 +391,7 @@ class AclRun:
             user_message = None
         if rc in _MESSAGE_OUTCOMES[verb] and (rc is not Rc.FAIL or verb not in ("accept", "discard") or endpass):
             self._messages(verb, rc, user_message, log_message)
-        self.variables["acl_verify_message"] = None
+        self.set_variable("acl_verify_message", None)
         return rc, endpass
 
     def _messages(self, verb: str, rc: Rc, user_message: str | None, log_message: str | None) -> None:

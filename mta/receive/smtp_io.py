@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import weakref
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -126,14 +127,17 @@ class SmtpChannel(asyncio.Protocol):
         if self._paused and hasattr(self.transport, "resume_reading"):
             self._paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
-        # A timer on the future itself: asyncio.wait_for wraps it in a second future and a
-        # callback, at every command of every session.
-        timer = loop.call_later(timeout, _time_out, waiter) if timeout is not None else None
+        # Not asyncio.wait_for (a second future and a callback) nor a timer of its own (a heap
+        # push and a cancelled entry, at every command of every session): one timer serves the
+        # deadlines of every session waiting on this loop.
+        deadlines = _deadlines(loop) if timeout is not None else None
+        if deadlines is not None:
+            deadlines.add(waiter, loop.time() + timeout)  # type: ignore[operator]
         try:
             await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            if deadlines is not None:
+                deadlines.discard(waiter)
             self._waiter = None
 
     async def read_line(self, limit: int, timeout: float | None) -> bytes:
@@ -275,9 +279,57 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0.0)
 
 
-def _time_out(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(ReadTimeout())
+class _Deadlines:
+    """The read deadlines of the sessions waiting on one event loop, served by one timer set for
+    the earliest.  A wait that starts later than that timer (nearly all: every session has the
+    same timeouts) sets no timer; when it fires, it times out the waits that are due and is set
+    again for the earliest of the rest.  With nobody waiting there is no timer, and nothing here
+    refers to the loop (it is the key of a weak mapping)."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[asyncio.Future[None], float] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = float("inf")
+
+    def add(self, waiter: asyncio.Future[None], deadline: float) -> None:
+        self.waiting[waiter] = deadline
+        if deadline < self.timer_at:
+            self._arm(waiter.get_loop(), deadline)
+
+    def discard(self, waiter: asyncio.Future[None]) -> None:
+        self.waiting.pop(waiter, None)
+        if not self.waiting and self.timer is not None:
+            self.timer.cancel()
+            self.timer, self.timer_at = None, float("inf")
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer, self.timer_at = loop.call_at(deadline, self._fire, loop), deadline
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.timer, self.timer_at = None, float("inf")
+        now = loop.time()
+        earliest = float("inf")
+        for waiter, deadline in list(self.waiting.items()):
+            if deadline <= now:
+                del self.waiting[waiter]
+                if not waiter.done():
+                    waiter.set_exception(ReadTimeout())
+            elif deadline < earliest:
+                earliest = deadline
+        if earliest < float("inf"):
+            self._arm(loop, earliest)
+
+
+_DEADLINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = weakref.WeakKeyDictionary()
+
+
+def _deadlines(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+    deadlines = _DEADLINES.get(loop)
+    if deadlines is None:
+        deadlines = _DEADLINES[loop] = _Deadlines()
+    return deadlines
 
 
 def stdio_channel_for(transport_out: Any, channel: SmtpChannel) -> SmtpChannel:

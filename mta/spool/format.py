@@ -62,6 +62,10 @@ from mta.spool.format_read import read_header_file
 from mta.spool.ids import check_message_id
 from mta.taint import Tainted
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = [
     "DATA_SUFFIX",
     "EMPTY_TREE",
@@ -115,7 +119,10 @@ def _taint_prefix(name: str, value: str, quoters: dict[str, str]) -> bytes:
 
 
 def _write_option(out: list[bytes], env: Envelope, name: str, attr: str, kind: OptionKind) -> None:
-    value = getattr(env, attr)
+    _write_value(out, env, name, kind, getattr(env, attr))
+
+
+def _write_value(out: list[bytes], env: Envelope, name: str, kind: OptionKind, value: Any) -> None:
     if kind is OptionKind.FLAG:
         if value:
             out.append(b"-%s\n" % name.encode())
@@ -276,7 +283,7 @@ def write_header_file(env: Envelope) -> bytes:
         # Most of the ~50 options are unset (None, or a false flag) and write nothing: their
         # values are fetched in one call and only the set ones are written.
         flag, acl = OptionKind.FLAG, OptionKind.ACL
-        for (name, attr, kind), value in zip(OPTIONS, _option_values(env), strict=True):
+        for (name, _attr, kind), value in zip(OPTIONS, _option_values(env), strict=True):
             if value is None or value is False:
                 if kind is not acl:
                     continue
@@ -284,7 +291,7 @@ def write_header_file(env: Envelope) -> bytes:
                 if value:
                     out.append(_FLAG_LINES[name])
                 continue
-            _write_option(out, env, name, attr, kind)
+            _write_value(out, env, name, kind, value)
 
     if env._tree_as_read is not None and env._tree_as_read[0] == frozenset(env.non_recipients):
         out.append(env._tree_as_read[1])
