@@ -115,10 +115,13 @@ def _name_length(line: str) -> int:
     return -1 if m is None else m.end(1)
 
 
+_NAME_COLON_BYTES = re.compile(rb"[!-9;-~]+[ \t]*:")
+
+
 def is_header_line(line: str | bytes) -> bool:
     """True if `line` starts a header: ``name:`` (white space allowed before the colon)."""
     if isinstance(line, bytes):
-        line = line.decode("utf-8", "surrogateescape")
+        return _NAME_COLON_BYTES.match(line) is not None  # (no decoding: the name is ASCII)
     return _name_length(line) > 0
 
 

@@ -102,6 +102,10 @@ class AclEngine:
         self._config_variables: tuple[int, dict[str, Any]] | None = None
         for stage in AclStage:
             self._check_option(stage)
+        # Asked at every command (MAIL, RCPT, DATA...): the configuration does not change.
+        self._accepts_unset = frozenset(
+            stage for stage in AclStage if not stage.denies_when_unset and self.option_value(stage) is None
+        )
 
     # -- start-up checks --------------------------------------------------------
 
@@ -149,7 +153,7 @@ class AclEngine:
     def accepts_unset(self, stage: AclStage) -> bool:
         """No ACL is configured for `stage` and that means accept (every stage but RCPT, VRFY,
         EXPN and ETRN)."""
-        return not stage.denies_when_unset and self.option_value(stage) is None
+        return stage in self._accepts_unset
 
     async def check(self, ctx: AclContext) -> AclResult:
         """Run the ACL the configuration names for ``ctx.stage`` (its default if none)."""

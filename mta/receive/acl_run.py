@@ -53,9 +53,10 @@ def locate_acl(engine: AclEngine, text: str, where: str) -> Acl | None:
     misspelt name.  File and inline ACLs are parsed once and remembered.
     Raises ConfigError (bad ACL text) and OSError (unreadable file).
     """
+    named = engine.acls.get(text)  # (an ACL's name is one word)
+    if named is not None:
+        return named
     if not any(c.isspace() for c in text):
-        if text in engine.acls:
-            return engine.acls[text]
         if not text.startswith("/") and text not in VERBS:
             return None
     cached = engine.dynamic.get(text)
