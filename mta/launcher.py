@@ -1,0 +1,96 @@
+"""The `mta`, `sendmail`, `mailq` and `newaliases` commands of a virtualenv: scripts that start fast.
+
+pip's console scripts start Python with its `site` module, which reads every
+`.pth` file of the virtualenv (setuptools' `distutils-precedence.pth` imports a
+module; coverage's runs code) and looks for `sitecustomize`: about 3 ms of
+every `sendmail` a cron job or a mail client starts, a tenth of its run in
+mua_wrapper mode.  These scripts start Python with `-S` and put on `sys.path`
+only what mta needs: the virtualenv's site-packages (mta's dependencies, and
+mta itself when installed from a wheel) and, for an editable install, the
+checkout.  When coverage asks child processes to measure themselves
+(COVERAGE_PROCESS_START), they run `site` after all, as before.
+
+They also start with the cyclic garbage collector off: importing mta's
+modules makes tens of thousands of objects and the collector walked them
+several times over (2-4 ms); `mta.cli.main` turns it on again for every mode
+that may run long (see `mta.cli.SHORT_MODES`).
+
+`scripts/_venv.sh` and `scripts/install` run this module with the
+virtualenv's Python after pip has installed mta: it rewrites those four
+scripts in place.  The first line keeps the interpreter's path, which
+scripts/install then relocates as it does for pip's scripts.
+
+    python -m mta.launcher BIN_DIRECTORY
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# command -> the function of mta.cli that it runs (as in pyproject.toml's [project.scripts])
+COMMANDS = {"mta": "main", "sendmail": "main", "mailq": "mailq_main", "newaliases": "newaliases_main"}
+
+TEMPLATE = """\
+#!{python} -S
+# Written by mta.launcher: Python without `site` (see that module), then mta.cli.{function}.
+import sys
+from os import environ
+
+if "COVERAGE_PROCESS_START" in environ or "COVERAGE_PROCESS_CONFIG" in environ:
+    import site
+
+    site.main()
+else:
+    # The virtualenv is the one whose bin/python runs this (sys.executable, not resolved).
+    venv = sys.executable.rpartition("/bin/")[0]
+    sys.path += [*(f"{{venv}}/{{path}}" for path in {site_packages!r}), *{extra!r}]
+import gc
+
+gc.disable()
+from mta.cli import {function}
+
+if __name__ == "__main__":
+    sys.exit({function}())
+"""
+
+
+def script_text(python: str, function: str, site_packages: list[str], extra: list[str]) -> str:
+    """The launcher for mta.cli.`function`, run by `python` (a virtualenv's bin/python);
+    `site_packages` relative to the virtualenv, `extra` absolute."""
+    return TEMPLATE.format(python=python, function=function, site_packages=site_packages, extra=extra)
+
+
+def write_launchers(bin_directory: str) -> list[str]:
+    """Rewrite the mta commands in `bin_directory`, the bin/ of the virtualenv whose Python runs
+    this (so that sysconfig names its site-packages); the paths written."""
+    import sysconfig
+
+    venv = sys.prefix
+    if os.path.realpath(os.path.join(venv, "bin")) != os.path.realpath(bin_directory):
+        raise SystemExit(f"mta.launcher: run it with the Python of the virtualenv of {bin_directory}")
+    found = [os.path.abspath(sysconfig.get_path(name)) for name in ("purelib", "platlib")]
+    site_packages = [os.path.relpath(p, venv) for p in dict.fromkeys(found)]
+    # An editable install: mta is imported from the checkout, which pip names in a .pth file that
+    # these scripts do not read.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    extra = [] if here in found else [here]
+    python = os.path.join(bin_directory, "python")
+    written = []
+    for command, function in COMMANDS.items():
+        path = os.path.join(bin_directory, command)
+        if not os.path.exists(path):
+            continue
+        temp = f"{path}.new"
+        with open(temp, "w") as f:
+            f.write(script_text(python, function, site_packages, extra))
+        os.chmod(temp, 0o755)
+        os.replace(temp, path)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m mta.launcher BIN_DIRECTORY")
+    write_launchers(sys.argv[1])

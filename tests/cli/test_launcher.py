@@ -1,0 +1,83 @@
+"""mta.launcher: the commands that start Python without `site` (start-up time of sendmail)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from mta import __version__
+from mta.launcher import script_text, write_launchers
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _launcher(tmp_path: Path, function: str = "main") -> Path:
+    """A launcher run by this test's Python, as _venv.sh writes one for an editable install."""
+    site_packages = [os.path.relpath(sysconfig.get_path("purelib"), sys.prefix)]
+    script = tmp_path / "mta"
+    script.write_text(script_text(sys.executable, function, site_packages, [str(ROOT)]))
+    script.chmod(0o755)
+    return script
+
+
+def test_it_runs_this_checkout_without_site_and_with_the_venv_packages(tmp_path: Path) -> None:
+    # If `site` ran, it would import this sitecustomize (PYTHONPATH is honoured: -S is not -E).
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    (custom / "sitecustomize.py").write_text(f"open({str(tmp_path / 'site-ran')!r}, 'w').close()\n")
+    probe = tmp_path / "probe.conf"
+    probe.write_text("primary_hostname = probe.example\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(custom)}
+    result = subprocess.run(
+        [str(_launcher(tmp_path)), "-C", str(probe), "-be", "${primary_hostname}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "probe.example\n", "")
+    assert not (tmp_path / "site-ran").exists()
+    check = subprocess.run(
+        [str(_launcher(tmp_path)), "-bV", "-C", str(probe)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith(f"mta version {__version__} ")
+
+
+def test_site_runs_when_coverage_measures_subprocesses(tmp_path: Path) -> None:
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    (custom / "sitecustomize.py").write_text(f"open({str(tmp_path / 'site-ran')!r}, 'w').close()\n")
+    # An empty coverage configuration file: coverage (if installed) measures nothing of note.
+    rc = tmp_path / "coveragerc"
+    rc.write_text("[run]\ndata_file = " + str(tmp_path / "cov") + "\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(custom), "COVERAGE_PROCESS_START": str(rc)}
+    result = subprocess.run([str(_launcher(tmp_path)), "--help"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "site-ran").exists()
+
+
+def test_write_launchers_rewrites_the_mta_commands_of_its_own_venv_only(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="run it with the Python of the virtualenv"):
+        write_launchers(str(tmp_path))
+    bin_directory = tmp_path / "bin"
+    bin_directory.mkdir()
+    (bin_directory / "mta").write_text("#!/usr/bin/python3\n")
+    (bin_directory / "mta-qgrep").write_text("#!/usr/bin/python3\n")
+    prefix = sys.prefix
+    sys.prefix = str(tmp_path)
+    try:
+        written = write_launchers(str(bin_directory))
+    finally:
+        sys.prefix = prefix
+    assert written == [str(bin_directory / "mta")]  # sendmail, mailq, newaliases: not there
+    text = (bin_directory / "mta").read_text()
+    assert text.startswith(f"#!{bin_directory}/python -S\n")
+    assert "from mta.cli import main\n" in text
+    assert (bin_directory / "mta-qgrep").read_text() == "#!/usr/bin/python3\n"  # not mta.cli's
+    assert os.access(bin_directory / "mta", os.X_OK)
