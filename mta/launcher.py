@@ -13,7 +13,8 @@ checkout.  When coverage asks child processes to measure themselves
 They also start with the cyclic garbage collector off: importing mta's
 modules makes tens of thousands of objects and the collector walked them
 several times over (2-4 ms); `mta.cli.main` turns it on again for every mode
-that may run long (see `mta.cli.SHORT_MODES`).
+that may run long (see `mta.cli.SHORT_MODES`).  They end through
+`mta.cli.run`, which spares a short run the interpreter's teardown.
 
 `scripts/_venv.sh` and `scripts/install` run this module with the
 virtualenv's Python after pip has installed mta: it rewrites those four
@@ -48,10 +49,10 @@ else:
 import gc
 
 gc.disable()
-from mta.cli import {function}
+from mta.cli import {function}, run
 
 if __name__ == "__main__":
-    sys.exit({function}())
+    run({function})
 """
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from mta import __version__
 from mta.launcher import script_text, write_launchers
+from tests.support.sink import SmtpSink, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +24,11 @@ def _launcher(tmp_path: Path, function: str = "main") -> Path:
     script.write_text(script_text(sys.executable, function, site_packages, [str(ROOT)]))
     script.chmod(0o755)
     return script
+
+
+def _plain() -> dict[str, str]:
+    """A cron-like environment: nothing of the test run's (PYTHONPATH, coverage) passed on."""
+    return {"PATH": "/usr/bin:/bin"}
 
 
 def test_it_runs_this_checkout_without_site_and_with_the_venv_packages(tmp_path: Path) -> None:
@@ -56,7 +62,9 @@ def test_site_runs_when_coverage_measures_subprocesses(tmp_path: Path) -> None:
     # An empty coverage configuration file: coverage (if installed) measures nothing of note.
     rc = tmp_path / "coveragerc"
     rc.write_text("[run]\ndata_file = " + str(tmp_path / "cov") + "\n")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(custom), "COVERAGE_PROCESS_START": str(rc)}
+    # With site, mta comes from the venv's .pth (an editable install of another checkout, maybe).
+    pythonpath = f"{custom}:{ROOT}"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath, "COVERAGE_PROCESS_START": str(rc)}
     result = subprocess.run([str(_launcher(tmp_path)), "--help"], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "site-ran").exists()
@@ -78,6 +86,33 @@ def test_write_launchers_rewrites_the_mta_commands_of_its_own_venv_only(tmp_path
     assert written == [str(bin_directory / "mta")]  # sendmail, mailq, newaliases: not there
     text = (bin_directory / "mta").read_text()
     assert text.startswith(f"#!{bin_directory}/python -S\n")
-    assert "from mta.cli import main\n" in text
+    assert "from mta.cli import main, run\n" in text
     assert (bin_directory / "mta-qgrep").read_text() == "#!/usr/bin/python3\n"  # not mta.cli's
     assert os.access(bin_directory / "mta", os.X_OK)
+
+
+def test_sendmail_in_mua_wrapper_mode_exits_at_once_with_its_status_and_output(tmp_path: Path, sink: SmtpSink) -> None:
+    """A short run leaves by os._exit (mta.cli.run): the status and stderr must still be whole."""
+    config = tmp_path / "wrapper.conf"
+    template = (
+        "mua_wrapper = true\nprimary_hostname = laptop.example.com\nqualify_domain = example.com\n"
+        "domainlist local_domains =\nlog_file_path = {log}/%slog\n"
+        "begin routers\nsmarthost:\n  driver = domainlist\n  transport = smtp\n"
+        '  route_list = * "127.0.0.1::{port}" byname\n  self = send\n'
+        "begin transports\nsmtp:\n  driver = smtp\n  allow_localhost\n"
+    )
+    sendmail = _launcher(tmp_path)
+    message = b"To: bob@example.org\nSubject: launched\n\nHello.\n"
+    config.write_text(template.format(log=tmp_path, port=sink.port))
+    sent = subprocess.run(
+        [str(sendmail), "-C", str(config), "-t"], input=message, capture_output=True, timeout=30, env=_plain()
+    )
+    assert (sent.returncode, sent.stderr) == (0, b"")
+    assert [m.rcpt_tos for m in sink.messages] == [["bob@example.org"]]
+    assert "=> bob@example.org" in (tmp_path / "mainlog").read_text()
+    config.write_text(template.format(log=tmp_path, port=free_port()))  # nothing listens there
+    refused = subprocess.run(
+        [str(sendmail), "-C", str(config), "-t"], input=message, capture_output=True, timeout=30, env=_plain()
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(b"mta: ") and b"bob@example.org" in refused.stderr
