@@ -62,33 +62,52 @@ def script_text(python: str, function: str, site_packages: list[str], extra: lis
     return TEMPLATE.format(python=python, function=function, site_packages=site_packages, extra=extra)
 
 
+def site_packages() -> list[str]:
+    """The site-packages directories of the virtualenv whose Python runs this, relative to it."""
+    import sysconfig
+
+    found = [os.path.abspath(sysconfig.get_path(name)) for name in ("purelib", "platlib")]
+    return [os.path.relpath(path, sys.prefix) for path in dict.fromkeys(found)]
+
+
+def _checkout() -> str:
+    """The directory this mta is imported from (a checkout, or site-packages when installed)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def write_launchers(bin_directory: str) -> list[str]:
     """Rewrite the mta commands in `bin_directory`, the bin/ of the virtualenv whose Python runs
     this (so that sysconfig names its site-packages); the paths written."""
-    import sysconfig
-
-    venv = sys.prefix
-    if os.path.realpath(os.path.join(venv, "bin")) != os.path.realpath(bin_directory):
+    if os.path.realpath(os.path.join(sys.prefix, "bin")) != os.path.realpath(bin_directory):
         raise SystemExit(f"mta.launcher: run it with the Python of the virtualenv of {bin_directory}")
-    found = [os.path.abspath(sysconfig.get_path(name)) for name in ("purelib", "platlib")]
-    site_packages = [os.path.relpath(p, venv) for p in dict.fromkeys(found)]
+    relative = site_packages()
     # An editable install: mta is imported from the checkout, which pip names in a .pth file that
     # these scripts do not read.
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    extra = [] if here in found else [here]
+    here = _checkout()
+    extra = [] if any(os.path.join(sys.prefix, path) == here for path in relative) else [here]
     python = os.path.join(bin_directory, "python")
     written = []
     for command, function in COMMANDS.items():
         path = os.path.join(bin_directory, command)
         if not os.path.exists(path):
             continue
-        temp = f"{path}.new"
-        with open(temp, "w") as f:
-            f.write(script_text(python, function, site_packages, extra))
-        os.chmod(temp, 0o755)
-        os.replace(temp, path)
+        _write(path, script_text(python, function, relative, extra))
         written.append(path)
     return written
+
+
+def write_checkout_launcher(path: str, function: str = "main") -> None:
+    """A command at `path` that runs this checkout's mta.cli.`function` with the running
+    virtualenv's Python, as the virtualenv's own would: for benchmarks of a checkout."""
+    _write(path, script_text(os.path.join(sys.prefix, "bin", "python"), function, site_packages(), [_checkout()]))
+
+
+def _write(path: str, text: str) -> None:
+    temp = f"{path}.new"
+    with open(temp, "w") as f:
+        f.write(text)
+    os.chmod(temp, 0o755)
+    os.replace(temp, path)
 
 
 if __name__ == "__main__":

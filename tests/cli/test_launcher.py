@@ -5,24 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 from mta import __version__
-from mta.launcher import script_text, write_launchers
+from mta.launcher import write_checkout_launcher, write_launchers
 from tests.support.sink import SmtpSink, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _launcher(tmp_path: Path, function: str = "main") -> Path:
-    """A launcher run by this test's Python, as _venv.sh writes one for an editable install."""
-    site_packages = [os.path.relpath(sysconfig.get_path("purelib"), sys.prefix)]
+    """This checkout's command run by the test's venv Python, as _venv.sh writes it for an editable install."""
     script = tmp_path / "mta"
-    script.write_text(script_text(sys.executable, function, site_packages, [str(ROOT)]))
-    script.chmod(0o755)
+    write_checkout_launcher(str(script), function)
     return script
 
 
