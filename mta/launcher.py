@@ -84,7 +84,8 @@ def write_launchers(bin_directory: str) -> list[str]:
     # An editable install: mta is imported from the checkout, which pip names in a .pth file that
     # these scripts do not read.
     here = _checkout()
-    extra = [] if any(os.path.join(sys.prefix, path) == here for path in relative) else [here]
+    installed = {os.path.realpath(os.path.join(sys.prefix, path)) for path in relative}
+    extra = [] if os.path.realpath(here) in installed else [here]
     python = os.path.join(bin_directory, "python")
     written = []
     for command, function in COMMANDS.items():
