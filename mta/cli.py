@@ -145,8 +145,9 @@ def _start_debugging(inv: Invocation) -> None:
 
     debug.configure(inv.debug_selectors, verbose=inv.verbose)
     if "any" in debug.active:
-        debug.write(f"mta version {__version__} uid={os.getuid()} gid={os.getgid()} pid={os.getpid()} "
-                    f"D={debug.selector_text()}")
+        debug.write(
+            f"mta version {__version__} uid={os.getuid()} gid={os.getgid()} pid={os.getpid()} D={debug.selector_text()}"
+        )
 
 
 # What `mta-what` shows for a process in each mode until it says more (Exim's texts).

@@ -366,7 +366,7 @@ def parse_macro_override(text: str) -> tuple[str, str]:
     name, _, value = text.partition("=")
     name = name.strip()
     if not _MACRO_NAME.fullmatch(name):
-        raise ConfigError(f'-D{text}: macro names start with a capital letter and contain only letters, digits and _')
+        raise ConfigError(f"-D{text}: macro names start with a capital letter and contain only letters, digits and _")
     return name, value
 
 
