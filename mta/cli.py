@@ -12,15 +12,54 @@ refused); 2 for -bt/-bv addresses that fail, as Exim.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
-from collections.abc import Callable
 
 from mta import process_info
 from mta.cli_args import Invocation, UsageError, parse_command_line
 from mta.errors import ConfigError, MtaError
 
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn
+
 PROGRAM = "mta"
+
+# Modes that end soon after they start, whatever the configuration: they run with the cyclic
+# garbage collector off, as mta.launcher starts them, and leave without the interpreter's
+# teardown (see run).  Every other mode, and a submission that queues the message and may
+# deliver it here, is a long run (_run_long).
+SHORT_MODES = frozenset({"t", "bm", "bV", "bP", "help"})
+_short_run = False
+
+
+def _run_long() -> None:
+    """This run may last and may leave work to finalisers: the collector on, the normal exit."""
+    global _short_run
+    _short_run = False
+    gc.enable()
+
+
+def run(command: Callable[[], int]) -> NoReturn:
+    """What mta.launcher's scripts do: run `command` (main, mailq_main ...) and exit with its status.
+
+    A short run leaves by os._exit once stdout and stderr are flushed: tearing the interpreter
+    down (every module, a last garbage collection) cost a sendmail -t 3-4 ms, and such a run has
+    nothing left for it to do (the log is written with os.write, the message is spooled and
+    fsynced or, in mua_wrapper mode, accepted by the smart host, before the mode returns).
+    """
+    status = command()
+    if _short_run:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            sys.exit(status)  # the interpreter's own exit reports the failure, as without this
+        os._exit(status)
+    sys.exit(status)
 
 
 def _err(text: str) -> None:
@@ -39,7 +78,7 @@ def _printable_output() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global PROGRAM
+    global PROGRAM, _short_run
     _printable_output()
     # At once: mta-what's SIGUSR1 must never find an mta process that it would kill.
     process_info.install()
@@ -81,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             _err(refusal)
             return 1
     process_info.set_activity(_activity(inv))
+    _short_run = inv.mode in SHORT_MODES
+    if not _short_run:
+        _run_long()
     handler = MODES.get(inv.mode)
     if handler is None:
         _err(_NOT_YET.get(inv.mode, f"the -{inv.mode} mode is not available in this version of mta"))
@@ -103,8 +145,9 @@ def _start_debugging(inv: Invocation) -> None:
 
     debug.configure(inv.debug_selectors, verbose=inv.verbose)
     if "any" in debug.active:
-        debug.write(f"mta version {__version__} uid={os.getuid()} gid={os.getgid()} pid={os.getpid()} "
-                    f"D={debug.selector_text()}")
+        debug.write(
+            f"mta version {__version__} uid={os.getuid()} gid={os.getgid()} pid={os.getpid()} D={debug.selector_text()}"
+        )
 
 
 # What `mta-what` shows for a process in each mode until it says more (Exim's texts).
@@ -257,6 +300,7 @@ def mode_submit(inv: Invocation) -> int:
         from mta.wrapper import submit
 
         return submit(config, inv, sys.stdin.buffer)
+    _run_long()  # the message may be delivered in this process (-odi)
     from mta.receive.local_submit import submit_from_command_line
 
     try:

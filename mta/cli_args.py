@@ -9,10 +9,9 @@ accept but that mean nothing here are accepted and ignored, as Exim does.
 
 from __future__ import annotations
 
-import re
-
 from mta import record
 from mta.errors import MtaError
+from mta.lazy_pattern import lazy_compile
 
 
 class UsageError(MtaError):
@@ -73,7 +72,7 @@ class Invocation:
     filter_suffix: str | None = None
 
 
-_BP_FLAGS = re.compile(r"r?[uai]?")
+_BP_FLAGS = lazy_compile(r"r?[uai]?")
 # Options that take an argument and are accepted for compatibility only.
 _IGNORED_WITH_ARG = {"-B", "-h", "-O", "-X", "-L", "-oA", "-oL"}
 # Options accepted and ignored (sendmail/AIX/smail compatibility).

@@ -14,7 +14,7 @@ that start-up imports only the drivers a configuration uses.
 from __future__ import annotations
 
 import enum
-import importlib
+import sys
 from abc import ABC
 from collections.abc import Mapping
 
@@ -218,7 +218,9 @@ def load_driver_class(registry: Mapping[str, str], driver_name: str) -> type[Dri
     if target is None:
         return None
     module_name, _, class_name = target.partition(":")
-    module = importlib.import_module(module_name)
+    # Not importlib.import_module: importing importlib (and warnings) costs start-up time.
+    __import__(module_name)
+    module = sys.modules[module_name]
     cls = getattr(module, class_name)
     if not (isinstance(cls, type) and issubclass(cls, Driver)):
         raise TypeError(f"{target} is not a Driver")

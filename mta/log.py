@@ -16,11 +16,11 @@ caller, so that a CR or LF in it cannot start a forged log line.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from collections.abc import Iterable
 
+from mta.lazy_pattern import lazy_compile
 from mta.printable import printable
 from mta.privilege import adopt_directory_owner
 
@@ -117,7 +117,7 @@ def parse_selector(text: str) -> frozenset[str]:
 MAX_SYSLOG_LEN = 870
 BACKSLASH = "\\"
 # The time stamp at the start of a log line (with millisec, log_timezone and pid parts).
-_STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{3})?(?: [-+]\d{4})?(?: \[\d+\])? ")
+_STAMP = lazy_compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{3})?(?: [-+]\d{4})?(?: \[\d+\])? ")
 
 
 def syslog_pieces(text: str, limit: int = MAX_SYSLOG_LEN) -> list[str]:

@@ -7,14 +7,14 @@ by `-bP` reads back as the same value.
 
 from __future__ import annotations
 
-import re
+from mta.lazy_pattern import lazy_compile
 
 TRUE_WORDS = frozenset({"true", "yes"})
 FALSE_WORDS = frozenset({"false", "no"})
 
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_TIME_PART = re.compile(r"(\d+)([smhdw])")
-_SIZE_RE = re.compile(r"(\d+)\s*([KkMmGg]?)")
+_TIME_PART = lazy_compile(r"(\d+)([smhdw])")
+_SIZE_RE = lazy_compile(r"(\d+)\s*([KkMmGg]?)")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
 
 

@@ -81,6 +81,7 @@ def _drop_privileges(config: Config) -> None:
         import ssl  # noqa: F401 - STARTTLS
 
         import mta.deliver.deliverlog
+        import mta.readiness
         import mta.transports.smtp  # noqa: F401 - failure_message
 
     try:
@@ -212,9 +213,7 @@ def _deliver(runtime: Runtime, message: Any, body: BinaryIO, started: float) -> 
     from mta.deliver.deliverlog import delivery_line
 
     for index, item in enumerate(outcome.accepted):
-        logger.main(
-            delivery_line(item, False, outcomes[item], index == 0, runtime.log_selectors), message_id
-        )
+        logger.main(delivery_line(item, False, outcomes[item], index == 0, runtime.log_selectors), message_id)
     logger.main("Completed", message_id)
 
 

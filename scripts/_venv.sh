@@ -67,6 +67,13 @@ ensure_venv() {
         # The test tools' install is a superset: scripts/run need not install again after it.
         if [ -n "$extras" ]; then touch "$VENV/.installed"; fi
     fi
+    # mta's commands start Python without `site` (mta/launcher.py): pip's scripts, written again by
+    # each install, are replaced; so are those of a venv installed before there were launchers.
+    if [ "$(head -c 2 "$VENV/bin/mta" 2>/dev/null)" = "#!" ] && ! head -n 1 "$VENV/bin/mta" | grep -q -- ' -S$'; then
+        [ -w "$VENV/bin" ] || venv_fail "the virtualenv $VENV needs its mta commands rewritten but is not" \
+            "writable by $(id -un); use MTA_VENV=\$HOME/mta-venv $0 for a virtualenv of your own"
+        "$VENV/bin/python" -I -m mta.launcher "$VENV/bin" || venv_fail "writing mta's commands into $VENV/bin failed"
+    fi
 }
 
 ensure_test_packages() {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from mta.errors import ConfigError
+from mta.lazy_pattern import lazy_compile
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     import ipaddress
 
 # TYPE;DATA with optional partial[N]- prefix, * or *@ suffix and ,options.
-_LOOKUP_ITEM = re.compile(r"(?:partial(\d*)-)?([A-Za-z0-9_]+)(\*@|\*)?(?:,[^;]*)?;\s*(.*)$", re.S)
+_LOOKUP_ITEM = lazy_compile(r"(?:partial(\d*)-)?([A-Za-z0-9_]+)(\*@|\*)?(?:,[^;]*)?;\s*(.*)$", re.S)
 _QUERY_STYLE = frozenset({"dnsdb"})
 
 

@@ -73,6 +73,7 @@ from mta.config.hostaddrs import (
 )
 from mta.config.list_lookups import ip_key, lookup_item
 from mta.errors import ConfigError, DeferError, ExpansionError
+from mta.lazy_pattern import lazy_compile
 from mta.taint import is_tainted, taint
 from mta.values import split_list
 
@@ -102,9 +103,9 @@ ADDRESS = "address"
 HOST = "host"
 _LIST_TYPE = {DOMAIN: "domainlist", LOCAL_PART: "localpartlist", ADDRESS: "addresslist", HOST: "hostlist"}
 
-_NET_LOOKUP = re.compile(r"net(\d*)-(.+)$", re.S)
-_DIGITS_DOTS = re.compile(r"[0-9.]+$")
-_ADDRESS_LOOKUP = re.compile(r"[A-Za-z0-9-]+\*?@?(?:,[^;]*)?;")
+_NET_LOOKUP = lazy_compile(r"net(\d*)-(.+)$", re.S)
+_DIGITS_DOTS = lazy_compile(r"[0-9.]+$")
+_ADDRESS_LOOKUP = lazy_compile(r"[A-Za-z0-9-]+\*?@?(?:,[^;]*)?;")
 
 
 def _no_named_lists(list_type: str, name: str) -> str | None:

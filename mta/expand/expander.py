@@ -43,7 +43,6 @@ configuration's policy allows them.
 from __future__ import annotations
 
 import functools
-import re
 
 from mta import debug as _debug
 from mta.errors import ExpansionError
@@ -60,6 +59,7 @@ from mta.expand.variables import (
     unknown_variable_detail,
     variable_value,
 )
+from mta.lazy_pattern import lazy_compile
 from mta.taint import Tainted, is_tainted
 from mta.values import bounded_int
 
@@ -85,9 +85,9 @@ _C_SPACE = " \t\n\r\f\v"
 _MAX_DEPTH = 150
 _DIGITS = tuple(str(n) for n in range(10))
 _DIGIT_NAMES = frozenset(_DIGITS)
-_NAME = re.compile(r"[A-Za-z0-9_]*")
-_NAME_WITH_HYPHEN = re.compile(r"[A-Za-z0-9_-]*")
-_TEXT = re.compile(r"[^$}\\\\]*")
+_NAME = lazy_compile(r"[A-Za-z0-9_]*")
+_NAME_WITH_HYPHEN = lazy_compile(r"[A-Za-z0-9_-]*")
+_TEXT = lazy_compile(r"[^$}\\\\]*")
 # $h_ (decoded), $rh_ (raw), $lh_ (raw, as a list), $bh_ (decoded, charset not converted)
 _HEADER_FORMS = {
     "h": "h",

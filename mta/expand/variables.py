@@ -15,10 +15,10 @@ $lh_ and their long forms) through `find_header()`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from mta.expand.context import ExpandContext, HeaderLines
+from mta.lazy_pattern import lazy_compile
 from mta.taint import Tainted, concat
 
 _STRING = """
@@ -96,7 +96,7 @@ KNOWN_VARIABLES: frozenset[str] = (
     STRING_VARIABLES | INT_VARIABLES | BOOL_VARIABLES | frozenset(_DEFAULTS) | frozenset(_MTA_ALIASES)
 )
 
-_AUTH_VARIABLE = re.compile(r"auth[1-4]")
+_AUTH_VARIABLE = lazy_compile(r"auth[1-4]")
 
 
 def is_known_variable(name: str) -> bool:

@@ -44,6 +44,7 @@ import time
 
 from mta import record
 from mta.errors import MtaError
+from mta.lazy_pattern import lazy_compile
 from mta.taint import Tainted
 
 FLAG_DELETED = "*"
@@ -239,7 +240,7 @@ def fold_message_data(text: str) -> str:
 # References: keeps the thread root and the last few ids, 12 at most (Exim).
 _REFERENCES_MAX = 12
 # A message id: printable ASCII other than the angle brackets, between them.
-_MSGID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+>")
+_MSGID = lazy_compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+>")
 
 
 def reply_references(message_id: str | None, earlier: str | None) -> str | None:

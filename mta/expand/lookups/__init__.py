@@ -43,8 +43,8 @@ time its type is used, so configurations that never use LMDB never import it.
 
 from __future__ import annotations
 
-import importlib
 import re
+import sys
 from collections.abc import Callable
 
 from mta import debug as _debug
@@ -189,7 +189,9 @@ def _finder(base: str) -> Finder:
     finder = _loaded.get(base)
     if finder is None:
         module_name, function = _FINDERS[base].split(":")
-        module = importlib.import_module(f"{__name__}.{module_name}")
+        # Not importlib.import_module: importing importlib (and warnings) costs start-up time.
+        __import__(f"{__name__}.{module_name}")
+        module = sys.modules[f"{__name__}.{module_name}"]
         finder = getattr(module, function)
         _loaded[base] = finder
     return finder
