@@ -524,7 +524,10 @@ class Delivery:
                     await asyncio.to_thread(self._record_batch, group, outcomes)
 
         try:
-            await asyncio.gather(*(one(g) for g in groups))
+            if inline:
+                await one(groups[0])  # (no task of its own, and none of gather's wake-ups)
+            else:
+                await asyncio.gather(*(one(g) for g in groups))
         finally:
             if close:
                 await close_connections(self.runtime)
