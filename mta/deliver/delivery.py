@@ -25,6 +25,7 @@ stays on the spool, it is never marked delivered.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import threading
 import time
@@ -64,6 +65,10 @@ if TYPE_CHECKING:
     from mta.spool.envelope import Envelope
     from mta.spool.files import MessageLock
 
+
+# A body up to this size is read from -D once per attempt and handed to the remote transports from
+# memory (as mta.transports.smtp_async reads a larger one from the file, 256 KB per trip).
+BODY_IN_MEMORY = 256 * 1024
 
 _DELIVERY_ITEMS = frozenset(
     {"sender_on_delivery", "return_path_on_delivery", "delivery_size", "queue_time", "deliver_time"}
@@ -146,6 +151,7 @@ class Delivery:
         self._filter_parent: AddressItem | None = None
         self._last_batch = False  # the batch being delivered (local or remote) is the attempt's last delivery
         self._retired = False  # -H already removed: every recipient is done (_completes)
+        self._body: bytes | None = None  # the body, when small (held_body), for the remote transports
         self._msglog_first = msglog_first
 
     # -- logging helpers ------------------------------------------------------
@@ -213,8 +219,11 @@ class Delivery:
         try:
             journal = self.spool.read_journal(self.message_id)
             # A -D that is not this message's (or is truncated) must stop the attempt now, not
-            # half-way through the transports.
-            self.spool.open_body(self.message_id).close()
+            # half-way through the transports.  A small body is read here, once, through the
+            # lock's descriptor: the smtp transport reads it twice (8-bit scan, DATA).
+            self._body = self.spool.held_body(self.message_id, BODY_IN_MEMORY)
+            if self._body is None:
+                self.spool.open_body(self.message_id).close()
         except SpoolFormatError as exc:
             self._freeze_for_spool_error(envelope, exc)
             return
@@ -478,6 +487,10 @@ class Delivery:
     ) -> None:
         import asyncio
 
+        body = self._body
+        if body is not None:
+            # From memory: local deliveries still get the file (their child reads its descriptor).
+            message = record.replace(message, open_body=lambda: io.BytesIO(body))
         groups = group_remote(items)
         limit = asyncio.Semaphore(max(1, self.config.main.remote_max_parallel))
         # One batch in flight: nothing else on this loop waits while a file is read or -J is
@@ -511,7 +524,10 @@ class Delivery:
                     await asyncio.to_thread(self._record_batch, group, outcomes)
 
         try:
-            await asyncio.gather(*(one(g) for g in groups))
+            if inline:
+                await one(groups[0])  # (no task of its own, and none of gather's wake-ups)
+            else:
+                await asyncio.gather(*(one(g) for g in groups))
         finally:
             if close:
                 await close_connections(self.runtime)

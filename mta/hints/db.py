@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 import threading
 from collections.abc import Callable
@@ -76,6 +77,7 @@ _MAX_MAP_SIZE = 4 * 1024 * 1024 * 1024
 _META_MAGIC = struct.pack("<II", 0xBEEFC0DE, 1)
 _META_MAGIC_OFFSET = 16
 _KEY_SAFE = frozenset(range(0x21, 0x7F)) - {ord("%")}
+_KEY_UNSAFE = re.compile(rb"[^\x21-\x24\x26-\x7e]")  # a byte not in _KEY_SAFE
 
 
 class HintsError(Exception):
@@ -91,6 +93,8 @@ def hints_key(*parts: str) -> bytes:
     SHA-256 of the whole, so it stays unique and within LMDB's limit.
     """
     raw = "/".join(parts).encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_KEY_BYTES and not _KEY_UNSAFE.search(raw):
+        return raw  # the usual key, printable already (one search in C, not a Python step per byte)
     out = bytearray()
     for byte in raw:
         if byte in _KEY_SAFE:

@@ -102,6 +102,7 @@ class Spool:
         # Locks this object holds, by message id (for the checks that only
         # the lock holder rewrites -H or touches -J).
         self._held: dict[str, MessageLock] = {}
+        self._retired: set[str] = set()  # held messages whose msglog and -H retire_message removed
         self._made: dict[str, Path] = {}  # input directories known to exist, by split character
         self._msglog_made: set[Path] = set()  # msglog directories known to exist
         self._place_cache: dict[tuple[str, str], tuple[Path, Path]] = {}
@@ -200,6 +201,7 @@ class Spool:
     def _forget_lock(self, lock: MessageLock) -> None:
         if self._held.get(lock.message_id) is lock:
             del self._held[lock.message_id]
+            self._retired.discard(lock.message_id)
 
     def is_locked(self, message_id: str) -> bool:
         """True if any process (this one included) holds the message's lock."""
@@ -260,6 +262,25 @@ class Spool:
             body.close()
             raise SpoolFormatError(f"spool file {path}: first line is {first[:40]!r}, not {message_id}-D")
         return body
+
+    def held_body(self, message_id: str, limit: int) -> bytes | None:
+        """The body of a message whose lock this process holds, read through the lock's
+        descriptor in one pread (no open of -D), its first line checked as open_body checks it.
+        None when the body is over `limit` bytes or the lock is not held here: open_body then."""
+        lock = self._held.get(message_id)
+        if lock is None or not lock.held:
+            return None
+        start = lock_length(message_id)
+        try:
+            size = os.fstat(lock.fd).st_size
+            if size - start > limit:
+                return None
+            data = os.pread(lock.fd, size, 0)
+        except OSError as exc:
+            raise os_error("read", lock.path, exc) from exc
+        if data[:start] != (message_id + DATA_SUFFIX + "\n").encode():
+            raise SpoolFormatError(f"spool file {lock.path}: first line is {data[:40]!r}, not {message_id}-D")
+        return data[start:]
 
     def body_size(self, message_id: str) -> int:
         """Bytes of body in -D (the file less its first line)."""
@@ -467,7 +488,8 @@ class Spool:
                 lock = None  # no -D: nobody can be working on it; clear what is left
         try:
             directory = lock.path.parent if lock is not None else self.message_directory(message_id)
-            self._retire(directory, message_id, preserve_msglog)
+            if message_id not in self._retired:  # (else done, under the lock still held)
+                self._retire(directory, message_id, preserve_msglog)
             unlink(directory / (message_id + JOURNAL_SUFFIX))
             unlink(directory / (HEADER_TEMP_PREFIX + message_id))
             unlink(directory / (message_id + DATA_SUFFIX))
@@ -482,6 +504,7 @@ class Spool:
         such a delivery); remove_message later removes the rest.  Needs the lock."""
         lock = self._held_lock(message_id, "retire_message")
         self._retire(lock.path.parent, message_id, False)
+        self._retired.add(message_id)
 
     def _retire(self, directory: Path, message_id: str, preserve_msglog: bool) -> None:
         self.remove_msglog(message_id, preserve=preserve_msglog)

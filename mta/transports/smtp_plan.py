@@ -20,7 +20,7 @@ import _socket as socket  # the functions of socket without its enum classes (st
 from mta import process_info, record
 from mta.errors import ConfigError, DeferError, DeliveryError, ExpansionError, FailError
 from mta.transports.smtp import SmtpDeferError, SmtpFailError, remote_error
-from mta.transports.smtp_session import Conversation, HostFailed, Retry, Spoiled
+from mta.transports.smtp_session import Conversation, HostFailed, Retry, Spoiled, Stale
 from mta.transports.smtp_wire import Close, Park, Resolve, Session, SmtpIoError
 from mta.transports.write import header_edits, transport_return_path
 from mta.values import split_list
@@ -293,7 +293,7 @@ class SmtpJob:
             self.host_errors.append(remote_error(SmtpDeferError, error.message, host))
             return
         self._check = check
-        retries = 0
+        retries, connected = 0, False
         while self.pending:
             try:
                 session = yield from self.talk.open(host, policy)
@@ -306,8 +306,9 @@ class SmtpJob:
             except HostFailed as failed:
                 self._host_failed(host, failed.error)
                 return
-            if self.retry is not None and check is not None:
+            if self.retry is not None and check is not None and not connected:
                 self.retry.connected(host, check)
+                connected = True  # (a second connection, after a stale cached one, is the same host)
             if not (yield from self._deliver_on(session)):
                 return
 
@@ -326,6 +327,12 @@ class SmtpJob:
             batch = self._take_batch()
             try:
                 yield from self.talk.transaction(session, batch)
+            except Stale:
+                # A cached connection the server had dropped while idle (or that cannot go on without
+                # a recipient): the recipients not settled go down a new connection to the same host.
+                self.pending[:0] = [item for item in batch if item not in self.outcomes]
+                yield Close()
+                return True
             except Spoiled as spoiled:
                 self._host_failed(session.host, spoiled.error)
                 yield Close()

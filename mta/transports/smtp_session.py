@@ -93,6 +93,13 @@ class TlsPolicy:
         return TlsPolicy(self.implicit, False, self.required, self.verify, initial=False)
 
 
+class Stale(Exception):
+    """A cached connection failed before its first reply: the server had dropped it while idle.
+
+    Nothing of the transaction was taken; its recipients go to a new connection (never a host failure).
+    """
+
+
 class Retry(Exception):
     def __init__(self, policy: TlsPolicy) -> None:
         super().__init__("retry")
@@ -165,19 +172,18 @@ class Conversation:
         return session
 
     def _revive(self, session: Session, host: Host) -> Generator[Any, Any, bool]:
-        """RSET on a cached connection: it may have been closed by the server while idle."""
-        timeout = self.options.command_timeout
-        try:
-            if (yield Pending()):
-                raise SmtpIoError("protocol", "unexpected data on an idle connection")
-            yield Send(b"RSET\r\n", timeout)
-            reply = yield Receive(timeout)
-        except SmtpIoError:
-            reply = None
-        if reply is None or reply.code // 100 != 2:
+        """A cached connection, unless the server has spoken on it while it was idle (a 421, EOF).
+
+        No RSET is sent to find out whether it is still there, when the last
+        transaction on it ended (Exim's send_rset after a message): the first
+        reply of the next transaction tells, and if that reply never comes
+        (the server dropped the idle connection) the transaction raises
+        `Stale` and goes to a new connection; the server took nothing of it.
+        """
+        if (yield Pending()):
             yield Close()
             return False
-        session.host, session.reused, session.needs_rset = host, True, False
+        session.host, session.reused, session.untested = host, True, True
         return True
 
     def _connect_failure(self, host: Host, exc: SmtpIoError, policy: TlsPolicy) -> Exception:
@@ -205,14 +211,19 @@ class Conversation:
                                 retry_error="lost_connection", errno=exc.errno)
         return remote_error(SmtpDeferError, f"{exc.text} (in response to {what})", host, errno=exc.errno)
 
-    def _command(self, line: bytes, what: str, host: Host) -> Generator[Any, Any, Reply]:
-        """One command, one reply; I/O trouble makes the host fail."""
+    def _command(self, line: bytes, what: str, host: Host, session: Session | None = None
+                 ) -> Generator[Any, Any, Reply]:
+        """One command, one reply; I/O trouble makes the host fail (or the cached `session` Stale)."""
         timeout = self.options.command_timeout
         try:
             yield Send(line + b"\r\n", timeout)
             reply: Reply = yield Receive(timeout)
         except SmtpIoError as exc:
+            if session is not None and session.untested:
+                raise Stale(exc.text) from None
             raise HostFailed(self._io_error(exc, what, host)) from None
+        if session is not None and session.untested:
+            self._tested(session, reply)
         if reply.code == 421:  # RFC 5321 §3.8: the server is going away; another host may do better
             raise HostFailed(self._reply_error(reply, what, host, stage=None))
         return reply
@@ -380,62 +391,126 @@ class Conversation:
             self.job.settle(batch, remote_error(SmtpFailError, text, host, code=553, esc="5.6.7"))
             return
         mail = yield from self._mail_command(session, utf8)
-        if session.needs_rset:
-            reply = yield from self._command(b"RSET", "RSET", host)
-            if reply.code // 100 != 2:
-                raise HostFailed(self._reply_error(reply, "RSET", host, stage=None))
-        session.needs_rset = True  # until a transaction ends after DATA
         rcpts = [f"RCPT TO:<{item.address}>" for item in batch]
         if caps.pipelining and not self.job.in_list("hosts_avoid_pipelining", host):
-            replies = yield from self._pipelined([mail, *rcpts], host)
-            mail_reply, rcpt_replies = replies[0], replies[1:]
+            accepted, reply = yield from self._pipelined_envelope(session, batch, mail, rcpts)
         else:
-            mail_reply = yield from self._command(command_bytes(mail), mail, host)
-            rcpt_replies = []
-            if mail_reply.code // 100 == 2:
-                for rcpt in rcpts:
-                    rcpt_replies.append((yield from self._command(command_bytes(rcpt), rcpt, host)))
+            accepted, reply = yield from self._envelope(session, batch, mail, rcpts)
+        if not accepted or self._wrapper_refused(batch, accepted):
+            return
+        if reply is None:
+            reply = yield from self._command(b"DATA", "DATA", host)
+        if self._data_refused(reply, accepted, host):
+            return
+        yield from self._send_message(session, accepted)
+
+    def _envelope(self, session: Session, batch: list[AddressItem], mail: str, rcpts: list[str]
+                  ) -> Generator[Any, Any, tuple[list[AddressItem], None]]:
+        """[RSET,] MAIL and the RCPTs one at a time; the recipients accepted."""
+        host = session.host
+        if session.needs_rset:
+            self._check_rset((yield from self._command(b"RSET", "RSET", host, session)), host)
+        session.needs_rset = True  # until a transaction ends after DATA
+        mail_reply = yield from self._command(command_bytes(mail), mail, host, session)
+        rcpt_replies = []
+        if mail_reply.code // 100 == 2:
+            for rcpt in rcpts:
+                rcpt_replies.append((yield from self._command(command_bytes(rcpt), rcpt, host)))
+        return self._envelope_replies(batch, mail, rcpts, mail_reply, rcpt_replies, host), None
+
+    def _pipelined_envelope(self, session: Session, batch: list[AddressItem], mail: str, rcpts: list[str]
+                            ) -> Generator[Any, Any, tuple[list[AddressItem], Reply | None]]:
+        """RFC 2920: [RSET,] MAIL, every RCPT and DATA in one write; the recipients accepted, DATA's reply.
+
+        As Exim does, DATA goes with the group (the last command a group may
+        hold), so a message on a reused connection costs two round trips:
+        the group, and the body with its dot.  Its reply is ignored when no
+        recipient was accepted.  Not for mua_wrapper, which must be able to
+        withdraw the message after one refused recipient.
+        """
+        host = session.host
+        with_data = not self.job.wrapper
+        commands = ["RSET"] * session.needs_rset + [mail, *rcpts] + ["DATA"] * with_data
+        session.needs_rset = True  # until a transaction ends after DATA
+        replies = yield from self._pipelined(commands, host, session)
+        if commands[0] == "RSET":
+            self._check_rset(replies.pop(0), host)
+        accepted = self._envelope_replies(batch, mail, rcpts, replies[0], replies[1 : 1 + len(rcpts)], host)
+        if not with_data:
+            return accepted, None
+        if not accepted and replies[-1].code == 354:
+            # A server that opened DATA with no recipient (RFC 2920 §3.1 says it must refuse):
+            # whatever is sent next would be message text, so the connection ends here.
+            raise Stale("DATA accepted without recipients")
+        # (Without recipients, DATA's refusal follows from theirs and is not reported, as in Exim.)
+        return accepted, replies[-1]
+
+    def _check_rset(self, reply: Reply, host: Host) -> None:
+        if reply.code // 100 != 2:
+            raise HostFailed(self._reply_error(reply, "RSET", host, stage=None))
+
+    def _envelope_replies(self, batch: list[AddressItem], mail: str, rcpts: list[str], mail_reply: Reply,
+                          rcpt_replies: list[Reply], host: Host) -> list[AddressItem]:
+        """Settle what MAIL's and the RCPTs' replies settle; the recipients accepted."""
         for what, reply in zip([mail, *rcpts], [mail_reply, *rcpt_replies], strict=False):
             if reply.code // 100 == 3 or reply.code == 421:
                 raise HostFailed(self._reply_error(reply, what, host, stage=None))
         if mail_reply.code // 100 != 2:
             self.job.settle(batch, self._reply_error(mail_reply, mail, host, stage="mail"))
-            return
+            return []
         accepted = []
         for item, rcpt, reply in zip(batch, rcpts, rcpt_replies, strict=True):
             if reply.code // 100 == 2:
                 accepted.append(item)
             else:
                 self.job.outcomes[item] = self._reply_error(reply, rcpt, host, stage="rcpt")
-        if not accepted:
-            return
-        if self.job.wrapper and len(accepted) < len(batch):
-            # mua_wrapper: one refused recipient fails the whole message, so it is never sent.
-            self.job.settle(accepted, next(self.job.outcomes[item] for item in batch if item not in accepted))
-            return
-        reply = yield from self._command(b"DATA", "DATA", host)
-        if reply.code != 354:
-            if reply.code // 100 in (4, 5):
-                self.job.settle(accepted, self._reply_error(reply, "DATA", host, stage="data"))
-                return
-            raise HostFailed(self._reply_error(reply, "DATA", host, stage=None))
-        yield from self._send_message(session, accepted)
+        return accepted
 
-    def _pipelined(self, commands: list[str], host: Host) -> Generator[Any, Any, list[Reply]]:
-        """RFC 2920: MAIL and every RCPT in one write, then the replies, matched in order."""
+    def _wrapper_refused(self, batch: list[AddressItem], accepted: list[AddressItem]) -> bool:
+        """mua_wrapper: one refused recipient fails the whole message, so it is never sent."""
+        if not self.job.wrapper or len(accepted) == len(batch):
+            return False
+        self.job.settle(accepted, next(self.job.outcomes[item] for item in batch if item not in accepted))
+        return True
+
+    def _data_refused(self, reply: Reply, accepted: list[AddressItem], host: Host) -> bool:
+        """DATA's reply: False for 354 (send the message); True when it settled the recipients."""
+        if reply.code == 354:
+            return False
+        if reply.code == 421:  # the server is going away (RFC 5321 §3.8)
+            raise HostFailed(self._reply_error(reply, "DATA", host, stage=None))
+        if reply.code // 100 in (4, 5):
+            self.job.settle(accepted, self._reply_error(reply, "DATA", host, stage="data"))
+            return True
+        raise HostFailed(self._reply_error(reply, "DATA", host, stage=None))
+
+    def _pipelined(self, commands: list[str], host: Host, session: Session) -> Generator[Any, Any, list[Reply]]:
+        """The commands in one write, then the replies, matched in order."""
         timeout = self.options.command_timeout
         replies: list[Reply] = []
         try:
             yield Send(b"".join(command_bytes(c) + b"\r\n" for c in commands), timeout)
             for _command in commands:
-                replies.append((yield Receive(timeout)))
+                reply = yield Receive(timeout)
+                if session.untested:
+                    self._tested(session, reply)
+                replies.append(reply)
             extra = yield Pending()
         except SmtpIoError as exc:
+            if session.untested:
+                raise Stale(exc.text) from None
             raise HostFailed(self._io_error(exc, commands[len(replies)], host)) from None
         if extra:  # more replies than commands: nothing read so far can be trusted
             error = SmtpIoError("protocol", "unexpected extra data after the replies to pipelined commands")
             raise HostFailed(self._io_error(error, commands[-1], host))
         return replies
+
+    @staticmethod
+    def _tested(session: Session, reply: Reply) -> None:
+        """The first reply on a connection taken from the cache: a 421 is the server's idle timeout."""
+        if reply.code == 421:
+            raise Stale(reply.text)
+        session.untested = False
 
     def _send_message(self, session: Session, accepted: list[AddressItem]) -> Plan:
         host = session.host

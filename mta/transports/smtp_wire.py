@@ -364,7 +364,7 @@ if TYPE_CHECKING:
 class Session(_Record):
     """What we know about one open connection; kept with it in the connection cache."""
 
-    __slots__ = ("authenticated", "caps", "host", "key", "messages", "needs_rset", "reused", "tls")
+    __slots__ = ("authenticated", "caps", "host", "key", "messages", "needs_rset", "reused", "tls", "untested")
 
     def __init__(self, host: Host, key: tuple[str, int, str | None], tls: TlsInfo | None = None) -> None:
         self.host, self.key, self.tls = host, key, tls
@@ -373,6 +373,7 @@ class Session(_Record):
         self.messages = 0  # transactions that ended with the message taken
         self.reused = False  # taken from the cache: an earlier call sent a message over it
         self.needs_rset = False
+        self.untested = False  # taken from the cache and not yet answered: the server may have dropped it
 
 
 def data_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:

@@ -189,6 +189,13 @@ def test_hints_key_escapes_what_a_client_sent(parts: tuple[str, ...], want: byte
     assert hints_key(*parts) == want
 
 
+def test_hints_key_escapes_every_byte_but_the_printable_ones() -> None:
+    for byte in range(256):
+        text = bytes([byte]).decode("utf-8", "surrogateescape")
+        safe = 0x21 <= byte <= 0x7E and byte != ord("%")
+        assert hints_key("k", text) == b"k/" + (bytes([byte]) if safe else b"%%%02X" % byte), byte
+
+
 def test_hints_key_hashes_what_is_too_long_and_stays_unique() -> None:
     long_a = hints_key("1h", "per_mail", "a" * 1000)
     long_b = hints_key("1h", "per_mail", "a" * 999 + "b")

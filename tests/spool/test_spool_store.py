@@ -151,6 +151,23 @@ def test_open_body_checks_the_first_line(spool: Spool) -> None:
         spool.open_body(message_id)
 
 
+def test_held_body_is_read_through_the_lock(spool: Spool) -> None:
+    message_id = make_message(spool)
+    assert spool.held_body(message_id, 1000) is None  # not locked here: open_body serves
+    with spool.lock(message_id):
+        data_file = spool.directory / "input" / f"{message_id}-D"
+        data_file.rename(data_file.with_name("moved-D"))  # what is read is the locked file, not a path
+        assert spool.held_body(message_id, len(BODY)) == BODY
+        assert spool.held_body(message_id, len(BODY) - 1) is None  # larger than the limit
+
+
+def test_held_body_checks_the_first_line(spool: Spool) -> None:
+    message_id = make_message(spool)
+    (spool.directory / "input" / f"{message_id}-D").write_bytes(f"{message_id}-X\nbody\n".encode())
+    with spool.lock(message_id), pytest.raises(SpoolFormatError, match="first line"):
+        spool.held_body(message_id, 1000)
+
+
 def test_missing_message(spool: Spool) -> None:
     missing = new_message_id()
     calls = (
@@ -441,6 +458,21 @@ def test_remove_message_removes_everything(spool: Spool) -> None:
         spool.remove_message(message_id)
     assert spool_files(spool) == []
     assert spool.list_message_ids() == []
+
+
+def test_retired_message_is_removed_without_looking_again(spool: Spool) -> None:
+    message_id = make_message(spool)
+    with spool.lock(message_id):
+        spool.append_msglog(message_id, "line")
+        spool.retire_message(message_id)
+        assert spool_files(spool) == [f"input/{message_id}-D"]
+        # Anything named like its -H now is not this message's (remove_message does not look again).
+        (spool.directory / "input" / f"{message_id}-H").write_text("not ours")
+        spool.remove_message(message_id)
+        assert spool_files(spool) == [f"input/{message_id}-H"]
+    # Released: for a later holder, remove_message removes everything again.
+    spool.remove_message(message_id)
+    assert spool_files(spool) == []
 
 
 def test_remove_message_preserving_msglog(spool: Spool) -> None:

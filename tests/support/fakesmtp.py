@@ -4,7 +4,9 @@
 every reply, and every way of misbehaving, is a knob: a greeting that never
 comes, a 421 greeting, replies batched into one segment, a server that
 advertises PIPELINING but answers only the first command of a group, a
-connection dropped after the dot, STARTTLS answered with plaintext.  It
+connection dropped after the dot, STARTTLS answered with plaintext, DATA
+opened with no recipient, a hang-up (or a 421) at the first command after
+some messages, as a server that timed an idle connection out.  It
 records each connection's command lines, each raw read, and the DATA
 payloads exactly as they crossed the wire (still dot-stuffed).
 
@@ -51,6 +53,9 @@ class Behaviour:
     answer_first_only: bool = False  # broken pipelining: drop the rest of what arrived with a command
     drop_after_data: bool = False  # close the connection after the dot, without a reply
     starttls: str | None = None  # "plaintext": 220, then junk for a TLS hello; "inject": 220 plus an injected reply
+    data_without_recipients: bool = False  # answer DATA with data_reply even when no RCPT was accepted
+    hang_up_after: int | None = None  # messages; then the next command gets hang_up_reply and the connection ends
+    hang_up_reply: str | None = None  # None: hang up without a word (as after an idle timeout)
 
 
 @dataclasses.dataclass
@@ -148,6 +153,7 @@ class FakeSmtpServer:
             conn.client_closed = True
             return
         await reply(b.greeting)
+        accepted = 0  # recipients of the current transaction
         while True:
             while b"\n" not in buffer:
                 if not await read_more():
@@ -158,6 +164,10 @@ class FakeSmtpServer:
             line = raw.decode("utf-8", "replace").rstrip("\r")
             conn.commands.append(line)
             verb = line.split(" ", 1)[0].upper()
+            if b.hang_up_after is not None and len(conn.data) >= b.hang_up_after and verb != "QUIT":
+                if b.hang_up_reply is not None:
+                    await reply(b.hang_up_reply)
+                return
             if verb == "EHLO":
                 extensions = ["fake.test", *b.extensions]
                 text = "\n".join(f"250{'-' if i < len(extensions) - 1 else ' '}{e}" for i, e in enumerate(extensions))
@@ -165,10 +175,15 @@ class FakeSmtpServer:
             elif verb == "HELO":
                 await reply(b.helo_reply)
             elif verb == "MAIL":
+                accepted = 0
                 await reply(b.mail_reply)
             elif verb == "RCPT":
                 address = line.split(":", 1)[1].strip().strip("<>").lower()
-                await reply(b.rcpt_replies.get(address, "250 2.1.5 Ok"))
+                text = b.rcpt_replies.get(address, "250 2.1.5 Ok")
+                accepted += text.startswith("2")
+                await reply(text)
+            elif verb == "DATA" and not accepted and not b.data_without_recipients:
+                await reply("554 5.5.1 Error: no valid recipients")  # as Postfix (RFC 2920 §3.1)
             elif verb == "DATA":
                 await reply(b.data_reply)
                 if not b.data_reply.startswith("354"):

@@ -107,8 +107,27 @@ def test_all_recipients_refused_sends_no_data(smtp_client: SmtpClient) -> None:
     with FakeSmtpServer(rcpt_replies={"bob@example.org": "550 no"}) as server:
         items = recipients("bob@example.org", hosts=[host_of(server)])
         outcomes = smtp_client.deliver(smtp_transport(), outgoing(), items, smtp_env())
-    assert isinstance(outcomes[items[0]], FailError)
-    assert "DATA" not in server.connections[0].commands
+    outcome = outcomes[items[0]]
+    assert isinstance(outcome, FailError) and "after RCPT TO:<bob@example.org>: 550 no" in outcome.message
+    # DATA went with the pipelined group; its refusal (no valid recipients) is not the recipient's error.
+    assert server.connections[0].commands[1:4] == ["MAIL FROM:<alice@example.com>", "RCPT TO:<bob@example.org>",
+                                                   "DATA"]
+    assert not server.data
+
+
+def test_data_opened_without_recipients_ends_the_connection(smtp_client: SmtpClient) -> None:
+    # RFC 2920 §3.1: a server must refuse DATA when no RCPT was accepted.  One that opens it anyway
+    # would take the next command as message text: nothing more is sent on that connection.
+    with FakeSmtpServer(rcpt_replies={"bob@example.org": "550 no"}, data_without_recipients=True) as server:
+        transport = smtp_transport()
+        refused = recipients("bob@example.org", hosts=[host_of(server)])
+        good = recipients("carol@example.org", hosts=[host_of(server)])
+        one, two = smtp_client.deliver_all(transport, [(outgoing(), refused), (outgoing(), good)], smtp_env())
+    assert isinstance(one[refused[0]], FailError) and isinstance(two[good[0]], Delivered)
+    first, second = server.connections
+    assert first.commands[-1] == "DATA" and not first.data
+    assert second.commands[1:3] == ["MAIL FROM:<alice@example.com>", "RCPT TO:<carol@example.org>"]
+    assert len(server.data) == 1
 
 
 def test_4xx_at_mail_defers_all(smtp_client: SmtpClient) -> None:
@@ -303,7 +322,7 @@ def test_pipelined_commands_go_in_one_write(smtp_client: SmtpClient) -> None:
     with FakeSmtpServer() as server:
         items = recipients("a@example.org", "b@example.org", hosts=[host_of(server)])
         smtp_client.deliver(smtp_transport(), outgoing(), items, smtp_env())
-    assert b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n" in (
+    assert b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n" in (
         server.connections[0].reads
     )
 
@@ -436,8 +455,43 @@ def test_connection_reused_for_the_next_message(smtp_client: SmtpClient) -> None
     assert len(server.connections) == 1
     assert isinstance(one[first[0]], Delivered) and not one[first[0]].reused_connection
     assert isinstance(two[second[0]], Delivered) and two[second[0]].reused_connection
-    commands = server.connections[0].commands
-    assert commands.count("EHLO client.test.example") == 1 and "RSET" in commands and commands[-1] == "QUIT"
+    # The first transaction ended with the message taken: no RSET before the next (as Exim).
+    assert server.connections[0].commands == [
+        "EHLO client.test.example",
+        "MAIL FROM:<alice@example.com>", "RCPT TO:<a@example.org>", "DATA",
+        "MAIL FROM:<alice@example.com>", "RCPT TO:<b@example.org>", "DATA",
+        "QUIT",
+    ]
+
+
+def test_rset_goes_with_the_next_group_after_an_unfinished_transaction(smtp_client: SmtpClient) -> None:
+    with FakeSmtpServer(rcpt_replies={"bob@example.org": "450 try later"}) as server:
+        transport = smtp_transport()
+        first = recipients("bob@example.org", hosts=[host_of(server)])
+        second = recipients("carol@example.org", hosts=[host_of(server)])
+        one, two = smtp_client.deliver_all(transport, [(outgoing(), first), (outgoing(), second)], smtp_env())
+    assert isinstance(one[first[0]], DeferError) and isinstance(two[second[0]], Delivered)
+    assert len(server.connections) == 1
+    assert b"RSET\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n" in (
+        server.connections[0].reads
+    )
+
+
+@pytest.mark.parametrize("hang_up_reply", [None, "421 4.4.2 fake.test Error: timeout exceeded"])
+def test_cached_connection_dropped_by_the_server_is_replaced(smtp_client: SmtpClient,
+                                                             hang_up_reply: str | None) -> None:
+    # The server times the idle connection out, but we learn it only from the next group's first
+    # reply (EOF, or a 421): the message goes down a new connection, not to a deferral.
+    with FakeSmtpServer(hang_up_after=1, hang_up_reply=hang_up_reply) as server:
+        transport = smtp_transport()
+        first = recipients("a@example.org", hosts=[host_of(server)])
+        second = recipients("b@example.org", hosts=[host_of(server)])
+        one, two = smtp_client.deliver_all(transport, [(outgoing(), first), (outgoing(), second)], smtp_env())
+    assert isinstance(one[first[0]], Delivered)
+    outcome = two[second[0]]
+    assert isinstance(outcome, Delivered) and not outcome.reused_connection
+    assert len(server.connections) == 2 and len(server.data) == 2
+    assert server.connections[0].commands[-1] == "MAIL FROM:<alice@example.com>"
 
 
 def test_connection_max_messages(smtp_client: SmtpClient) -> None:
