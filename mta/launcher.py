@@ -8,7 +8,9 @@ mua_wrapper mode.  These scripts start Python with `-S` and put on `sys.path`
 only what mta needs: the virtualenv's site-packages (mta's dependencies, and
 mta itself when installed from a wheel) and, for an editable install, the
 checkout.  When coverage asks child processes to measure themselves
-(COVERAGE_PROCESS_START), they run `site` after all, as before.
+(COVERAGE_PROCESS_START), or MTA_RUN_SITE is set (to any value: for a `sitecustomize`
+or `.pth` file that must run, such as the test suite's system-call tracer), they run `site`
+after all, as before.
 
 They also start with the cyclic garbage collector off: importing mta's
 modules makes tens of thousands of objects and the collector walked them
@@ -38,7 +40,7 @@ TEMPLATE = """\
 import sys
 from os import environ
 
-if "COVERAGE_PROCESS_START" in environ or "COVERAGE_PROCESS_CONFIG" in environ:
+if "MTA_RUN_SITE" in environ or "COVERAGE_PROCESS_START" in environ or "COVERAGE_PROCESS_CONFIG" in environ:
     import site
 
     site.main()
@@ -86,6 +88,7 @@ def write_launchers(bin_directory: str) -> list[str]:
     here = _checkout()
     installed = {os.path.realpath(os.path.join(sys.prefix, path)) for path in relative}
     extra = [] if os.path.realpath(here) in installed else [here]
+    bin_directory = os.path.abspath(bin_directory)  # the first line names the interpreter absolutely
     python = os.path.join(bin_directory, "python")
     written = []
     for command, function in COMMANDS.items():

@@ -178,14 +178,32 @@ def _process_table() -> dict[int, tuple[int, list[str], str]]:
     return table
 
 
-def _is_mta(argv: list[str]) -> bool:
-    """The mta scripts run by Python (a console script: argv is [python, /path/mta, ...]), or
-    python -m mta.cli; never another program that happens to be called sendmail."""
+# Python's options that take the next word as their value (or the rest of their own word).
+_PYTHON_VALUE_OPTIONS = ("-W", "-X")
+
+
+def _mta_arguments(argv: list[str]) -> list[str] | None:
+    """The arguments of an mta command (what follows the script, or `-m mta.cli`) if `argv` is
+    one run by Python, else None: a console script or mta's launcher is [python, options...,
+    /path/mta, ...] (the launcher starts `python -S`); never another program that happens to be
+    called sendmail."""
     if len(argv) < 2 or not os.path.basename(argv[0]).startswith("python"):
-        return False
-    if os.path.basename(argv[1]) in SCRIPT_NAMES:
-        return True
-    return argv[1:3] == ["-m", "mta.cli"]
+        return None
+    index = 1
+    while index < len(argv) and argv[index].startswith("-") and argv[index] != "-":
+        word = argv[index]
+        if word == "-m":
+            return argv[index + 2 :] if argv[index + 1 : index + 2] == ["mta.cli"] else None
+        if word.startswith("-c"):
+            return None  # python -c CODE
+        index += 2 if word in _PYTHON_VALUE_OPTIONS else 1
+    if index < len(argv) and os.path.basename(argv[index]) in SCRIPT_NAMES:
+        return argv[index + 1 :]
+    return None
+
+
+def _is_mta(argv: list[str]) -> bool:
+    return _mta_arguments(argv) is not None
 
 
 def _config_of(argv: list[str], cwd: str) -> str:
@@ -193,7 +211,7 @@ def _config_of(argv: list[str], cwd: str) -> str:
     from mta.config.loader import DEFAULT_CONFIG_PATH
 
     path = DEFAULT_CONFIG_PATH
-    words = argv[2:]
+    words = _mta_arguments(argv) or []
     for index, word in enumerate(words):
         if word == "--":
             break

@@ -52,7 +52,8 @@ def test_it_runs_this_checkout_without_site_and_with_the_venv_packages(tmp_path:
     assert check.stdout.startswith(f"mta version {__version__} ")
 
 
-def test_site_runs_when_coverage_measures_subprocesses(tmp_path: Path) -> None:
+@pytest.mark.parametrize("asked_by", ["coverage", "MTA_RUN_SITE"])
+def test_site_runs_when_coverage_measures_subprocesses_or_it_is_asked_for(tmp_path: Path, asked_by: str) -> None:
     custom = tmp_path / "custom"
     custom.mkdir()
     (custom / "sitecustomize.py").write_text(f"open({str(tmp_path / 'site-ran')!r}, 'w').close()\n")
@@ -61,7 +62,8 @@ def test_site_runs_when_coverage_measures_subprocesses(tmp_path: Path) -> None:
     rc.write_text("[run]\ndata_file = " + str(tmp_path / "cov") + "\n")
     # With site, mta comes from the venv's .pth (an editable install of another checkout, maybe).
     pythonpath = f"{custom}:{ROOT}"
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath, "COVERAGE_PROCESS_START": str(rc)}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath}
+    env.update({"COVERAGE_PROCESS_START": str(rc)} if asked_by == "coverage" else {"MTA_RUN_SITE": "1"})
     result = subprocess.run([str(_launcher(tmp_path)), "--help"], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "site-ran").exists()
@@ -74,12 +76,14 @@ def test_write_launchers_rewrites_the_mta_commands_of_its_own_venv_only(tmp_path
     bin_directory.mkdir()
     (bin_directory / "mta").write_text("#!/usr/bin/python3\n")
     (bin_directory / "mta-qgrep").write_text("#!/usr/bin/python3\n")
-    prefix = sys.prefix
+    prefix, cwd = sys.prefix, os.getcwd()
     sys.prefix = str(tmp_path)
     try:
-        written = write_launchers(str(bin_directory))
+        os.chdir(tmp_path)
+        written = write_launchers("bin")  # a relative directory: the scripts still name it absolutely
     finally:
         sys.prefix = prefix
+        os.chdir(cwd)
     assert written == [str(bin_directory / "mta")]  # sendmail, mailq, newaliases: not there
     text = (bin_directory / "mta").read_text()
     assert text.startswith(f"#!{bin_directory}/python -S\n")

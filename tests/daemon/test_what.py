@@ -114,8 +114,8 @@ def test_what_each_process_is_doing(daemon_world: DaemonWorld, tmp_path: Path) -
             helpers.append(forced)
             # -M must hold its message before the queue run starts, or the run may take it first.
             deadline = time.monotonic() + 20
-            while f"delivering {by_cli} to" not in mta_what(daemon_world).stdout:
-                assert time.monotonic() < deadline and forced.poll() is None
+            while f"delivering {by_cli} to" not in (shown := mta_what(daemon_world)).stdout:
+                assert time.monotonic() < deadline and forced.poll() is None, shown.stdout + shown.stderr
                 time.sleep(0.1)
             queued = daemon_world.run("-odq", "erin@example.net", input="Subject: x\n\nhi\n")
             (by_run,) = set(daemon_world.message_ids()) - {by_worker, by_cli}
@@ -178,3 +178,18 @@ def test_what_each_process_is_doing(daemon_world: DaemonWorld, tmp_path: Path) -
                 if pipe is not None:
                     pipe.close()
     assert daemon_world.stop() == 0
+
+
+def test_an_mta_command_is_told_apart_by_its_python_command_line() -> None:
+    from spool_tools.what import _config_of, _mta_arguments
+
+    # pip's console script, mta's launcher (python -S), python -m mta.cli, with interpreter options.
+    assert _mta_arguments(["/venv/bin/python", "/venv/bin/mta", "-bd", "-q30m"]) == ["-bd", "-q30m"]
+    assert _mta_arguments(["/venv/bin/python", "-S", "/venv/bin/sendmail", "-t"]) == ["-t"]
+    assert _mta_arguments(["/usr/bin/python3", "-I", "-X", "importtime", "/usr/sbin/sendmail", "-i"]) == ["-i"]
+    assert _mta_arguments(["python3.11", "-m", "mta.cli", "-C", "/etc/x"]) == ["-C", "/etc/x"]
+    assert _config_of(["/venv/bin/python", "-S", "/venv/bin/mta", "-C", "mta.conf", "-bd"], "/srv") == "/srv/mta.conf"
+    # Not mta: another program, python running something else, or nothing after the options.
+    for argv in (["/usr/sbin/sendmail", "-t"], ["python3", "-m", "http.server"], ["python3", "-c", "mta"],
+                 ["python3", "-S", "/usr/bin/other", "-bd"], ["python3", "-S"], ["python3"]):
+        assert _mta_arguments(argv) is None, argv

@@ -80,6 +80,7 @@ class SyscallTrace:
         return {
             "PYTHONPATH": os.pathsep.join(p for p in (str(TRACE_DIRECTORY), python_path) if p),
             "MTA_TEST_TRACE": str(self.log),
+            "MTA_RUN_SITE": "1",  # mta's launchers skip `site`, and with it this sitecustomize
             "MTA_TEST_TRACE_ROOTS": os.pathsep.join(str(root) for root in self.roots),
         }
 
