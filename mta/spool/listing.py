@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from mta.errors import SpoolFormatError
-from mta.spool.files import NoSuchMessage, lock_length, open_for_reading, os_error
+from mta.spool.files import NoSuchMessage, lock_length, os_error, read_regular_file
 from mta.spool.format import DATA_SUFFIX, HEADER_SUFFIX, JOURNAL_SUFFIX, read_header_file
 from mta.spool.ids import ID_SPLIT_INDEX, arrival_order, check_message_id, is_message_id
 
@@ -63,21 +63,12 @@ def read_listed(
     check_message_id(message_id)
     base = directory + os.sep + message_id
     try:
-        fd = open_for_reading(base + HEADER_SUFFIX)
+        data = read_regular_file(base + HEADER_SUFFIX)
     except FileNotFoundError:
         raise NoSuchMessage(f"message {message_id} is not on the spool") from None
     except OSError as exc:
         raise os_error("read", base + HEADER_SUFFIX, exc) from exc
-    try:
-        # os.read, not a file object: three system calls for a small -H, not six.
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    except OSError as exc:
-        raise os_error("read", base + HEADER_SUFFIX, exc) from exc
-    finally:
-        os.close(fd)
-    envelope = read_header_file(b"".join(chunks), message_id, headers=headers)
+    envelope = read_header_file(data, message_id, headers=headers)
     try:
         size = os.stat(base + DATA_SUFFIX).st_size - lock_length(message_id)
     except FileNotFoundError:

@@ -64,6 +64,7 @@ from mta.spool.files import (
     open_and_lock,
     open_for_reading,
     os_error,
+    read_regular_file,
     unlink,
     write_all,
 )
@@ -229,8 +230,7 @@ class Spool:
         """Read and strictly parse the message's -H (SpoolFormatError if bad)."""
         path = self._held_directory(message_id) / (message_id + HEADER_SUFFIX)
         try:
-            with open(open_for_reading(path), "rb") as handle:
-                data = handle.read()
+            data = read_regular_file(path)
         except FileNotFoundError:
             raise NoSuchMessage(f"message {message_id} is not on the spool") from None
         except OSError as exc:
@@ -407,8 +407,7 @@ class Spool:
         """The message log's text, or None if there is none."""
         path = self._msglog_path(message_id)
         try:
-            with open(open_for_reading(path), "rb") as handle:
-                return handle.read().decode("utf-8", "surrogateescape")
+            return read_regular_file(path).decode("utf-8", "surrogateescape")
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -624,3 +624,19 @@ def test_envelope_read_by_exim_rules(spool: Spool) -> None:
     data = (spool.directory / "input" / f"{message_id}-H").read_bytes()
     assert read_header_file(data, message_id) == envelope_for(message_id)
     assert data.startswith(f"{message_id}-H\n".encode())
+
+
+def test_a_spool_file_is_read_whole_and_never_through_a_link_or_a_fifo(tmp_path: Path) -> None:
+    from mta.spool.files import read_regular_file
+
+    for size in (0, 1, 4095, 4096, 70_000):
+        data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        (tmp_path / f"f{size}").write_bytes(data)
+        assert read_regular_file(tmp_path / f"f{size}") == data
+    (tmp_path / "link").symlink_to(tmp_path / "f1")
+    os.mkfifo(tmp_path / "fifo")
+    for planted in ("link", "fifo"):
+        with pytest.raises(OSError):
+            read_regular_file(tmp_path / planted)  # neither followed nor waited on
+    with pytest.raises(FileNotFoundError):
+        read_regular_file(tmp_path / "missing")
