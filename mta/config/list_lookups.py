@@ -9,8 +9,6 @@ a malformed item is a ConfigError.
 
 from __future__ import annotations
 
-import re
-
 from mta.errors import ConfigError
 from mta.lazy_pattern import lazy_compile
 
@@ -20,7 +18,7 @@ if TYPE_CHECKING:
     import ipaddress
 
 # TYPE;DATA with optional partial[N]- prefix, * or *@ suffix and ,options.
-_LOOKUP_ITEM = lazy_compile(r"(?:partial(\d*)-)?([A-Za-z0-9_]+)(\*@|\*)?(?:,[^;]*)?;\s*(.*)$", re.S)
+_LOOKUP_ITEM = lazy_compile(r"(?:partial(\d*)-)?([A-Za-z0-9_]+)(\*@|\*)?(?:,[^;]*)?;\s*(.*)$", 16)  # re.S
 _QUERY_STYLE = frozenset({"dnsdb"})
 
 

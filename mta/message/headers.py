@@ -39,7 +39,6 @@ as UTF-8 with surrogateescape, so 8-bit headers survive a round trip.
 
 from __future__ import annotations
 
-import re
 import time
 
 from mta import record
@@ -106,17 +105,28 @@ def flag_for(name: str) -> str:
     return _FLAGS.get(key, FLAG_OTHER)
 
 
+def _name_colon_match(line: str) -> tuple[str, str] | None:
+    """``_NAME_COLON.match(line)`` in str methods, for a process without `re` (mta.lazy_pattern):
+    (the match, the name) or None."""
+    colon = line.find(":")
+    name = line[:colon].rstrip(" \t") if colon > 0 else ""
+    # Printable ASCII but the colon (there is none before the first) and the space.
+    if name and name.isascii() and name.isprintable() and " " not in name:
+        return (line[: colon + 1], name)
+    return None
+
+
 # A header name (printable ASCII but the colon), white space, the colon.
-_NAME_COLON = re.compile(r"([!-9;-~]+)[ \t]*:")
+_NAME_COLON = lazy_compile(r"([!-9;-~]+)[ \t]*:", without_re={"match": _name_colon_match})
 
 
 def _name_length(line: str) -> int:
     """Length of the header name at the start of `line`, or -1 if not a header line."""
     m = _NAME_COLON.match(line)
-    return -1 if m is None else m.end(1)
+    return -1 if m is None else len(m[1])
 
 
-_NAME_COLON_BYTES = re.compile(rb"[!-9;-~]+[ \t]*:")
+_NAME_COLON_BYTES = lazy_compile(rb"[!-9;-~]+[ \t]*:")
 
 
 def is_header_line(line: str | bytes) -> bool:
