@@ -12,15 +12,16 @@ compiled pattern's own, kept on the instance: later calls cost what they cost
 on a compiled pattern.  It is not a `re.Pattern`: pass it to no `re` function.
 
 A pattern that a short command uses on its way (a `sendmail -t` reads header
-names and a plain address or two) can be given `without_re`: functions in
-`str` methods for the methods its callers use, returning what the callers read
-of a match (`None`, or a tuple whose items 1, 2 ... are the groups).  They stand
-for the pattern in a process that has not imported `re` when the pattern is
-first used: importing `re` (with enum, functools, collections) costs a short
-command some 5 ms.  A process that has it (the daemon and the delivery
-processes: asyncio imports it) gets the compiled pattern, which is faster in C
-than a few `str` methods called from Python.  Each stand-in has a test that it
-accepts and refuses what the pattern does (tests/test_lazy_pattern.py).
+names and a plain address or two) can be given `without_re`: functions in `str`
+methods for the methods its callers use, returning what the callers read of a
+match (`None`, or a tuple whose items 1, 2 ... are the groups, with `end()` if
+they call it).  They stand for the pattern in a process that has not imported
+`re` when the pattern is first used: importing `re` (with enum, functools,
+collections) costs a short command some 5 ms.  A process that has it (the
+daemon and the delivery processes: asyncio imports it) gets the compiled
+pattern, which is faster in C than a few `str` methods called from Python.
+Each stand-in has a test that it accepts, refuses and splits what its pattern
+does (tests/message/test_str_forms.py).
 """
 
 from __future__ import annotations

@@ -105,14 +105,21 @@ def flag_for(name: str) -> str:
     return _FLAGS.get(key, FLAG_OTHER)
 
 
-def _name_colon_match(line: str) -> tuple[str, str] | None:
-    """``_NAME_COLON.match(line)`` in str methods, for a process without `re` (mta.lazy_pattern):
-    (the match, the name) or None."""
+class _NameColon(tuple[str, str]):
+    """What `_name_length` reads of a match of _NAME_COLON, from the stand-in below: the match and the
+    name as items 0 and 1, and end(1), the name's length (the match is at the start of the line)."""
+
+    def end(self, group: int) -> int:
+        return len(self[group])
+
+
+def _name_colon_match(line: str) -> _NameColon | None:
+    """``_NAME_COLON.match(line)`` in str methods, for a process without `re` (mta.lazy_pattern)."""
     colon = line.find(":")
     name = line[:colon].rstrip(" \t") if colon > 0 else ""
     # Printable ASCII but the colon (there is none before the first) and the space.
     if name and name.isascii() and name.isprintable() and " " not in name:
-        return (line[: colon + 1], name)
+        return _NameColon((line[: colon + 1], name))
     return None
 
 
@@ -123,7 +130,7 @@ _NAME_COLON = lazy_compile(r"([!-9;-~]+)[ \t]*:", without_re={"match": _name_col
 def _name_length(line: str) -> int:
     """Length of the header name at the start of `line`, or -1 if not a header line."""
     m = _NAME_COLON.match(line)
-    return -1 if m is None else len(m[1])
+    return -1 if m is None else m.end(1)
 
 
 _NAME_COLON_BYTES = lazy_compile(rb"[!-9;-~]+[ \t]*:")
