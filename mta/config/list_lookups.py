@@ -90,6 +90,7 @@ def _lookup(search_type: str, filename: str, key: str) -> str | None:
 def ip_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, bits: int | None, *, colons: bool) -> str:
     """Exim's key for net-/netN- lookups: dotted IPv4, IPv6 unabbreviated."""
     import ipaddress
+
     if bits is not None:
         if bits > ip.max_prefixlen:
             raise ConfigError(f"net{bits}- mask is longer than an IPv{ip.version} address")
