@@ -41,7 +41,7 @@ def outcome(parse: Callable[[str], int], text: str) -> int | None:
         return None
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(PIECES), max_size=8).map("".join))
 def test_times_and_sizes_agree_with_the_patterns(text: str) -> None:
     assert outcome(parse_time, text) == old_time(text)

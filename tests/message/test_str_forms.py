@@ -28,7 +28,7 @@ NAME_COLON = re.compile(_NAME_COLON.pattern)
 PLAIN = re.compile(_PLAIN.pattern)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(texts(HEADER_PIECES))
 def test_header_name_agrees_with_the_pattern(line: str) -> None:
     m = NAME_COLON.match(line)
@@ -36,7 +36,7 @@ def test_header_name_agrees_with_the_pattern(line: str) -> None:
     assert (got and (got[0], got[1], got.end(1))) == (m and (m[0], m[1], m.end(1)))
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(texts(ADDRESS_PIECES, 12))
 def test_plain_address_agrees_with_the_pattern(text: str) -> None:
     m = PLAIN.fullmatch(text)
