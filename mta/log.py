@@ -18,11 +18,15 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable
 
 from mta.lazy_pattern import lazy_compile
 from mta.printable import printable
 from mta.privilege import adopt_directory_owner
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 MAIN = "main"
 REJECT = "reject"
@@ -211,9 +215,7 @@ class Logger:
     def main(self, text: str, message_id: str | None = None, now: float | None = None) -> None:
         self._emit(MAIN, self._line(printable(text), message_id, now))
 
-    def reject(
-        self, text: str, detail_lines: Iterable[str] = (), now: float | None = None, main: bool = True
-    ) -> None:
+    def reject(self, text: str, detail_lines: Iterable[str] = (), now: float | None = None, main: bool = True) -> None:
         """A rejection: one line in the main log; the same line plus details in the reject log.
 
         `main` False leaves the main log out (an ACL's ``log_reject_target = reject``).
@@ -347,4 +349,3 @@ class Logger:
             except OSError:
                 continue
         self._fds.clear()
-

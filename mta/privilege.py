@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _MAX_REPORT = 4 * 1024 * 1024  # a list file is at most 1 MB; its JSON form with escapes fits

@@ -18,11 +18,10 @@ ClassVar annotations (skipped), ``replace()``, ``fields()``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TypeVar
 
     _T = TypeVar("_T")
@@ -93,8 +92,9 @@ def dataclass(
     unsafe_hash: bool = False,
 ) -> Any:
     def build(target: type[_T]) -> type[_T]:
-        return _build(target, frozen=frozen, eq=eq, order=order, want_repr=repr, kw_only=kw_only,
-                      unsafe_hash=unsafe_hash)
+        return _build(
+            target, frozen=frozen, eq=eq, order=order, want_repr=repr, kw_only=kw_only, unsafe_hash=unsafe_hash
+        )
 
     return build if cls is None else build(cls)
 
@@ -243,8 +243,13 @@ def _make_signature_init(cls: type, table: dict[str, Field]) -> Callable[..., No
             continue  # init=False and no default: left unset
         body.append(f"    _r_dict[{name!r}] = {value}" if direct else f"    _r_set(_r_obj, {name!r}, {value})")
     star = "*, " if cls.__record_kw_only__ and parameters else ""  # type: ignore[attr-defined]
-    lines = [f"def __init__(_r_obj, /, {star}{', '.join(parameters)}):", *body,
-             "    _r_post = getattr(_r_obj, '__post_init__', None)", "    if _r_post is not None:", "        _r_post()"]
+    lines = [
+        f"def __init__(_r_obj, /, {star}{', '.join(parameters)}):",
+        *body,
+        "    _r_post = getattr(_r_obj, '__post_init__', None)",
+        "    if _r_post is not None:",
+        "        _r_post()",
+    ]
     exec("\n".join(lines), names)  # the text is made above from the class's own field table
     init = names["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
@@ -285,12 +290,22 @@ def _make_generic_init(cls: type, table: dict[str, Field]) -> Callable[..., None
         else:
             continue  # init=False and no default: left unset
         if spec.init:
-            lines += [f"    if {name!r} in _values:", f"        _set(_obj, {name!r}, _values[{name!r}])",
-                      "        _given += 1", "    else:", f"        {fallback}"]
+            lines += [
+                f"    if {name!r} in _values:",
+                f"        _set(_obj, {name!r}, _values[{name!r}])",
+                "        _given += 1",
+                "    else:",
+                f"        {fallback}",
+            ]
         else:
             lines.append(f"    {fallback}")
-    lines += ["    if _given != len(_values):", "        return _init(_obj, **_values)",
-              "    _post = getattr(_obj, '__post_init__', None)", "    if _post is not None:", "        _post()"]
+    lines += [
+        "    if _given != len(_values):",
+        "        return _init(_obj, **_values)",
+        "    _post = getattr(_obj, '__post_init__', None)",
+        "    if _post is not None:",
+        "        _post()",
+    ]
     exec("\n".join(lines), names)  # the text is made above from the class's own field table
     init = names["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"

@@ -9,20 +9,19 @@ file and line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from functools import cached_property
-
 from mta import record
 from mta.config.loader import Config, DriverSpec
 from mta.config.options import build_options, format_all
 from mta.drivers import Driver, load_driver_class
 from mta.errors import ConfigError
 from mta.log import Logger, parse_selector
+from mta.memo import cached_property
 from mta.values import split_list
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 

@@ -25,7 +25,11 @@ local part cannot quietly turn a mailbox path into its directory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 
 Span = tuple[int, int]
 

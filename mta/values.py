@@ -7,14 +7,10 @@ by `-bP` reads back as the same value.
 
 from __future__ import annotations
 
-from mta.lazy_pattern import lazy_compile
-
 TRUE_WORDS = frozenset({"true", "yes"})
 FALSE_WORDS = frozenset({"false", "no"})
 
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_TIME_PART = lazy_compile(r"(\d+)([smhdw])")
-_SIZE_RE = lazy_compile(r"(\d+)\s*([KkMmGg]?)")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
 
 
@@ -54,14 +50,17 @@ def parse_time(text: str) -> int:
         raise ValueError("empty time value")
     if s.isdigit():
         return int(s)
-    pos = 0
-    total = 0
+    # Parts of digits and a unit, read with str methods: the pattern (\d+)([smhdw]) cost a short
+    # command the import of `re` (tests/test_values_forms.py checks that they agree).
+    pos = total = 0
     while pos < len(s):
-        m = _TIME_PART.match(s, pos)
-        if m is None:
+        end = pos
+        while end < len(s) and s[end].isdecimal():
+            end += 1
+        if end == pos or end == len(s) or s[end] not in _TIME_UNITS:
             raise ValueError(f'"{text}" is not a time (examples: 30s, 15m, 2h, 4d, 1w, 1h30m)')
-        total += int(m.group(1)) * _TIME_UNITS[m.group(2)]
-        pos = m.end()
+        total += int(s[pos:end]) * _TIME_UNITS[s[end]]
+        pos = end + 1
     return total
 
 
@@ -79,10 +78,13 @@ def format_time(seconds: int) -> str:
 
 def parse_size(text: str) -> int:
     """Parse a size such as ``50M``, ``1K`` or ``1024``."""
-    m = _SIZE_RE.fullmatch(text.strip())
-    if m is None:
+    # Digits, white space, a unit letter, with str methods as parse_time.
+    s = text.strip()
+    unit = s[-1:] if s[-1:] and s[-1:] in "KkMmGg" else ""
+    number = s[: len(s) - len(unit)].rstrip()
+    if not number.isdecimal():
         raise ValueError(f'"{text}" is not a size (examples: 1024, 64K, 50M, 1G)')
-    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    return int(number) * _SIZE_UNITS[unit.lower()]
 
 
 def format_size(size: int) -> str:

@@ -29,3 +29,26 @@ def test_a_bad_pattern_fails_at_its_first_use_and_dunders_are_not_forwarded() ->
         broken.match("x")
     with pytest.raises(AttributeError):
         broken.__wrapped__  # noqa: B018 - what copy/pickle/inspect probe must not compile or forward
+
+
+def _stand_in(text: str) -> tuple[str, str] | None:
+    return (text, text[:1]) if text[:1] == "a" else None
+
+
+def test_a_stand_in_serves_a_process_without_re_and_the_pattern_one_with_it() -> None:
+    import sys
+
+    # A `sendmail` that has not imported re gets the str version, kept as the pattern's method.
+    without = lazy_compile("(a)", without_re={"match": _stand_in})
+    saved = sys.modules.pop("re")
+    try:
+        m = without.match("abc")
+        assert m is not None and m[1] == "a" and without.match("b") is None
+    finally:
+        sys.modules["re"] = saved
+    assert without.__dict__["match"] is _stand_in and without._compiled is None
+    # A method without a stand-in, or a process that has re (the daemon), compiles the pattern.
+    assert without.fullmatch("a") is not None and isinstance(without._compiled, re.Pattern)
+    with_re = lazy_compile("(a)", without_re={"match": _stand_in})
+    m = with_re.match("abc")
+    assert isinstance(m, re.Match) and m[1] == "a" and with_re.__dict__["match"] == with_re._compiled.match

@@ -12,10 +12,10 @@ mta.config.lists re-exports the last two, and callers import them from there.
 from __future__ import annotations
 
 import _socket as socket  # not socket: its enum classes cost a `sendmail -t` 3 ms; the functions are the same
-import functools
 import time
 
 from mta.errors import ConfigError, DeferError
+from mta.memo import lru_cache
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -43,7 +43,7 @@ def parse_ip(text: str) -> IpAddress | None:
     return addr
 
 
-@functools.lru_cache(maxsize=512)
+@lru_cache(maxsize=512)
 def network(item: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """The network of an address or CIDR item; ConfigError when it is neither."""
     import ipaddress

@@ -9,8 +9,6 @@ a malformed item is a ConfigError.
 
 from __future__ import annotations
 
-import re
-
 from mta.errors import ConfigError
 from mta.lazy_pattern import lazy_compile
 
@@ -20,7 +18,7 @@ if TYPE_CHECKING:
     import ipaddress
 
 # TYPE;DATA with optional partial[N]- prefix, * or *@ suffix and ,options.
-_LOOKUP_ITEM = lazy_compile(r"(?:partial(\d*)-)?([A-Za-z0-9_]+)(\*@|\*)?(?:,[^;]*)?;\s*(.*)$", re.S)
+_LOOKUP_ITEM = lazy_compile(r"(?:partial(\d*)-)?([A-Za-z0-9_]+)(\*@|\*)?(?:,[^;]*)?;\s*(.*)$", 16)  # re.S
 _QUERY_STYLE = frozenset({"dnsdb"})
 
 
@@ -92,6 +90,7 @@ def _lookup(search_type: str, filename: str, key: str) -> str | None:
 def ip_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, bits: int | None, *, colons: bool) -> str:
     """Exim's key for net-/netN- lookups: dotted IPv4, IPv6 unabbreviated."""
     import ipaddress
+
     if bits is not None:
         if bits > ip.max_prefixlen:
             raise ConfigError(f"net{bits}- mask is longer than an IPv{ip.version} address")

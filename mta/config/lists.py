@@ -59,10 +59,6 @@ expansion failures and DeferError propagate: the caller defers.
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Callable
-
 from mta import record
 from mta.config.hostaddrs import (
     default_resolve_host,
@@ -74,12 +70,16 @@ from mta.config.hostaddrs import (
 from mta.config.list_lookups import ip_key, lookup_item
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.lazy_pattern import lazy_compile
+from mta.memo import lru_cache
 from mta.taint import is_tainted, taint
 from mta.values import split_list
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re
+    from collections.abc import Callable
+
     from mta.config.hostaddrs import IpAddress
 
 __all__ = [
@@ -103,7 +103,7 @@ ADDRESS = "address"
 HOST = "host"
 _LIST_TYPE = {DOMAIN: "domainlist", LOCAL_PART: "localpartlist", ADDRESS: "addresslist", HOST: "hostlist"}
 
-_NET_LOOKUP = lazy_compile(r"net(\d*)-(.+)$", re.S)
+_NET_LOOKUP = lazy_compile(r"net(\d*)-(.+)$", 16)  # re.S
 _DIGITS_DOTS = lazy_compile(r"[0-9.]+$")
 _ADDRESS_LOOKUP = lazy_compile(r"[A-Za-z0-9-]+\*?@?(?:,[^;]*)?;")
 
@@ -175,9 +175,7 @@ def match_domain(domain: str, list_text: str | None, ctx: ListContext) -> ListMa
     return _scan(list_text, state, ctx, ())
 
 
-def match_local_part(
-    local_part: str, list_text: str | None, ctx: ListContext, caseful: bool = False
-) -> ListMatch:
+def match_local_part(local_part: str, list_text: str | None, ctx: ListContext, caseful: bool = False) -> ListMatch:
     """Is `local_part` in the local part list?  Caseless unless `caseful`."""
     subject = local_part if caseful else local_part.lower()
     state = _State(LOCAL_PART, subject, local_part, caseless=not caseful)
@@ -399,9 +397,7 @@ def _match_item(item: str, state: _State, ctx: ListContext, stack: tuple[str, ..
     return _match_string(state.subject, item, ctx, caseless=state.caseless, at_special=state.kind == DOMAIN)
 
 
-def _match_string(
-    subject: str, item: str, ctx: ListContext, *, caseless: bool, at_special: bool
-) -> _Hit | None:
+def _match_string(subject: str, item: str, ctx: ListContext, *, caseless: bool, at_special: bool) -> _Hit | None:
     """Exim's check_string: regex, ``*suffix``, ``@`` specials, lookup, literal."""
     if item.startswith("^"):
         return _Hit(item) if _regex(item, caseless).search(subject) else None
@@ -472,9 +468,7 @@ def _match_domain_part(
     return _Hit(result.data) if result.matched else None
 
 
-def _at_at_lookup(
-    lookup_spec: str, s_local: str, s_domain: str, state: _State, ctx: ListContext
-) -> _Hit | None:
+def _at_at_lookup(lookup_spec: str, s_local: str, s_domain: str, state: _State, ctx: ListContext) -> _Hit | None:
     """``@@TYPE;FILE``: look the domain up; the value lists local part patterns."""
     if not s_domain or s_local == "*":
         return None
@@ -495,9 +489,7 @@ def _at_at_lookup(
                 pat = pat[1:].lstrip()
             if _match_string(s_local, pat, ctx, caseless=state.caseless, at_special=False) is not None:
                 return None if negative else _Hit(hit.data, from_lookup=True)
-    raise ConfigError(
-        f'loop in "@@{lookup_spec}" chain for {s_local}@{s_domain} (more than {_MAX_AT_AT_CHAIN} links)'
-    )
+    raise ConfigError(f'loop in "@@{lookup_spec}" chain for {s_local}@{s_domain} (more than {_MAX_AT_AT_CHAIN} links)')
 
 
 def _match_host_item(item: str, state: _State, ctx: ListContext) -> _Hit | None:
@@ -571,8 +563,10 @@ def _local_ips(ctx: ListContext) -> set[str]:
 # -- regular expressions ---------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=512)
+@lru_cache(maxsize=512)
 def _regex(pattern: str, caseless: bool) -> re.Pattern[str]:
+    import re  # (not at the top: most runs match no regular expression in a list)
+
     flags = re.IGNORECASE if caseless else 0
     if pattern.startswith("^(?-i)"):
         pattern, flags = "^" + pattern[6:], 0

@@ -16,8 +16,6 @@ Every error raises ConfigError naming the file and line.
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterator
 
 from mta import debug as _debug
 from mta import record
@@ -26,11 +24,19 @@ from mta.config.options import OptionSetting, build_options
 from mta.errors import ConfigError
 from mta.lazy_pattern import lazy_compile
 
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+    from collections.abc import Iterator
+
 SECTIONS = ("acl", "directors", "routers", "transports", "retry", "rewrite", "authenticators", "local_scan")
 DRIVER_SECTIONS = ("directors", "routers", "transports", "authenticators")
 
-_MACRO_DEF = lazy_compile(r"([A-Z][A-Za-z0-9_]*)\s*(==?)\s*(.*)$", re.S)
+_MACRO_DEF = lazy_compile(r"([A-Z][A-Za-z0-9_]*)\s*(==?)\s*(.*)$", 16)  # re.S
 _MACRO_NAME = lazy_compile(r"[A-Z][A-Za-z0-9_]*")
+# A macro name used: a whole word, and not inside a longer identifier such as $h_X.
+_MACRO_USE = lazy_compile(r"(?<![A-Za-z0-9_$])[A-Z][A-Za-z0-9_]*")
 _MAX_INCLUDE_DEPTH = 20
 
 # The lines of a configuration are told apart with str methods, not regular expressions: compiling
@@ -327,8 +333,7 @@ def substitute_macros(text: str, macros: dict[str, str]) -> str:
     def repl(m: re.Match[str]) -> str:
         return macros.get(m.group(0), m.group(0))
 
-    # Whole words only, and not inside a longer identifier such as $h_X.
-    return re.sub(r"(?<![A-Za-z0-9_$])[A-Z][A-Za-z0-9_]*", repl, text)
+    return _MACRO_USE.sub(repl, text)
 
 
 def parse_macro_definition(line: str) -> tuple[str, str, str] | None:

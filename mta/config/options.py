@@ -8,7 +8,6 @@ The same walk over an options dataclass serves the parser (`build_options`),
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
 
 from mta import record
 from mta.drivers import Kind, OptionSpec, is_generic, option_specs
@@ -26,6 +25,7 @@ from mta.values import (
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 

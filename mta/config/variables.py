@@ -10,25 +10,26 @@ ${listnamed:}.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
 
 from mta import __version__
 from mta.config.loader import Config
 from mta.expand.context import ExpandPolicy
 from mta.expand.expander import ExpandContext, time_variables
+from mta.memo import lru_cache
 from mta.values import split_list
-
-VariableValue = str | None | Callable[[], str | None]
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from mta.log import Logger
     from mta.message.rewrite import RewriteEnv
+
+    VariableValue = str | None | Callable[[], str | None]
 
 # Exim's $initial_cwd: where the process was started, before any chdir.
 _INITIAL_CWD = os.getcwd() if os.path.isdir(".") else "/"
@@ -96,7 +97,7 @@ def _config_variables(config: Config) -> dict[str, VariableValue]:
     return variables
 
 
-@functools.lru_cache(maxsize=8)
+@lru_cache(maxsize=8)
 def mta_ids(user: str, group: str) -> tuple[int | None, int | None]:
     """uid and gid of mta_user / mta_group (numbers allowed), None where unknown."""
     import grp
@@ -117,7 +118,7 @@ def mta_ids(user: str, group: str) -> tuple[int | None, int | None]:
     return uid, gid
 
 
-@functools.lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
 def _compile_date() -> str:
     """When this mta was installed (the package's modification time), in Exim's format."""
     import time

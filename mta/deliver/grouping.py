@@ -16,23 +16,21 @@ $local_part ($domain).  Batches keep the order of their first address.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Hashable
-
 from mta.errors import DeferError, ExpansionError
+from mta.lazy_pattern import lazy_compile
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Hashable, Mapping
 
     from mta.route.item import AddressItem
     from mta.transports.base import DeliveryEnv, Transport
 
 # Exim's readconf_depends: "$name" or "{name" not followed by a letter or digit (so $local_part_data
 # counts as a use of $local_part too: it differs from address to address just the same).
-_USES = {name: re.compile(r"[${]" + name + r"(?![A-Za-z0-9])") for name in ("local_part", "domain")}
+_USES = {name: lazy_compile(r"[${]" + name + r"(?![A-Za-z0-9])") for name in ("local_part", "domain")}
 
 
 def batch_key(item: AddressItem) -> Hashable:

@@ -8,7 +8,6 @@ variables for expansion, and a way to open the body.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from mta.expand.context import HeaderLines
 from mta.message.headers import Header
@@ -18,6 +17,7 @@ from mta.transports.base import OutgoingMessage
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 if TYPE_CHECKING:

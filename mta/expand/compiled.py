@@ -26,11 +26,10 @@ as they are, never read as expansion syntax.
 
 from __future__ import annotations
 
-import functools
-
 from mta.expand.escapes import expansion_escape
 from mta.expand.textcodecs import normalise
 from mta.expand.variables import FILTER_VARIABLES, is_known_variable, variable_value
+from mta.memo import lru_cache
 from mta.taint import Tainted, concat, like
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -184,7 +183,7 @@ ITEM_NAMES = frozenset(
 )
 
 
-@functools.lru_cache(maxsize=512)
+@lru_cache(maxsize=512)
 def compile_template(text: str) -> Template | None:
     """`text` parsed, or None if it is outside the subset.  Cached: call it with configuration
     text only (never a Tainted string: the caller checks)."""

@@ -9,15 +9,20 @@ language knows is fixed (variables.py), so that a typo in a configuration
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
 
 from mta import record
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
 
 # A variable's value: text (possibly Tainted), None for "unset" (Exim's
 # empty/zero/"no" for that variable), or a zero-argument callable computed
 # only when the variable is used (message_body, say).  Integers are
 # accepted for convenience (message_size, recipients_count).
-VariableValue = str | int | None | Callable[[], "str | int | None"]
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    VariableValue = str | int | None | Callable[[], "str | int | None"]
 
 
 class HeaderLines:

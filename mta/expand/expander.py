@@ -42,8 +42,6 @@ configuration's policy allows them.
 
 from __future__ import annotations
 
-import functools
-
 from mta import debug as _debug
 from mta.errors import ExpansionError
 from mta.expand.compiled import HEADER_PREFIXES, compile_template, join_level
@@ -60,6 +58,7 @@ from mta.expand.variables import (
     variable_value,
 )
 from mta.lazy_pattern import lazy_compile
+from mta.memo import cache
 from mta.taint import Tainted, is_tainted
 from mta.values import bounded_int
 
@@ -159,7 +158,7 @@ def check(text: str) -> None:
         checker.run(str.__str__(text), skipping=True)
 
 
-@functools.cache
+@cache
 def _handlers():  # type: ignore[no-untyped-def]
     # Imported on first use: items and operators import this module.
     from mta.expand import items, operators

@@ -10,9 +10,8 @@ and ``mta -be`` prints them unchanged.  `to_bytes` / `from_bytes` convert.
 
 from __future__ import annotations
 
-import re
-
 from mta.errors import ExpansionError
+from mta.lazy_pattern import lazy_compile
 from mta.values import bounded_int
 
 _HEX = "0123456789abcdef"
@@ -20,7 +19,8 @@ BASE32_CHARS = "abcdefghijklmnopqrstuvwxyz234567"
 BASE62_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _B64_VALUE = {c: i for i, c in enumerate(_B64)}
-_SURROGATE = re.compile("[\udc80-\udcff]")
+_SURROGATE = lazy_compile("[\udc80-\udcff]")
+_C_NUMBER = lazy_compile(r"[ \t\n\r\f\v]*([-+]?)(\d*)")  # what C's strtoul reads
 _CONTROL_NAMES = {10: "n", 13: "r", 8: "b", 11: "v", 12: "f"}
 _C_SPACE = b" \t\n\r\f\v"
 
@@ -35,7 +35,7 @@ def from_bytes(raw: bytes) -> str:
 
 def normalise(text: str) -> str:
     """Re-read escaped bytes that together form UTF-8 ("\\303\\251" is "é")."""
-    if _SURROGATE.search(text) is None:
+    if text.isascii() or _SURROGATE.search(text) is None:  # (isascii: no `re` for most texts)
         return text
     return from_bytes(to_bytes(text))
 
@@ -135,7 +135,7 @@ def base62(number: int) -> str:
 
 def c_strtoul(text: str) -> tuple[int, str]:
     """C strtoul(text, &end, 10) for the base operators: (value, rest)."""
-    m = re.match(r"[ \t\n\r\f\v]*([-+]?)(\d*)", text)
+    m = _C_NUMBER.match(text)
     assert m is not None
     if not m.group(2):
         return 0, text

@@ -15,11 +15,14 @@ $lh_ and their long forms) through `find_header()`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from mta.expand.context import ExpandContext, HeaderLines
 from mta.lazy_pattern import lazy_compile
 from mta.taint import Tainted, concat
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _STRING = """
 acl_arg1 acl_arg2 acl_arg3 acl_arg4 acl_arg5 acl_arg6 acl_arg7 acl_arg8 acl_arg9 acl_verify_message

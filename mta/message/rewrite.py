@@ -32,8 +32,6 @@ or ``X-rewrote-original-recipient:`` header, deleted too, for debugging.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 from mta import debug, record
 from mta.errors import AddressError, ConfigError, ExpansionError
 from mta.expand.expander import check
@@ -43,6 +41,11 @@ from mta.message.address_text import Extracted, extract_address, header_items, t
 from mta.message.headers import FLAG_DELETED, Header
 from mta.taint import taint
 from mta.values import split_list
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 # Which addresses a rule applies to (Exim's rewrite_* bits, in the order -brw prints them).
 SENDER, FROM, TO, CC, BCC, REPLY_TO, ENV_FROM, ENV_TO = (1 << i for i in range(8))

@@ -17,12 +17,10 @@ nothing is left on the spool after a refusal.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-
 from mta import record
 from mta.config.caller import Caller, is_trusted
 from mta.errors import AddressError, SubmissionError
+from mta.lazy_pattern import lazy_compile
 from mta.log import escape
 from mta.message.address import parse_envelope_address, parse_header_addresses, qualify, split_address
 from mta.message.headers import (
@@ -39,6 +37,7 @@ from mta.receive.reception import Arrival, Received, Reception
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any, BinaryIO
 
 if TYPE_CHECKING:
@@ -46,7 +45,13 @@ if TYPE_CHECKING:
     from mta.config.loader import Config
     from mta.runtime import Runtime
 
-_FROM_LINE = re.compile(rb"From \S")
+_PLAIN_NAME = lazy_compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
+
+
+def is_mbox_from_line(line: bytes) -> bool:
+    """Does `line` start with an mbox "From " line's "From " and a character that is not white
+    space?  (str methods, for the pattern ``From \\S``: no `re` for a short command.)"""
+    return line.startswith(b"From ") and bool(line[5:6].strip())  # (b"".strip() is empty)
 
 
 @record.dataclass(slots=True)
@@ -79,7 +84,7 @@ def read_header_block(stream: BinaryIO, header_maxsize: int, dot_ends: bool) -> 
                 "is the blank line after the headers missing?"
             )
         line = raw[:-2] + b"\n" if raw.endswith(b"\r\n") else raw
-        if first and _FROM_LINE.match(line) and b":" not in line.split(b" ", 1)[0]:
+        if first and is_mbox_from_line(line) and b":" not in line.split(b" ", 1)[0]:
             first = False
             from_line = line.decode("utf-8", "surrogateescape").rstrip("\n")
             continue
@@ -163,9 +168,7 @@ class SenderDecision:
     set_untrusted: bool  # an untrusted caller's -f was honoured (untrusted_set_sender)
 
 
-def decide_sender(
-    requested: str | None, caller: Caller, trusted: bool, config: Config
-) -> SenderDecision:
+def decide_sender(requested: str | None, caller: Caller, trusted: bool, config: Config) -> SenderDecision:
     own = qualify(caller.login, config.qualify_domain)
     if requested is None:
         return SenderDecision(own, False)
@@ -214,7 +217,7 @@ def fix_local_headers(
 def _display(name: str) -> str:
     """A display name, quoted when it holds RFC 5322 specials."""
     # "." is an RFC 5322 special too: "Joe Q. Public" must be quoted.
-    if re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+", name):
+    if _PLAIN_NAME.fullmatch(name):
         return name
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -259,8 +262,20 @@ def read_local_message(
             except AddressError:
                 pass  # not an address: keep the sender we had, as Exim does
     try:
-        return _read_rest(config, stream, body_out, block, caller, trusted, recipients, extract, dot_ends, sender,
-                          sender_name, protocol)
+        return _read_rest(
+            config,
+            stream,
+            body_out,
+            block,
+            caller,
+            trusted,
+            recipients,
+            extract,
+            dot_ends,
+            sender,
+            sender_name,
+            protocol,
+        )
     except SubmissionError as exc:
         # What the sender wrote, for the copy in an error report (-oem).
         exc.header_text = "".join(block.lines)  # type: ignore[attr-defined]

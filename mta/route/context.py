@@ -7,20 +7,19 @@ DNS resolver; they never touch the spool or the log.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from functools import cached_property
-
 from mta import debug as _debug
 from mta import record
 from mta.config.loader import Config
 from mta.config.variables import config_variables, expansion_settings, list_matcher
 from mta.errors import DeferError, ExpansionError
 from mta.expand.expander import ExpandContext, ExpandPolicy, expand
+from mta.memo import cached_property
 from mta.route.item import AddressItem
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 if TYPE_CHECKING:

@@ -42,7 +42,7 @@ imports Host from here on every delivery path).
 from __future__ import annotations
 
 import random
-from typing import TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from mta.errors import DeferError, FailError
 from mta.route.dns_query import Addresses, MXRecord, Plan, Querier, Query, Result, Status, absolute, combine
@@ -55,8 +55,10 @@ from mta.route.host import (
     RETRY_ERROR_LOOKUP,
     Host,
     HostList,
-    IpPredicate,
 )
+
+if TYPE_CHECKING:
+    from mta.route.host import IpPredicate
 
 # Typed failures, so that a router can tell them apart (Exim's dnslookup
 # declines where these are raised; whether a decline becomes a bounce is the

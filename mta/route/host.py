@@ -7,9 +7,14 @@ machinery (start-up time of sendmail in mua_wrapper mode).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from mta.record import dataclass, field
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    IpPredicate = Callable[[str], bool]
 
 # Host.mx of the hosts of a domain that has no MX records, whose own address
 # records are used instead (RFC 5321 §5.1 "implicit MX"); Exim's MX_NONE.
@@ -19,8 +24,6 @@ RETRY_ERROR_LOOKUP = "lookup"
 ESC_BAD_DOMAIN = "5.1.2"  # RFC 3463: bad destination system address
 ESC_NULL_MX = "5.1.10"  # RFC 7505 §4.2
 ESC_DNS_TROUBLE = "4.4.3"  # RFC 3463: directory server failure
-
-IpPredicate = Callable[[str], bool]
 
 
 # ---------------------------------------------------------------------------

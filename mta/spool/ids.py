@@ -31,9 +31,14 @@ from __future__ import annotations
 
 import _thread  # the lock primitive without importing threading (start-up time)
 import os
-import re
 import time
-from collections.abc import Callable
+
+from mta.lazy_pattern import lazy_compile
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 BASE62_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _DIGIT_VALUE = {c: i for i, c in enumerate(BASE62_DIGITS)}
@@ -105,7 +110,7 @@ def base62_decode(text: str) -> int:
 
 # Both forms in one expression: every file name made from an id checks it, several times a message.
 _DIGIT = "[0-9A-Za-z]"
-_ID_FORMS = re.compile(
+_ID_FORMS = lazy_compile(
     f"{_DIGIT}{{{TIME_LEN}}}-(?:{_DIGIT}{{{PID_LEN}}}-{_DIGIT}{{{FRACTION_LEN}}}"
     f"|{_DIGIT}{{{PID_LEN_OLD}}}-{_DIGIT}{{{FRACTION_LEN_OLD}}})"
 )

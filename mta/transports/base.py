@@ -22,7 +22,6 @@ the delivery code records outcomes.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
 
 from mta import record
 from mta.drivers import Driver, DriverOptions, Kind, option, options_table
@@ -31,6 +30,7 @@ from mta.errors import DeferError, FailError
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, BinaryIO, ClassVar
 
 if TYPE_CHECKING:

@@ -13,12 +13,11 @@ mua_wrapper's start-up time counts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator
-
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable, Generator, Iterable, Iterator
     from typing import Any
 
     from mta.route.dns import Host
@@ -65,8 +64,11 @@ class Reply(_Record):
         """The RFC 3463 enhanced status code at the start of the reply, if its class agrees with the code."""
         first = self.lines[0].split(" ", 1)[0] if self.lines else ""
         parts = first.split(".")
-        if len(parts) == 3 and all(p.isascii() and p.isdigit() and 0 < len(p) <= 3 for p in parts) \
-                and parts[0] == str(self.code)[0]:
+        if (
+            len(parts) == 3
+            and all(p.isascii() and p.isdigit() and 0 < len(p) <= 3 for p in parts)
+            and parts[0] == str(self.code)[0]
+        ):
             return first
         return None
 
@@ -186,8 +188,7 @@ class Capabilities(_Record):
 def xtext(text: str) -> str:
     """RFC 3461 §4 xtext, for MAIL FROM's AUTH= parameter."""
     return "".join(
-        c if 33 <= ord(c) <= 126 and c not in "+=" else "".join(f"+{b:02X}" for b in c.encode())
-        for c in text
+        c if 33 <= ord(c) <= 126 and c not in "+=" else "".join(f"+{b:02X}" for b in c.encode()) for c in text
     )
 
 

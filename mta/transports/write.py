@@ -15,8 +15,6 @@ the envelope sender a transport uses; both are shared by every transport.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-
 from mta import debug, record
 from mta.errors import DeferError, ExpansionError
 from mta.message.headers import HeaderSyntaxError, fold_message_data, make_header, parse_header_block, rfc822_date
@@ -27,6 +25,8 @@ from mta.values import split_list
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
     from mta.message.headers import Header
     from mta.route.item import AddressItem
     from mta.transports.base import DeliveryEnv, OutgoingMessage, Transport

@@ -435,7 +435,8 @@ def test_an_ordinary_user_with_no_writable_directory_can_send(open_env: MtaEnv, 
 # Not on the path (docs/performance.md, "mua_wrapper"): the event loop and DNS code, and what
 # start-up work trimmed away: the retry hints (hashlib, typing), socket's and signal's enum
 # classes, ssl before a server offers STARTTLS, the idna codec for an address, ipaddress and the
-# expansion items, json; string, importlib and warnings (a compiled pattern, and import_module); select.
+# expansion items, json; string, importlib and warnings (a compiled pattern, and import_module); select;
+# re (the patterns on the path have str stand-ins), enum, and collections and functools (mta.memo).
 NOT_ON_THE_PATH = (
     "asyncio",
     "aiosmtpd",
@@ -455,6 +456,10 @@ NOT_ON_THE_PATH = (
     "importlib",
     "warnings",
     "select",
+    "re",
+    "enum",
+    "collections",
+    "functools",
 )
 
 

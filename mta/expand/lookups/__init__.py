@@ -43,14 +43,13 @@ time its type is used, so configurations that never use LMDB never import it.
 
 from __future__ import annotations
 
-import re
 import sys
-from collections.abc import Callable
 
 from mta import debug as _debug
 from mta import record
 from mta.errors import ExpansionError
 from mta.expand.lookups._common import LookupDeferError
+from mta.lazy_pattern import lazy_compile
 from mta.taint import file_name_refusal, untainted
 
 __all__ = [
@@ -102,7 +101,14 @@ _NOT_SHIPPED = frozenset(
     ]
 )
 
-Finder = Callable[[str, str, "str | None"], "str | None"]
+_DIGITS = lazy_compile(r"\d+")
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Finder = Callable[[str, str, "str | None"], "str | None"]
 _loaded: dict[str, Finder] = {}
 
 
@@ -140,7 +146,7 @@ def _parse_search_type(text: str) -> SearchType:
     affix = ""
     if rest.startswith("partial"):
         rest = rest[7:]
-        m = re.match(r"\d+", rest)
+        m = _DIGITS.match(rest)
         partial = int(m.group(0)) if m else 2
         rest = rest[m.end() :] if m else rest
         if rest.startswith("("):

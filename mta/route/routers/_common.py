@@ -21,7 +21,6 @@ is looked up, never expanded or passed to a shell.
 from __future__ import annotations
 
 import _socket as socket  # the functions of socket without its enum classes (start-up)
-from collections.abc import Callable, Collection
 
 from mta import record
 from mta.config.hostaddrs import LOOPBACK_ADDRESSES
@@ -35,6 +34,8 @@ from mta.values import split_list
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+
     from mta.route.base import Router
     from mta.route.context import RoutingContext
     from mta.route.item import AddressItem
@@ -58,6 +59,7 @@ SELF_HOST_MESSAGE = "remote host address is the local host"
 # Keys of AddressItem.extra set by the routers.
 EXTRA_LOCAL_HOST_REMOVED = "local_host_removed"  # this host was a lower-priority MX and was dropped
 EXTRA_SELF_HOSTNAME = "self_hostname"  # Exim's $self_hostname after self = pass
+
 
 def _shuffle(items: list[Host]) -> None:
     import random  # only routing with randomised hosts needs it
@@ -187,7 +189,8 @@ def parse_host_list(text: str, randomize: bool = False) -> list[HostSpec]:
 # Which hosts to ignore, which are this machine
 # ---------------------------------------------------------------------------
 
-IpPredicate = Callable[[str], bool]
+if TYPE_CHECKING:
+    IpPredicate = Callable[[str], bool]
 
 
 def ignore_predicate(router: Router, item: AddressItem, ctx: RoutingContext) -> IpPredicate | None:

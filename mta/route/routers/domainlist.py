@@ -30,14 +30,12 @@ say.
 
 from __future__ import annotations
 
-import functools
-import re
-
 from mta import record
 from mta.config.lists import match_domain
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.expand.lookups import lookup, parse_search_type
+from mta.memo import lru_cache
 from mta.route.base import Accept, Decline, Pass, Router, RouteResult, RouterOptions
 from mta.route.context import RoutingContext
 from mta.route.host import Host
@@ -57,6 +55,7 @@ from mta.values import split_list
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re
     from typing import Any, ClassVar
 
 
@@ -121,8 +120,10 @@ class _Rule:
     variables: dict[str, Any]  # $0, $1 ... for that expansion
 
 
-@functools.lru_cache(maxsize=256)
+@lru_cache(maxsize=256)
 def _regex(pattern: str) -> re.Pattern[str]:
+    import re  # (not at the top: most route lists hold no regular expression)
+
     try:
         return re.compile(pattern, re.IGNORECASE)
     except re.error as exc:
@@ -282,7 +283,7 @@ class DomainlistRouter(Router):
         return bool(getattr(transport, "is_local", False))
 
 
-@functools.lru_cache(maxsize=64)
+@lru_cache(maxsize=64)
 def _route_list_rules(route_list: str) -> tuple[tuple[str, str, str] | ValueError | None, ...]:
     """route_list split into its rules (or each rule's error), once per text: a delivery asks at
     every message, and the text is the configuration's."""

@@ -1,0 +1,63 @@
+"""`functools.lru_cache`, `cache` and `cached_property` without importing functools.
+
+Why: functools imports collections (for the one namedtuple of ``cache_info()``),
+with keyword, operator and reprlib: 2-3 ms of every short command's start-up
+(a `sendmail -t` in mua_wrapper mode), for three decorators.  The memo is
+functools' own, the C ``_lru_cache_wrapper`` that ``functools.lru_cache``
+wraps, so a cached call costs what it did; only ``cache_info()`` returns a
+plain tuple (hits, misses, maxsize, currsize).  ``cached_property`` is
+Python 3.12's (3.11's takes a lock on every first use, which nothing here
+needs: the values are computed again, not corrupted, if two threads race).
+
+Type checkers see functools' own, for their exact signatures.
+"""
+
+from __future__ import annotations
+
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from functools import cache, cached_property, lru_cache
+else:
+    try:
+        from _functools import _lru_cache_wrapper
+    except ImportError:  # an interpreter without functools' C half: its Python one
+        from functools import cache, cached_property, lru_cache
+    else:
+
+        def _cache_info(hits: int, misses: int, maxsize: int | None, currsize: int) -> tuple[int, ...]:
+            return (hits, misses, maxsize, currsize)
+
+        def lru_cache(maxsize=128):
+            """``functools.lru_cache(maxsize)``: as a decorator factory only (no ``typed``)."""
+
+            def decorate(function):
+                wrapper = _lru_cache_wrapper(function, maxsize, False, _cache_info)
+                for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+                    setattr(wrapper, name, getattr(function, name))
+                wrapper.__wrapped__ = function
+                return wrapper
+
+            return decorate
+
+        def cache(function):
+            """``functools.cache``: an unbounded memo."""
+            return lru_cache(None)(function)
+
+        class cached_property:
+            """``functools.cached_property``: computed on first use, then kept in the instance's __dict__."""
+
+            def __init__(self, function):
+                self.function = function
+                self.attrname = None
+                self.__doc__ = function.__doc__
+                self.__module__ = function.__module__
+
+            def __set_name__(self, owner, name):
+                self.attrname = name
+
+            def __get__(self, instance, owner=None):
+                if instance is None:
+                    return self
+                value = instance.__dict__[self.attrname] = self.function(instance)
+                return value
