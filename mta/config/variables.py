@@ -16,8 +16,7 @@ import time
 
 from mta import __version__
 from mta.config.loader import Config
-from mta.expand.context import ExpandPolicy
-from mta.expand.expander import ExpandContext, time_variables
+from mta.expand.context import ExpandContext, ExpandPolicy, time_variables
 from mta.memo import lru_cache
 from mta.values import split_list
 
@@ -241,12 +240,13 @@ def rewrite_env(
     replacements see its variables and `variables`; with a logger (mta.log.Logger), failures go to
     the main and panic logs and, with the address_rewrite selector, each rewrite to the main log."""
     from mta import debug
-    from mta.expand.expander import expand
     from mta.message.rewrite import RewriteEnv
 
     base = dict(variables or {})
 
     def expand_with(template: str, extra: dict[str, str]) -> str:
+        from mta.expand.expander import expand  # here: only rewrite rules expand (qualifying does not)
+
         return expand(template, expansion_context(config, {**base, **extra}))
 
     def panic(text: str) -> None:

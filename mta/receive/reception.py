@@ -17,7 +17,6 @@ from mta import __version__, record
 from mta.config.main import DEFAULT_RECEIVED_HEADER_TEXT
 from mta.config.variables import expansion_context
 from mta.errors import ExpansionError, SpoolError, SubmissionError
-from mta.expand.expander import expand
 from mta.log import ARRIVAL, escape, escape_token
 from mta.message.headers import Header, find, fold_message_data, make_header, rfc822_date
 from mta.receive.body import BodyStats
@@ -326,7 +325,7 @@ def received_header(runtime: Any, message_id: str, started: float, arrival: Arri
         return make_header(name.strip(), f"{value.strip()};\n\t{rfc822_date(started)}")
     ctx = expansion_context(config, variables)
     try:
-        text = fold_message_data(expand(config.main.received_header_text, ctx))
+        text = fold_message_data(_expand(config.main.received_header_text, ctx))
     except ExpansionError as exc:
         if exc.forced:
             text = ""
@@ -423,10 +422,10 @@ def add_missing_headers(
     if not find(headers, "message-id"):
         domain = config.primary_hostname
         if config.main.message_id_header_domain:
-            domain = expand(config.main.message_id_header_domain, expansion_context(config))
+            domain = _expand(config.main.message_id_header_domain, expansion_context(config))
         text = f"E{message_id}"
         if config.main.message_id_header_text:
-            text = expand(config.main.message_id_header_text, expansion_context(config)) + "." + text
+            text = _expand(config.main.message_id_header_text, expansion_context(config)) + "." + text
         headers.append(make_header("Message-Id", f"<{text}@{domain}>"))
     headers.extend(rewrote or ())
     if not find(headers, "date"):
@@ -442,3 +441,11 @@ def _stamp(now: float) -> str:
     from mta.log import log_timestamp
 
     return log_timestamp(now)
+
+
+def _expand(text: str, ctx: Any) -> str:
+    # The expander is loaded only when an option here needs it: with the defaults a sendmail -t
+    # expands nothing, and loading it was a tenth of its start-up.
+    from mta.expand.expander import expand
+
+    return expand(text, ctx)

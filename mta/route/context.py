@@ -12,9 +12,10 @@ from mta import record
 from mta.config.loader import Config
 from mta.config.variables import config_variables, expansion_settings, list_matcher
 from mta.errors import DeferError, ExpansionError
-from mta.expand.expander import ExpandContext, ExpandPolicy, expand
+from mta.expand.context import ExpandContext, ExpandPolicy
 from mta.memo import cached_property
 from mta.route.item import AddressItem
+from mta.taint import is_tainted
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
@@ -67,6 +68,10 @@ class RoutingContext:
     ) -> str:
         """Expand an option's text for `item`; ExpansionError propagates to the caller.
         `policy` replaces the configuration's (a filter file's forbid_filter_* options)."""
+        if "$" not in text and "\\" not in text and not is_tainted(text):
+            return text  # the expander's own shortcut, without loading it (start-up: sendmail -t)
+        from mta.expand.expander import expand
+
         variables = dict(self.base_variables)
         if item is not None:
             variables.update(item.variables())

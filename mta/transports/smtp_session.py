@@ -64,6 +64,10 @@ DATA_SPEC = WriteSpec(crlf=True, dot_stuff=True, bare_cr_to_space=True)
 QUIT_TIMEOUT = 10.0  # a polite goodbye is not worth waiting command_timeout for
 
 
+# helo_data's default, and its other spelling: the configured primary_hostname.
+_PRIMARY_HOSTNAME = frozenset({"$primary_hostname", "${primary_hostname}"})
+
+
 class HostFailed(Exception):
     def __init__(self, error: SmtpDeferError | SmtpFailError) -> None:
         super().__init__(error.message)
@@ -245,7 +249,11 @@ class Conversation:
 
     def _hello(self, session: Session) -> Plan:
         host = session.host
-        name = self.job.expand_option(self.options.helo_data, "helo_data", host) or self.env.primary_hostname
+        helo_data = self.options.helo_data
+        if helo_data in _PRIMARY_HOSTNAME:  # the default: its value without loading the expander
+            name = self.env.primary_hostname
+        else:
+            name = self.job.expand_option(helo_data, "helo_data", host) or self.env.primary_hostname
         if not name or " " in name:
             raise DeferError(f"helo_data for the {self.job.transport.name} transport expands to an unusable name")
         session.caps = Capabilities()

@@ -436,7 +436,9 @@ def test_an_ordinary_user_with_no_writable_directory_can_send(open_env: MtaEnv, 
 # start-up work trimmed away: the retry hints (hashlib, typing), socket's and signal's enum
 # classes, ssl before a server offers STARTTLS, the idna codec for an address, ipaddress and the
 # expansion items, json; string, importlib and warnings (a compiled pattern, and import_module); select;
-# re (the patterns on the path have str stand-ins), enum, and collections and functools (mta.memo).
+# re (the patterns on the path have str stand-ins), enum, and collections and functools (mta.memo);
+# the expander itself and its lookups (the path's defaults, helo_data and received_header_text,
+# expand nothing).
 NOT_ON_THE_PATH = (
     "asyncio",
     "aiosmtpd",
@@ -451,6 +453,8 @@ NOT_ON_THE_PATH = (
     "encodings.idna",
     "ipaddress",
     "mta.expand.items",
+    "mta.expand.expander",
+    "mta.expand.lookups",
     "json",
     "string",
     "importlib",

@@ -34,7 +34,6 @@ from mta import record
 from mta.config.lists import match_domain
 from mta.drivers import DriverOptions, Kind, option, options_table
 from mta.errors import ConfigError, DeferError, ExpansionError
-from mta.expand.lookups import lookup, parse_search_type
 from mta.memo import lru_cache
 from mta.route.base import Accept, Decline, Pass, Router, RouteResult, RouterOptions
 from mta.route.context import RoutingContext
@@ -168,6 +167,8 @@ class DomainlistRouter(Router):
         if opts.route_file and not opts.search_type:
             raise ConfigError(f"{self.name} router: route_file needs a search_type", *self.source)
         if opts.search_type:
+            from mta.expand.lookups import parse_search_type  # here: only route_file needs lookups
+
             try:
                 parse_search_type(opts.search_type)
             except ExpansionError as exc:
@@ -252,6 +253,8 @@ class DomainlistRouter(Router):
         if opts.route_file and opts.search_type:
             filename = ctx.expand_or_defer(opts.route_file, item, f"route_file of {self.name}")
             if filename:
+                from mta.expand.lookups import lookup
+
                 try:
                     value = lookup(opts.search_type, filename, domain.lower())
                 except ExpansionError as exc:
