@@ -243,14 +243,15 @@ def _make_signature_init(cls: type, table: dict[str, Field]) -> Callable[..., No
             continue  # init=False and no default: left unset
         body.append(f"    _r_dict[{name!r}] = {value}" if direct else f"    _r_set(_r_obj, {name!r}, {value})")
     star = "*, " if cls.__record_kw_only__ and parameters else ""  # type: ignore[attr-defined]
-    lines = [
-        f"def __init__(_r_obj, /, {star}{', '.join(parameters)}):",
-        *body,
-        "    _r_post = getattr(_r_obj, '__post_init__', None)",
-        "    if _r_post is not None:",
-        "        _r_post()",
-    ]
-    exec("\n".join(lines), names)  # the text is made above from the class's own field table
+    return _compile_init(cls, [f"def __init__(_r_obj, /, {star}{', '.join(parameters)}):", *body], "_r_obj", names)
+
+
+def _compile_init(cls: type, lines: list[str], instance: str, names: dict[str, Any]) -> Callable[..., None]:
+    """The __init__ whose first lines are `lines` (`instance` names the object being made), with
+    the __post_init__ call after them."""
+    lines = [*lines, f"    _post = getattr({instance}, '__post_init__', None)", "    if _post is not None:",
+             "        _post()"]
+    exec("\n".join(lines), names)  # the text is made by the caller from the class's own field table
     init = names["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     return init  # type: ignore[no-any-return]
@@ -299,17 +300,8 @@ def _make_generic_init(cls: type, table: dict[str, Field]) -> Callable[..., None
             ]
         else:
             lines.append(f"    {fallback}")
-    lines += [
-        "    if _given != len(_values):",
-        "        return _init(_obj, **_values)",
-        "    _post = getattr(_obj, '__post_init__', None)",
-        "    if _post is not None:",
-        "        _post()",
-    ]
-    exec("\n".join(lines), names)  # the text is made above from the class's own field table
-    init = names["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    return init  # type: ignore[no-any-return]
+    lines += ["    if _given != len(_values):", "        return _init(_obj, **_values)"]
+    return _compile_init(cls, lines, "_obj", names)
 
 
 def _init(*args: Any, **values: Any) -> None:
