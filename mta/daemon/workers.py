@@ -55,18 +55,27 @@ def _stop(signum: int, frame: object) -> None:
 def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tuple[int, int] | None) -> int:
     """The body of a worker process (after fork); returns its exit status."""
     from mta import process_info
-    from mta.deliver.delivery import Delivery, close_connections
-    from mta.queue.runner import parse_dispatch_datagram
-    from mta.queue.wait import deliver_with_followers
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     runtime.remote_identity = remote_identity
     dispatch.setblocking(False)
+    process_info.set_activity("delivery worker: waiting for messages")
+    try:
+        return _serve(runtime, dispatch)
+    except _StopWaiting:
+        return 0  # a SIGTERM that came as the wait ended: stopping was asked for all the same
+
+
+def _serve(runtime: Runtime, dispatch: socket.socket) -> int:
+    from mta import process_info
+    from mta.deliver.delivery import Delivery, close_connections
+    from mta.queue.runner import parse_dispatch_datagram
+    from mta.queue.wait import deliver_with_followers
+
     idle_since: float | None = time.monotonic()
     idle = "delivery worker: waiting for messages"
-    process_info.set_activity(idle)
     global _waiting
     with asyncio.Runner() as runner:
         try:
@@ -74,9 +83,10 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
                 try:
                     _waiting = True
                     ready = not _stopping and readable(dispatch, 1.0)
-                    _waiting = False
                 except _StopWaiting:
                     break
+                finally:
+                    _waiting = False  # (a second SIGTERM, from the master and `kill`, must not raise later)
                 if not ready:
                     if idle_since is not None and time.monotonic() - idle_since > IDLE_CLOSE:
                         runner.run(close_connections(runtime))
