@@ -9,6 +9,8 @@ file and line.
 
 from __future__ import annotations
 
+import sys
+
 from mta import record
 from mta.config.loader import Config, DriverSpec
 from mta.config.options import build_options, format_all
@@ -25,22 +27,24 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def _registries() -> dict[str, Mapping[str, str]]:
-    from mta.auth import AUTHENTICATORS
-    from mta.route.directors import DIRECTORS
-    from mta.route.routers import ROUTERS
-    from mta.transports import TRANSPORTS
+# section -> (the module with its registry of driver names, the registry's name there); only the
+# sections a configuration has are imported (a sendmail -t has no directors or authenticators).
+_REGISTRIES = {
+    "directors": ("mta.route.directors", "DIRECTORS"),
+    "routers": ("mta.route.routers", "ROUTERS"),
+    "transports": ("mta.transports", "TRANSPORTS"),
+    "authenticators": ("mta.auth", "AUTHENTICATORS"),
+}
 
-    return {
-        "directors": DIRECTORS,
-        "routers": ROUTERS,
-        "transports": TRANSPORTS,
-        "authenticators": AUTHENTICATORS,
-    }
+
+def _registry(section: str) -> Mapping[str, str]:
+    module_name, name = _REGISTRIES[section]
+    __import__(module_name)
+    return getattr(sys.modules[module_name], name)  # type: ignore[no-any-return]
 
 
 def driver_class(spec: DriverSpec) -> type[Driver]:
-    registry = _registries()[spec.section]
+    registry = _registry(spec.section)
     cls = load_driver_class(registry, spec.driver or "")
     if cls is None:
         known = ", ".join(sorted(registry)) or "none"
