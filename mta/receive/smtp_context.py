@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import threading
 import time
 import weakref
 
@@ -58,6 +59,10 @@ class ReceiverContext:
         self.on_accepted = on_accepted
         self.msglog_to_worker = False  # set by a daemon receiver whose messages go to workers
         self.msglog_after_reply = False  # set by a daemon receiver: see queued_msglog_line
+        # write_msglog_later's queue, and whether a spool thread is draining it.
+        self._msglog_lock = threading.Lock()
+        self._msglogs: list[tuple[str, str, Callable[[], None] | None]] = []
+        self._msglog_draining = False
         # ACL decisions: -bh's reader, or -d+acl (the daemon's sessions too).
         self._trace = trace if trace is not None or "acl" not in debug.active else debug.write
         self._batch_errors = batch_errors
@@ -365,14 +370,30 @@ class ReceiverContext:
                 then()
             return
 
-        def write() -> None:
-            try:
-                self.write_msglog(message_id, line)
-            finally:
-                if then is not None:
-                    then()
+        # One job at a time drains what is queued: a job (a pool thread woken, taking the GIL from
+        # the event loop) per message cost a receiver with 1,000 sessions a sixth of its throughput.
+        with self._msglog_lock:
+            self._msglogs.append((message_id, line, then))
+            if self._msglog_draining:
+                return
+            self._msglog_draining = True
+        self.spooler.executor.submit(self._drain_msglogs)
 
-        self.spooler.executor.submit(write)
+    def _drain_msglogs(self) -> None:
+        while True:
+            with self._msglog_lock:
+                if not self._msglogs:
+                    self._msglog_draining = False
+                    return
+                batch, self._msglogs = self._msglogs, []
+            for message_id, line, then in batch:
+                try:
+                    self.write_msglog(message_id, line)
+                except Exception as exc:  # a bug: the log is a convenience copy; the rest go on
+                    self.runtime.logger.panic(f"cannot write message log: {exc!r}", message_id)
+                finally:
+                    if then is not None:
+                        then()
 
     def queued_msglog_line(self, text: str, started: float) -> str | None:
         """The message log's first line for a message that stays on the queue, when this daemon
