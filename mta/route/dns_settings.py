@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
+from mta.memo import lru_cache
 from mta.record import dataclass, field
 
 DEFAULT_PORT = 53
@@ -112,25 +113,11 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+@lru_cache(maxsize=4096)
 def ip_literal(name: str) -> str | None:
     """The address if `name` is an IP literal (``192.0.2.1``, ``[192.0.2.1]``,
-    ``::1``, ``[IPv6:2001:db8::1]``), else None."""
-    # Asked for every host of every routing (a route_list's hosts, each MX): remembered, as
-    # ipaddress parses in Python.  The same few names come back; the cache is bounded.
-    known = _IP_LITERALS.get(name, _UNKNOWN)
-    if known is not _UNKNOWN:
-        return known  # type: ignore[return-value]
-    if len(_IP_LITERALS) >= 4096:
-        _IP_LITERALS.clear()
-    _IP_LITERALS[name] = found = _ip_literal(name)
-    return found
-
-
-_IP_LITERALS: dict[str, str | None] = {}
-_UNKNOWN = object()
-
-
-def _ip_literal(name: str) -> str | None:
+    ``::1``, ``[IPv6:2001:db8::1]``), else None.  Remembered: it is asked for every host of
+    every routing (a route_list's hosts, each MX), and ipaddress parses in Python."""
     text = name.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
