@@ -55,8 +55,10 @@ IMPORTS_BEFORE_DROP = (
     "socket",
     "stat",
     "subprocess",
+    "re",  # regular expression items in lists (mta.config.lists)
     "mta.expand",
     "mta.expand.addresses",
+    "mta.expand.context",  # mta.message.headers.header_lookup
     "mta.expand.crypteq",
     "mta.expand.escapes",
     "mta.expand.expander",
@@ -72,6 +74,7 @@ IMPORTS_BEFORE_DROP = (
     "mta.errors",
     "mta.printable",
     "mta.message.rewrite_match",  # a transport's headers_rewrite
+    "mta.config.list_lookups",  # lookup items in lists (mta.config.lists)
 )
 
 

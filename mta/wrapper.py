@@ -142,7 +142,7 @@ def _submit(config: Config, inv: Invocation, stream: BinaryIO) -> None:
 
 
 def _deliver(runtime: Runtime, message: Any, body: BinaryIO, started: float) -> None:
-    from mta.deliver.message import header_lookup
+    from mta.message.headers import header_lookup
     from mta.receive.reception import arrival_log_text, finish_headers
     from mta.route.context import RoutingContext
     from mta.route.engine import RoutingEngine

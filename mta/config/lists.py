@@ -67,7 +67,6 @@ from mta.config.hostaddrs import (
     network,
     parse_ip,
 )
-from mta.config.list_lookups import ip_key, lookup_item
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.lazy_pattern import lazy_compile
 from mta.memo import lru_cache
@@ -514,6 +513,8 @@ def _match_host_item(item: str, state: _State, ctx: ListContext) -> _Hit | None:
         bits = int(net.group(1)) if net.group(1) else None
         spec = net.group(2)
         search_type = spec.split(";", 1)[0].rstrip("*@")
+        from mta.config.list_lookups import ip_key
+
         return _lookup_item(spec, ip_key(ip, bits, colons=search_type == "iplsearch"), partial_ok=False)
     if ";" in item:
         name = _need_name(state, item)
@@ -548,6 +549,9 @@ def _need_name(state: _State, item: str) -> str:
 
 
 def _lookup_item(item: str, key: str, *, partial_ok: bool) -> _Hit | None:
+    # Imported here: most lists (a sendmail's local_domains) have no lookup items.
+    from mta.config.list_lookups import lookup_item
+
     value = lookup_item(item, key, partial_ok=partial_ok)
     return None if value is None else _Hit(value, from_lookup=True)
 

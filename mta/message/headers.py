@@ -46,6 +46,11 @@ from mta.errors import MtaError
 from mta.lazy_pattern import lazy_compile
 from mta.taint import Tainted
 
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mta.expand.context import HeaderLines
+
 FLAG_DELETED = "*"
 FLAG_OTHER = " "
 _FLAGS = {
@@ -188,6 +193,13 @@ def find(headers: list[Header], name: str) -> list[Header]:
     """The headers called `name` (any case), in order, leaving out deleted ones."""
     key = name.strip().rstrip(":").lower()
     return [h for h in headers if h.flag != FLAG_DELETED and h.name.lower() == key]
+
+
+def header_lookup(headers: list[Header]) -> HeaderLines:
+    """The expander's view of the headers ($h_, $rh_, $message_headers ...): the live ones, in order."""
+    from mta.expand.context import HeaderLines  # imported here: most users of headers expand nothing
+
+    return HeaderLines(lambda: [Tainted(h.text) for h in headers if h.flag != FLAG_DELETED])
 
 
 def mark_deleted(header: Header) -> None:
