@@ -184,13 +184,18 @@ def _table_repr(self: Any) -> str:
     return f"{type(self).__name__}({shown})"
 
 
+def option_fields(cls: type) -> dict[str, OptionField]:
+    """Option name -> its OptionField (`.spec`, `.default`, `.owner`) for an options class."""
+    fields: dict[str, OptionField] = cls.__dict__.get("__option_fields__") or getattr(cls, "__option_fields__", {})
+    return fields
+
+
 def option_specs(cls: type) -> list[tuple[str, OptionSpec, Any, type]]:
     """(name, spec, default, declaring class) for every option of an options class.
 
     The declaring class tells generic options from a driver's private ones.
     """
-    fields: dict[str, OptionField] = cls.__dict__.get("__option_fields__") or getattr(cls, "__option_fields__", {})
-    return [(name, f.spec, f.default, f.owner or cls) for name, f in fields.items()]
+    return [(name, f.spec, f.default, f.owner or cls) for name, f in option_fields(cls).items()]
 
 
 def is_generic(options_class: type) -> bool:

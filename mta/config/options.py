@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 
 from mta import record
-from mta.drivers import Kind, OptionSpec, is_generic, option_specs
+from mta.drivers import Kind, OptionSpec, is_generic, option_fields, option_specs
 from mta.errors import ConfigError
 from mta.values import (
     format_size,
@@ -27,6 +27,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
+
+    from mta.drivers import OptionField
 
 
 @record.dataclass(frozen=True, slots=True)
@@ -80,16 +82,18 @@ def parse_timelist(text: str) -> tuple[int, ...]:
     return values
 
 
-def _lookup_spec(specs: dict[str, OptionSpec], raw_name: str) -> tuple[str, OptionSpec, bool | None]:
-    """Resolve ``no_x``/``not_x`` prefixes; return (name, spec, forced bool)."""
-    if raw_name in specs:
-        return raw_name, specs[raw_name], None
+def _lookup_spec(fields: dict[str, OptionField], raw_name: str) -> tuple[str, OptionSpec, bool | None]:
+    """Resolve ``no_x``/``not_x`` prefixes; return (name, spec, forced bool).  Only the options
+    set are asked for their spec (made at first use: mta.drivers.OptionField)."""
+    field = fields.get(raw_name)
+    if field is not None:
+        return raw_name, field.spec, None
     for prefix in ("no_", "not_"):
         if raw_name.startswith(prefix):
             base = raw_name[len(prefix) :]
-            spec = specs.get(base)
-            if spec is not None and spec.kind is Kind.BOOL:
-                return base, spec, False
+            field = fields.get(base)
+            if field is not None and field.spec.kind is Kind.BOOL:
+                return base, field.spec, False
     raise KeyError(raw_name)
 
 
@@ -106,13 +110,13 @@ def build_options(
     marked ``hide``.  Raises ConfigError with file and line for an unknown
     option, a value of the wrong type, or an option set twice.
     """
-    specs = {name: spec for name, spec, _default, _owner in option_specs(cls)}
+    fields = option_fields(cls)
     values: dict[str, Any] = dict(overrides or {})
     seen: dict[str, OptionSetting] = {}
     hidden: set[str] = set()
     for setting in settings:
         try:
-            name, spec, forced = _lookup_spec(specs, setting.name)
+            name, spec, forced = _lookup_spec(fields, setting.name)
         except KeyError:
             raise ConfigError(f'unknown option "{setting.name}" for {what}', setting.path, setting.line) from None
         if name in seen:
