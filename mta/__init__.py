@@ -18,9 +18,9 @@ from _frozen_importlib import ModuleSpec
 from _frozen_importlib_external import MAGIC_NUMBER as _MAGIC
 from _frozen_importlib_external import SourceFileLoader
 from _imp import _fix_co_filename
-from _io import FileIO
 from marshal import loads
-from os import stat
+from os import F_OK, O_CLOEXEC, O_RDONLY, access, close, read, stat
+from os import open as _open
 
 __version__ = "0.1.0"
 
@@ -33,12 +33,7 @@ class _Loader(SourceFileLoader):
     def exec_module(self, module: object) -> None:
         spec = module.__spec__  # type: ignore[attr-defined]
         source = spec.loader_state
-        try:
-            # Unbuffered: io.open_code's buffered reader adds three system calls a module.
-            with FileIO(spec.cached) as f:
-                data = f.read()
-        except OSError:
-            data = b""
+        data = _read(spec.cached)
         # The header of a timestamp-checked .pyc: magic number, flags 0, the source's mtime and size
         # (as importlib._bootstrap_external._validate_timestamp_pyc checks them).
         if (
@@ -48,11 +43,32 @@ class _Loader(SourceFileLoader):
             and int.from_bytes(data[8:12], "little") == int(source.st_mtime) & 0xFFFFFFFF
             and int.from_bytes(data[12:16], "little") == source.st_size & 0xFFFFFFFF
         ):
-            code = loads(memoryview(data)[16:])
+            code = loads(memoryview(data)[16:])  # a .pyc cut short raises here as in the standard loader
             _fix_co_filename(code, self.path)
             exec(code, module.__dict__)  # the module's own bytecode, as the standard loader runs it
         else:
             super().exec_module(module)
+
+
+def _read(path: str) -> bytes:
+    """The file's bytes, or b"" if it cannot be read.  Plain system calls: io.open_code's buffered
+    reader (and even an unbuffered FileIO) adds system calls and objects a module."""
+    try:
+        fd = _open(path, O_RDONLY | O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        data = read(fd, 65536)  # every module of mta's is smaller: one read
+        if len(data) == 65536:
+            parts = [data]
+            while part := read(fd, 65536):
+                parts.append(part)
+            data = b"".join(parts)
+        return data
+    except OSError:
+        return b""
+    finally:
+        close(fd)
 
 
 class _ModuleFinder:
@@ -64,20 +80,18 @@ class _ModuleFinder:
             return None
         tail = name.rpartition(".")[2]
         for directory in path:
-            # As the standard path finder: a package (a directory with __init__.py) before a module file.
+            # As the standard path finder: a package (a directory with __init__.py) before a module
+            # file.  access(), not stat(): most names are modules, and a failed stat raises.
             package = f"{directory}/{tail}"
-            try:
+            if access(f"{package}/__init__.py", F_OK):
                 source = f"{package}/__init__.py"
-                found = stat(source)
                 cached = f"{package}/__pycache__/__init__.{_TAG}.pyc"
-                break
-            except OSError:
-                pass
-            try:
+            else:
                 source = f"{package}.py"
-                found = stat(source)
                 cached = f"{directory}/__pycache__/{tail}.{_TAG}.pyc"
                 package = ""
+            try:
+                found = stat(source)
                 break
             except OSError:
                 pass
