@@ -58,7 +58,6 @@ IMPORTS_BEFORE_DROP = (
     "re",  # regular expression items in lists (mta.config.lists)
     "mta.expand",
     "mta.expand.addresses",
-    "mta.expand.context",  # mta.message.headers.header_lookup
     "mta.expand.crypteq",
     "mta.expand.escapes",
     "mta.expand.expander",

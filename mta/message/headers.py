@@ -43,13 +43,9 @@ import time
 
 from mta import record
 from mta.errors import MtaError
+from mta.expand.context import HeaderLines
 from mta.lazy_pattern import lazy_compile
 from mta.taint import Tainted
-
-# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from mta.expand.context import HeaderLines
 
 FLAG_DELETED = "*"
 FLAG_OTHER = " "
@@ -197,8 +193,6 @@ def find(headers: list[Header], name: str) -> list[Header]:
 
 def header_lookup(headers: list[Header]) -> HeaderLines:
     """The expander's view of the headers ($h_, $rh_, $message_headers ...): the live ones, in order."""
-    from mta.expand.context import HeaderLines  # imported here: most users of headers expand nothing
-
     return HeaderLines(lambda: [Tainted(h.text) for h in headers if h.flag != FLAG_DELETED])
 
 
