@@ -81,15 +81,25 @@ class OptionSpec:
 
 
 class OptionField:
-    """An option declared in a table class body; replaced by its default once the class is built."""
+    """An option declared in a table class body; replaced by its default once the class is built.
 
-    __slots__ = ("default", "name", "owner", "spec")
+    Its OptionSpec is made when first asked for (-bP, the reference, a value being set): a
+    sendmail declares some two hundred options and reads the specs of a handful."""
 
-    def __init__(self, default: Any, spec: OptionSpec) -> None:
+    __slots__ = ("_spec", "_spec_args", "default", "name", "owner")
+
+    def __init__(self, default: Any, spec_args: tuple[Any, ...]) -> None:
         self.default = default
-        self.spec = spec
+        self._spec_args = spec_args
+        self._spec: OptionSpec | None = None
         self.name = ""
         self.owner: type | None = None
+
+    @property
+    def spec(self) -> OptionSpec:
+        if self._spec is None:
+            self._spec = OptionSpec(*self._spec_args)
+        return self._spec
 
 
 def option(
@@ -104,7 +114,7 @@ def option(
     hidden: bool = False,
 ) -> Any:
     """Declare one option: its default, type, whether it is expanded, and its doc line."""
-    return OptionField(default, OptionSpec(kind, expand, doc, minimum, maximum, choices, hidden))
+    return OptionField(default, (kind, expand, doc, minimum, maximum, choices, hidden))
 
 
 def options_table(cls: type[_T]) -> type[_T]:
@@ -174,13 +184,18 @@ def _table_repr(self: Any) -> str:
     return f"{type(self).__name__}({shown})"
 
 
+def option_fields(cls: type) -> dict[str, OptionField]:
+    """Option name -> its OptionField (`.spec`, `.default`, `.owner`) for an options class."""
+    fields: dict[str, OptionField] = cls.__dict__.get("__option_fields__") or getattr(cls, "__option_fields__", {})
+    return fields
+
+
 def option_specs(cls: type) -> list[tuple[str, OptionSpec, Any, type]]:
     """(name, spec, default, declaring class) for every option of an options class.
 
     The declaring class tells generic options from a driver's private ones.
     """
-    fields: dict[str, OptionField] = cls.__dict__.get("__option_fields__") or getattr(cls, "__option_fields__", {})
-    return [(name, f.spec, f.default, f.owner or cls) for name, f in fields.items()]
+    return [(name, f.spec, f.default, f.owner or cls) for name, f in option_fields(cls).items()]
 
 
 def is_generic(options_class: type) -> bool:

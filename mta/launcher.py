@@ -45,9 +45,12 @@ if "MTA_RUN_SITE" in environ or "COVERAGE_PROCESS_START" in environ or "COVERAGE
 
     site.main()
 else:
-    # The virtualenv is the one whose bin/python runs this (sys.executable, not resolved).
+    # Not this script's directory (bin/: no modules there, and a directory listed at every start);
+    # the checkout of an editable install before site-packages (whose listing mta's import then
+    # spares).  The virtualenv is the one whose bin/python runs this (sys.executable, not resolved).
     venv = sys.executable.rpartition("/bin/")[0]
-    sys.path += [*(f"{{venv}}/{{path}}" for path in {site_packages!r}), *{extra!r}]
+    del sys.path[0]
+    sys.path += [*{extra!r}, *(f"{{venv}}/{{path}}" for path in {site_packages!r})]
 import gc
 
 gc.disable()

@@ -55,6 +55,7 @@ IMPORTS_BEFORE_DROP = (
     "socket",
     "stat",
     "subprocess",
+    "re",  # regular expression items in lists (mta.config.lists)
     "mta.expand",
     "mta.expand.addresses",
     "mta.expand.crypteq",
@@ -72,6 +73,7 @@ IMPORTS_BEFORE_DROP = (
     "mta.errors",
     "mta.printable",
     "mta.message.rewrite_match",  # a transport's headers_rewrite
+    "mta.config.list_lookups",  # lookup items in lists (mta.config.lists)
 )
 
 
@@ -98,8 +100,9 @@ def keep_python_reachable() -> bool:
     import sys
 
     aliases: dict[str, str] = {}
+    searchable: dict[str, bool] = {}  # directory -> whether others may search it (shared ancestors)
     for entry in sys.path:
-        if not entry or entry in aliases or _reachable_by_all(entry):
+        if not entry or entry in aliases or _reachable_by_all(entry, searchable):
             continue
         try:
             fd = os.open(entry, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -121,24 +124,33 @@ def keep_python_reachable() -> bool:
 
     sys.path[:] = [aliased(entry) for entry in sys.path]
     for module in list(sys.modules.values()):
-        package_path = getattr(module, "__path__", None)
+        # The module's dict, not getattr: most modules have no __path__, and a failed getattr
+        # costs an exception each (a hundred modules on every sendmail that root starts).
+        package_path = getattr(module, "__dict__", {}).get("__path__")
         if isinstance(package_path, list):
             package_path[:] = [aliased(p) for p in package_path]
     return True
 
 
-def _reachable_by_all(path: str) -> bool:
-    """Whether every directory above `path` lets others search it (o+x)."""
-    path = os.path.abspath(path)
+def _reachable_by_all(path: str, searchable: dict[str, bool]) -> bool:
+    """Whether every directory above `path` lets others search it (o+x).  `searchable` remembers
+    the directories already looked at: sys.path's entries share most of their ancestors, and this
+    runs on every sendmail that root starts."""
+    if not path.startswith("/"):
+        path = os.path.abspath(path)
     while True:
-        parent = os.path.dirname(path)
+        parent = path.rpartition("/")[0] or "/"
         if parent == path:
             return True
-        try:
-            if not os.stat(parent).st_mode & 0o001:
-                return False
-        except OSError:
-            return True  # gone: nothing there to import either way
+        known = searchable.get(parent)
+        if known is None:
+            try:
+                known = bool(os.stat(parent).st_mode & 0o001)
+            except OSError:
+                known = True  # gone: nothing there to import either way
+            searchable[parent] = known
+        if not known:
+            return False
         path = parent
 
 

@@ -74,9 +74,7 @@ def field(
     return Field(default, default_factory, init, repr, compare, metadata)
 
 
-def _is_classvar(annotation: object) -> bool:
-    text = annotation if isinstance(annotation, str) else repr(annotation)
-    return text.startswith(("ClassVar", "typing.ClassVar", "Final"))
+_CLASSVAR = ("ClassVar", "typing.ClassVar", "Final")
 
 
 def dataclass(
@@ -104,18 +102,26 @@ def _build(
 ) -> type[_T]:
     table: dict[str, Field] = {}
     for base in reversed(cls.__mro__[1:]):
-        table.update(base.__dict__.get("__record_fields__", {}))
-    # Not inspect.get_annotations: importing inspect is the cost this module avoids.
-    for name, annotation in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
-        if _is_classvar(annotation):
+        inherited = base.__dict__.get("__record_fields__")
+        if inherited:
+            table.update(inherited)
+    # Not inspect.get_annotations: importing inspect is the cost this module avoids.  Every
+    # sendmail builds some fifty record classes: the loop is kept lean (no Field keywords, no
+    # setattr of a default the class body has already set).
+    namespace = cls.__dict__
+    for name, annotation in namespace.get("__annotations__", {}).items():
+        if (annotation if type(annotation) is str else repr(annotation)).startswith(_CLASSVAR):
             continue
-        value = cls.__dict__.get(name, MISSING)
-        spec = value if isinstance(value, Field) else Field(default=value)
+        value = namespace.get(name, MISSING)
+        if isinstance(value, Field):
+            spec = value
+            if spec.default is not MISSING:
+                setattr(cls, name, spec.default)
+            else:
+                delattr(cls, name)  # a factory, or no default: no class attribute
+        else:
+            spec = Field(value)  # a plain default (or MISSING), already the class attribute
         spec.name = name
-        if spec.default is not MISSING:
-            setattr(cls, name, spec.default)
-        elif name in cls.__dict__:
-            delattr(cls, name)  # a Field with a factory: no class attribute
         table[name] = spec
     setattr(cls, "__record_fields__", table)  # noqa: B010 - a dunder set on a class being built
     setattr(cls, "__record_kw_only__", kw_only)  # noqa: B010
@@ -249,8 +255,12 @@ def _make_signature_init(cls: type, table: dict[str, Field]) -> Callable[..., No
 def _compile_init(cls: type, lines: list[str], instance: str, names: dict[str, Any]) -> Callable[..., None]:
     """The __init__ whose first lines are `lines` (`instance` names the object being made), with
     the __post_init__ call after them."""
-    lines = [*lines, f"    _post = getattr({instance}, '__post_init__', None)", "    if _post is not None:",
-             "        _post()"]
+    lines = [
+        *lines,
+        f"    _post = getattr({instance}, '__post_init__', None)",
+        "    if _post is not None:",
+        "        _post()",
+    ]
     exec("\n".join(lines), names)  # the text is made by the caller from the class's own field table
     init = names["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"

@@ -142,7 +142,7 @@ def _submit(config: Config, inv: Invocation, stream: BinaryIO) -> None:
 
 
 def _deliver(runtime: Runtime, message: Any, body: BinaryIO, started: float) -> None:
-    from mta.deliver.message import header_lookup
+    from mta.message.headers import header_lookup
     from mta.receive.reception import arrival_log_text, finish_headers
     from mta.route.context import RoutingContext
     from mta.route.engine import RoutingEngine
@@ -219,19 +219,24 @@ def _deliver(runtime: Runtime, message: Any, body: BinaryIO, started: float) -> 
 
 def _single_transaction(runtime: Runtime, items: list[AddressItem]) -> Any:
     """The one remote transport every address uses; refuse anything else."""
-    from mta.deliver.grouping import batch_key
-
-    keys = {batch_key(item) for item in items}
     transport = runtime.transports.get(items[0].transport_name or "")
     if transport is None or transport.is_local:
         name = items[0].transport_name
         raise WrapperFailure(f"{items[0].address} routes to the {name} transport; mua_wrapper delivers only by SMTP")
-    if len(keys) != 1:
+    if len(items) > 1 and not _one_batch(items):
         routes = ", ".join(f"{i.address} -> {i.transport_name} {[h.name for h in i.hosts]}" for i in items)
         raise WrapperFailure(
             "mua_wrapper needs every address to go to the same transport and hosts in one transaction; got " + routes
         )
     return transport
+
+
+def _one_batch(items: list[AddressItem]) -> bool:
+    """Whether the addresses can share one SMTP transaction.  Imported here: the usual message
+    (one recipient) needs no grouping module."""
+    from mta.deliver.grouping import batch_key
+
+    return len({batch_key(item) for item in items}) == 1
 
 
 def _delivery_env(ctx: Any, config: Config, runtime: Runtime) -> Any:

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The code that runs in a child after become_user: expansions and lookups, the local
 # transports, reading a user's .forward and :include: files, and the child's own side.
 AFTER_DROP = [
-    "mta/expand", "mta/message", "mta/taint.py", "mta/route/redirect.py", "mta/route/user_files.py",
+    "mta/expand", "mta/message", "mta/taint.py", "mta/config/lists.py",
+    "mta/route/redirect.py", "mta/route/user_files.py",
     "mta/route/filter.py", "mta/route/filter_checks.py", "mta/route/filter_parse.py",
     "mta/deliver/local_exec.py", "mta/transports/_local.py", "mta/transports/appendfile.py",
     "mta/transports/pipe.py", "mta/transports/autoreply.py", "mta/transports/_command.py", "mta/transports/_maildir.py",

@@ -9,7 +9,6 @@ per-user instance is administered by the user who runs it).
 
 from __future__ import annotations
 
-import grp
 import os
 import pwd
 
@@ -71,6 +70,10 @@ def _user_id(name: str) -> int | None:
 def _group_id(name: str) -> int | None:
     if name.isdigit():
         return int(name)
+    # grp (an extension module to load) only for a group named: an ordinary user's sendmail,
+    # with no trusted_groups, never asks.
+    import grp
+
     try:
         return grp.getgrnam(name).gr_gid
     except KeyError:
@@ -124,6 +127,8 @@ def mta_identity(config: Any) -> tuple[str, int, int]:
             raise ConfigError(f'mta_user "{name}" is not a known user') from None
         uid = gid = int(name)
     group = config.main.mta_group
+    import grp
+
     try:
         gid = grp.getgrnam(group).gr_gid
     except KeyError:

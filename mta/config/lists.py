@@ -67,10 +67,9 @@ from mta.config.hostaddrs import (
     network,
     parse_ip,
 )
-from mta.config.list_lookups import ip_key, lookup_item
 from mta.errors import ConfigError, DeferError, ExpansionError
 from mta.lazy_pattern import lazy_compile
-from mta.memo import lru_cache
+from mta.memo import cache, lru_cache
 from mta.taint import is_tainted, taint
 from mta.values import split_list
 
@@ -79,6 +78,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import re
     from collections.abc import Callable
+    from types import ModuleType
 
     from mta.config.hostaddrs import IpAddress
 
@@ -514,7 +514,8 @@ def _match_host_item(item: str, state: _State, ctx: ListContext) -> _Hit | None:
         bits = int(net.group(1)) if net.group(1) else None
         spec = net.group(2)
         search_type = spec.split(";", 1)[0].rstrip("*@")
-        return _lookup_item(spec, ip_key(ip, bits, colons=search_type == "iplsearch"), partial_ok=False)
+        key = _list_lookups().ip_key(ip, bits, colons=search_type == "iplsearch")
+        return _lookup_item(spec, key, partial_ok=False)
     if ";" in item:
         name = _need_name(state, item)
         return _lookup_item(item, name, partial_ok=True)
@@ -547,8 +548,18 @@ def _need_name(state: _State, item: str) -> str:
 # -- lookups -------------------------------------------------------------------
 
 
+@cache
+def _list_lookups() -> ModuleType:
+    """mta.config.list_lookups, imported at the first lookup item: most lists (a sendmail's
+    local_domains) have none.  Remembered: an import statement in a function costs each call
+    nearly a microsecond, and a daemon matches lists for every message."""
+    import mta.config.list_lookups as list_lookups
+
+    return list_lookups
+
+
 def _lookup_item(item: str, key: str, *, partial_ok: bool) -> _Hit | None:
-    value = lookup_item(item, key, partial_ok=partial_ok)
+    value = _list_lookups().lookup_item(item, key, partial_ok=partial_ok)
     return None if value is None else _Hit(value, from_lookup=True)
 
 

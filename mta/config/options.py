@@ -7,10 +7,8 @@ The same walk over an options dataclass serves the parser (`build_options`),
 
 from __future__ import annotations
 
-import itertools
-
 from mta import record
-from mta.drivers import Kind, OptionSpec, is_generic, option_specs
+from mta.drivers import Kind, OptionSpec, is_generic, option_fields, option_specs
 from mta.errors import ConfigError
 from mta.values import (
     format_size,
@@ -27,6 +25,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
+
+    from mta.drivers import OptionField
 
 
 @record.dataclass(frozen=True, slots=True)
@@ -75,21 +75,25 @@ def parse_timelist(text: str) -> tuple[int, ...]:
     values = tuple(parse_time(item) for item in split_list(text))
     if not values or 0 in values:
         return ()
+    import itertools  # here: a builtin module that takes a sendmail 50-100 us to set up, for one rare option kind
+
     if any(b <= a for a, b in itertools.pairwise(values)):
         raise ValueError(f'"{text.strip()}": the times must increase')
     return values
 
 
-def _lookup_spec(specs: dict[str, OptionSpec], raw_name: str) -> tuple[str, OptionSpec, bool | None]:
-    """Resolve ``no_x``/``not_x`` prefixes; return (name, spec, forced bool)."""
-    if raw_name in specs:
-        return raw_name, specs[raw_name], None
+def _lookup_spec(fields: dict[str, OptionField], raw_name: str) -> tuple[str, OptionSpec, bool | None]:
+    """Resolve ``no_x``/``not_x`` prefixes; return (name, spec, forced bool).  Only the options
+    set are asked for their spec (made at first use: mta.drivers.OptionField)."""
+    field = fields.get(raw_name)
+    if field is not None:
+        return raw_name, field.spec, None
     for prefix in ("no_", "not_"):
         if raw_name.startswith(prefix):
             base = raw_name[len(prefix) :]
-            spec = specs.get(base)
-            if spec is not None and spec.kind is Kind.BOOL:
-                return base, spec, False
+            field = fields.get(base)
+            if field is not None and field.spec.kind is Kind.BOOL:
+                return base, field.spec, False
     raise KeyError(raw_name)
 
 
@@ -106,13 +110,13 @@ def build_options(
     marked ``hide``.  Raises ConfigError with file and line for an unknown
     option, a value of the wrong type, or an option set twice.
     """
-    specs = {name: spec for name, spec, _default, _owner in option_specs(cls)}
+    fields = option_fields(cls)
     values: dict[str, Any] = dict(overrides or {})
     seen: dict[str, OptionSetting] = {}
     hidden: set[str] = set()
     for setting in settings:
         try:
-            name, spec, forced = _lookup_spec(specs, setting.name)
+            name, spec, forced = _lookup_spec(fields, setting.name)
         except KeyError:
             raise ConfigError(f'unknown option "{setting.name}" for {what}', setting.path, setting.line) from None
         if name in seen:

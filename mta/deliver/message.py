@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import time
 
-from mta.expand.context import HeaderLines
-from mta.message.headers import Header
-from mta.taint import Tainted
+from mta.message.headers import Header, header_lookup  # noqa: F401 - header_lookup: its callers import it from here
 from mta.transports.base import OutgoingMessage
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -32,11 +30,6 @@ def spool_headers(envelope: Envelope) -> list[Header]:
         name = spool_header.text.split(":", 1)[0].rstrip()
         headers.append(Header(name, spool_header.text, spool_header.flag))
     return headers
-
-
-def header_lookup(headers: list[Header]) -> HeaderLines:
-    """The expander's view of the headers ($h_, $rh_, $message_headers ...): the live ones, in order."""
-    return HeaderLines(lambda: [Tainted(h.text) for h in headers if h.flag != "*"])
 
 
 def message_variables(envelope: Envelope, size: int, body_path: Callable[[], Any] | None = None) -> dict[str, Any]:

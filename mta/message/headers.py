@@ -43,6 +43,7 @@ import time
 
 from mta import record
 from mta.errors import MtaError
+from mta.expand.context import HeaderLines
 from mta.lazy_pattern import lazy_compile
 from mta.taint import Tainted
 
@@ -188,6 +189,11 @@ def find(headers: list[Header], name: str) -> list[Header]:
     """The headers called `name` (any case), in order, leaving out deleted ones."""
     key = name.strip().rstrip(":").lower()
     return [h for h in headers if h.flag != FLAG_DELETED and h.name.lower() == key]
+
+
+def header_lookup(headers: list[Header]) -> HeaderLines:
+    """The expander's view of the headers ($h_, $rh_, $message_headers ...): the live ones, in order."""
+    return HeaderLines(lambda: [Tainted(h.text) for h in headers if h.flag != FLAG_DELETED])
 
 
 def mark_deleted(header: Header) -> None:

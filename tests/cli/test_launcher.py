@@ -33,6 +33,8 @@ def test_it_runs_this_checkout_without_site_and_with_the_venv_packages(tmp_path:
     custom = tmp_path / "custom"
     custom.mkdir()
     (custom / "sitecustomize.py").write_text(f"open({str(tmp_path / 'site-ran')!r}, 'w').close()\n")
+    # The launcher's own directory is not searched for modules (nor listed at every start).
+    (tmp_path / "__future__.py").write_text("raise SystemExit('the launcher directory was searched')\n")
     probe = tmp_path / "probe.conf"
     probe.write_text("primary_hostname = probe.example\n")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(custom)}

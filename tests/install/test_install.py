@@ -208,7 +208,7 @@ def run_scenario(fresh: FreshRoot) -> None:
     # mta's own launcher (Python without site), relocated to the installed path; mta from site-packages.
     launcher = (fresh.upper / "local/lib/mta/bin/sendmail").read_text()
     assert launcher.startswith("#!/usr/local/lib/mta/bin/python -S\n") and ".new" not in launcher
-    assert "), *[]]\n" in launcher  # no checkout on sys.path: mta is the venv's own copy
+    assert "sys.path += [*[], " in launcher  # no checkout on sys.path: mta is the venv's own copy
 
     # In the root, with the installed paths only.  Root's mail (never delivered as root) goes to
     # alice through /etc/aliases; a mailbox belongs to its user, group mail.

@@ -438,7 +438,8 @@ def test_an_ordinary_user_with_no_writable_directory_can_send(open_env: MtaEnv, 
 # expansion items, json; string, importlib and warnings (a compiled pattern, and import_module); select;
 # re (the patterns on the path have str stand-ins), enum, and collections and functools (mta.memo);
 # the expander itself and its lookups (the path's defaults, helo_data and received_header_text,
-# expand nothing).
+# expand nothing); modules for one small function: the spooled message's helpers (header_lookup
+# lives with the headers), lists' lookup items, and the grouping of several addresses.
 NOT_ON_THE_PATH = (
     "asyncio",
     "aiosmtpd",
@@ -464,6 +465,9 @@ NOT_ON_THE_PATH = (
     "enum",
     "collections",
     "functools",
+    "mta.deliver.message",
+    "mta.config.list_lookups",
+    "mta.deliver.grouping",
 )
 
 
