@@ -125,6 +125,9 @@ class _Handle:
 
 _HANDLES: dict[str, _Handle] = {}
 _HANDLES_LOCK = threading.Lock()
+# This process's id, kept up to date across fork (below): os.getpid() is a system call, and every
+# use of a database asks whether its environment was inherited.
+_PID = os.getpid()
 
 
 def _handle_for(path: str, map_size: int, sync: bool) -> _Handle:
@@ -137,14 +140,29 @@ def _handle_for(path: str, map_size: int, sync: bool) -> _Handle:
 
 def _after_fork_in_child() -> None:
     # A lock held by another thread of the parent at fork time would never be released here.
-    global _HANDLES_LOCK
+    global _HANDLES_LOCK, _PID
     _HANDLES_LOCK = threading.Lock()
+    _PID = os.getpid()
     for handle in _HANDLES.values():
         handle.lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_PATHS: dict[tuple[str, str], str] = {}
+
+
+def _database_path(directory: str, name: str) -> str:
+    """The file's absolute name; made once for an absolute directory (a delivery makes a HintsDb
+    of the retry and wait- databases for every message)."""
+    path = _PATHS.get((directory, name))
+    if path is None:
+        path = os.path.join(os.path.abspath(directory), name)
+        if os.path.isabs(directory) and len(_PATHS) < 256:
+            _PATHS[(directory, name)] = path
+    return path
 
 
 class HintsDb:
@@ -165,7 +183,7 @@ class HintsDb:
             raise ValueError(f"bad hints database name {name!r}")
         self.directory = directory
         self.name = name
-        self.path = os.path.join(os.path.abspath(directory), name)
+        self.path = _database_path(directory, name)
         self._panic = panic
         self._handle = _handle_for(self.path, map_size, sync)
 
@@ -318,7 +336,7 @@ class HintsDb:
     def _open(self) -> lmdb.Environment:
         """The open environment, (re)opened when missing, replaced, damaged or inherited."""
         handle = self._handle
-        if handle.env is not None and handle.pid != os.getpid():
+        if handle.env is not None and handle.pid != _PID:
             self._drop()  # inherited across fork: the child makes its own
         problem = self._file_problem()
         if problem == "replaced":

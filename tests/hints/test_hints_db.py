@@ -144,6 +144,18 @@ def test_the_descriptor_kept_for_the_checks_is_not_leaked(db: HintsDb) -> None:
     assert open_files() == before
 
 
+def test_a_relative_directory_is_taken_from_the_current_one_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Absolute database names are remembered per directory; a relative directory's are not,
+    since they depend on where the process is."""
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        monkeypatch.chdir(tmp_path / sub)
+        assert HintsDb("db", "retry").path == str(tmp_path / sub / "db" / "retry")
+        assert HintsDb(str(tmp_path / "db"), "retry").path == str(tmp_path / "db" / "retry")
+
+
 def test_damage_is_reported_in_the_panic_log(db: HintsDb, panics: list[str]) -> None:
     db.put(b"k", b"v")
     Path(db.path).write_bytes(b"garbage" * 2000)
