@@ -505,7 +505,9 @@ class Spool:
         then on there is no message (a crash leaves only leftovers that
         tidy_temporaries removes, never an -H without its -D, and never an
         -H that comes back without the -J that records deliveries already
-        made); then -J, and -D last because it carries the lock."""
+        made); then -J, and -D last because it carries the lock.  (-J is not
+        unlinked when this process looked for it under the lock it still holds
+        and found none: only the lock's holder makes one.)"""
         taken: MessageLock | None = None
         lock = self._held.get(message_id)
         if lock is None:
