@@ -154,10 +154,23 @@ def escape_token(text: str) -> str:
     return escape(text).replace(" ", "\\040")
 
 
+# The last second's stamp (a process writes several lines a second: one localtime and strftime).
+_last_stamp: tuple[int, str] = (-1, "")
+
+
 def log_timestamp(now: float | None = None, with_zone: bool = False, millisec: bool = False) -> str:
+    global _last_stamp
     now = time.time() if now is None else now
+    second = int(now)
+    if not with_zone and second == _last_stamp[0] and now >= 0:
+        stamp = _last_stamp[1]
+        if millisec:
+            stamp += f".{int((now % 1) * 1000):03d}"
+        return stamp
     lt = time.localtime(now)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", lt)
+    if now >= 0:
+        _last_stamp = (second, stamp)
     if millisec:
         stamp += f".{int((now % 1) * 1000):03d}"
     if with_zone:
@@ -192,6 +205,9 @@ class Logger:
         if not items:
             files = [os.path.join(spool_directory, "log", "%slog")]
         self.file_templates = files
+        # Names without a date in them are made once per log, not at every line.
+        self._dated = any("%D" in t or "%M" in t for t in files)
+        self._fixed_paths: dict[str, list[str]] = {}
         self.selectors = selectors
         self.log_timezone = log_timezone
         self.write_rejectlog = write_rejectlog
@@ -244,6 +260,11 @@ class Logger:
         return f"{stamp} {message_id} {text}\n" if message_id else f"{stamp} {text}\n"
 
     def path_for(self, which: str, now: float | None = None) -> list[str]:
+        if not self._dated:
+            paths = self._fixed_paths.get(which)
+            if paths is None:
+                paths = self._fixed_paths[which] = [t.replace("%s", which) for t in self.file_templates]
+            return paths
         lt = time.localtime(now)
         return [
             t.replace("%s", which).replace("%D", time.strftime("%Y%m%d", lt)).replace("%M", time.strftime("%Y%m", lt))

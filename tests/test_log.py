@@ -120,6 +120,29 @@ def test_timestamp_function() -> None:
     assert re.fullmatch(r"2026-11-22 12:42:54 [+-]\d{4}", log_timestamp(now, with_zone=True))
 
 
+def test_timestamps_of_one_second_are_made_once_and_change_with_the_second() -> None:
+    """The stamp of the last second is kept (a worker writes several lines a second); a time in
+    another second, earlier or later, gets its own."""
+    now = time.mktime((2026, 11, 22, 12, 42, 54, 0, 0, -1))
+    assert log_timestamp(now + 0.1) == "2026-11-22 12:42:54"
+    assert log_timestamp(now + 0.9) == "2026-11-22 12:42:54"
+    assert log_timestamp(now + 0.95, millisec=True) == "2026-11-22 12:42:54.950"
+    assert log_timestamp(now + 1.0) == "2026-11-22 12:42:55"
+    assert log_timestamp(now - 0.5) == "2026-11-22 12:42:53"
+    assert log_timestamp(now + 1.5, millisec=True) == "2026-11-22 12:42:55.500"
+
+
+def test_undated_log_names_are_made_once_and_dated_ones_follow_the_day(tmp_path: Path) -> None:
+    undated = Logger(str(tmp_path), [str(tmp_path / "%slog")])
+    assert undated.path_for("main") == [str(tmp_path / "mainlog")]
+    assert undated.path_for("reject") == [str(tmp_path / "rejectlog")]
+    assert undated.path_for("main") == [str(tmp_path / "mainlog")]
+    dated = Logger(str(tmp_path), [str(tmp_path / "%slog"), str(tmp_path / "%s-%D")])
+    day = time.mktime((2026, 3, 4, 12, 0, 0, 0, 0, -1))
+    assert dated.path_for("main", day) == [str(tmp_path / "mainlog"), str(tmp_path / "main-20260304")]
+    assert dated.path_for("main", day + 86400)[1] == str(tmp_path / "main-20260305")
+
+
 def test_parse_selector() -> None:
     assert parse_selector("") == DEFAULT_SELECTORS
     assert parse_selector("+all") == KNOWN_SELECTORS

@@ -77,6 +77,11 @@ def take_waiting(runtime: Runtime, transport: str, host: str, limit: int) -> lis
         return {key: "\n".join(rest).encode("ascii") if rest else None}, taken
 
     try:
-        return _database(runtime, transport).update_many([key], take)
+        db = _database(runtime, transport)
+        # Usually nothing waits: a read transaction says so without taking the database's
+        # write lock, which every worker would otherwise take after every delivery.
+        if db.get(key) is None:
+            return []
+        return db.update_many([key], take)
     except HintsError:
         return []

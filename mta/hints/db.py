@@ -76,6 +76,7 @@ _MAX_MAP_SIZE = 4 * 1024 * 1024 * 1024
 # version at offset 16 (after the page header) on the 64-bit layout LMDB uses here.
 _META_MAGIC = struct.pack("<II", 0xBEEFC0DE, 1)
 _META_MAGIC_OFFSET = 16
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _KEY_SAFE = frozenset(range(0x21, 0x7F)) - {ord("%")}
 _KEY_UNSAFE = re.compile(rb"[^\x21-\x24\x26-\x7e]")  # a byte not in _KEY_SAFE
 
@@ -116,11 +117,17 @@ class _Handle:
         self.env: lmdb.Environment | None = None
         self.pid = 0
         self.inode: tuple[int, int] | None = None
+        # The file LMDB has mapped, open for the checks before each use (a pread and an fstat
+        # instead of an open, a read and a close of the path, and a second stat of it).
+        self.fd: int | None = None
         self.map_size = map_size
 
 
 _HANDLES: dict[str, _Handle] = {}
 _HANDLES_LOCK = threading.Lock()
+# This process's id, kept up to date across fork (below): os.getpid() is a system call, and every
+# use of a database asks whether its environment was inherited.
+_PID = os.getpid()
 
 
 def _handle_for(path: str, map_size: int, sync: bool) -> _Handle:
@@ -133,14 +140,29 @@ def _handle_for(path: str, map_size: int, sync: bool) -> _Handle:
 
 def _after_fork_in_child() -> None:
     # A lock held by another thread of the parent at fork time would never be released here.
-    global _HANDLES_LOCK
+    global _HANDLES_LOCK, _PID
     _HANDLES_LOCK = threading.Lock()
+    _PID = os.getpid()
     for handle in _HANDLES.values():
         handle.lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_PATHS: dict[tuple[str, str], str] = {}
+
+
+def _database_path(directory: str, name: str) -> str:
+    """The file's absolute name; made once for an absolute directory (a delivery makes a HintsDb
+    of the retry and wait- databases for every message)."""
+    path = _PATHS.get((directory, name))
+    if path is None:
+        path = os.path.join(os.path.abspath(directory), name)
+        if os.path.isabs(directory) and len(_PATHS) < 256:
+            _PATHS[(directory, name)] = path
+    return path
 
 
 class HintsDb:
@@ -161,7 +183,7 @@ class HintsDb:
             raise ValueError(f"bad hints database name {name!r}")
         self.directory = directory
         self.name = name
-        self.path = os.path.join(os.path.abspath(directory), name)
+        self.path = _database_path(directory, name)
         self._panic = panic
         self._handle = _handle_for(self.path, map_size, sync)
 
@@ -314,7 +336,7 @@ class HintsDb:
     def _open(self) -> lmdb.Environment:
         """The open environment, (re)opened when missing, replaced, damaged or inherited."""
         handle = self._handle
-        if handle.env is not None and handle.pid != os.getpid():
+        if handle.env is not None and handle.pid != _PID:
             self._drop()  # inherited across fork: the child makes its own
         problem = self._file_problem()
         if problem == "replaced":
@@ -330,11 +352,14 @@ class HintsDb:
 
         An LMDB file that shrank below what was mapped, or whose header was
         overwritten, would crash the process (SIGBUS) or mislead LMDB when it
-        is next read, so it is looked at before every use: two stats and one
-        8-byte read.
+        is next read, so it is looked at before every use: a stat of the path
+        (is it still the file that is mapped?), then an 8-byte read and an
+        fstat of the mapped file through the descriptor kept open for it
+        (three system calls; the path is looked up once, not three times).
         """
-        env = self._handle.env
-        if env is None:
+        handle = self._handle
+        env, fd = handle.env, handle.fd
+        if env is None or fd is None:
             return None
         try:
             st = os.stat(self.path)
@@ -342,19 +367,14 @@ class HintsDb:
             return "replaced"
         except OSError as exc:
             raise HintsError(f"hints database {self.path}: {exc.strerror}") from None
-        if (st.st_dev, st.st_ino) != self._handle.inode:
+        if (st.st_dev, st.st_ino) != handle.inode:
             return "replaced"
-        page = os.sysconf("SC_PAGE_SIZE")
-        if st.st_size < 2 * page:
+        if st.st_size < 2 * _PAGE_SIZE:
             return "truncated"
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            magic = os.pread(fd, len(_META_MAGIC), _META_MAGIC_OFFSET)
         except OSError as exc:
             raise HintsError(f"hints database {self.path}: {exc.strerror}") from None
-        try:
-            magic = os.pread(fd, len(_META_MAGIC), _META_MAGIC_OFFSET)
-        finally:
-            os.close(fd)
         if magic != _META_MAGIC:
             return "not an LMDB file any more"
         # The meta pages are there (read safely now): the last page in use, then the size again.
@@ -362,10 +382,10 @@ class HintsDb:
         # page would then look truncated, and the database would be "recreated" under its writers.
         pages_in_use = env.info()["last_pgno"] + 1
         try:
-            size = os.stat(self.path).st_size
-        except OSError:
-            return "replaced"
-        if size < pages_in_use * page:
+            size = os.fstat(fd).st_size
+        except OSError as exc:
+            raise HintsError(f"hints database {self.path}: {exc.strerror}") from None
+        if size < pages_in_use * _PAGE_SIZE:
             return "truncated"
         return None
 
@@ -395,7 +415,13 @@ class HintsDb:
                 continue
             except lmdb.Error as exc:
                 raise HintsError(f"cannot open hints database {self.path}: {exc}") from None
-            st = os.stat(self.path)
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                env.close()
+                raise HintsError(f"cannot open hints database {self.path}: {exc.strerror}") from None
+            st = os.fstat(fd)
+            self._handle.fd = fd
             self._handle.inode = (st.st_dev, st.st_ino)
             self._handle.pid = os.getpid()
             self._give_to_directory_owner(st)
@@ -455,6 +481,9 @@ class HintsDb:
     def _drop(self) -> None:
         handle = self._handle
         env, handle.env, handle.inode = handle.env, None, None
+        fd, handle.fd = handle.fd, None
+        if fd is not None:
+            os.close(fd)
         if env is not None:
             # Also right in a child after fork: closing touches only this process's
             # reader slots and fcntl locks, and the child has none.

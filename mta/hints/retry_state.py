@@ -54,6 +54,7 @@ from mta import record
 from mta.errors import DeferError
 from mta.hints.retry import RetryRule, compute_retry
 from mta.hints.retry_db import RetryDb, RetryRecord
+from mta.memo import lru_cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -138,7 +139,9 @@ def host_key(name: str, address: str | None, port: int | None, include_ip: bool 
     return key
 
 
+@lru_cache(maxsize=1024)
 def _is_ip(text: str) -> bool:
+    # (Remembered: a delivery asks for each host it tries, and ipaddress parses in Python.)
     try:
         ipaddress.ip_address(text)
     except ValueError:

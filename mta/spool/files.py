@@ -85,7 +85,7 @@ def read_regular_file(path: Path | str) -> bytes:
         os.close(fd)
 
 
-def file_exists(path: Path) -> bool:
+def file_exists(path: Path | str) -> bool:
     """Path.exists(), but an error other than "not there" is a SpoolError."""
     try:
         os.stat(path)
@@ -105,7 +105,7 @@ def is_directory(path: Path) -> bool:
         raise os_error("stat", path, exc) from exc
 
 
-def unlink(path: Path) -> bool:
+def unlink(path: Path | str) -> bool:
     """Remove `path`; False if it was not there."""
     try:
         os.unlink(path)
@@ -125,7 +125,7 @@ def unlink_quietly(path: Path) -> None:
         pass
 
 
-def fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path | str) -> None:
     """Make the directory's entries (creations, renames, unlinks) durable.
 
     Linux does not sync a directory when a file in it is synced.  Some file
@@ -239,7 +239,7 @@ def lock_length(message_id: str) -> int:
     return len(message_id) + 3  # "ID-D\n": the range Exim locks, and where the body starts
 
 
-def take_lock(fd: int, message_id: str, path: Path) -> None:
+def take_lock(fd: int, message_id: str, path: Path | str) -> None:
     """Exclusive, non-blocking lock on the first line of the -D file open
     (for writing) as `fd`.  LockedError if anyone else holds it."""
     global _use_ofd
@@ -260,7 +260,7 @@ def take_lock(fd: int, message_id: str, path: Path) -> None:
         raise os_error("lock", path, exc) from exc
 
 
-def lock_is_held(fd: int, message_id: str, path: Path) -> bool:
+def lock_is_held(fd: int, message_id: str, path: Path | str) -> bool:
     """True if some lock would stop us taking the message's lock."""
     command = fcntl.F_OFD_GETLK if _use_ofd else fcntl.F_GETLK
     request = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, lock_length(message_id), 0)
@@ -276,10 +276,12 @@ class MessageLock:
     `with` block) when done; closing the descriptor is what releases it."""
 
     def __init__(
-        self, message_id: str, fd: int, path: Path, on_release: Callable[[MessageLock], None] | None = None
+        self, message_id: str, fd: int, path: Path | str, on_release: Callable[[MessageLock], None] | None = None
     ) -> None:
         self.message_id = message_id
         self.path = path  # the -D file
+        # Where the message's files are, as a string: the spool builds their names from it.
+        self.directory = os.path.dirname(path)
         self._fd: int | None = fd
         self._on_release = on_release
 
@@ -310,7 +312,7 @@ class MessageLock:
         self.release()
 
 
-def open_and_lock(message_id: str, path: Path, on_release: Callable[[MessageLock], None]) -> MessageLock:
+def open_and_lock(message_id: str, path: Path | str, on_release: Callable[[MessageLock], None]) -> MessageLock:
     """Open an existing -D file and lock it.  NoSuchMessage if it is gone
     (before or while we took the lock), LockedError if it is busy."""
     try:

@@ -107,6 +107,10 @@ class Spool:
         self._made: dict[str, Path] = {}  # input directories known to exist, by split character
         self._msglog_made: set[Path] = set()  # msglog directories known to exist
         self._place_cache: dict[tuple[str, str], tuple[Path, Path]] = {}
+        self._name_cache: dict[tuple[str, str], tuple[str, str]] = {}
+        # Held messages known to have no -J: read_journal found none, and only the lock's holder
+        # (this process) makes one.  remove_message then need not unlink it.
+        self._no_journal: set[str] = set()
 
     # -- layout ------------------------------------------------------------
 
@@ -129,24 +133,37 @@ class Spool:
             places = self._place_cache[key] = (split, flat) if self.split else (flat, split)
         return places
 
+    def _place_names(self, area: str, message_id: str) -> tuple[str, str]:
+        """`_places` as strings: a delivery builds its file names from them by concatenation
+        (a `pathlib` join costs ten times as much, and a relayed message took about ten)."""
+        key = (area, id_split_char(message_id))
+        names = self._name_cache.get(key)
+        if names is None:
+            first, second = self._places(area, message_id)
+            names = self._name_cache[key] = (str(first), str(second))
+        return names
+
     def message_directory(self, message_id: str) -> Path:
         """The input directory holding the message (by its -H, else its -D)."""
+        return Path(self._message_directory(message_id))
+
+    def _message_directory(self, message_id: str) -> str:
         check_message_id(message_id)
-        places = self._places(INPUT, message_id)
+        places = self._place_names(INPUT, message_id)
         for suffix in (HEADER_SUFFIX, DATA_SUFFIX):
             for directory in places:
-                if file_exists(directory / (message_id + suffix)):
+                if file_exists(f"{directory}/{message_id}{suffix}"):
                     return directory
         raise NoSuchMessage(f"message {message_id} is not on the spool")
 
-    def _held_directory(self, message_id: str) -> Path:
+    def _held_directory(self, message_id: str) -> str:
         """`message_directory`, without looking when this process holds the message's lock: its
         -D is the lock, so the message is where the lock was taken (a delivery asks five times).
         For the readers below, which report a missing file as NoSuchMessage either way."""
         lock = self._held.get(message_id)
         if lock is not None and lock.held:
-            return lock.path.parent
-        return self.message_directory(message_id)
+            return lock.directory
+        return self._message_directory(message_id)
 
     def file_path(self, message_id: str, suffix: str) -> Path:
         """Where the message's -H, -D or -J file is (NoSuchMessage if neither its -H nor
@@ -191,22 +208,23 @@ class Spool:
         NoSuchMessage if it is gone."""
         if message_id in self._held:
             raise LockedError(f"message {message_id} is already locked by this process")
-        path = self.message_directory(message_id) / (message_id + DATA_SUFFIX)
+        path = f"{self._message_directory(message_id)}/{message_id}{DATA_SUFFIX}"
         lock = self._lock_path(message_id, path)
         self._held[message_id] = lock
         return lock
 
-    def _lock_path(self, message_id: str, path: Path) -> MessageLock:
+    def _lock_path(self, message_id: str, path: Path | str) -> MessageLock:
         return open_and_lock(message_id, path, self._forget_lock)
 
     def _forget_lock(self, lock: MessageLock) -> None:
         if self._held.get(lock.message_id) is lock:
             del self._held[lock.message_id]
             self._retired.discard(lock.message_id)
+            self._no_journal.discard(lock.message_id)
 
     def is_locked(self, message_id: str) -> bool:
         """True if any process (this one included) holds the message's lock."""
-        path = self._held_directory(message_id) / (message_id + DATA_SUFFIX)
+        path = f"{self._held_directory(message_id)}/{message_id}{DATA_SUFFIX}"
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -228,7 +246,7 @@ class Spool:
 
     def read_envelope(self, message_id: str) -> Envelope:
         """Read and strictly parse the message's -H (SpoolFormatError if bad)."""
-        path = self._held_directory(message_id) / (message_id + HEADER_SUFFIX)
+        path = f"{self._held_directory(message_id)}/{message_id}{HEADER_SUFFIX}"
         try:
             data = read_regular_file(path)
         except FileNotFoundError:
@@ -242,11 +260,11 @@ class Spool:
         (Exim's rule: only the process working on a message rewrites it)."""
         lock = self._held_lock(envelope.message_id, "rewrite_envelope")
         header = write_header_file(envelope)
-        install_header(lock.path.parent, envelope.message_id, header)
+        install_header(Path(lock.directory), envelope.message_id, header)
 
     def open_body(self, message_id: str) -> BinaryIO:
         """The -D file, opened for reading and positioned at the body."""
-        path = self._held_directory(message_id) / (message_id + DATA_SUFFIX)
+        path = f"{self._held_directory(message_id)}/{message_id}{DATA_SUFFIX}"
         try:
             body = open(open_for_reading(path), "rb")  # noqa: SIM115 - returned to the caller
         except FileNotFoundError:
@@ -283,10 +301,13 @@ class Spool:
         return data[start:]
 
     def body_size(self, message_id: str) -> int:
-        """Bytes of body in -D (the file less its first line)."""
-        path = self._held_directory(message_id) / (message_id + DATA_SUFFIX)
+        """Bytes of body in -D (the file less its first line).  Of a held message, by an fstat of
+        the lock's descriptor (the -D itself, without looking its name up)."""
+        lock = self._held.get(message_id)
+        path = f"{self._held_directory(message_id)}/{message_id}{DATA_SUFFIX}"
         try:
-            size = path.stat().st_size - lock_length(message_id)
+            info = os.fstat(lock.fd) if lock is not None and lock.held else os.stat(path)
+            size = info.st_size - lock_length(message_id)
         except FileNotFoundError:
             raise NoSuchMessage(f"message {message_id} is not on the spool") from None
         except OSError as exc:
@@ -307,7 +328,9 @@ class Spool:
         never the line that crash safety rests on."""
         lock = self._held_lock(message_id, "append_journal")
         line = b"".join(format_journal_line(a) for a in (address, *more))
-        path = lock.path.parent / (message_id + JOURNAL_SUFFIX)
+        directory = lock.directory
+        path = f"{directory}/{message_id}{JOURNAL_SUFFIX}"
+        self._no_journal.discard(message_id)
         created = False
         try:
             try:
@@ -315,7 +338,7 @@ class Spool:
             except FileNotFoundError:
                 flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                 fd = os.open(path, flags, SPOOL_MODE)
-                adopt_directory_owner(fd, path.parent)
+                adopt_directory_owner(fd, directory)
                 created = True
             try:
                 write_all(fd, line)  # one write(): a crash tears at most this line
@@ -325,7 +348,7 @@ class Spool:
         except OSError as exc:
             raise os_error("journal write", path, exc) from exc
         if created:
-            fsync_directory(path.parent)  # a new file's entry must survive too
+            fsync_directory(directory)  # a new file's entry must survive too
 
     def read_journal(self, message_id: str) -> list[str]:
         """Addresses delivered in an interrupted attempt ([] if no -J).
@@ -335,16 +358,20 @@ class Spool:
         that mta_user (the daemon's remote deliveries) cannot append to, and
         each attempt would then deliver its remote recipients again and fail
         to journal them, for ever."""
-        path = self._held_directory(message_id) / (message_id + JOURNAL_SUFFIX)
+        directory = self._held_directory(message_id)
+        path = f"{directory}/{message_id}{JOURNAL_SUFFIX}"
         try:
             fd = open_for_reading(path)
         except FileNotFoundError:
+            lock = self._held.get(message_id)
+            if lock is not None and lock.held:
+                self._no_journal.add(message_id)
             return []
         except OSError as exc:
             raise os_error("read", path, exc) from exc
         try:
             with os.fdopen(fd, "rb") as journal:
-                adopt_directory_owner(journal.fileno(), path.parent)
+                adopt_directory_owner(journal.fileno(), directory)
                 data = journal.read()
         except OSError as exc:
             raise os_error("read", path, exc) from exc
@@ -353,7 +380,8 @@ class Spool:
     def remove_journal(self, message_id: str) -> None:
         """Drop -J once its addresses are in a rewritten -H.  Needs the lock."""
         lock = self._held_lock(message_id, "remove_journal")
-        unlink(lock.path.parent / (message_id + JOURNAL_SUFFIX))
+        if message_id not in self._no_journal:
+            unlink(f"{lock.directory}/{message_id}{JOURNAL_SUFFIX}")
 
     # -- msglog ------------------------------------------------------------
 
@@ -420,9 +448,9 @@ class Spool:
             # Where it is looked for, in that order, with the unlinks themselves: no stat first
             # (a delivery worker removes a message at every completed delivery).
             check_message_id(message_id)
-            first, second = self._places(MSGLOG, message_id)
-            if not unlink(first / message_id):
-                unlink(second / message_id)
+            first, second = self._place_names(MSGLOG, message_id)
+            if not unlink(f"{first}/{message_id}"):
+                unlink(f"{second}/{message_id}")
             return
         path = self._msglog_path(message_id)
         if not file_exists(path):
@@ -477,7 +505,9 @@ class Spool:
         then on there is no message (a crash leaves only leftovers that
         tidy_temporaries removes, never an -H without its -D, and never an
         -H that comes back without the -J that records deliveries already
-        made); then -J, and -D last because it carries the lock."""
+        made); then -J, and -D last because it carries the lock.  (-J is not
+        unlinked when this process looked for it under the lock it still holds
+        and found none: only the lock's holder makes one.)"""
         taken: MessageLock | None = None
         lock = self._held.get(message_id)
         if lock is None:
@@ -486,12 +516,13 @@ class Spool:
             except NoSuchMessage:
                 lock = None  # no -D: nobody can be working on it; clear what is left
         try:
-            directory = lock.path.parent if lock is not None else self.message_directory(message_id)
+            directory = lock.directory if lock is not None else self._message_directory(message_id)
             if message_id not in self._retired:  # (else done, under the lock still held)
                 self._retire(directory, message_id, preserve_msglog)
-            unlink(directory / (message_id + JOURNAL_SUFFIX))
-            unlink(directory / (HEADER_TEMP_PREFIX + message_id))
-            unlink(directory / (message_id + DATA_SUFFIX))
+            if message_id not in self._no_journal:
+                unlink(f"{directory}/{message_id}{JOURNAL_SUFFIX}")
+            unlink(f"{directory}/{HEADER_TEMP_PREFIX}{message_id}")
+            unlink(f"{directory}/{message_id}{DATA_SUFFIX}")
         finally:
             if taken is not None:
                 taken.release()
@@ -502,12 +533,12 @@ class Spool:
         and is never delivered again, which is what -J would have ensured (no -J is written for
         such a delivery); remove_message later removes the rest.  Needs the lock."""
         lock = self._held_lock(message_id, "retire_message")
-        self._retire(lock.path.parent, message_id, False)
+        self._retire(lock.directory, message_id, False)
         self._retired.add(message_id)
 
-    def _retire(self, directory: Path, message_id: str, preserve_msglog: bool) -> None:
+    def _retire(self, directory: str, message_id: str, preserve_msglog: bool) -> None:
         self.remove_msglog(message_id, preserve=preserve_msglog)
-        if unlink(directory / (message_id + HEADER_SUFFIX)):
+        if unlink(f"{directory}/{message_id}{HEADER_SUFFIX}"):
             fsync_directory(directory)
 
     def tidy_temporaries(self, max_age: float, now: float | None = None) -> list[Path]:

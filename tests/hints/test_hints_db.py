@@ -125,6 +125,37 @@ def test_damage_while_open_is_repaired_not_fatal(db: HintsDb, panics: list[str],
     assert HintsDb(db.directory, db.name).get(b"after") == b"ok"
 
 
+def test_the_descriptor_kept_for_the_checks_is_not_leaked(db: HintsDb) -> None:
+    """The mapped file is kept open for the checks before each use: closed with the database,
+    and when a replaced or damaged file makes it reopen, so a long-lived worker does not collect
+    descriptors."""
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    db.put(b"k", b"v")
+    db.close()
+    before = open_files()
+    for damage in (lambda p: p.unlink(), lambda p: p.write_bytes(b"garbage" * 2000), lambda p: None):
+        db.put(b"k", b"v")
+        damage(Path(db.path))
+        assert db.get(b"k") in (None, b"v")
+    db.close()
+    assert open_files() == before
+
+
+def test_a_relative_directory_is_taken_from_the_current_one_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Absolute database names are remembered per directory; a relative directory's are not,
+    since they depend on where the process is."""
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        monkeypatch.chdir(tmp_path / sub)
+        assert HintsDb("db", "retry").path == str(tmp_path / sub / "db" / "retry")
+        assert HintsDb(str(tmp_path / "db"), "retry").path == str(tmp_path / "db" / "retry")
+
+
 def test_damage_is_reported_in_the_panic_log(db: HintsDb, panics: list[str]) -> None:
     db.put(b"k", b"v")
     Path(db.path).write_bytes(b"garbage" * 2000)

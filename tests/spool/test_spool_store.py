@@ -402,6 +402,31 @@ def test_journal_append_read_remove(spool: Spool) -> None:
         spool.remove_journal(message_id)  # nothing to remove is fine
 
 
+def test_a_journal_begun_after_none_was_found_is_still_removed(spool: Spool) -> None:
+    """The spool remembers that a held message had no -J when it looked (so that removing the
+    message does not try to unlink one); a -J this holder writes afterwards is removed all the
+    same, by remove_journal and by remove_message, and a new lock looks again."""
+    journal = spool.directory / "input"
+    for remove in ("journal", "message"):
+        message_id = make_message(spool, BODY, "a@x", "b@x")
+        with spool.lock(message_id):
+            assert spool.read_journal(message_id) == []
+            spool.append_journal(message_id, "a@x")
+            assert (journal / f"{message_id}-J").exists()
+            if remove == "journal":
+                spool.remove_journal(message_id)
+                assert not (journal / f"{message_id}-J").exists()
+                spool.append_journal(message_id, "b@x")
+            else:
+                spool.remove_message(message_id)
+                assert not list(journal.glob(f"{message_id}-*"))
+        if remove == "journal":
+            with spool.lock(message_id):
+                assert spool.read_journal(message_id) == ["b@x"]
+                spool.remove_message(message_id)
+            assert not list(journal.glob(f"{message_id}-*"))
+
+
 def test_journal_torn_line_after_crash(spool: Spool) -> None:
     message_id = make_message(spool, BODY, "a@x", "bob@example.com")
     with spool.lock(message_id):
