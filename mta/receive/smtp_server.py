@@ -208,13 +208,20 @@ class SmtpSession:
         return escape(bytes(self.channel._buffer[:60]).decode("utf-8", "replace"))
 
     async def _one_command(self) -> bool:
-        """Read and act on one command; False when the session is over."""
+        """Read and act on one command (or several: see read_command); False when the session is over."""
         try:
-            raw = await self.channel.read_line(COMMAND_LINE_MAX, self.timeout)
+            got = await self.channel.read_command(COMMAND_LINE_MAX, self.timeout, self._command)
         except LineTooLong:
             self.reply(500, "Command line too long")
             self._protocol_error()
             return True
+        if isinstance(got, bytes):
+            return await self._command(got)
+        return await got  # type: ignore[no-any-return]  # begun as it arrived, to be finished here
+
+    async def _command(self, raw: bytes) -> bool:
+        """Act on one command line; False when the session is over.  Runs in the session's task, or
+        in the channel's data_received until it has to wait (SmtpChannel.read_command)."""
         line = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
         verb, argument = split_verb(line)
         if "receive" in debug.active:  # never AUTH's data: it holds the password
