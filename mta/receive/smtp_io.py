@@ -124,9 +124,8 @@ class SmtpChannel(asyncio.BufferedProtocol):
         self.tls: ssl.SSLObject | None = None
         self.bytes_received = 0
         self.deadline: float | None = None  # of the line of message text being read (read_chunk)
-        # While read_command waits: (run, line limit, timeout, its waiter); see there.
-        self._commands: tuple[Callable[[bytes], Coroutine[Any, Any, Any]], int, float | None,
-                              asyncio.Future[Any]] | None = None
+        # While read_command waits: (run, at_once, line limit, timeout, its waiter); see there.
+        self._commands: tuple[Any, ...] | None = None
         self._command_deadline: float | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
@@ -219,7 +218,7 @@ class SmtpChannel(asyncio.BufferedProtocol):
             # A command run in data_received may be waiting for input of its own by now.
             if self._waiter is waiter:
                 self._waiter = None
-            if self._commands is not None and self._commands[3] is waiter:
+            if self._commands is not None and self._commands[4] is waiter:
                 self._commands = None
 
     async def read_line(self, limit: int, timeout: float | None) -> bytes:
@@ -231,14 +230,17 @@ class SmtpChannel(asyncio.BufferedProtocol):
         return await self.read_command(limit, timeout, None)  # type: ignore[return-value]
 
     async def read_command(self, limit: int, timeout: float | None,
-                           run: Callable[[bytes], Coroutine[Any, Any, Any]] | None) -> bytes | Suspended | Finished:
+                           run: Callable[[bytes], Coroutine[Any, Any, Any]] | None,
+                           at_once: Callable[[bytes], bool] | None = None) -> bytes | Suspended | Finished:
         """The next command line, as read_line; but while it waits, each line that arrives is run
         at once by `run(line)` (a coroutine: the session's command) in data_received, with no
         future and no task switch for the commands that wait for nothing (most MAIL, RCPT, RSET
         and NOOP commands).  Their replies go out when the client's input is drained, as a
         read that waits sends them.  A command that has to wait is handed back (Suspended: the
-        caller awaits it), and so is one that ended the session (Finished).  The next line's
-        deadline runs from the end of the last command run here."""
+        caller awaits it), and so is one that ended the session (Finished); a line that
+        `at_once(line)` says always waits (DATA, which waits for the text) is returned, for the
+        caller to run (each later resumption of a Suspended command costs a Python frame).
+        The next line's deadline runs from the end of the last command run here."""
         loop = asyncio.get_running_loop()
         self._command_deadline = None if timeout is None else loop.time() + timeout
         scanned = 0
@@ -254,7 +256,7 @@ class SmtpChannel(asyncio.BufferedProtocol):
             if len(self._buffer) > limit + 2:
                 discarding = True  # thrown away as it comes, up to the LF, here and not in data_received
                 del self._buffer[:]
-            commands = None if discarding or run is None else (run, limit, timeout)
+            commands = None if discarding or run is None else (run, at_once, limit, timeout)
             # (data_received takes lines from the buffer's start when it runs them)
             scanned = len(self._buffer) if commands is None else 0
             handed = await self._wait_for_input(_remaining(self._command_deadline), commands)
@@ -264,7 +266,7 @@ class SmtpChannel(asyncio.BufferedProtocol):
     def _run_commands(self) -> None:
         """data_received's part of read_command: run the complete lines that have come."""
         assert self._commands is not None
-        run, limit, timeout, waiter = self._commands
+        run, at_once, limit, timeout, waiter = self._commands
         if waiter.done() or self._paused or self._write_paused:
             self._wake()  # (the task is to run, or has to wait for the client: its own way)
             return
@@ -277,6 +279,9 @@ class SmtpChannel(asyncio.BufferedProtocol):
                     self._wake()  # too long: read_command throws it away (LineTooLong)
                     return
                 break
+            if at_once is not None and not at_once(buffer[: end + 1]):
+                self._wake()  # read_command returns it (after sending what is answered)
+                return
             line = bytes(buffer[: end + 1])
             del buffer[: end + 1]
             ran = True

@@ -218,7 +218,7 @@ class SmtpSession:
     async def _one_command(self) -> bool:
         """Read and act on one command (or several: see read_command); False when the session is over."""
         try:
-            got = await self.channel.read_command(COMMAND_LINE_MAX, self.timeout, self._command)
+            got = await self.channel.read_command(COMMAND_LINE_MAX, self.timeout, self._command, _runs_at_once)
         except LineTooLong:
             self.reply(500, "Command line too long")
             self._protocol_error()
@@ -404,6 +404,12 @@ class SmtpSession:
     @staticmethod
     def now() -> float:
         return time.time()
+
+
+def _runs_at_once(line: bytearray) -> bool:
+    """Whether a command may be run as it arrives (read_command): not DATA nor BDAT, which wait
+    for the message text (and the fsync) and are better run by the session's task."""
+    return line[:4].upper() not in (b"DATA", b"BDAT")
 
 
 def version_banner(primary_hostname: str) -> str:

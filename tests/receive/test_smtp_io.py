@@ -77,7 +77,7 @@ class Commands:
 
     async def next(self, timeout: float | None = 5) -> bool:
         """What the session does: read a command (or several), finish the one that waits."""
-        got = await self.channel.read_command(100, timeout, self.run)
+        got = await self.channel.read_command(100, timeout, self.run, lambda line: not line.startswith(b"TEXT"))
         if isinstance(got, bytes):
             return await self.run(got)
         return await got  # type: ignore[no-any-return]
@@ -116,6 +116,14 @@ def test_commands_run_as_they_arrive_and_one_that_waits_is_finished_by_the_task(
             b"250 WAIT\r\n250 NOOP 3\r\n")
         assert commands.ran == [b"NOOP 1\r\n", b"NOOP 2\r\n", b"WAIT\r\n", b"NOOP 3\r\n"]
         assert commands.in_task == [False, False, False, True]
+        # One that at_once declines (as DATA is) is returned to the task, after those before it.
+        theirs.sendall(b"NOOP 4\r\nTEXT\r\n")
+        assert await session is True
+        assert commands.ran[-2:] == [b"NOOP 4\r\n", b"TEXT\r\n"] and commands.in_task[-2:] == [False, True]
+        session = asyncio.ensure_future(commands.next())
+        await asyncio.sleep(0)
+        assert await loop.run_in_executor(None, receive, theirs, b"250 NOOP 4\r\n250 TEXT\r\n") == (
+            b"250 NOOP 4\r\n250 TEXT\r\n")
         # One that ends the session (QUIT), and one that fails: the session's task hears of both.
         theirs.sendall(b"QUIT\r\n")
         assert await session is False
