@@ -18,7 +18,8 @@ from mta.config.main import DEFAULT_RECEIVED_HEADER_TEXT
 from mta.config.variables import expansion_context
 from mta.errors import ExpansionError, SpoolError, SubmissionError
 from mta.log import ARRIVAL, escape, escape_token
-from mta.message.headers import Header, find, fold_message_data, make_header, rfc822_date
+from mta.message.headers import Header, find, fold_message_data, make_header
+from mta.message.headers import rfc822_date as _rfc822_date
 from mta.receive.body import BodyStats
 from mta.spool.ids import new_message_id
 
@@ -322,7 +323,7 @@ def received_header(runtime: Any, message_id: str, started: float, arrival: Arri
         text = default_received_text(config.primary_hostname, variables)
     if text is not None:
         name, _, value = text.partition(":")
-        return make_header(name.strip(), f"{value.strip()};\n\t{rfc822_date(started)}")
+        return make_header(name.strip(), f"{value.strip()};\n\t{_date(started)}")
     ctx = expansion_context(config, variables)
     try:
         text = fold_message_data(_expand(config.main.received_header_text, ctx))
@@ -335,7 +336,7 @@ def received_header(runtime: Any, message_id: str, started: float, arrival: Arri
             runtime.logger.panic(f"expansion of received_header_text failed: {exc.message}")
             text = f"Received: by {config.primary_hostname} id {message_id}"
     name, _, value = text.partition(":")
-    return make_header(name.strip() or "Received", f"{value.strip()};\n\t{rfc822_date(started)}")
+    return make_header(name.strip() or "Received", f"{value.strip()};\n\t{_date(started)}")
 
 
 def default_received_text(primary_hostname: str, variables: dict[str, str | None]) -> str | None:
@@ -429,7 +430,20 @@ def add_missing_headers(
         headers.append(make_header("Message-Id", f"<{text}@{domain}>"))
     headers.extend(rewrote or ())
     if not find(headers, "date"):
-        headers.append(make_header("Date", rfc822_date(started)))
+        headers.append(make_header("Date", _date(started)))
+
+
+_date_memo: tuple[int, str] = (-1, "")
+
+
+def _date(when: float) -> str:
+    """rfc822_date(when), made once a second (a busy receiver dates every message's Received:,
+    and Date: when it has none, with the same few seconds)."""
+    global _date_memo
+    second = int(when)
+    if _date_memo[0] != second:
+        _date_memo = (second, _rfc822_date(second))
+    return _date_memo[1]
 
 
 def _seconds_usec(now: float) -> tuple[int, int]:

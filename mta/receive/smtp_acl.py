@@ -10,27 +10,25 @@ engine's knowledge.
 
 from __future__ import annotations
 
+# (Loaded with the first session, which needs the ACL engine: run_acl runs for every command.)
+from mta.receive.acl import AclContext, AclEngine, AclResult, AclStage
+
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from mta.receive.acl import AclContext, AclResult
     from mta.receive.smtp_context import ReceiverContext
     from mta.receive.smtp_server import SmtpSession
     from mta.runtime import Runtime
 
 
 def acl_engine(runtime: Runtime) -> Any:
-    from mta.receive.acl import AclEngine
-
     return AclEngine(runtime)
 
 
 def session_acl_context(context: ReceiverContext, session: SmtpSession) -> AclContext:
     """The connection's context, made once per session."""
-    from mta.receive.acl import AclContext, AclStage
-
     return AclContext(
         stage=AclStage.CONNECT,
         host_address=session.host_address,
@@ -55,8 +53,6 @@ async def run_acl(
     headers: list[Any] | None = None,
     size: int | None = None,
 ) -> AclResult:
-    from mta.receive.acl import AclResult, AclStage
-
     ctx = session.acl_ctx
     engine = context._acl_engine()
     acl_stage = AclStage[stage]

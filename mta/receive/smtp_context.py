@@ -19,7 +19,6 @@ import os
 import pwd
 import threading
 import time
-import weakref
 
 from mta import debug
 from mta.config.lists import match_domain, match_host
@@ -79,16 +78,9 @@ class ReceiverContext:
             entry = pwd.getpwuid(os.getuid())
             self.mta_login, self.mta_uid, self.mta_gid = entry.pw_name, entry.pw_uid, entry.pw_gid
         self._acl: Any = None
+        self._run_acl: Any = None
         self._tls: Any = None
         self.on_etrn: Callable[[str], None] | None = None  # the daemon sets it
-        # host_in's answers, per session: see there.
-        self._host_answers: weakref.WeakKeyDictionary[SmtpSession, dict[tuple[str, str | None], bool]] = (
-            weakref.WeakKeyDictionary()
-        )
-        # extension_names' answer, per session and the state it depends on: see there.
-        self._extension_names: weakref.WeakKeyDictionary[SmtpSession, tuple[tuple[Any, ...], set[str]]] = (
-            weakref.WeakKeyDictionary()
-        )
 
     # -- small helpers -----------------------------------------------------------------------
     @staticmethod
@@ -113,9 +105,7 @@ class ReceiverContext:
         # whether input may run ahead), and matching a host list costs far more than the rest of a
         # command.  The client is the same for the whole session, so each list is matched once per
         # session (and host name), as Exim decides these at EHLO.
-        answers = self._host_answers.get(session)
-        if answers is None:
-            answers = self._host_answers[session] = {}
+        answers = session.host_answers
         key = (option_value, session.host_name)
         answer = answers.get(key)
         if answer is None:
@@ -209,11 +199,11 @@ class ReceiverContext:
         if not session.esmtp:
             return set()
         state = (session.helo_name, session.host_name, session.tls_cipher)
-        known = self._extension_names.get(session)
+        known = session.extension_names
         if known is not None and known[0] == state:
             return known[1]
         names = {line.split()[0] for line in self.extensions(session)}
-        self._extension_names[session] = (state, names)
+        session.extension_names = (state, names)
         return names
 
     def unqualified_sender_ok(self, session: SmtpSession) -> bool:
@@ -259,9 +249,11 @@ class ReceiverContext:
     ) -> str | None:
         """Run the stage's ACL.  None: accepted (go on).  Otherwise the reply has been queued (unless
         `quiet`), the rejection logged, and its text ("550 relay not permitted") is returned."""
-        from mta.receive.acl_log import log_rejection, rejection_reply
-        from mta.receive.smtp_acl import run_acl
+        run_acl = self._run_acl
+        if run_acl is None:
+            from mta.receive.smtp_acl import run_acl
 
+            self._run_acl = run_acl  # (an import statement per command is a microsecond)
         result = await run_acl(self, session, stage, line, recipient=recipient, headers=headers, size=size)
         if result.verb == "accept":
             return None
@@ -272,6 +264,8 @@ class ReceiverContext:
             if stage in ("MAIL", "PREDATA", "DATA"):
                 session.transaction.discard = True
             return None
+        from mta.receive.acl_log import log_rejection, rejection_reply
+
         code, lines = rejection_reply(result, session.acl_ctx.stage)
         log_rejection(self.runtime.logger, result, session.acl_ctx)
         text = "\n".join(lines)

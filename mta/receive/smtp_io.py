@@ -5,7 +5,11 @@ body chunks from its buffer and queues replies; queued replies are written
 in one go when the session asks for input that has not arrived yet, which is
 RFC 2920's rule for a pipelining server (a client that sends MAIL, RCPT,
 RCPT, DATA in one packet gets the four replies in one packet) and saves a
-system call per command otherwise.
+system call per command otherwise.  While a session waits for its next
+command (`read_command`), the lines that arrive are run as they arrive, in
+`data_received`: a command that waits for nothing (most MAIL, RCPT, RSET and
+NOOP commands) costs no future and no task switch; one that has to wait is
+handed to the session's task where it waits (`Suspended`).
 
 It knows nothing of SMTP commands.  It enforces the limits a server must
 have on input it has not parsed yet: the longest line (`LineTooLong`, with
@@ -28,14 +32,17 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
 import weakref
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Generator
     from typing import Any
 
 _MAX_BUFFER = 1 << 20  # pause reading beyond this much unread input (flow control)
+_READ_SIZE = 256 * 1024  # the most one read takes (asyncio's own figure)
 
 
 class ChannelClosed(Exception):
@@ -50,8 +57,57 @@ class LineTooLong(Exception):
     """A command line longer than the limit arrived; its remainder has been discarded."""
 
 
-class SmtpChannel(asyncio.Protocol):
-    """One connection: lines and chunks in, replies out."""
+class Suspended:
+    """A command begun in `data_received` that has to wait (an ACL's DNS lookup or thread, the
+    message text, the spool's fsync): awaiting this in the session's task resumes the command
+    where it waits and gives its result.  What Python 3.12's eager tasks do, for one command."""
+
+    __slots__ = ("command", "waiting_on")
+
+    def __init__(self, command: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self.command = command
+        self.waiting_on = waiting_on  # what its first await yielded: a future (or None: sleep(0))
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        command, waiting_on = self.command, self.waiting_on
+        while True:
+            try:
+                sent = yield waiting_on  # the task waits on it, as if the command had yielded it
+            except GeneratorExit:
+                command.close()
+                raise
+            except BaseException as exc:  # a timeout or a cancellation, thrown in by the task
+                try:
+                    waiting_on = command.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    waiting_on = command.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+class Finished:
+    """A command that ran to its end in `data_received` and ended the session (QUIT)."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self.result
+        yield  # (a generator: awaitable)
+
+
+class SmtpChannel(asyncio.BufferedProtocol):
+    """One connection: lines and chunks in, replies out.
+
+    A socket's (or TLS's) input is read into one buffer per thread (get_buffer), then copied
+    to the channel's: without it each read allocated 256 KiB for a few bytes, and glibc may
+    serve that from a new mapping (mmap, a page fault, mremap, munmap: four system calls a
+    read).  A pipe's (-bs) comes to data_received."""
 
     def __init__(self) -> None:
         self.transport: asyncio.BaseTransport | None = None
@@ -68,6 +124,9 @@ class SmtpChannel(asyncio.Protocol):
         self.tls: ssl.SSLObject | None = None
         self.bytes_received = 0
         self.deadline: float | None = None  # of the line of message text being read (read_chunk)
+        # While read_command waits: (run, at_once, line limit, timeout, its waiter); see there.
+        self._commands: tuple[Any, ...] | None = None
+        self._command_deadline: float | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -79,13 +138,26 @@ class SmtpChannel(asyncio.Protocol):
         if not self.connected.done():
             self.connected.set_result(None)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        try:
+            return _read_buffer.view  # type: ignore[no-any-return]
+        except AttributeError:
+            view = _read_buffer.view = memoryview(bytearray(_READ_SIZE))
+            return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(_read_buffer.view[:nbytes])  # (copied into self._buffer, not kept)
+
+    def data_received(self, data: bytes | memoryview) -> None:
         self._buffer += data
         self.bytes_received += len(data)
         if len(self._buffer) > _MAX_BUFFER and not self._paused and hasattr(self.transport, "pause_reading"):
             self._paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
-        self._wake()
+        if self._commands is not None:
+            self._run_commands()
+        else:
+            self._wake()
 
     def eof_received(self) -> bool | None:
         self._eof = True
@@ -118,12 +190,17 @@ class SmtpChannel(asyncio.Protocol):
         """True if input is waiting (a pipelining client, or one that talks out of turn)."""
         return bool(self._buffer)
 
-    async def _wait_for_input(self, timeout: float | None) -> None:
+    async def _wait_for_input(self, timeout: float | None, commands: Any = None) -> Any:
+        """Until input comes (None), or, with `commands` (read_command's), until a command run in
+        data_received must be finished by the task or has ended the session (its Suspended or
+        Finished)."""
         if self._eof:
             raise ChannelClosed(str(self._error) if self._error else "connection closed")
         await self.flush()
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
+        if commands is not None:
+            self._commands = (*commands, waiter)
         if self._paused and hasattr(self.transport, "resume_reading"):
             self._paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
@@ -134,11 +211,15 @@ class SmtpChannel(asyncio.Protocol):
         if deadlines is not None:
             deadlines.add(waiter, loop.time() + timeout)  # type: ignore[operator]
         try:
-            await waiter
+            return await waiter
         finally:
             if deadlines is not None:
                 deadlines.discard(waiter)
-            self._waiter = None
+            # A command run in data_received may be waiting for input of its own by now.
+            if self._waiter is waiter:
+                self._waiter = None
+            if self._commands is not None and self._commands[4] is waiter:
+                self._commands = None
 
     async def read_line(self, limit: int, timeout: float | None) -> bytes:
         """One line with its line end (LF, or CRLF).  `limit` counts the line without it.
@@ -146,9 +227,24 @@ class SmtpChannel(asyncio.Protocol):
         Raises LineTooLong after discarding the line up to its LF, ReadTimeout,
         or ChannelClosed (an unfinished last line counts as closed: SMTP
         commands end with CRLF)."""
+        return await self.read_command(limit, timeout, None)  # type: ignore[return-value]
+
+    async def read_command(self, limit: int, timeout: float | None,
+                           run: Callable[[bytes], Coroutine[Any, Any, Any]] | None,
+                           at_once: Callable[[bytes], bool] | None = None) -> bytes | Suspended | Finished:
+        """The next command line, as read_line; but while it waits, each line that arrives is run
+        at once by `run(line)` (a coroutine: the session's command) in data_received, with no
+        future and no task switch for the commands that wait for nothing (most MAIL, RCPT, RSET
+        and NOOP commands).  Their replies go out when the client's input is drained, as a
+        read that waits sends them.  A command that has to wait is handed back (Suspended: the
+        caller awaits it), and so is one that ended the session (Finished); a line that
+        `at_once(line)` says always waits (DATA, which waits for the text) is returned, for the
+        caller to run (each later resumption of a Suspended command costs a Python frame).
+        The next line's deadline runs from the end of the last command run here."""
+        loop = asyncio.get_running_loop()
+        self._command_deadline = None if timeout is None else loop.time() + timeout
         scanned = 0
         discarding = False
-        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while True:
             end = self._buffer.find(b"\n", scanned)
             if end >= 0:
@@ -158,13 +254,66 @@ class SmtpChannel(asyncio.Protocol):
                     raise LineTooLong()
                 return line
             if len(self._buffer) > limit + 2:
-                # Too long already: throw it away as it comes, up to the LF.
-                discarding = True
+                discarding = True  # thrown away as it comes, up to the LF, here and not in data_received
                 del self._buffer[:]
-                scanned = 0
-            else:
-                scanned = len(self._buffer)
-            await self._wait_for_input(_remaining(deadline))
+            commands = None if discarding or run is None else (run, at_once, limit, timeout)
+            # (data_received takes lines from the buffer's start when it runs them)
+            scanned = len(self._buffer) if commands is None else 0
+            handed = await self._wait_for_input(_remaining(self._command_deadline), commands)
+            if handed is not None:
+                return handed  # type: ignore[no-any-return]
+
+    def _run_commands(self) -> None:
+        """data_received's part of read_command: run the complete lines that have come."""
+        assert self._commands is not None
+        run, at_once, limit, timeout, waiter = self._commands
+        if waiter.done() or self._paused or self._write_paused:
+            self._wake()  # (the task is to run, or has to wait for the client: its own way)
+            return
+        buffer = self._buffer
+        ran = False
+        while True:
+            end = buffer.find(b"\n")
+            if end < 0 or end > limit + 1:
+                if end > limit + 1 or len(buffer) > limit + 2:
+                    self._wake()  # too long: read_command throws it away (LineTooLong)
+                    return
+                break
+            if at_once is not None and not at_once(buffer[: end + 1]):
+                self._wake()  # read_command returns it (after sending what is answered)
+                return
+            line = bytes(buffer[: end + 1])
+            del buffer[: end + 1]
+            ran = True
+            command = run(line)
+            try:
+                waiting_on = command.send(None)
+            except StopIteration as stop:
+                if stop.value is False:  # the session is over
+                    self._commands = None
+                    waiter.set_result(Finished(False))
+                    return
+                continue
+            except BaseException as exc:  # Drop, ChannelClosed...: for the session's task to handle
+                self._commands = None
+                waiter.set_exception(exc)
+                return
+            self._commands = None
+            waiter.set_result(Suspended(command, waiting_on))
+            return
+        if not ran:
+            return
+        # Input drained: what a read that has to wait does (the replies out, a new deadline).
+        try:
+            self._send_replies()
+        except ChannelClosed as exc:
+            self._commands = None
+            waiter.set_exception(exc)
+            return
+        if timeout is not None:
+            loop = waiter.get_loop()
+            self._command_deadline = loop.time() + timeout
+            _deadlines(loop).move(waiter, self._command_deadline)
 
     def text_deadline(self, timeout: float | None) -> float | None:
         """The time by which the current line of message text must end (read_chunk, read_exactly)."""
@@ -214,14 +363,17 @@ class SmtpChannel(asyncio.Protocol):
         """Queue a reply; it goes out at the next read that has to wait, or at flush()."""
         self._pending_replies.append(text)
 
-    async def flush(self) -> None:
+    def _send_replies(self) -> None:
         if self._pending_replies:
-            data = b"".join(self._pending_replies)
+            data = b"".join(self._pending_replies) if len(self._pending_replies) > 1 else self._pending_replies[0]
             self._pending_replies.clear()
             transport = self._write_transport
             if transport is None or transport.is_closing():
                 raise ChannelClosed("connection closed")
             transport.write(data)
+
+    async def flush(self) -> None:
+        self._send_replies()
         if self._write_paused:
             loop = asyncio.get_running_loop()
             self._drain_waiter = loop.create_future()
@@ -274,6 +426,11 @@ class SmtpChannel(asyncio.Protocol):
         return None, None
 
 
+# Where reads land before they are copied to their channel's buffer: one per thread (an event
+# loop's), since a read is copied out before the next one (get_buffer, buffer_updated).
+_read_buffer = threading.local()
+
+
 def _remaining(deadline: float | None) -> float | None:
     """Seconds left until `deadline` (never below zero: a wait that is due times out at once)."""
     return None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0.0)
@@ -295,6 +452,13 @@ class _Deadlines:
         self.waiting[waiter] = deadline
         if deadline < self.timer_at:
             self._arm(waiter.get_loop(), deadline)
+
+    def move(self, waiter: asyncio.Future[Any], deadline: float) -> None:
+        """A wait's deadline moved (later, as a rule: read_command's after a command)."""
+        if waiter in self.waiting:
+            self.waiting[waiter] = deadline
+            if deadline < self.timer_at:
+                self._arm(waiter.get_loop(), deadline)
 
     def discard(self, waiter: asyncio.Future[None]) -> None:
         self.waiting.pop(waiter, None)

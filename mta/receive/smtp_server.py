@@ -91,10 +91,15 @@ class SmtpSession:
         self.tls_version: str | None = None
         self.tls_cipher_std: str | None = None
         self.connection_vars: dict[str, str] = {}
+        # The context's answers for this session: host lists matched (host_in), what EHLO
+        # offered and the state it was decided in (extension_names).
+        self.host_answers: dict[tuple[str, str | None], bool] = {}
+        self.extension_names: tuple[tuple[Any, ...], set[str]] | None = None
         self.unknown_commands = 0
         self.protocol_errors = 0
         self.messages_accepted = 0
         self.transaction = smtp_transaction.Transaction(self)
+        self._handlers: dict[str, Any] | None = None
         self.errors_seen = False  # -bS: exit status
         from mta.receive.smtp_acl import session_acl_context
 
@@ -135,6 +140,9 @@ class SmtpSession:
     # -- replies -------------------------------------------------------------------------------
     def reply(self, code: int, text: str) -> None:
         """Queue a reply; multi-line text gets "code-" continuation lines (RFC 5321 §4.2.1)."""
+        if not self.batched and "\n" not in text and "receive" not in debug.active:
+            self.channel.reply(f"{code} {text}\r\n".encode("utf-8", "surrogateescape"))  # (nearly all)
+            return
         lines = text.split("\n") or [""]
         if self.batched:
             if code >= 400:
@@ -208,18 +216,25 @@ class SmtpSession:
         return escape(bytes(self.channel._buffer[:60]).decode("utf-8", "replace"))
 
     async def _one_command(self) -> bool:
-        """Read and act on one command; False when the session is over."""
+        """Read and act on one command (or several: see read_command); False when the session is over."""
         try:
-            raw = await self.channel.read_line(COMMAND_LINE_MAX, self.timeout)
+            got = await self.channel.read_command(COMMAND_LINE_MAX, self.timeout, self._command, _runs_at_once)
         except LineTooLong:
             self.reply(500, "Command line too long")
             self._protocol_error()
             return True
+        if isinstance(got, bytes):
+            return await self._command(got)
+        return await got  # type: ignore[no-any-return]  # begun as it arrived, to be finished here
+
+    async def _command(self, raw: bytes) -> bool:
+        """Act on one command line; False when the session is over.  Runs in the session's task, or
+        in the channel's data_received until it has to wait (SmtpChannel.read_command)."""
         line = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
         verb, argument = split_verb(line)
         if "receive" in debug.active:  # never AUTH's data: it holds the password
             debug.write("SMTP<< " + (f"AUTH {argument.split(' ')[0]} ****" if verb == "AUTH" else line))
-        handler = self._handlers().get(verb)
+        handler = self._handler_table.get(verb)
         if handler is None:
             self.unknown_commands += 1
             if self.unknown_commands > self.config.main.smtp_max_unknown_commands:
@@ -270,7 +285,14 @@ class SmtpSession:
             self.reply(554, "Too many syntax or protocol errors")
             raise Drop(f"SMTP call from {self._peer_for_log()} dropped: too many syntax or protocol errors")
 
-    def _handlers(self) -> dict[str, Any]:
+    @property
+    def _handler_table(self) -> dict[str, Any]:
+        """The commands' handlers, made once per Transaction (tls_started makes a new one)."""
+        if self._handlers is None:
+            self._handlers = self._make_handlers()
+        return self._handlers
+
+    def _make_handlers(self) -> dict[str, Any]:
         t = self.transaction
         return {
             "HELO": self.cmd_helo,
@@ -373,6 +395,7 @@ class SmtpSession:
         self.helo_name = None
         self.esmtp = False
         self.transaction = smtp_transaction.Transaction(self)
+        self._handlers = None
 
     async def cmd_auth(self, argument: str, line: str) -> None:
         await self.ctx.authenticate(self, argument, line)
@@ -381,6 +404,12 @@ class SmtpSession:
     @staticmethod
     def now() -> float:
         return time.time()
+
+
+def _runs_at_once(line: bytearray) -> bool:
+    """Whether a command may be run as it arrives (read_command): not DATA nor BDAT, which wait
+    for the message text (and the fsync) and are better run by the session's task."""
+    return line[:4].upper() not in (b"DATA", b"BDAT")
 
 
 def version_banner(primary_hostname: str) -> str:

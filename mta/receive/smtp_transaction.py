@@ -342,8 +342,8 @@ class Transaction:
                 return
             await self._accept(pending, headers, stats, line)
         finally:
-            if pending is not None:
-                await pending.abort()  # nothing, once committed
+            if pending is not None and not pending.is_committed:
+                await pending.abort()
             await self.reset()
 
     async def _accept(self, pending: PendingMessage | None, headers: list[Any], stats: Any, line: str) -> None:
