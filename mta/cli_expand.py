@@ -252,8 +252,9 @@ def _header_lines(head: str) -> list[str]:
 
 def spooled_message(config: Config, message_id: str) -> tuple[dict[str, object], HeaderLines]:
     """-Mset: the variables of a message on the spool."""
-    from mta.deliver.message import header_lookup, message_size, message_variables, spool_headers
+    from mta.deliver.message import message_size, message_variables, spool_headers
     from mta.expand.variables import body_variables
+    from mta.message.headers import header_lookup
     from mta.spool.ids import is_message_id
     from mta.spool.store import Spool
 

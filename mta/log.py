@@ -20,6 +20,7 @@ import sys
 import time
 
 from mta.lazy_pattern import lazy_compile
+from mta.memo import per_second
 from mta.printable import printable
 from mta.privilege import adopt_directory_owner
 
@@ -154,27 +155,21 @@ def escape_token(text: str) -> str:
     return escape(text).replace(" ", "\\040")
 
 
-# The last second's stamp (a process writes several lines a second: one localtime and strftime).
-_last_stamp: tuple[int, str] = (-1, "")
+def _second_stamp(second: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+
+
+# A process writes several lines a second: one localtime and strftime a second.
+_stamp = per_second(_second_stamp)
 
 
 def log_timestamp(now: float | None = None, with_zone: bool = False, millisec: bool = False) -> str:
-    global _last_stamp
     now = time.time() if now is None else now
-    second = int(now)
-    if not with_zone and second == _last_stamp[0] and now >= 0:
-        stamp = _last_stamp[1]
-        if millisec:
-            stamp += f".{int((now % 1) * 1000):03d}"
-        return stamp
-    lt = time.localtime(now)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", lt)
-    if now >= 0:
-        _last_stamp = (second, stamp)
+    stamp = _stamp(now)
     if millisec:
         stamp += f".{int((now % 1) * 1000):03d}"
     if with_zone:
-        stamp += " " + time.strftime("%z", lt)
+        stamp += " " + time.strftime("%z", time.localtime(now))
     return stamp
 
 

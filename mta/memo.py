@@ -1,4 +1,5 @@
-"""`functools.lru_cache`, `cache` and `cached_property` without importing functools.
+"""`functools.lru_cache`, `cache` and `cached_property` without importing functools; and
+`per_second`, a time stamp made once a second.
 
 Why: functools imports collections (for the one namedtuple of ``cache_info()``),
 with keyword, operator and reprlib: 2-3 ms of every short command's start-up
@@ -17,6 +18,7 @@ from __future__ import annotations
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from functools import cache, cached_property, lru_cache
 else:
     try:
@@ -61,3 +63,22 @@ else:
                     return self
                 value = instance.__dict__[self.attrname] = self.function(instance)
                 return value
+
+
+def per_second(format_second: Callable[[int], str]) -> Callable[[float], str]:
+    """`format_second(second)` of a time, made once a second: for time stamps a process writes
+    many times a second (log lines, the Received: and Date: of each message).  Safe across
+    threads: the remembered pair is read and replaced whole."""
+    memo: tuple[int | None, str] = (None, "")
+
+    def formatted(when: float) -> str:
+        nonlocal memo
+        second = int(when // 1)  # (the floor, for a time before 1970 too)
+        known = memo
+        if known[0] == second:
+            return known[1]
+        text = format_second(second)
+        memo = (second, text)
+        return text
+
+    return formatted

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mta.memo import cache, cached_property, lru_cache
+from mta.memo import cache, cached_property, lru_cache, per_second
 
 
 def test_lru_cache_keeps_the_latest_results_and_cache_serves_all() -> None:
@@ -41,3 +41,17 @@ def test_cached_property_is_computed_once_per_instance() -> None:
     assert first.rules is first.rules and second.rules == ["rule"]
     assert Runtime.computed == 2 and first.__dict__["rules"] == ["rule"]
     assert isinstance(Runtime.__dict__["rules"], cached_property)
+
+
+def test_per_second_formats_each_second_once() -> None:
+    calls: list[int] = []
+
+    def stamp(second: int) -> str:
+        calls.append(second)
+        return f"s{second}"
+
+    formatted = per_second(stamp)
+    assert [formatted(t) for t in (10.0, 10.2, 10.999, 11.0, 10.5, -0.5, -1.0)] == [
+        "s10", "s10", "s10", "s11", "s10", "s-1", "s-1"
+    ]
+    assert calls == [10, 11, 10, -1]  # again only when the second changes; the floor before 1970

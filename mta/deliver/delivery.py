@@ -42,11 +42,12 @@ from mta.deliver.deliverlog import (
 from mta.deliver.failures import failed_addresses, top_recipient, with_duplicates
 from mta.deliver.grouping import group_local, group_remote, local_batch_shared
 from mta.deliver.loop import DeliveryLoop, close_connections
-from mta.deliver.message import header_lookup, outgoing_message, spool_headers
+from mta.deliver.message import outgoing_message, spool_headers
 from mta.deliver.retrying import DeliveryRetry, RetryTimeoutError
 from mta.deliver.waiting import record_waiting
 from mta.errors import DeferError, DeliveryError, FailError, LockedError, SpoolError, SpoolFormatError
 from mta.log import escape, log_timestamp
+from mta.message.headers import header_lookup
 from mta.route.context import RoutingContext
 from mta.route.engine import RoutingEngine
 from mta.route.host import wait_name

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from mta.message.headers import Header, header_lookup  # noqa: F401 - header_lookup: its callers import it from here
+from mta.message.headers import Header
 from mta.transports.base import OutgoingMessage
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.

@@ -428,7 +428,7 @@ def _check_not_smtp(runtime: Runtime, message: LocalMessage) -> None:
     asyncio is imported only here: a sendmail without this ACL never pays for it."""
     import asyncio
 
-    from mta.deliver.message import header_lookup
+    from mta.message.headers import header_lookup
     from mta.receive.acl import AclContext, AclEngine, AclStage
     from mta.receive.acl_log import log_rejection
 

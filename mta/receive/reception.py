@@ -18,6 +18,7 @@ from mta.config.main import DEFAULT_RECEIVED_HEADER_TEXT
 from mta.config.variables import expansion_context
 from mta.errors import ExpansionError, SpoolError, SubmissionError
 from mta.log import ARRIVAL, escape, escape_token
+from mta.memo import per_second
 from mta.message.headers import Header, find, fold_message_data, make_header
 from mta.message.headers import rfc822_date as _rfc822_date
 from mta.receive.body import BodyStats
@@ -433,17 +434,9 @@ def add_missing_headers(
         headers.append(make_header("Date", _date(started)))
 
 
-_date_memo: tuple[int, str] = (-1, "")
-
-
-def _date(when: float) -> str:
-    """rfc822_date(when), made once a second (a busy receiver dates every message's Received:,
-    and Date: when it has none, with the same few seconds)."""
-    global _date_memo
-    second = int(when)
-    if _date_memo[0] != second:
-        _date_memo = (second, _rfc822_date(second))
-    return _date_memo[1]
+# rfc822_date, made once a second: a busy receiver dates every message's Received:, and Date:
+# when it has none, with the same few seconds.
+_date = per_second(_rfc822_date)
 
 
 def _seconds_usec(now: float) -> tuple[int, int]:

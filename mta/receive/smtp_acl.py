@@ -79,7 +79,7 @@ async def run_acl(
     elif transaction.mail is not None and transaction.mail.size is not None:
         ctx.message_size = transaction.mail.size
     if headers is not None:
-        from mta.deliver.message import header_lookup
+        from mta.message.headers import header_lookup
 
         ctx.headers = header_lookup(headers)
         texts = [h.text for h in headers if h.flag != "*"]

@@ -15,9 +15,9 @@ import pytest
 
 from mta import record
 from mta.config.loader import load_config
-from mta.deliver.message import header_lookup
 from mta.errors import DeferError, FailError
 from mta.expand import ExpandContext, expand, time_variables
+from mta.message.headers import header_lookup
 from mta.receive.local_submit import generated_message_submitter
 from mta.route.item import ReplyItem
 from mta.runtime import Runtime, build_runtime
