@@ -22,3 +22,6 @@ def test_help_lists_the_loads_and_a_bad_reference_is_refused() -> None:
     )
     assert refused.returncode == 2
     assert "--against sendmail.example: expected exim, postfix, aiosmtpd or HOST:PORT" in refused.stderr
+    no_rounds = subprocess.run([sys.executable, str(RUN), "--rounds", "0"], capture_output=True, text=True, timeout=60)
+    assert no_rounds.returncode == 2
+    assert "--rounds must be 1 or more" in no_rounds.stderr
