@@ -37,6 +37,14 @@ check_venv_runs() {
         "or use a virtualenv of your own: MTA_VENV=\$HOME/mta-venv $0"
 }
 
+# What a `python -m venv` that failed for want of ensurepip left (a pyvenv.cfg and a bin/ without
+# pip), before another try.  Only that: MTA_VENV may name a directory that holds other things.
+discard_failed_venv() {
+    if [ -f "$VENV/pyvenv.cfg" ]; then
+        rm -rf "$VENV"
+    fi
+}
+
 ensure_venv() {
     if [ -e "$VENV/bin/python" ] || [ -L "$VENV/bin/python" ]; then
         check_venv_runs
@@ -48,11 +56,11 @@ ensure_venv() {
             *ensurepip*|*"No module named venv"*)
                 # Debian splits venv out of python3; install it when we can.
                 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-                    rm -rf "$VENV"
+                    discard_failed_venv
                     apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
                     out=$("$PYTHON" -m venv "$VENV" 2>&1) || venv_fail "$PYTHON -m venv $VENV failed: $out"
                 elif [ -z "${MTA_PYTHON:-}" ] && [ "$PYTHON" != python3 ] && command -v python3 >/dev/null &&
-                    rm -rf "$VENV" && python3 -m venv "$VENV" >/dev/null 2>&1; then
+                    discard_failed_venv && python3 -m venv "$VENV" >/dev/null 2>&1; then
                     # Not root: the distribution's Python lacks venv, but the one on PATH has it.
                     echo "scripts: $PYTHON has no venv module (apt-get install python3-venv);" \
                         "made $VENV with $(command -v python3) instead" >&2
