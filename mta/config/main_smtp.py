@@ -39,6 +39,22 @@ class SmtpServerOptions:
     delivery_workers: int = option(
         0, Kind.INT, "Long-lived delivery processes the daemon runs; 0: one per CPU.", minimum=0
     )
+    delivery_workers_max: int = option(
+        0,
+        Kind.INT,
+        "Most delivery workers while some are stalled (delivery_worker_stall); 0: four times delivery_workers; "
+        "a value no greater than delivery_workers: never more.",
+        minimum=0,
+    )
+    delivery_worker_stall: int = option(
+        5,
+        Kind.TIME,
+        "A worker busy this long on one message no longer counts: while messages wait, another is started.",
+        minimum=1,
+    )
+    delivery_worker_max_idle: int = option(
+        60, Kind.TIME, "A worker beyond delivery_workers that is idle this long ends.", minimum=1
+    )
     submission_socket: str = option(
         "",
         Kind.STRING,

@@ -49,6 +49,7 @@ import time
 from mta import __version__, process_info
 from mta.daemon.listeners import ListenAddress, bind_listeners, listen_addresses
 from mta.daemon.notify import Notifier
+from mta.daemon.pool import PoolLimits, WorkerBoard, should_start, stalled, to_retire
 from mta.errors import ConfigError
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -71,6 +72,8 @@ class Child:
         self.outbox: Any = None  # mta.daemon.control.Outbox for `control`, once the loop runs
         self.sessions = 0
         self.started = time.monotonic()
+        self.slot: int | None = None  # a worker's slot on the pool's board (mta.daemon.pool)
+        self.retiring = False  # a worker asked to end because the pool shrinks: not restarted
 
 
 class Master:
@@ -98,6 +101,9 @@ class Master:
         self.backoff: dict[str, float] = {}
         self.queue_runs: set[int] = set()
         self.notifier = Notifier.from_environment()  # systemd's NOTIFY_SOCKET, kept from the children
+        self.pool = self._pool_limits()
+        self.board = WorkerBoard(self.pool.maximum)
+        self.pool_changed = time.monotonic()
 
     def _grow_dispatch_buffers(self) -> None:
         for sock in (self.dispatch_send, self.dispatch_recv):
@@ -257,8 +263,11 @@ class Master:
     # -- children --------------------------------------------------------------------------------
     def _fork(self, kind: str) -> Child:
         control_parent = control_child = None
+        slot = None
         if kind == "receiver":
             control_parent, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        else:
+            slot = self.board.claim()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child's body; tested through its effects
             code = 1
@@ -282,7 +291,7 @@ class Master:
                     if self.submission is not None:
                         self.submission.close()
                     remote = (self.identity[0], self.identity[1]) if self.identity and os.geteuid() == 0 else None
-                    code = worker_main(self.runtime, self.dispatch_recv, remote)
+                    code = worker_main(self.runtime, self.dispatch_recv, remote, self.board, slot)
             except BaseException as exc:
                 import traceback
 
@@ -290,6 +299,7 @@ class Master:
             finally:
                 os._exit(code)
         child = Child(kind, pid, control_parent)
+        child.slot = slot
         if control_child is not None:
             control_child.close()
         self.children[pid] = child
@@ -316,12 +326,54 @@ class Master:
         workers = m.delivery_workers or os.cpu_count() or 1
         return receivers, workers
 
+    def _pool_limits(self) -> PoolLimits:
+        m = self.config.main
+        workers = self._counts()[1]
+        return PoolLimits(workers, m.delivery_workers_max or 4 * workers, m.delivery_worker_stall,
+                          m.delivery_worker_max_idle)
+
     def _start_children(self) -> None:
         receivers, workers = self._counts()
         for _ in range(workers):
             self._fork("worker")
         for _ in range(receivers if self.listening else 0):
             self._fork("receiver")
+
+    def _workers(self) -> dict[int, float]:
+        """The state on the board (mta.daemon.pool) of every worker that is not ending, by pid."""
+        return {c.pid: self.board.state(c.slot) for c in self.children.values()
+                if c.kind == "worker" and c.slot is not None and not c.retiring}
+
+    def _balance_workers(self) -> None:
+        """Once a second: one more worker while messages wait behind stalled ones; one fewer once idle."""
+        from mta.readiness import readable
+
+        assert self.loop is not None
+        if self.stopping or self.reloading:
+            return
+        self.loop.call_later(1.0, self._balance_workers)
+        workers = self._workers()
+        now = time.monotonic()
+        states = list(workers.values())
+        if should_start(states, now, self.pool, readable(self.dispatch_recv, 0)):
+            held = stalled(states, now, self.pool.stall)
+            self._fork("worker")
+            self.pool_changed = now
+            self.logger.main(f"delivery workers: {held} of {len(states)} busy on one message for "
+                             f"{self.pool.stall}s or more, messages waiting: started another "
+                             f"({len(states) + 1} in all)")
+            return
+        # The pool shrinks by one a second at most, and not while it has just grown.
+        pid = to_retire(workers, now, self.pool) if now - self.pool_changed >= 1.0 else None
+        if pid is not None:
+            self.children[pid].retiring = True
+            self.pool_changed = now
+            try:
+                os.kill(pid, signal.SIGTERM)  # one that took a message meanwhile finishes it first
+            except ProcessLookupError:
+                pass
+            self.logger.main(f"delivery workers: pid {pid} idle for {self.pool.max_idle}s or more, "
+                             f"asked to end ({len(states) - 1} left)")
 
     def _on_child_message(self, child: Child) -> None:
         assert child.control is not None
@@ -370,6 +422,8 @@ class Master:
             if child is None:
                 self.queue_runs.discard(pid)
                 continue  # a queue run, or a child of the process we were before a re-exec
+            if child.slot is not None:
+                self.board.release(child.slot)
             if child.control is not None:
                 if child.outbox is not None:
                     child.outbox.discard()  # connections still waiting to be passed: closed, uncounted
@@ -381,6 +435,11 @@ class Master:
                 child.control.close()
                 for connection_id in [c for c, (_a, r) in self.connections.items() if r is child]:
                     self._connection_closed(connection_id)
+            if child.retiring:  # the pool shrank (_balance_workers): not restarted
+                if os.waitstatus_to_exitcode(status) != 0:
+                    self.logger.panic(f"worker process {pid} ended with status "
+                                      f"{os.waitstatus_to_exitcode(status)} as it was asked to end")
+                continue
             if not self.stopping and not self.reloading:
                 code = os.waitstatus_to_exitcode(status)
                 # A child that dies soon after it started is restarted later and later (up to a
@@ -604,6 +663,7 @@ class Master:
         self.logger.main(f"mta {__version__} daemon started: pid={os.getpid()}, {queue_text}, {listening}")
         self.notifier.ready(f"{queue_text}, {listening}")  # the listeners are listening: connections queue
         loop.call_soon(self._queue_run)  # offline submissions and leftovers, at once (Exim does a run too)
+        loop.call_later(1.0, self._balance_workers)
         try:
             loop.run_forever()
         finally:

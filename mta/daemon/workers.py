@@ -5,7 +5,9 @@ socket all workers share, so the kernel hands each id to one idle worker)
 and delivers that message, holding its -D lock, exactly as ``mta -M``
 would.  A worker keeps its SMTP connections open from one message to the
 next (one asyncio.Runner for its whole life) and closes them when it has
-been idle for a while.
+been idle for a while.  At the start and the end of each message it writes
+the time into its slot of the pool's board (mta.daemon.pool), from which the
+master starts another worker while this one is stalled.
 
 Security: a worker starts as root when the daemon does, because a local
 delivery's child must become the recipient.  The remote part of every
@@ -33,6 +35,9 @@ from mta.readiness import readable
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from mta.daemon.pool import WorkerBoard
     from mta.runtime import Runtime
 
 IDLE_CLOSE = 5.0  # seconds without work before cached SMTP connections are closed
@@ -52,8 +57,10 @@ def _stop(signum: int, frame: object) -> None:
         raise _StopWaiting
 
 
-def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tuple[int, int] | None) -> int:
-    """The body of a worker process (after fork); returns its exit status."""
+def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tuple[int, int] | None,
+                board: WorkerBoard | None = None, slot: int | None = None) -> int:
+    """The body of a worker process (after fork); returns its exit status.  `board` and `slot`:
+    where it says what it is doing, for the master's pool (mta.daemon.pool)."""
     from mta import process_info
 
     signal.signal(signal.SIGTERM, _stop)
@@ -63,12 +70,12 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
     dispatch.setblocking(False)
     process_info.set_activity("delivery worker: waiting for messages")
     try:
-        return _serve(runtime, dispatch)
+        return _serve(runtime, dispatch, board, slot)
     except _StopWaiting:
         return 0  # a SIGTERM that came as the wait ended: stopping was asked for all the same
 
 
-def _serve(runtime: Runtime, dispatch: socket.socket) -> int:
+def _serve(runtime: Runtime, dispatch: socket.socket, board: WorkerBoard | None, slot: int | None) -> int:
     from mta import process_info
     from mta.deliver.delivery import Delivery, close_connections
     from mta.queue.runner import parse_dispatch_datagram
@@ -99,15 +106,17 @@ def _serve(runtime: Runtime, dispatch: socket.socket) -> int:
                 message_id, options = parse_dispatch_datagram(data)
                 if not message_id:
                     continue
+
+                def deliver(i: str, first: str = message_id, options: dict[str, Any] = options) -> Any:
+                    if board is not None and slot is not None:
+                        board.busy(slot)  # one message at a time: each follower starts the clock again
+                    # The followers are older messages: the datagram's message log line is not theirs.
+                    kwargs = options if i == first else {k: v for k, v in options.items() if k != "msglog_first"}
+                    return Delivery(runtime, i, loop_runner=runner, **kwargs).run()
+
                 try:
                     # Then the messages waiting for the hosts it reached, down the same connections.
-                    # The followers are older messages: the datagram's message log line is not theirs.
-                    followers = {k: v for k, v in options.items() if k != "msglog_first"}
-                    deliver_with_followers(
-                        runtime, message_id,
-                        lambda i, first=message_id, options=options, followers=followers: Delivery(
-                            runtime, i, loop_runner=runner, **(options if i == first else followers)).run(),
-                    )
+                    deliver_with_followers(runtime, message_id, deliver)
                 except MtaError as exc:
                     runtime.logger.panic(f"delivery worker: {exc}; message left on the spool", message_id)
                 except Exception as exc:
@@ -118,6 +127,9 @@ def _serve(runtime: Runtime, dispatch: socket.socket) -> int:
                         message_id,
                     )
                     return 1
+                finally:
+                    if board is not None and slot is not None:
+                        board.idle(slot)
                 idle_since = time.monotonic()
                 process_info.set_activity(idle)
         finally:
