@@ -355,7 +355,8 @@ class Master:
         workers = self._workers()
         now = time.monotonic()
         states = list(workers.values())
-        if should_start(states, now, self.pool, readable(self.dispatch_recv, 0)):
+        # (A worker asked to end keeps its slot until it has: the board's size is the real maximum.)
+        if should_start(states, now, self.pool, readable(self.dispatch_recv, 0)) and self.board.has_free_slot():
             held = stalled(states, now, self.pool.stall)
             self._fork("worker")
             self.pool_changed = now

@@ -47,6 +47,9 @@ class WorkerBoard:
                 return slot
         return None
 
+    def has_free_slot(self) -> bool:
+        return any(self.state(slot) == 0.0 for slot in range(self.slots))
+
     def release(self, slot: int) -> None:
         _SLOT.pack_into(self._map, slot * _SLOT.size, 0.0)
 

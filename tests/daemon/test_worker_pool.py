@@ -225,5 +225,7 @@ def test_the_board_is_shared_with_a_forked_worker() -> None:
     assert board.state(1) > 0 and time.monotonic() - board.state(1) < 5
     board.release(0)
     assert board.claim() == 0
+    assert board.has_free_slot()
     assert board.claim() == 2
+    assert not board.has_free_slot()
     assert board.claim() is None
