@@ -156,7 +156,10 @@ def make_directory(path: Path) -> None:
     except FileExistsError:
         if not is_directory(path):
             raise SpoolError(f"spool directory {path} exists and is not a directory") from None
-        return  # made by another process meanwhile
+        # Made by another process meanwhile, which may not have made its entry durable yet: a
+        # message acknowledged in it before that would be lost with the entry in a crash.
+        fsync_directory(path.parent)
+        return
     except OSError as exc:
         raise SpoolError(f"spool directory {path.parent} is not writable: {exc.strerror}") from exc
     try:

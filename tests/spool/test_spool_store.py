@@ -665,3 +665,29 @@ def test_a_spool_file_is_read_whole_and_never_through_a_link_or_a_fifo(tmp_path:
             read_regular_file(tmp_path / planted)  # neither followed nor waited on
     with pytest.raises(FileNotFoundError):
         read_regular_file(tmp_path / "missing")
+
+
+def test_a_directory_another_process_made_meanwhile_is_made_durable_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two receivers making the same split sub-directory: the one that loses the race to mkdir
+    must not acknowledge a message in it before the directory's entry is durable."""
+    from mta.spool import files
+
+    target = tmp_path / "input" / "E"
+    (tmp_path / "input").mkdir()
+    real_mkdir, synced = os.mkdir, []
+    real_fsync = os.fsync
+
+    def mkdir_lost_race(path: object, mode: int = 0o777) -> None:
+        real_mkdir(path, mode)  # the other process's mkdir, just before ours
+        raise FileExistsError(17, "File exists", str(path))
+
+    def fsync_spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_lost_race)
+    monkeypatch.setattr(os, "fsync", fsync_spy)
+    files.make_directory(target)
+    assert target.is_dir()
+    assert synced == [str(tmp_path / "input")]
