@@ -214,6 +214,7 @@ primary_hostname = bench.example.com
 qualify_domain = example.com
 domainlist local_domains = {local_domains}
 spool_directory = {tmp}/exim-spool
+split_spool_directory = true
 log_file_path = {tmp}/exim-log/%slog
 exim_path = {exim}
 local_interfaces = <; 127.0.0.1
