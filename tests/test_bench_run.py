@@ -25,3 +25,28 @@ def test_help_lists_the_loads_and_a_bad_reference_is_refused() -> None:
     no_rounds = subprocess.run([sys.executable, str(RUN), "--rounds", "0"], capture_output=True, text=True, timeout=60)
     assert no_rounds.returncode == 2
     assert "--rounds must be 1 or more" in no_rounds.stderr
+
+
+def test_flat_spool_takes_split_spool_directory_out_of_both_configurations() -> None:
+    """--flat-spool (docs/performance.md, "Split spool directories"): the bench's mta and Exim
+    configurations both say split_spool_directory = true, and the switch removes it from each."""
+    bench_dir = RUN.parent
+    sys.path.insert(0, str(bench_dir))
+    try:
+        import _servers
+    finally:
+        sys.path.remove(str(bench_dir))
+    mta_config = _servers.bench.CONFIG
+    for config in (mta_config, _servers.EXIM_CONFIG):
+        assert _servers.SPLIT_LINE in config
+        flat = _servers.without_split(config)
+        assert "split_spool_directory" not in flat
+        assert len(flat) == len(config) - len(_servers.SPLIT_LINE)
+    try:
+        _servers.without_split("spool_directory = /x\n")
+    except ValueError as exc:
+        assert "no split_spool_directory line" in str(exc)
+    else:
+        raise AssertionError("a configuration without the line was accepted")
+    shown = subprocess.run([sys.executable, str(RUN), "--help"], capture_output=True, text=True, timeout=60)
+    assert "--flat-spool" in shown.stdout

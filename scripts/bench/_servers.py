@@ -152,6 +152,19 @@ class Server:
         pass
 
 
+# scripts/bench/run --flat-spool: mta and Exim with one input/ (split_spool_directory off), for the
+# comparison in docs/performance.md ("Split spool directories").
+flat_spool = False
+SPLIT_LINE = "split_spool_directory = true\n"
+
+
+def without_split(config: str) -> str:
+    """The configuration text with split_spool_directory turned off (its line removed)."""
+    if SPLIT_LINE not in config:
+        raise ValueError("the bench configuration has no split_spool_directory line")
+    return config.replace(SPLIT_LINE, "", 1)
+
+
 class MtaServer(Server):
     """This checkout's `mta -bdf`, started and stopped by the daemon bench's Daemon."""
 
@@ -177,6 +190,8 @@ class MtaServer(Server):
             text = text.replace("domainlist local_domains =", "domainlist local_domains = example.org")
             text = text.replace("begin routers", MTA_DIRECTORS.format(maildirs=maildirs) + "begin routers")
             self.daemon.config.write_text(text + MTA_MAILDIR_TRANSPORT.format(maildirs=maildirs))
+        if flat_spool:
+            self.daemon.config.write_text(without_split(self.daemon.config.read_text()))
         self.port = self.daemon.port
         self.daemon.start()
 
@@ -306,20 +321,19 @@ class EximServer(Server):
             os.chown(tmp / sub, entry.pw_uid, entry.pw_gid)
         make_maildirs(maildirs, user)
         self.config = tmp / "exim.conf"
-        self.config.write_text(
-            EXIM_CONFIG.format(
-                tmp=tmp,
-                exim=EXIM,
-                maildirs=maildirs,
-                exim_user=user,
-                sink_port=sink_port,
-                extra="queue_only" if mode == "spool" else "",
-                # Only the local load delivers to the maildirs: smtp-source's relay recipient,
-                # sink@example.org, has a maildir (the local load's), which a local domain would
-                # route to (Exim then fails those deliveries, "lost privilege", instead of relaying).
-                local_domains="example.org" if mode == "local" else "",
-            )
+        text = EXIM_CONFIG.format(
+            tmp=tmp,
+            exim=EXIM,
+            maildirs=maildirs,
+            exim_user=user,
+            sink_port=sink_port,
+            extra="queue_only" if mode == "spool" else "",
+            # Only the local load delivers to the maildirs: smtp-source's relay recipient,
+            # sink@example.org, has a maildir (the local load's), which a local domain would
+            # route to (Exim then fails those deliveries, "lost privilege", instead of relaying).
+            local_domains="example.org" if mode == "local" else "",
         )
+        self.config.write_text(without_split(text) if flat_spool else text)
         self.port = bench.free_port()
         self.output = tmp / "exim.out"
         with open(self.output, "wb") as out:
