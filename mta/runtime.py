@@ -120,7 +120,8 @@ class Runtime:
     def spool(self) -> Any:
         from mta.spool.store import Spool
 
-        return Spool(self.config.main.spool_directory, split=self.config.main.split_spool_directory)
+        return Spool(self.config.main.spool_directory, split=self.config.main.split_spool_directory,
+                     spare_files=self.config.main.spool_spare_files)
 
 
 def build_runtime(config: Config, verbose: bool = False, quiet_log_failures: bool = False) -> Runtime:

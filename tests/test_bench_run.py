@@ -27,9 +27,10 @@ def test_help_lists_the_loads_and_a_bad_reference_is_refused() -> None:
     assert "--rounds must be 1 or more" in no_rounds.stderr
 
 
-def test_flat_spool_takes_split_spool_directory_out_of_both_configurations() -> None:
+def test_flat_spool_and_no_spare_files_take_their_lines_out_of_the_configurations() -> None:
     """--flat-spool (docs/performance.md, "Split spool directories"): the bench's mta and Exim
-    configurations both say split_spool_directory = true, and the switch removes it from each."""
+    configurations both say split_spool_directory = true, and the switch removes it from each.
+    --no-spare-files does the same for mta's spool_spare_files ("Spare spool files")."""
     bench_dir = RUN.parent
     sys.path.insert(0, str(bench_dir))
     try:
@@ -37,16 +38,18 @@ def test_flat_spool_takes_split_spool_directory_out_of_both_configurations() -> 
     finally:
         sys.path.remove(str(bench_dir))
     mta_config = _servers.bench.CONFIG
-    for config in (mta_config, _servers.EXIM_CONFIG):
-        assert _servers.SPLIT_LINE in config
-        flat = _servers.without_split(config)
-        assert "split_spool_directory" not in flat
-        assert len(flat) == len(config) - len(_servers.SPLIT_LINE)
+    for config, line in ((mta_config, _servers.SPLIT_LINE), (_servers.EXIM_CONFIG, _servers.SPLIT_LINE),
+                         (mta_config, _servers.SPARE_LINE)):
+        assert line in config
+        without = _servers.without_line(config, line)
+        assert line.split()[0] not in without
+        assert len(without) == len(config) - len(line)
     try:
-        _servers.without_split("spool_directory = /x\n")
+        _servers.without_line("spool_directory = /x\n", _servers.SPLIT_LINE)
     except ValueError as exc:
-        assert "no split_spool_directory line" in str(exc)
+        assert "no line 'split_spool_directory = true'" in str(exc)
     else:
         raise AssertionError("a configuration without the line was accepted")
     shown = subprocess.run([sys.executable, str(RUN), "--help"], capture_output=True, text=True, timeout=60)
     assert "--flat-spool" in shown.stdout
+    assert "--no-spare-files" in shown.stdout

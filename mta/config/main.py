@@ -136,6 +136,14 @@ class MainOptions(SmtpServerOptions):
     split_spool_directory: bool = option(
         False, Kind.BOOL, "Spread input/ and msglog/ over 62 sub-directories named by the 6th id character."
     )
+    spool_spare_files: int = option(
+        0,
+        Kind.INT,
+        "Finished messages' files kept in spare/ (at most this many) for the daemon's receivers to "
+        "reuse, instead of unlinking them and creating new ones: on ext4 without a journal each new file "
+        "costs a scan of recently freed inodes (docs/spool.md).  0: never.",
+        minimum=0,
+    )
     spool_tidy_age: int = option(
         86400,
         Kind.TIME,

@@ -6,9 +6,11 @@ costs no more memory than a small one.  `commit()` hands the message to the
 process's spool writer (mta.receive.spool_writer), which makes it durable
 with the messages of other sessions that finish at the same moment:
 
-1. the -D file: created with O_EXCL and locked (if it was not spilled
-   already), the rest of the body written, fsynced;
-2. the -H under its temporary name hdr.ID, written and fsynced;
+1. the -D file: created with O_EXCL (or a spare file renamed to its name,
+   never over a file that is there: mta.spool.spare) and locked, if it was not
+   spilled already; the rest of the body written; a spare truncated to it; fsynced;
+2. the -H under its temporary name hdr.ID (again a spare, where there is one),
+   written and fsynced;
 3. the directory fsynced: -D's entry is durable before any -H can name it;
 4. hdr.ID renamed to ID-H, the directory fsynced again.
 
@@ -100,6 +102,7 @@ class PendingMessage:
         self._done = False
         # The message log's first line, when a delivery worker is to write it (smtp_context).
         self.msglog_first: str | None = None
+        self._spare_data = False  # -D is a spare file (mta.spool.spare): truncated at commit
 
     # -- the body sink (sync: called by LocalBodyWriter) -----------------------------------
     def write(self, data: bytes) -> int:
@@ -117,10 +120,13 @@ class PendingMessage:
 
     # -- worker-thread work -------------------------------------------------------------------
     def _open_data_file(self) -> None:
-        try:
-            fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SPOOL_MODE)
-        except OSError as exc:
-            raise os_error("create", self.data_path, exc) from exc
+        fd = self.spooler.spool.spare.take(str(self.data_path))  # a finished message's file, or None
+        self._spare_data = fd is not None
+        if fd is None:
+            try:
+                fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SPOOL_MODE)
+            except OSError as exc:
+                raise os_error("create", self.data_path, exc) from exc
         self._fd = fd
         self.lock = MessageLock(self.message_id, fd, self.data_path)
         try:
@@ -148,13 +154,20 @@ class PendingMessage:
         try:
             self._flush_parts()
             assert self._fd is not None
+            if self._spare_data:  # a spare's old contents end where this message's do
+                os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_CUR))
             if sync:
                 os.fsync(self._fd)  # the body is on disk before any -H names it
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SPOOL_MODE)
+            fd = self.spooler.spool.spare.take(temp)
+            spare = fd is not None
+            if fd is None:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, SPOOL_MODE)
             try:
                 os.fchmod(fd, SPOOL_MODE)
                 adopt_directory_owner(fd, self.directory)
                 write_all(fd, header)
+                if spare:
+                    os.ftruncate(fd, len(header))
                 if sync:
                     os.fsync(fd)
             finally:

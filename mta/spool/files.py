@@ -287,6 +287,8 @@ class MessageLock:
         self.directory = os.path.dirname(path)
         self._fd: int | None = fd
         self._on_release = on_release
+        # Run once the descriptor is closed (the lock let go): Spool.remove_message's spare -D.
+        self.after_release: Callable[[], None] | None = None
 
     @property
     def held(self) -> bool:
@@ -305,6 +307,9 @@ class MessageLock:
         if self._on_release is not None:
             self._on_release(self)
         os.close(fd)
+        if self.after_release is not None:
+            after, self.after_release = self.after_release, None
+            after()
 
     def __enter__(self) -> MessageLock:
         return self

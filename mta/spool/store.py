@@ -66,6 +66,7 @@ from mta.spool.files import (
     os_error,
     read_regular_file,
     unlink,
+    unlink_quietly,
     write_all,
 )
 from mta.spool.format import (
@@ -79,6 +80,7 @@ from mta.spool.format import (
 )
 from mta.spool.ids import BASE62_DIGITS, check_message_id, id_split_char, is_message_id
 from mta.spool.listing import directory_names, list_messages
+from mta.spool.spare import SparePool
 from mta.spool.writer import MessageWriter
 
 # typing is imported only by type checkers: at run time it costs milliseconds of start-up.
@@ -97,9 +99,11 @@ SUBDIRECTORIES = (INPUT, MSGLOG, "db", "log")
 class Spool:
     """All file operations on one spool directory."""
 
-    def __init__(self, spool_directory: str | os.PathLike[str], split: bool = False) -> None:
+    def __init__(self, spool_directory: str | os.PathLike[str], split: bool = False, spare_files: int = 0) -> None:
         self.directory = Path(spool_directory)
         self.split = split
+        # Finished messages' files kept for new ones (spool_spare_files; mta.spool.spare).
+        self.spare = SparePool(str(self.directory), spare_files)
         # Locks this object holds, by message id (for the checks that only
         # the lock holder rewrites -H or touches -J).
         self._held: dict[str, MessageLock] = {}
@@ -522,7 +526,14 @@ class Spool:
             if message_id not in self._no_journal:
                 unlink(f"{directory}/{message_id}{JOURNAL_SUFFIX}")
             unlink(f"{directory}/{HEADER_TEMP_PREFIX}{message_id}")
-            unlink(f"{directory}/{message_id}{DATA_SUFFIX}")
+            data = f"{directory}/{message_id}{DATA_SUFFIX}"
+            if lock is not None and lock.held and self.spare.slots:
+                # Kept as a spare only once the lock is let go: a receiver taking it must find
+                # it unlocked.  Meanwhile it is a -D without -H, which nothing reads.
+                size = os.fstat(lock.fd).st_size
+                lock.after_release = lambda: self._spare_data_file(data, size)
+            else:
+                unlink(data)
         finally:
             if taken is not None:
                 taken.release()
@@ -538,8 +549,16 @@ class Spool:
 
     def _retire(self, directory: str, message_id: str, preserve_msglog: bool) -> None:
         self.remove_msglog(message_id, preserve=preserve_msglog)
-        if unlink(f"{directory}/{message_id}{HEADER_SUFFIX}"):
+        header = f"{directory}/{message_id}{HEADER_SUFFIX}"
+        # Renamed into spare/ or unlinked: either way gone from input/ once the directory is synced.
+        if (self.spare.slots and self.spare.put(header)) or unlink(header):
             fsync_directory(directory)
+
+    def _spare_data_file(self, path: str, size: int) -> None:
+        """After the lock on a removed message's -D is released: keep the file as a spare, or
+        unlink it.  A -D that cannot be removed is left to tidy_temporaries, as after a crash."""
+        if not self.spare.put(path, size):
+            unlink_quietly(Path(path))
 
     def tidy_temporaries(self, max_age: float, now: float | None = None) -> list[Path]:
         """Remove leftovers of crashes older than `max_age` seconds: hdr.ID

@@ -153,16 +153,19 @@ class Server:
 
 
 # scripts/bench/run --flat-spool: mta and Exim with one input/ (split_spool_directory off), for the
-# comparison in docs/performance.md ("Split spool directories").
+# comparison in docs/performance.md ("Split spool directories"); --no-spare-files: mta unlinking
+# finished messages' files and creating new ones ("Spare spool files").
 flat_spool = False
+no_spare_files = False
 SPLIT_LINE = "split_spool_directory = true\n"
+SPARE_LINE = "spool_spare_files = 1000\n"
 
 
-def without_split(config: str) -> str:
-    """The configuration text with split_spool_directory turned off (its line removed)."""
-    if SPLIT_LINE not in config:
-        raise ValueError("the bench configuration has no split_spool_directory line")
-    return config.replace(SPLIT_LINE, "", 1)
+def without_line(config: str, line: str) -> str:
+    """The configuration text with `line` (an option turned on) removed: the option's default."""
+    if line not in config:
+        raise ValueError(f"the bench configuration has no line {line.strip()!r}")
+    return config.replace(line, "", 1)
 
 
 class MtaServer(Server):
@@ -190,8 +193,12 @@ class MtaServer(Server):
             text = text.replace("domainlist local_domains =", "domainlist local_domains = example.org")
             text = text.replace("begin routers", MTA_DIRECTORS.format(maildirs=maildirs) + "begin routers")
             self.daemon.config.write_text(text + MTA_MAILDIR_TRANSPORT.format(maildirs=maildirs))
+        text = self.daemon.config.read_text()
         if flat_spool:
-            self.daemon.config.write_text(without_split(self.daemon.config.read_text()))
+            text = without_line(text, SPLIT_LINE)
+        if no_spare_files:
+            text = without_line(text, SPARE_LINE)
+        self.daemon.config.write_text(text)
         self.port = self.daemon.port
         self.daemon.start()
 
@@ -333,7 +340,7 @@ class EximServer(Server):
             # route to (Exim then fails those deliveries, "lost privilege", instead of relaying).
             local_domains="example.org" if mode == "local" else "",
         )
-        self.config.write_text(without_split(text) if flat_spool else text)
+        self.config.write_text(without_line(text, SPLIT_LINE) if flat_spool else text)
         self.port = bench.free_port()
         self.output = tmp / "exim.out"
         with open(self.output, "wb") as out:

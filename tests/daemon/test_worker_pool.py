@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mta.daemon.pool import PoolLimits, WorkerBoard, should_start, stalled, to_retire
-from tests.support.daemon import BASE, DaemonWorld, RawClient
+from tests.support.daemon import BASE, DaemonWorld, submit
 
 POOL = """\
 delivery_worker_stall = 1s
@@ -61,18 +61,6 @@ remote_smtp:
   allow_localhost
   hosts_avoid_tls = *
 """)
-
-
-def submit(port: int, recipient: str, subject: str) -> None:
-    with RawClient(port) as client:
-        client.reply()
-        client.command("EHLO client.example")
-        assert client.command("MAIL FROM:<alice@example.com>")[0] == 250
-        assert client.command(f"RCPT TO:<{recipient}>")[0] == 250
-        assert client.command("DATA")[0] == 354
-        code, text = client.command(f"Subject: {subject}\r\n\r\nhello\r\n.")
-        client.command("QUIT")
-    assert code == 250, text
 
 
 def children(pid: int) -> set[int]:

@@ -115,6 +115,19 @@ class RawClient:
         self.close()
 
 
+def submit(port: int, recipient: str, subject: str, body: str = "hello") -> None:
+    """One message from alice@example.com over SMTP, which must be accepted."""
+    with RawClient(port) as client:
+        client.reply()
+        client.command("EHLO client.example")
+        assert client.command("MAIL FROM:<alice@example.com>")[0] == 250
+        assert client.command(f"RCPT TO:<{recipient}>")[0] == 250
+        assert client.command("DATA")[0] == 354
+        code, text = client.command(f"Subject: {subject}\r\n\r\n{body}\r\n.")
+        client.command("QUIT")
+    assert code == 250, text
+
+
 @dataclasses.dataclass
 class DaemonWorld:
     root: Path

@@ -1,0 +1,89 @@
+"""spool_spare_files in a real daemon: messages received into finished messages' files.
+
+One receiver, one worker, a mailbox, SMTP over 127.0.0.1.  A long message
+is delivered, then short ones are received into its files (the same inodes
+come back to spare/ each time) and each is delivered with its own bytes and
+nothing of the longer one's.  A message over the spare size limit leaves an
+empty spare.  `-bP` shows the option, and a value that is not a number stops
+start-up with the file and line.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from mta.spool.spare import SPARE_MAX_SIZE
+from tests.support.daemon import DaemonWorld, submit
+
+
+def spares(world: DaemonWorld) -> dict[str, os.stat_result]:
+    directory = world.spool / "spare"
+    return {name: (directory / name).stat() for name in os.listdir(directory)} if directory.exists() else {}
+
+
+def wait_for_spares(world: DaemonWorld, count: int, timeout: float = 10) -> dict[str, os.stat_result]:
+    """spare/ once the last delivery has put both its files there (the -D goes when its lock does)."""
+    deadline = time.monotonic() + timeout
+    while len(found := spares(world)) != count:
+        assert time.monotonic() < deadline, (found, world.log_lines()[-5:])
+        time.sleep(0.02)
+    return found
+
+
+def test_short_messages_are_received_into_a_long_ones_files_and_delivered_whole(daemon_world: DaemonWorld) -> None:
+    daemon_world.write_config(main="spool_spare_files = 3\n")
+    daemon_world.start()
+    long_body = "\r\n".join(f"long line {n:05d} " + "L" * 60 for n in range(600))  # ~46 KB
+    submit(daemon_world.port, "first@example.com", "long", long_body)
+    daemon_world.wait_for_mail("first", "long line 00599")
+    kept = {st.st_ino for st in wait_for_spares(daemon_world, 2).values()}  # its -H and its -D
+
+    for n in range(3):
+        time.sleep(0.1)  # the receiver found spare/ empty for the first message; it looks again after 50 ms
+        submit(daemon_world.port, f"short{n}@example.com", "short", f"short body {n}")
+        text = daemon_world.wait_for_mail(f"short{n}", f"short body {n}")
+        assert "long line" not in text  # nothing of the longer file's old bytes
+        assert text.rstrip("\n").endswith(f"short body {n}")
+        # The same two files came back: received into them, delivered, kept again.
+        assert {st.st_ino for st in wait_for_spares(daemon_world, 2).values()} == kept
+
+    assert daemon_world.spool_files() == []
+    assert not (daemon_world.spool / "log" / "paniclog").exists()
+    assert daemon_world.stop() == 0
+
+
+def test_a_big_message_leaves_an_empty_spare_and_the_pool_stays_within_its_slots(
+        daemon_world: DaemonWorld) -> None:
+    daemon_world.write_config(main="spool_spare_files = 3\n")
+    daemon_world.start()
+    big_body = "\r\n".join("B" * 998 for _ in range(SPARE_MAX_SIZE // 1000 + 10))
+    submit(daemon_world.port, "big@example.com", "big", big_body)
+    daemon_world.wait_for_mail("big", "B" * 998)
+    found = wait_for_spares(daemon_world, 2)
+    assert sorted(st.st_size for st in found.values())[-1] <= SPARE_MAX_SIZE
+    assert min(st.st_size for st in found.values()) == 0  # the -D, emptied before it was kept
+    for n in range(6):  # delivered one after another: never more than three spares
+        submit(daemon_world.port, f"more{n}@example.com", "more", f"more {n}")
+        daemon_world.wait_for_mail(f"more{n}", f"more {n}")
+    time.sleep(0.3)
+    assert len(spares(daemon_world)) <= 3
+    assert set(spares(daemon_world)) <= {"0", "1", "2"}
+    for st in spares(daemon_world).values():
+        assert st.st_mode & 0o777 == 0o640 or st.st_mode & 0o777 == 0o600
+        assert st.st_nlink == 1
+    assert daemon_world.spool_files() == []
+
+
+def test_the_option_is_shown_and_a_bad_value_stops_start_up(daemon_world: DaemonWorld) -> None:
+    daemon_world.write_config(main="spool_spare_files = 250\n")
+    shown = daemon_world.run("-bP", "spool_spare_files")
+    assert shown.returncode == 0
+    assert shown.stdout.strip() == "spool_spare_files = 250"
+    daemon_world.write_config(main="spool_spare_files = many\n")
+    refused = daemon_world.run("-bV")
+    assert refused.returncode != 0
+    assert str(daemon_world.config) in refused.stderr
+    assert "spool_spare_files" in refused.stderr
+    assert not Path(daemon_world.spool / "spare").exists()
