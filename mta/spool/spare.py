@@ -3,19 +3,21 @@
 A relayed message makes two files (its -D, and hdr.ID that becomes its -H) and a delivery
 worker removes them a few milliseconds later.  On ext4 without a journal, allocating an
 inode skips every free inode of its group deleted recently (the kernel's
-recently_deleted(): 30 seconds, five and a half minutes while the inode table block is
-dirty), one buffer look-up each, so on a busy spool each new file costs the kernel a scan
+recently_deleted(): the last minute, six while the inode table block is not yet
+written back), one buffer look-up each, so on a busy spool each new file costs the kernel a scan
 of thousands of inodes: 0.3 to 1 ms instead of 0.02 (docs/performance.md).  With
 `spool_spare_files` set, the spool renames a finished message's files into spare/
 instead of unlinking them, and the daemon's receivers rename one back under a new
 message's name instead of creating a file: no inode is freed or allocated.
 
 The pool is `spool_spare_files` fixed names, spare/0 to spare/N-1, so it never holds more.
-A file goes into a free slot (rename with RENAME_NOREPLACE; three slots are tried,
-from a random one on) or is unlinked as before.  A receiver takes a slot it has listed by renaming it,
-again with RENAME_NOREPLACE, to the new file's name: as O_EXCL would, that never replaces
-a file that is there.  Each rename is atomic, so one process gets a given spare, and no
-file is ever two messages'.
+A finished file is renamed into a free slot (RENAME_NOREPLACE; three slots are tried, from
+a random one on).  When all three are taken the pool is taken to be full: for a second,
+files replace the spare in a random slot (which frees one inode, as the unlink would have)
+without trying first.  A receiver takes a slot it has listed
+by renaming it with RENAME_NOREPLACE to the new file's name: as O_EXCL would, that never
+replaces a file that is there.  Each rename is atomic, so one process gets a given spare,
+and no file is ever two messages'.
 
 What a spare may be, and when (docs/spool.md, "Spare files"):
 - a -D, once the lock on it is released: its -H is gone and that is durable;
@@ -40,7 +42,8 @@ from pathlib import Path
 
 SPARE = "spare"
 SPARE_MAX_SIZE = 64 * 1024  # bytes: a larger file gives its blocks back before it is kept
-_PUT_TRIES = 3  # slots tried (from a random one on) before a file is unlinked instead
+_PUT_TRIES = 3  # slots tried (from a random one on) for a free one
+_FULL_FOR = 1.0  # seconds: after finding the pool full, spares are replaced without trying
 _RELIST_AFTER = 0.05  # seconds: an empty pool is not listed again sooner
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
@@ -104,11 +107,12 @@ class SparePool:
         self._made = False
         self._listed: list[str] = []
         self._empty_at = -_RELIST_AFTER
+        self._full_until = 0.0
 
     def put(self, path: str, size: int | None = None) -> bool:
-        """Move the finished file `path` into a free slot.  True if it is kept (`path` is then
-        gone); False if not (no free slot, or spares cannot be had): the caller unlinks it.
-        `size`: the file's, when the caller knows it (saves a stat)."""
+        """Move the finished file `path` into a slot.  True if it is kept (`path` is then gone);
+        False if not (spares cannot be had here): the caller unlinks it.  `size`: the file's,
+        when the caller knows it (saves a stat)."""
         if not self._usable:
             return False
         if not self._made and not self._make():
@@ -121,24 +125,37 @@ class SparePool:
         except OSError:
             return False  # (the caller's unlink reports what is wrong, if anything)
         start = int.from_bytes(os.urandom(4), "little")  # (the random module would cost start-up)
-        for step in range(min(_PUT_TRIES, self.slots)):  # a random slot, then the next ones
-            number = rename_noreplace(path, f"{self.directory}/{(start + step) % self.slots}")
-            if number == 0:
-                return True
-            if number != errno.EEXIST:
-                if number == errno.ENOSYS:
-                    self._usable = False
-                return False
-        return False
+        if time.monotonic() >= self._full_until:
+            # Into a free slot if one of three is: a spare is worth more than a freed inode.
+            for step in range(min(_PUT_TRIES, self.slots)):
+                number = rename_noreplace(path, f"{self.directory}/{(start + step) % self.slots}")
+                if number == 0:
+                    return True
+                if number != errno.EEXIST:
+                    if number == errno.ENOSYS:
+                        self._usable = False
+                    return False
+            # Full (a queue run with no receptions to take spares): for a second, replace a
+            # spare at once instead of trying.  That frees one inode, as the unlink would have.
+            self._full_until = time.monotonic() + _FULL_FOR
+        try:
+            os.rename(path, f"{self.directory}/{start % self.slots}")  # atomic: a taker gets one or the other
+        except OSError:
+            return False
+        return True
 
     def take(self, path: str) -> int | None:
         """A spare renamed to `path` (which is never replaced) and opened for writing, as a
         descriptor; None if there is none to be had: create the file.  The caller writes the
         file from its start and truncates it to what it wrote before it syncs it."""
         while self._usable:
-            if not self._listed and not self._list():
-                return None
-            slot = f"{self.directory}/{self._listed.pop()}"
+            try:
+                # One pop, no test first: a receiver's spool threads share the list.
+                slot = f"{self.directory}/{self._listed.pop()}"
+            except IndexError:
+                if not self._list():
+                    return None
+                continue
             number = rename_noreplace(slot, path)
             if number == errno.ENOENT:
                 continue  # another receiver took it first

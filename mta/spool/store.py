@@ -509,7 +509,9 @@ class Spool:
         then on there is no message (a crash leaves only leftovers that
         tidy_temporaries removes, never an -H without its -D, and never an
         -H that comes back without the -J that records deliveries already
-        made); then -J, and -D last because it carries the lock.  (-J is not
+        made); then -J, and -D last because it carries the lock (with
+        spool_spare_files, -H and -D go into spare/ instead: -D once the lock
+        is released; mta.spool.spare).  (-J is not
         unlinked when this process looked for it under the lock it still holds
         and found none: only the lock's holder makes one.)"""
         taken: MessageLock | None = None

@@ -65,13 +65,18 @@ def test_a_take_never_replaces_a_file_that_is_there(tmp_path: Path) -> None:
 
 
 def test_the_pool_never_holds_more_than_its_slots(tmp_path: Path) -> None:
+    """Three free slots are filled; after that the pool is full, and a file replaces a spare (the
+    inode freed is the one the unlink would have freed), so the pool still holds three."""
     pool = SparePool(str(tmp_path), 3)
-    kept = [pool.put(str(make_file(tmp_path / f"f{n}", b"x" * 100))) for n in range(20)]
-    assert kept.count(True) <= 3
-    assert spare_names(tmp_path) <= {"0", "1", "2"}
-    assert len(spare_names(tmp_path)) == kept.count(True)
-    for n, was_kept in enumerate(kept):
-        assert (tmp_path / f"f{n}").exists() != was_kept  # what was not kept is the caller's to unlink
+    first = [make_file(tmp_path / f"f{n}", b"x" * 100) for n in range(3)]
+    inodes = {path.stat().st_ino for path in first}
+    assert all(pool.put(str(path)) for path in first)
+    assert spare_names(tmp_path) == {"0", "1", "2"}
+    assert {(tmp_path / "spare" / name).stat().st_ino for name in spare_names(tmp_path)} == inodes
+    later = [make_file(tmp_path / f"g{n}", b"y" * 100) for n in range(10)]
+    assert all(pool.put(str(path)) for path in later)
+    assert spare_names(tmp_path) == {"0", "1", "2"}
+    assert not any(path.exists() for path in first + later)
 
 
 def test_a_big_file_gives_its_blocks_back_before_it_is_kept(tmp_path: Path) -> None:
