@@ -84,6 +84,9 @@ def parser() -> ToolParser:
     return p
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.hash_password:
@@ -163,6 +166,9 @@ def serve(config: Config, args: argparse.Namespace, address: ipaddress.IPv4Addre
     port = sock.getsockname()[1]
     host = f"[{address}]" if address.version == 6 else str(address)
     url = f"{'https' if tls else 'http'}://{host}:{port}/"
+    # Held from here until the server's loop handles them (run_server): a SIGTERM sent as soon as
+    # the line below is read would otherwise kill the monitor instead of stopping it with status 0.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     runtime.logger.main(f"mta-monitor started: pid={os.getpid()}, listening on {url}")
     print(f"{PROG}: listening on {url}", flush=True)
     try:
@@ -249,12 +255,13 @@ async def run_server(
     listening = await loop.create_server(monitor.guard, sock=sock, ssl=context)
     stop = stop or asyncio.Event()
     monitor.stop = stop
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # one held since start-up arrives now
     try:
         await stop.wait()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
         listening.close()
         await runner.cleanup()

@@ -61,6 +61,24 @@ def test_token_and_passwords(queue_env: MtaEnv, tmp_path: Path) -> None:
         read_password_file(str(passwords))
 
 
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_sent_as_soon_as_it_listens_stops_it_cleanly(queue_env: MtaEnv, signal_name: str) -> None:
+    """The signal comes before the server's loop has its handlers: it is held until then, and the
+    monitor stops with status 0 (it used to die of the signal)."""
+    import signal
+
+    make_queue(queue_env)
+    for _ in range(3):
+        process = subprocess.Popen([*MONITOR, "-C", str(queue_env.config), "--port", "0"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        process.send_signal(getattr(signal, signal_name))
+        _out, errors = process.communicate(timeout=20)
+        assert line.startswith("mta-monitor: listening on http://127.0.0.1:"), line + errors
+        assert process.returncode == 0, errors  # not -15 or -2: killed by the signal
+
+
 def test_mta_bM_is_the_monitor(queue_env: MtaEnv) -> None:
     result = queue_env.run("-bM", "extra")
     assert result.returncode == 1 and "-bM takes no arguments" in result.stderr
