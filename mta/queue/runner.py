@@ -115,7 +115,11 @@ class Selection:
 
 def tidy_leftovers(runtime: Runtime) -> None:
     """Remove what crashes left on the spool (Spool.tidy_temporaries), once older than
-    spool_tidy_age: without this a -D whose reception was killed stays for ever."""
+    spool_tidy_age: without this a -D whose reception was killed stays for ever.  And the
+    spare files a larger spool_spare_files left, once it is 0 (mta.spool.spare)."""
+    spares = runtime.spool.spare.empty_if_unused()
+    if spares:
+        runtime.logger.main(f"removed {spares} spare spool file{'s' if spares != 1 else ''}: spool_spare_files is 0")
     age = runtime.config.main.spool_tidy_age
     if not age:
         return

@@ -180,6 +180,24 @@ class SparePool:
             return None
         return None
 
+    def empty_if_unused(self) -> int:
+        """With no slots (spool_spare_files = 0, perhaps after a larger setting), nothing takes
+        spares: remove those left in spare/.  The number removed."""
+        if self.slots:
+            return 0
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return 0  # none (the usual case), or not ours to read
+        removed = 0
+        for name in names:
+            try:
+                os.unlink(f"{self.directory}/{name}")
+                removed += 1
+            except OSError:
+                pass  # a directory put there by hand, or gone meanwhile: left be
+        return removed
+
     def _list(self) -> bool:
         now = time.monotonic()
         if now - self._empty_at < _RELIST_AFTER:

@@ -5,7 +5,8 @@ is delivered, then short ones are received into its files (the same inodes
 come back to spare/ each time) and each is delivered with its own bytes and
 nothing of the longer one's.  A message over the spare size limit leaves an
 empty spare.  `-bP` shows the option, and a value that is not a number stops
-start-up with the file and line.
+start-up with the file and line.  Once the option is 0, a queue run removes the
+spares a larger setting left.
 """
 
 from __future__ import annotations
@@ -87,3 +88,21 @@ def test_the_option_is_shown_and_a_bad_value_stops_start_up(daemon_world: Daemon
     assert str(daemon_world.config) in refused.stderr
     assert "spool_spare_files" in refused.stderr
     assert not Path(daemon_world.spool / "spare").exists()
+
+
+def test_spares_left_by_a_larger_setting_go_at_the_next_queue_run_once_it_is_0(daemon_world: DaemonWorld) -> None:
+    daemon_world.write_config(main="spool_spare_files = 3\n")
+    daemon_world.start()
+    submit(daemon_world.port, "first@example.com", "first", "a body")
+    daemon_world.wait_for_mail("first", "a body")
+    assert len(wait_for_spares(daemon_world, 2)) == 2
+    assert daemon_world.stop() == 0
+    daemon_world.write_config(main="spool_spare_files = 3\n")  # the same: a queue run keeps them
+    assert daemon_world.run("-q").returncode == 0
+    assert len(spares(daemon_world)) == 2
+    daemon_world.write_config(main="spool_spare_files = 0\n")
+    run = daemon_world.run("-q")
+    assert run.returncode == 0, run.stderr
+    assert spares(daemon_world) == {}
+    assert any(line.endswith("removed 2 spare spool files: spool_spare_files is 0")
+               for line in daemon_world.log_lines()), daemon_world.log_lines()[-3:]
