@@ -194,6 +194,8 @@ class Delivery:
             self._run_locked()
         finally:
             lock.release()
+            if self.retry is not None:
+                self.retry.release()
         if self.report.deferred_hosts and not self.report.completed and not self.dont_deliver:
             # Held up for these hosts: whoever reaches one next sends this message down its
             # connection (mta.queue.wait).

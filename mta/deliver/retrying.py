@@ -240,6 +240,12 @@ class DeliveryRetry:
         for key in (f"R:{address}", f"R:{address}:<{self.sender}>"):
             self.state.add([item], RetryItem(key, ROUTING, address, domain.lower(), delete=True))
 
+    def release(self) -> None:
+        """The attempt is over: drop the two parts that hold this object's own methods (the list
+        context's expansion, the state's rule finder), so that reference counting frees the
+        attempt's objects at once instead of the cyclic collector (50 us a message)."""
+        del self._list_context, self.state
+
     def finish(
         self,
         delivered: list[AddressItem],

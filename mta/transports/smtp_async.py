@@ -361,8 +361,11 @@ async def deliver_batch_async(
 ) -> dict[AddressItem, Outcome]:
     """SmtpTransport.deliver_batch: one outcome per item."""
     job = SmtpJob(transport, message, items, env)
-    await _run(job, _Runner(_pool(transport) if job.use_cache else None, env))
-    return job.results()
+    try:
+        await _run(job, _Runner(_pool(transport) if job.use_cache else None, env))
+        return job.results()
+    finally:
+        job.release()
 
 
 async def close_connections_async(transport: SmtpTransport) -> None:

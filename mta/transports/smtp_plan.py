@@ -363,6 +363,12 @@ class SmtpJob:
 
     # -- outcomes ---------------------------------------------------------------
 
+    def release(self) -> None:
+        """Done with: drop the parts that point back at the job (its conversation and retry
+        bookkeeping), so that reference counting frees the whole job at once.  A delivery
+        worker's collector otherwise traced each message's objects, 50 us a message."""
+        del self.talk, self.retry
+
     def results(self) -> dict[AddressItem, Outcome]:
         """One outcome per item, in the order of the items (what deliver_batch returns)."""
         return {item: self.outcomes[item] for item in self.items}

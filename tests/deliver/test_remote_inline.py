@@ -45,3 +45,36 @@ def test_one_batch_is_delivered_without_a_thread_and_two_with_them(mta_env: MtaE
     finally:
         other.stop()
     assert mta_env.message_ids() == []
+
+
+def test_a_finished_delivery_is_freed_without_the_cyclic_collector(mta_env: MtaEnv, sink: SmtpSink) -> None:
+    """A delivery worker delivers thousands of messages: if each left its objects in reference
+    cycles (the SMTP job and its conversation, the retry decisions and their own methods), the
+    collector would trace them all, 50 us a message (docs/performance.md, "Spare spool files").
+    With the collector off, nothing of a finished delivery may be left."""
+    import gc
+
+    from mta.deliver.retrying import DeliveryRetry
+    from mta.route.engine import RoutingEngine
+    from mta.transports.smtp_plan import SmtpJob
+
+    def alive() -> dict[str, int]:
+        kinds = (SmtpJob, DeliveryRetry, RoutingEngine, Delivery)
+        return {kind.__name__: sum(isinstance(o, kind) for o in gc.get_objects()) for kind in kinds}
+
+    mta_env.write_config(SMARTHOST_CONFIG.format(port=sink.port))
+    for n in range(3):
+        assert mta_env.run("-odq", f"r{n}@example.org", input=f"Subject: {n}\n\nbody {n}\n").returncode == 0
+    runtime = build_runtime(load_config(str(mta_env.config)))
+    with DeliveryLoop(runtime) as loop:
+        Delivery(runtime, mta_env.message_ids()[0], loop_runner=loop).run()  # warm: caches, connections
+        gc.collect()
+        before = alive()
+        gc.disable()
+        try:
+            for message_id in mta_env.message_ids():
+                assert Delivery(runtime, message_id, loop_runner=loop).run().completed
+            assert alive() == before
+        finally:
+            gc.enable()
+    assert len(sink.messages) == 3
