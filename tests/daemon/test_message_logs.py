@@ -55,6 +55,8 @@ def test_a_message_relayed_at_once_never_has_a_message_log_and_a_deferred_one_st
     deferred = send(daemon_world, "later@example.com", "later")
     deferral = daemon_world.wait_for_log(f"{deferred} == later <later@example.com>")
     msglog = daemon_world.spool / "msglog" / deferred
+    # The worker writes the main log's line first, then the msglog's: wait for the second too.
+    assert wait_for(lambda: msglog.exists() and msglog.read_text().count("\n") >= 2, timeout=10)
     lines = msglog.read_text().splitlines()
     arrival = next(line for line in daemon_world.log_lines() if f"{deferred} <= " in line)
     assert lines[0].endswith(" Received from " + arrival.split(" <= ", 1)[1])
