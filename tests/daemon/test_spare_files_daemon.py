@@ -106,3 +106,27 @@ def test_spares_left_by_a_larger_setting_go_at_the_next_queue_run_once_it_is_0(d
     assert spares(daemon_world) == {}
     assert any(line.endswith("removed 2 spare spool files: spool_spare_files is 0")
                for line in daemon_world.log_lines()), daemon_world.log_lines()[-3:]
+
+
+def test_a_message_spilled_to_disk_while_it_arrives_is_written_into_a_spare_whole(
+        daemon_world: DaemonWorld) -> None:
+    """Over SPILL_SIZE the body goes to -D in parts while it arrives: the first part into a spare
+    taken from spare/, the rest after it, and the old contents cut off at the end."""
+    daemon_world.write_config(main="spool_spare_files = 3\n")
+    daemon_world.start()
+    submit(daemon_world.port, "first@example.com", "first", "old " * 1000)
+    daemon_world.wait_for_mail("first", "old old")
+    kept = {st.st_ino for st in wait_for_spares(daemon_world, 2).values()}
+    time.sleep(0.1)  # past the receiver's 50 ms after its empty listing
+    lines = [f"spilled line {n:06d} " + "S" * 50 for n in range(6000)]  # ~430 KB
+    submit(daemon_world.port, "big@example.com", "big", "\r\n".join(lines))
+    text = daemon_world.wait_for_mail("big", "spilled line 005999")
+    body = text.split("Subject: big\n", 1)[1]
+    got = [line for line in body.splitlines() if line.startswith("spilled line")]
+    assert got == lines
+    assert "old old" not in body
+    # The same two files came back, the -D (430 KB, over the limit) emptied: it was a spare.
+    back = wait_for_spares(daemon_world, 2)
+    assert {st.st_ino for st in back.values()} == kept
+    assert sorted(st.st_size for st in back.values())[0] == 0
+    assert daemon_world.spool_files() == []
