@@ -270,6 +270,10 @@ def receiver_main(runtime: Runtime, control: socket.socket, dispatch: socket.soc
         from mta.spool.syncfs import available
 
         available()  # loads ctypes while the privileges allow (a Python under /root)
+    if runtime.config.main.spool_spare_files:
+        from mta.spool.spare import available as spares_available
+
+        spares_available()  # the same, for renameat2 (mta.spool.spare)
     if identity is not None and os.geteuid() == 0:
         from mta.privilege import become_user
 

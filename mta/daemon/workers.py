@@ -67,6 +67,12 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     runtime.remote_identity = remote_identity
+    if runtime.config.main.spool_spare_files:
+        from mta.spool.spare import available
+
+        # Loads ctypes now: a finished message's -H is kept as a spare while the remote part
+        # runs as mta_user, as whom a Python under /root could not import it.
+        available()
     dispatch.setblocking(False)
     process_info.set_activity("delivery worker: waiting for messages")
     try:

@@ -48,35 +48,44 @@ _RELIST_AFTER = 0.05  # seconds: an empty pool is not listed again sooner
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 
-_renameat2: object = None  # the C function, loaded on first use; False where there is none
+# typing is imported only by type checkers: at run time it costs milliseconds of start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_renameat2: Callable[[int, bytes, int, bytes, int], int] | None = None
+_get_errno: Callable[[], int] | None = None
+_loaded = False
 
 
-def _load_renameat2() -> object:
-    global _renameat2
-    if _renameat2 is None:
+def available() -> bool:
+    """Whether renameat2(2) can be called here.  Loads ctypes the first time: the daemon's
+    processes call it before they give up their privileges (a Python under /root could not
+    import it after), as they do for syncfs (mta.spool.syncfs)."""
+    global _renameat2, _get_errno, _loaded
+    if not _loaded:
+        _loaded = True
         try:
-            import ctypes  # here: only processes that use spares pay for it
+            import ctypes
 
             function = ctypes.CDLL(None, use_errno=True).renameat2
-            function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-            function.restype = ctypes.c_int
-            _renameat2 = function
-        except (OSError, AttributeError):  # no such C library function
-            _renameat2 = False
-    return _renameat2
+        except (OSError, AttributeError, ImportError):  # no such function, or ctypes cannot be had
+            return False
+        function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        function.restype = ctypes.c_int
+        _renameat2, _get_errno = function, ctypes.get_errno
+    return _renameat2 is not None
 
 
 def rename_noreplace(source: str, target: str) -> int:
     """rename(2) that never replaces `target`: 0, or the errno (EEXIST when `target` is
     there).  ENOSYS where the C library, the kernel or the file system cannot do it."""
-    function = _load_renameat2()
-    if not function:
+    if not available():
         return errno.ENOSYS
-    import ctypes
-
-    if function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:  # type: ignore[operator]
+    assert _renameat2 is not None and _get_errno is not None
+    if _renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
         return 0
-    number = ctypes.get_errno()
+    number = _get_errno()
     return errno.ENOSYS if number == errno.EINVAL else number  # EINVAL: the file system has no NOREPLACE
 
 
