@@ -55,6 +55,22 @@ class SmtpServerOptions:
     delivery_worker_max_idle: int = option(
         60, Kind.TIME, "A worker beyond delivery_workers that is idle this long ends.", minimum=1
     )
+    in_flow_delay: int = option(
+        1,
+        Kind.TIME,
+        "How long a receiver waits, before a message's 354, for the delivery workers to catch up when "
+        "in_flow_backlog messages wait for them; then it goes on regardless (Postfix's in_flow_delay). "
+        "0: never wait.",
+        minimum=0,
+    )
+    in_flow_backlog: int = option(
+        50,
+        Kind.INT,
+        "Messages the receivers may get ahead of the delivery workers (received, not yet taken by a "
+        "worker) before in_flow_delay applies.",
+        minimum=1,
+        maximum=65536,
+    )
     submission_socket: str = option(
         "",
         Kind.STRING,

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from mta.cli_args import Invocation
+    from mta.daemon.flow import InflowTokens
     from mta.runtime import Runtime
 
 INHERIT_ENV = "MTA_DAEMON_FDS"  # listener and pid-file descriptors handed across a SIGHUP re-exec
@@ -94,6 +95,7 @@ class Master:
         self.pid_fd: int | None = None
         self.dispatch_send, self.dispatch_recv = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._grow_dispatch_buffers()
+        self.inflow = self._inflow_tokens(None)
         self.identity = _service_identity(runtime)
         self.queue_interval = inv.queue_interval
         self.queue_flags = inv.queue_flags  # -bd -qf30m: every periodic run is a -qf run
@@ -104,6 +106,22 @@ class Master:
         self.pool = self._pool_limits()
         self.board = WorkerBoard(self.pool.maximum)
         self.pool_changed = time.monotonic()
+
+    def _inflow_tokens(self, inherited: list[int] | None) -> InflowTokens | None:
+        """The receivers' tokens (mta.daemon.flow), or None when in_flow_delay is 0; after a SIGHUP
+        re-exec, the old image's pipe, which its receivers and workers still use."""
+        main = self.config.main
+        if not main.in_flow_delay:
+            for fd in inherited or ():
+                os.close(fd)
+            return None
+        from mta.daemon.flow import InflowTokens
+
+        if inherited is None:
+            return InflowTokens(main.in_flow_backlog)
+        for fd in inherited:
+            os.set_inheritable(fd, False)
+        return InflowTokens(main.in_flow_backlog, (inherited[0], inherited[1]))
 
     def _grow_dispatch_buffers(self) -> None:
         for sock in (self.dispatch_send, self.dispatch_recv):
@@ -258,6 +276,11 @@ class Master:
             self.dispatch_recv = socket.socket(fileno=recv_fd)
             for sock in (self.dispatch_send, self.dispatch_recv):
                 os.set_inheritable(sock.fileno(), False)
+        if "inflow" in inherited:
+            if self.inflow is not None:  # made in __init__, before the old one was known
+                for fd in self.inflow.fds():
+                    os.close(fd)
+            self.inflow = self._inflow_tokens(inherited["inflow"])
         os.set_inheritable(inherited["pid_fd"], False)
 
     # -- children --------------------------------------------------------------------------------
@@ -283,7 +306,7 @@ class Master:
                     process_info.set_activity("receiving SMTP: no connections")
                     self.dispatch_recv.close()
                     code = receiver_main(self.runtime, control_child, self.dispatch_send,  # type: ignore[arg-type]
-                                         self.submission, self.identity)
+                                         self.submission, self.identity, self.inflow)
                 else:
                     from mta.daemon.workers import worker_main
 
@@ -291,7 +314,7 @@ class Master:
                     if self.submission is not None:
                         self.submission.close()
                     remote = (self.identity[0], self.identity[1]) if self.identity and os.geteuid() == 0 else None
-                    code = worker_main(self.runtime, self.dispatch_recv, remote, self.board, slot)
+                    code = worker_main(self.runtime, self.dispatch_recv, remote, self.board, slot, self.inflow)
             except BaseException as exc:
                 import traceback
 
@@ -630,6 +653,10 @@ class Master:
                                "dispatch": [self.dispatch_send.fileno(), self.dispatch_recv.fileno()]}
         for sock in (self.dispatch_send, self.dispatch_recv):
             os.set_inheritable(sock.fileno(), True)
+        if self.inflow is not None:
+            fds["inflow"] = list(self.inflow.fds())
+            for fd in self.inflow.fds():
+                os.set_inheritable(fd, True)
         for entry, sock in self.listeners:
             os.set_inheritable(sock.fileno(), True)
             fds["listeners"].append({"fd": sock.fileno(), "address": entry.address, "port": entry.port,

@@ -45,6 +45,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from mta.daemon.flow import InflowTokens
     from mta.runtime import Runtime
 
 SHUTDOWN_GRACE = 20.0
@@ -109,8 +110,10 @@ class Receiver:
     """One receiving process."""
 
     def __init__(self, runtime: Runtime, control: socket.socket, dispatch: socket.socket | None,
-                 submission: socket.socket | None, tls_context: Any, queue_only: bool) -> None:
+                 submission: socket.socket | None, tls_context: Any, queue_only: bool,
+                 inflow: InflowTokens | None = None) -> None:
         self.runtime = runtime
+        self.inflow = inflow
         self.control = control
         self.dispatch_sock = dispatch
         self.submission = submission
@@ -131,6 +134,10 @@ class Receiver:
         self.context.msglog_to_worker = (self.dispatch_sock is not None and not self.queue_only
                                          and main.message_logs and not main.preserve_message_logs)
         self.context.msglog_after_reply = True
+        if self.inflow is not None and self.dispatch_sock is not None and not self.queue_only:
+            from mta.daemon.flow import InflowGate
+
+            self.context.inflow = InflowGate(self.inflow, main.in_flow_delay, loop)
         if self.tls_context is not None:
             self.context._tls = self.tls_context
         self.context.on_etrn = lambda domain: self._tell_master(f"etrn {domain}")
@@ -173,17 +180,20 @@ class Receiver:
                     task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def _accepted(self, message_id: str, pending: Any) -> None:
+    def _accepted(self, message_id: str, pending: Any) -> bool:
+        """Hand an accepted message to the workers; True if they have it."""
         msglog_first = getattr(pending, "msglog_first", None)
         if not self.queue_only and not _load_says_queue(self.runtime):
             pending.release_lock()  # for the worker to take
-            if self.dispatcher.send(message_id, msglog_first) or msglog_first is None:
-                return
-            self.context.write_msglog_later(message_id, msglog_first)  # no worker took it
+            if self.dispatcher.send(message_id, msglog_first):
+                return True
+            if msglog_first is not None:
+                self.context.write_msglog_later(message_id, msglog_first)  # no worker took it
         elif msglog_first is not None:  # kept on the queue after all: its log, then its lock
             self.context.write_msglog_later(message_id, msglog_first, then=pending.release_lock)
         else:
             pending.release_lock()
+        return False
 
     def _on_control(self) -> None:
         try:
@@ -257,7 +267,8 @@ def _load_says_queue(runtime: Runtime) -> bool:
 
 
 def receiver_main(runtime: Runtime, control: socket.socket, dispatch: socket.socket | None,
-                  submission: socket.socket | None, identity: tuple[int, int, str] | None) -> int:
+                  submission: socket.socket | None, identity: tuple[int, int, str] | None,
+                  inflow: InflowTokens | None = None) -> int:
     """The body of a receiving process (after fork)."""
     tls_context = None
     try:
@@ -279,6 +290,7 @@ def receiver_main(runtime: Runtime, control: socket.socket, dispatch: socket.soc
 
         uid, gid, login = identity
         become_user(uid, gid, login)
-    receiver = Receiver(runtime, control, dispatch, submission, tls_context, runtime.config.main.queue_only)
+    receiver = Receiver(runtime, control, dispatch, submission, tls_context, runtime.config.main.queue_only,
+                        inflow)
     asyncio.run(receiver.serve())
     return 0

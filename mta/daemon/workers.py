@@ -37,6 +37,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from mta.daemon.flow import InflowTokens
     from mta.daemon.pool import WorkerBoard
     from mta.runtime import Runtime
 
@@ -58,9 +59,11 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tuple[int, int] | None,
-                board: WorkerBoard | None = None, slot: int | None = None) -> int:
+                board: WorkerBoard | None = None, slot: int | None = None,
+                inflow: InflowTokens | None = None) -> int:
     """The body of a worker process (after fork); returns its exit status.  `board` and `slot`:
-    where it says what it is doing, for the master's pool (mta.daemon.pool)."""
+    where it says what it is doing, for the master's pool (mta.daemon.pool).  `inflow`: the
+    receivers' tokens, one given back for each message taken (mta.daemon.flow)."""
     from mta import process_info
 
     signal.signal(signal.SIGTERM, _stop)
@@ -76,12 +79,13 @@ def worker_main(runtime: Runtime, dispatch: socket.socket, remote_identity: tupl
     dispatch.setblocking(False)
     process_info.set_activity("delivery worker: waiting for messages")
     try:
-        return _serve(runtime, dispatch, board, slot)
+        return _serve(runtime, dispatch, board, slot, inflow)
     except _StopWaiting:
         return 0  # a SIGTERM that came as the wait ended: stopping was asked for all the same
 
 
-def _serve(runtime: Runtime, dispatch: socket.socket, board: WorkerBoard | None, slot: int | None) -> int:
+def _serve(runtime: Runtime, dispatch: socket.socket, board: WorkerBoard | None, slot: int | None,
+           inflow: InflowTokens | None) -> int:
     from mta import process_info
     from mta.deliver.delivery import Delivery, close_connections
     from mta.queue.runner import parse_dispatch_datagram
@@ -95,12 +99,18 @@ def _serve(runtime: Runtime, dispatch: socket.socket, board: WorkerBoard | None,
             while not _stopping:
                 try:
                     _waiting = True
-                    ready = not _stopping and readable(dispatch, 1.0)
+                    ready = not _stopping and readable(dispatch, 0)
+                    if not ready and not _stopping:
+                        if inflow is not None:
+                            inflow.settle()
+                        ready = readable(dispatch, 1.0)
                 except _StopWaiting:
                     break
                 finally:
                     _waiting = False  # (a second SIGTERM, from the master and `kill`, must not raise later)
                 if not ready:
+                    if inflow is not None:
+                        inflow.top_up()  # idle: the receivers need not wait for anyone
                     if idle_since is not None and time.monotonic() - idle_since > IDLE_CLOSE:
                         runner.run(close_connections(runtime))
                         idle_since = None
@@ -109,6 +119,8 @@ def _serve(runtime: Runtime, dispatch: socket.socket, board: WorkerBoard | None,
                     data = dispatch.recv(4096)  # an id, and at most MSGLOG_LINE_MAX more
                 except (BlockingIOError, InterruptedError):
                     continue  # another worker took it
+                if inflow is not None:
+                    inflow.replace()
                 message_id, options = parse_dispatch_datagram(data)
                 if not message_id:
                     continue

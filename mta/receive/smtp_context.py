@@ -48,7 +48,7 @@ class ReceiverContext:
         runtime: Runtime,
         *,
         spooler: Spooler | None,
-        on_accepted: Callable[[str, Any], None] | None = None,
+        on_accepted: Callable[[str, Any], bool | None] | None = None,
         trace: Callable[[str], None] | None = None,
         batch_errors: Callable[[str], None] | None = None,
     ) -> None:
@@ -58,6 +58,7 @@ class ReceiverContext:
         self.on_accepted = on_accepted
         self.msglog_to_worker = False  # set by a daemon receiver whose messages go to workers
         self.msglog_after_reply = False  # set by a daemon receiver: see queued_msglog_line
+        self.inflow: Any = None  # a daemon receiver's InflowGate (mta.daemon.flow), when inflow control is on
         # write_msglog_later's queue, and whether a spool thread is draining it.
         self._msglog_lock = threading.Lock()
         self._msglogs: list[tuple[str, str, Callable[[], None] | None]] = []
@@ -408,11 +409,12 @@ class ReceiverContext:
         line = msglog_received_line(text, started)
         return line if len(line.encode("utf-8", "surrogateescape")) < MSGLOG_LINE_MAX else None
 
-    async def message_accepted(self, session: SmtpSession, pending: PendingMessage) -> None:
+    async def message_accepted(self, session: SmtpSession, pending: PendingMessage) -> bool:
+        """True when the message was handed to a delivery worker."""
         if self.on_accepted is not None:
-            self.on_accepted(pending.message_id, pending)
-        else:
-            pending.release_lock()
+            return bool(self.on_accepted(pending.message_id, pending))
+        pending.release_lock()
+        return False
 
 
 # A message log's first line travels with the message's id to a delivery worker in one datagram.

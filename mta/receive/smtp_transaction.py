@@ -59,6 +59,7 @@ class Transaction:
         self._bdat_failed: Failure | None = None
         self._bdat_deadline: float | None = None
         self.started = 0.0
+        self.inflow_token = False  # taken from the daemon's inflow control (mta.daemon.flow) for this message
 
     @property
     def sender(self) -> str | None:
@@ -86,6 +87,16 @@ class Transaction:
         self._bdat_failed = None
         self._bdat_deadline = None
         self.in_data = False
+        if self.inflow_token:  # the workers were not handed this message
+            self.inflow_token = False
+            self.session.ctx.inflow.give_back()
+
+    async def _wait_for_inflow(self) -> None:
+        """Before a message's files are made: wait, a little at most, while the receivers are ahead
+        of the delivery workers (mta.daemon.flow).  Nothing is acknowledged while it waits."""
+        gate = self.session.ctx.inflow
+        if gate is not None and not self.inflow_token:
+            self.inflow_token = await gate.take()
 
     def _smtp_rewrite(self) -> Any:
         """The S rewriting rules for a MAIL or RCPT address, or None when there are none."""
@@ -224,6 +235,7 @@ class Transaction:
                        f"command of a pipelined group): {s.host_text()}")
         if await s.ctx.acl_check(s, "PREDATA", line) is not None:
             return
+        await self._wait_for_inflow()
         pending = s.ctx.new_message(s)  # before the 354: once it is sent, the text follows regardless
         text = MessageText(pending if pending is not None else _NULL_SINK, s.config.main.header_maxsize,
                            s.config.main.message_size_limit)
@@ -281,6 +293,7 @@ class Transaction:
             if await s.ctx.acl_check(s, "PREDATA", line) is not None:
                 await s.channel.read_exactly(size, s.timeout, _discard)
                 return
+            await self._wait_for_inflow()
             pending = s.ctx.new_message(s)
             self._bdat = (pending, MessageText(pending if pending is not None else _NULL_SINK,
                                                s.config.main.header_maxsize, s.config.main.message_size_limit))
@@ -407,7 +420,8 @@ class Transaction:
                 pending.release_lock()  # for a queue run (or an administrator) to take
             return
         pending.msglog_first = msglog_first
-        await s.ctx.message_accepted(s, pending)
+        if await s.ctx.message_accepted(s, pending):
+            self.inflow_token = False  # spent: a worker puts one back when it takes the message
 
     def _spool_failure(self, message_id: str, exc: SpoolError | OSError) -> Failure:
         """The message could not be written (Exim's "Spool write error"): log it, and the reply
