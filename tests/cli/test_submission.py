@@ -83,8 +83,14 @@ def test_existing_from_date_message_id_are_kept(mta_env: MtaEnv) -> None:
 
 @pytest.mark.parametrize(
     ("name", "want"),
-    [("Joe Bloggs", "Joe Bloggs <root@example.com>"), ("Joe Q. Public", '"Joe Q. Public" <root@example.com>')],
-    ids=["plain", "quoted"],
+    [
+        ("Joe Bloggs", "Joe Bloggs <root@example.com>"),
+        ("Joe Q. Public", '"Joe Q. Public" <root@example.com>'),
+        ("Pat O'Brien-Smith", "Pat O'Brien-Smith <root@example.com>"),
+        ('Joe "Q" Public', '"Joe \\"Q\\" Public" <root@example.com>'),
+        ("Ana (Ops)", '"Ana (Ops)" <root@example.com>'),
+    ],
+    ids=["plain", "quoted", "atext", "escaped", "comment-chars"],
 )
 def test_F_sets_the_name_in_the_added_From(mta_env: MtaEnv, name: str, want: str) -> None:
     message_id = submit(mta_env, "-F", name, "bob@example.com")
