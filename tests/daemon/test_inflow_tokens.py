@@ -188,3 +188,15 @@ def test_a_token_given_back_is_there_for_the_next_message(tokens: InflowTokens) 
         return await asyncio.wait_for(gate.take(), 1)
 
     assert asyncio.run(main())
+
+
+def test_sessions_that_went_on_without_a_token_are_not_kept(tokens: InflowTokens) -> None:
+    _drain(tokens)  # the workers are stalled: no token comes for a long time
+
+    async def main() -> int:
+        gate = InflowGate(tokens, 0.01, asyncio.get_running_loop())
+        for _ in range(50):
+            assert not await gate.take()
+        return len(gate._waiters)
+
+    assert asyncio.run(main()) <= 1
