@@ -9,7 +9,9 @@ Both within the time bound of tests/fuzz/fuzzing.py.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,13 +33,21 @@ CONFIG_WORDS = ["\n", "\\\n", " = ", "=", "no_", "begin ", "acl", "routers", "tr
                 "rewrite", "authenticators", ":", "driver = ", "transport = ", "domainlist ", "hostlist ",
                 ".include ", ".ifdef ", ".endif", "MACRO = ", "MACRO", "${", "}", "$", "\"", "\\", "#", "<", ";",
                 "10M", "1h30m", "-1", "99999999999999999999", "\u00b2", "*", "+local_domains", "!"]
-WORK = Path(tempfile.mkdtemp(prefix="mta-fuzz-config-"))
+
+
+@pytest.fixture(scope="module")
+def work() -> Iterator[Path]:
+    """Where the configurations are written: one directory for all of hypothesis's examples
+    (a function-scoped fixture would be shared by them anyway), removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="mta-fuzz-config-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @fuzz_settings(ci_examples=25)
 @given(inputs(CONFIGS, CONFIG_WORDS))
-def test_configurations(text: str) -> None:
-    path = WORK / "mta.conf"
+def test_configurations(work: Path, text: str) -> None:
+    path = work / "mta.conf"
     path.write_bytes(surrogate_bytes(text))
     with tally("config loader").example():
         try:
