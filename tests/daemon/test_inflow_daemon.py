@@ -5,7 +5,8 @@ transport that keeps the worker busy for seconds (slow@example.com).  With
 `in_flow_backlog = 2`, two messages may wait for the worker; the DATA of the
 next one gets its 354 only when the worker takes a message, or after
 `in_flow_delay` without.  A message the workers are never handed (refused
-after its text, or lost with its connection) gives its token back.  A
+after its text, or lost with its connection) gives its token back; clients that
+take tokens and then send nothing do not hold others up for long.  A
 queue_only daemon is never slowed, `-bP` shows the options, a bad value stops
 start-up, and a SIGHUP re-exec keeps the tokens' pipe.
 """
@@ -167,4 +168,29 @@ def test_a_sighup_re_exec_keeps_the_tokens_pipe(daemon_world: DaemonWorld) -> No
         after.command("QUIT")
     daemon_world.wait_for_mail("user3", "after 3")
     assert not Path(daemon_world.spool / "log" / "paniclog").exists()
+    assert daemon_world.stop() == 0
+
+
+def test_clients_that_hold_their_data_open_do_not_hold_up_others(daemon_world: DaemonWorld) -> None:
+    client = start(daemon_world, "in_flow_backlog = 2\nin_flow_delay = 5s\n")
+    # Two clients take both tokens at DATA and then send nothing (a slow or hostile client keeps
+    # its token until its text ends or its connection does).
+    stalled = []
+    for n in range(2):
+        holder = RawClient(daemon_world.port, timeout=30)
+        holder.reply()
+        holder.command("EHLO holder.example")
+        holder.command("MAIL FROM:<alice@example.com>")
+        holder.command(f"RCPT TO:<held{n}@example.com>")
+        assert holder.command("DATA")[0] == 354
+        stalled.append(holder)
+    # The worker has nothing to do: within a second it fills the pipe again, so a message does
+    # not wait out in_flow_delay behind them.
+    time.sleep(1.5)
+    assert send(client, "bob@example.com", "not held up") < 1.5
+    daemon_world.wait_for_mail("bob", "not held up")
+    for holder in stalled:
+        holder.close()
+    client.command("QUIT")
+    client.close()
     assert daemon_world.stop() == 0
