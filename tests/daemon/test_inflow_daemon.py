@@ -47,10 +47,35 @@ def send(client: RawClient, recipient: str, body: str = "hello", expect: int = 2
     return waited
 
 
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+    return False
+
+
 def busy_worker(world: DaemonWorld, client: RawClient) -> None:
-    """The worker takes a message for slow@ and is busy with it for the pipe's seconds."""
+    """The worker takes a message for slow@ and is busy with it for the pipe's seconds: once the
+    daemon's pipe command runs, the worker has taken the id, and its token is back in the pipe."""
+    assert world.process is not None
     assert send(client, "slow@example.com") < 1.0
-    time.sleep(1.0)  # it has taken it: the id is off the dispatch socket, and its token back
+    deadline = time.monotonic() + 20
+    while True:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[:1] == [b"/bin/sleep"] and _descends_from(int(entry.name), world.process.pid):
+                return
+        assert time.monotonic() < deadline, "the worker never started the pipe command"
+        time.sleep(0.02)
 
 
 def test_past_the_backlog_a_message_waits_for_the_delay_then_goes_on(daemon_world: DaemonWorld) -> None:
