@@ -251,7 +251,42 @@ def daemon_world() -> Iterator[DaemonWorld]:
         yield world
     finally:
         world.stop()
+        end_stray_processes(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def end_stray_processes(root: Path, grace: float = 10.0) -> None:
+    """Wait for, then kill, the processes still working in `root` once its daemon has stopped: a
+    background delivery (`-odb`) forked by a test's `mta` command, a queue run.  Left running, one
+    finds its spool gone under it and writes the error into a log tree it makes again, in /tmp."""
+    deadline = time.monotonic() + grace
+    while (stray := processes_using(root)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in stray:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def processes_using(root: Path) -> list[int]:
+    """Processes (other than this one) whose command line names `root` or that hold a file in it."""
+    prefix = str(root)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if prefix.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+                continue
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd).startswith(prefix + "/"):
+                    found.append(int(entry.name))
+                    break
+        except OSError:
+            continue
+    return found
 
 
 @pytest.fixture
